@@ -1,0 +1,37 @@
+"""SPEC 3 in NumPy: one 256-bin histogram per mask, plus the range/integrality facts."""
+
+import numpy as np
+
+
+def mask_stats(masks):
+    """(N,H,W) masks of any dtype -> (hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64).
+
+    ``hist[i, v]`` counts pixels of value v for integral v in [0, 255]; ``lo``/``hi``
+    are the smallest/largest finite value of each mask (+inf/-inf when none is
+    finite); ``bad`` counts non-finite or non-integral values.
+    """
+    n = masks.shape[0]
+    if masks.dtype == np.bool_:
+        masks = masks.view(np.uint8)
+    flat = masks.reshape(n, -1)
+    if flat.dtype == np.uint8:
+        offs = (np.arange(n, dtype=np.int64) * 256)[:, None]
+        hist = np.bincount((flat + offs).ravel(), minlength=n * 256).reshape(n, 256)
+        return hist, flat.min(axis=1), flat.max(axis=1), np.zeros(n, dtype=np.int64)
+    if flat.dtype.kind == "f":
+        fin = np.isfinite(flat)
+        integral = fin & (flat == np.floor(np.where(fin, flat, 0)))
+        bad = (~integral).sum(axis=1).astype(np.int64)
+        lo = np.where(fin, flat, np.inf).min(axis=1)
+        hi = np.where(fin, flat, -np.inf).max(axis=1)
+    else:
+        integral = None
+        bad = np.zeros(n, dtype=np.int64)
+        lo, hi = flat.min(axis=1), flat.max(axis=1)
+    valid = (flat >= 0) & (flat <= 255)
+    if integral is not None:
+        valid &= integral
+    rows, cols = np.nonzero(valid)
+    vals = flat[rows, cols].astype(np.int64) + rows.astype(np.int64) * 256
+    hist = np.bincount(vals, minlength=n * 256).reshape(n, 256)
+    return hist, lo, hi, bad

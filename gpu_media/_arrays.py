@@ -1,0 +1,218 @@
+"""Turning what users pass (NumPy, CuPy, PyTorch, DLPack, PIL, lists) into 4-D batches.
+
+SPEC section 1. Nothing here copies a GPU array to the host unless the CPU backend
+was chosen for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import ImageError
+
+MAX_DIMENSION = 65500  # wandb.Image.MAX_DIMENSION, Pillow's limit
+LAYOUTS = ("NHWC", "NCHW", "HWC", "CHW", "HW", "NHW")
+_PER_IMAGE = {"NHWC": "HWC", "NCHW": "CHW", "NHW": "HW"}
+_CUDA_DLPACK_DEVICES = (2, 3, 13)  # kDLCUDA, kDLCUDAHost, kDLCUDAManaged
+
+
+class Group(NamedTuple):
+    """Images of one shape and dtype: ``array`` is (n,H,W,C) or (n,C,H,W) per ``layout``."""
+
+    array: Any
+    layout: str  # "NHWC" or "NCHW"
+    indices: list  # batch index of each of the n images
+    pil: bool  # PIL input: never normalized (SPEC 1)
+
+
+def _is_torch(obj) -> bool:
+    return type(obj).__module__.split(".")[0] == "torch"
+
+
+def _is_pil(obj) -> bool:
+    return type(obj).__module__.split(".")[0] == "PIL" and hasattr(obj, "getbands")
+
+
+def _is_cupy(obj) -> bool:
+    return type(obj).__module__.split(".")[0] == "cupy"
+
+
+def is_sequence_batch(obj) -> bool:
+    """A list/tuple of images (as opposed to one array)."""
+    return isinstance(obj, (list, tuple))
+
+
+def on_gpu(obj) -> bool:
+    """Whether an image (or any image of a list) lives in CUDA memory."""
+    if is_sequence_batch(obj):
+        return any(on_gpu(o) for o in obj)
+    if _is_pil(obj) or isinstance(obj, np.ndarray):
+        return False
+    if _is_torch(obj):
+        return bool(getattr(obj, "is_cuda", False))
+    if _is_cupy(obj) or hasattr(obj, "__cuda_array_interface__"):
+        return True
+    dev = getattr(obj, "__dlpack_device__", None)
+    if dev is not None:
+        try:
+            return dev()[0] in _CUDA_DLPACK_DEVICES
+        except Exception:
+            return False
+    return False
+
+
+def _pil_to_numpy(img) -> np.ndarray:
+    mode = img.mode
+    if mode not in ("L", "RGB", "RGBA"):
+        if mode == "1":
+            img = img.convert("L")
+        elif mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            img = img.convert("L")
+        elif "A" in mode or "transparency" in img.info:
+            img = img.convert("RGBA")
+        else:
+            img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def to_array(obj, device: str):
+    """One array-like -> (array on ``device``'s library, channel_first_default, is_pil)."""
+    if _is_pil(obj):
+        return _pil_to_numpy(obj), False, True
+    if _is_torch(obj):
+        t = obj.detach()
+        if getattr(t, "is_cuda", False) and device == "gpu":
+            import cupy
+
+            return cupy.from_dlpack(t), True, False
+        return t.cpu().numpy(), True, False
+    if isinstance(obj, np.ndarray):
+        arr = obj
+    elif _is_cupy(obj) or hasattr(obj, "__cuda_array_interface__") or on_gpu(obj):
+        import cupy
+
+        arr = obj if _is_cupy(obj) else (
+            cupy.asarray(obj) if hasattr(obj, "__cuda_array_interface__") else cupy.from_dlpack(obj)
+        )
+        if device != "gpu":
+            arr = cupy.asnumpy(arr)
+    elif hasattr(obj, "__dlpack__"):
+        arr = np.from_dlpack(obj)
+    else:
+        arr = np.asarray(obj)
+    if device == "gpu" and isinstance(arr, np.ndarray):
+        import cupy
+
+        arr = cupy.asarray(arr)
+    return arr, False, False
+
+
+def _check_dtype(dtype, where: str) -> None:
+    dt = np.dtype(dtype)
+    if dt.kind in "biu" or (dt.kind == "f" and dt.itemsize in (2, 4, 8)):
+        return
+    raise ImageError(
+        f"{where}: dtype {dt} is not supported; use bool, an integer type, "
+        "float16, float32 or float64"
+    )
+
+
+def canonical(arr, channel_first: bool, layout: str | None, where: str, single: bool):
+    """Reshape one array to (n,H,W,C) "NHWC" or (n,C,H,W) "NCHW" following SPEC 1.
+
+    ``single`` is True for list elements, which are one image each.
+    """
+    shape = tuple(int(s) for s in arr.shape)
+    if layout is not None:
+        if layout not in LAYOUTS:
+            raise ImageError(f"{where}: layout must be one of {LAYOUTS}, got {layout!r}")
+        if single:
+            layout = _PER_IMAGE.get(layout, layout)
+        if len(layout) != arr.ndim:
+            raise ImageError(f"{where}: shape {shape} does not match layout {layout!r}")
+    else:
+        while arr.ndim > 4:  # squeeze size-1 dims, as wandb does
+            axes = [a for a in range(1, arr.ndim) if arr.shape[a] == 1]
+            if not axes:
+                break
+            arr = arr.squeeze(axis=axes[0])
+        nd = arr.ndim
+        s = tuple(arr.shape)
+        if nd == 2:
+            layout = "HW"
+        elif nd == 3:
+            if channel_first:
+                layout = "CHW" if s[0] in (1, 3, 4) else "NHW"
+            else:
+                layout = "HWC" if s[-1] in (1, 3, 4) else "NHW"
+            if single and layout == "NHW":
+                raise ImageError(
+                    f"{where}: unsupported image shape {shape}: channels must be 1, 3 or 4"
+                )
+        elif nd == 4 and not single:
+            layout = "NCHW" if channel_first else "NHWC"
+        else:
+            kind = "an image" if single else "a batch"
+            raise ImageError(f"{where}: unsupported shape {shape} for {kind}")
+    if layout == "HW":
+        arr, layout = arr[None, :, :, None], "NHWC"
+    elif layout == "NHW":
+        arr, layout = arr[:, :, :, None], "NHWC"
+    elif layout in ("HWC", "CHW"):
+        arr, layout = arr[None], "N" + layout
+    n, c, h, w = (arr.shape[0], arr.shape[1], arr.shape[2], arr.shape[3]) if layout == "NCHW" \
+        else (arr.shape[0], arr.shape[3], arr.shape[1], arr.shape[2])
+    if c not in (1, 3, 4):
+        raise ImageError(
+            f"{where}: unsupported shape {shape} (layout {layout}): channels must be 1, 3 or 4, got {c}"
+        )
+    if h == 0 or w == 0:
+        raise ImageError(f"{where}: image of height {h} and width {w}: both must be at least 1")
+    if h > MAX_DIMENSION or w > MAX_DIMENSION:
+        raise ImageError(
+            f"{where}: image of height {h} and width {w} exceeds the maximum dimension {MAX_DIMENSION}"
+        )
+    _check_dtype(arr.dtype, where)
+    return arr, layout
+
+
+def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], int]:
+    """Split ``images`` into groups of equal shape/dtype (SPEC 1). Returns (groups, N)."""
+    if is_sequence_batch(images):
+        if len(images) == 0:
+            raise ImageError("images: the batch is empty")
+        buckets: dict = {}
+        for i, obj in enumerate(images):
+            arr, cf, pil = to_array(obj, device)
+            arr, lay = canonical(arr, cf, layout, f"image {i}", single=True)
+            k = (tuple(arr.shape[1:]), str(arr.dtype), lay, pil)
+            buckets.setdefault(k, ([], []))
+            buckets[k][0].append(arr)
+            buckets[k][1].append(i)
+        groups = []
+        for (shape, dtype, lay, pil), (arrs, idx) in buckets.items():
+            xp = _xp(arrs[0])
+            stacked = arrs[0] if len(arrs) == 1 else xp.concatenate(arrs, axis=0)
+            groups.append(Group(stacked, lay, idx, pil))
+        return groups, len(images)
+    arr, cf, pil = to_array(images, device)
+    arr, lay = canonical(arr, cf, layout, "images", single=False)
+    n = int(arr.shape[0])
+    if n == 0:
+        raise ImageError("images: the batch is empty")
+    return [Group(arr, lay, list(range(n)), pil)], n
+
+
+def _xp(arr):
+    if isinstance(arr, np.ndarray):
+        return np
+    import cupy
+
+    return cupy
+
+
+def hw_of(group: Group) -> tuple[int, int]:
+    a = group.array
+    return (int(a.shape[2]), int(a.shape[3])) if group.layout == "NCHW" else (int(a.shape[1]), int(a.shape[2]))

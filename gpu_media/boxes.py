@@ -1,0 +1,354 @@
+"""Stage 3: bounding boxes, parsed from both wandb forms and burned in as outlines (SPEC 4)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _arrays
+from .backend import get_backend, resolve_device
+from .errors import BoxError
+from .masks import parse_class_labels
+
+#: Default outline colours, indexed by ``class_id % 20``: matplotlib's "tab10"
+#: colours followed by their light variants from "tab20" (RGB, uint8).
+PALETTE = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+)  # fmt: skip
+
+_POS_ERR = (
+    "Each box must contain a position with: middle, width, and height or minX, maxX, minY, maxY."
+)
+_LIMIT = float(2**40)  # coordinates beyond this are clipped: same outline for any image <= 65500
+
+
+class BoxTable(NamedTuple):
+    """Every box of a batch, in drawing order (image-major, then key order, then list order)."""
+
+    image_index: np.ndarray  # (M,) int64
+    bounds: np.ndarray  # (M,4) float64 minX, minY, maxX, maxY in pixels
+    class_id: np.ndarray  # (M,) int64, class used for colour (0 when none)
+    per_image: list  # per image: {key: {"box_data": [...], "class_labels": {...}}} (wandb JSON form)
+    class_labels: dict  # {key: {int: str}} across the batch
+
+
+def _has_num(d, k) -> bool:
+    return k in d and isinstance(d[k], numbers.Number) and not isinstance(d[k], bool)
+
+
+def _py(v):
+    """NumPy/PyTorch scalars -> plain Python numbers for JSON."""
+    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
+
+
+def _box_to_json(box: dict) -> dict:
+    out = {}
+    for k, v in box.items():
+        if isinstance(v, dict):
+            out[k] = {kk: _box_to_json(vv) if isinstance(vv, dict) else _jsonable(vv) for kk, vv in v.items()}
+        else:
+            out[k] = _jsonable(v)
+    return out
+
+
+def _jsonable(v):
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
+        return v.tolist()
+    return v
+
+
+def _bounds(box: dict, where: str):
+    """Validate one wandb box (wandb's ``validate`` rules + finiteness + min <= max) -> (minX, minY, maxX, maxY)."""
+    if not isinstance(box, dict) or "position" not in box or not isinstance(box["position"], dict):
+        raise BoxError(f"{where}: {_POS_ERR}")
+    p = box["position"]
+    p = {k: _py(v) for k, v in p.items()}
+    if "middle" in p and hasattr(p["middle"], "__len__") and len(p["middle"]) == 2 \
+            and _has_num(p, "width") and _has_num(p, "height"):
+        mx, my = (_py(v) for v in p["middle"])
+        if not all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in (mx, my)):
+            raise BoxError(f"{where}: {_POS_ERR}")
+        w, h = float(p["width"]), float(p["height"])
+        vals = (float(mx) - w / 2, float(my) - h / 2, float(mx) + w / 2, float(my) + h / 2)
+        raw = {"middle": [mx, my], "width": p["width"], "height": p["height"]}
+    elif all(_has_num(p, k) for k in ("minX", "maxX", "minY", "maxY")):
+        vals = (float(p["minX"]), float(p["minY"]), float(p["maxX"]), float(p["maxY"]))
+        raw = p
+    else:
+        raise BoxError(f"{where}: {_POS_ERR}")
+    if not all(math.isfinite(v) for v in vals) or not all(
+        math.isfinite(float(v)) for v in ([raw["width"], raw["height"]] if "width" in raw else [])
+    ):
+        raise BoxError(f"{where}: box coordinates must be finite, got position {raw}")
+    if vals[0] > vals[2]:
+        raise BoxError(f"{where}: minX {vals[0]!r} > maxX {vals[2]!r}")
+    if vals[1] > vals[3]:
+        raise BoxError(f"{where}: minY {vals[1]!r} > maxY {vals[3]!r}")
+    if "scores" in box:
+        if not isinstance(box["scores"], dict):
+            raise BoxError(f"{where}: Box scores must be a dictionary")
+        for k, v in box["scores"].items():
+            if not isinstance(k, str):
+                raise BoxError(f"{where}: A score key must be a string")
+            if not isinstance(_py(v), numbers.Number):
+                raise BoxError(f"{where}: A score value must be a number")
+    if "class_id" in box and (not isinstance(_py(box["class_id"]), numbers.Integral) or isinstance(box["class_id"], bool)):
+        raise BoxError(f"{where}: A box's class_id must be an integer")
+    if "box_caption" in box and not isinstance(box["box_caption"], str):
+        raise BoxError(f"{where}: A box's caption must be a string")
+    return vals
+
+
+def _to_pixels(vals, pixel: bool, h: int, w: int):
+    x0, y0, x1, y1 = vals
+    if not pixel:
+        x0, x1, y0, y1 = x0 * w, x1 * w, y0 * h, y1 * h
+    return (x0, y0, x1, y1)
+
+
+def _parse_list(boxes, sizes):
+    n = len(sizes)
+    if len(boxes) != n:
+        raise BoxError(f"boxes: {len(boxes)} entries for a batch of {n} images (give None for images without boxes)")
+    idx, bnd, cls, per_image, labels_all = [], [], [], [], {}
+    for i, entry in enumerate(boxes):
+        per_image.append({})
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise BoxError(f"image {i}: boxes must be a dictionary {{key: {{'box_data': [...]}}}} or None")
+        h, w = sizes[i]
+        for key, spec in entry.items():
+            where = f"image {i}, box key {key!r}"
+            if not isinstance(key, str):
+                raise BoxError(f"{where}: box keys must be strings")
+            if not isinstance(spec, dict) or "box_data" not in spec:
+                raise BoxError(f"{where}: needs 'box_data' (a list of boxes)")
+            labels = parse_class_labels(spec.get("class_labels"), where, BoxError)
+            data = spec["box_data"]
+            if not isinstance(data, list):
+                raise BoxError(f"{where}: Boxes must be a list")
+            jboxes = []
+            for j, box in enumerate(data):
+                vals = _bounds(box, f"{where}, box {j}")
+                idx.append(i)
+                bnd.append(_to_pixels(vals, box.get("domain") == "pixel", h, w))
+                cid = box.get("class_id")
+                cls.append(0 if cid is None else int(_py(cid)))
+                jboxes.append(_box_to_json(box))
+            if labels is None:
+                ids = sorted({int(_py(b["class_id"])) for b in data if "class_id" in b})
+                labels = {c: f"class_{c}" for c in ids}
+            labels_all.setdefault(key, {}).update(labels)
+            per_image[i][key] = {"box_data": jboxes, "class_labels": {str(k): v for k, v in labels.items()}}
+    return idx, bnd, cls, per_image, labels_all
+
+
+def _column(spec, name, m, key, dtype_kind):
+    arr = np.asarray(_arrays.to_array(spec[name], "cpu")[0])
+    if arr.shape != (m,):
+        raise BoxError(f"box key {key!r}: {name} must have shape ({m},), got {tuple(arr.shape)}")
+    if dtype_kind == "i" and arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind != "f" or not np.all(np.floor(arr) == arr):
+            raise BoxError(f"box key {key!r}: {name} must hold integers")
+    return arr
+
+
+def _parse_batched(boxes, sizes):
+    n = len(sizes)
+    idx, bnd, cls, per_image, labels_all = [], [], [], [{} for _ in range(n)], {}
+    for key, spec in boxes.items():
+        if not isinstance(key, str):
+            raise BoxError(f"box key {key!r}: box keys must be strings")
+        if not isinstance(spec, dict) or "xyxy" not in spec:
+            raise BoxError(f"box key {key!r}: the batched form needs 'xyxy' (M, 4) and 'image_index' (M,)")
+        xyxy = np.asarray(_arrays.to_array(spec["xyxy"], "cpu")[0])
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4 or (xyxy.size and xyxy.dtype.kind not in "biuf"):
+            raise BoxError(f"box key {key!r}: xyxy must be a numeric (M, 4) array, got shape {tuple(xyxy.shape)}")
+        xyxy = xyxy.astype(np.float64)
+        m = xyxy.shape[0]
+        if "image_index" not in spec:
+            if n != 1:
+                raise BoxError(f"box key {key!r}: 'image_index' (M,) is required for a batch of {n} images")
+            img = np.zeros(m, dtype=np.int64)
+        else:
+            img = _column(spec, "image_index", m, key, "i").astype(np.int64)
+        cid = _column(spec, "class_id", m, key, "i").astype(np.int64) if "class_id" in spec else None
+        scores = spec.get("scores") or {}
+        if not isinstance(scores, dict):
+            raise BoxError(f"box key {key!r}: scores must be a dictionary {{name: (M,) array}}")
+        scores = {str(k): _column(scores, k, m, key, "f").astype(np.float64) for k in scores}
+        domain = spec.get("domain", "pixel")
+        labels = parse_class_labels(spec.get("class_labels"), f"box key {key!r}", BoxError)
+        if labels is None:
+            labels = {c: f"class_{c}" for c in sorted(set(cid.tolist()))} if cid is not None else {}
+        labels_all.setdefault(key, {}).update(labels)
+        for j in range(m):
+            i = int(img[j])
+            if not 0 <= i < n:
+                raise BoxError(f"box key {key!r}, box {j}: image_index {i} is out of range for a batch of {n} images")
+            where = f"image {i}, box key {key!r}, box {j}"
+            x0, y0, x1, y1 = (float(v) for v in xyxy[j])
+            if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+                raise BoxError(f"{where}: box coordinates must be finite, got xyxy {[x0, y0, x1, y1]}")
+            if x0 > x1:
+                raise BoxError(f"{where}: minX {x0!r} > maxX {x1!r}")
+            if y0 > y1:
+                raise BoxError(f"{where}: minY {y0!r} > maxY {y1!r}")
+            for k, s in scores.items():
+                if not math.isfinite(s[j]):
+                    raise BoxError(f"{where}: score {k!r} must be finite, got {s[j]!r}")
+        jpos = np.argsort(img, kind="stable")
+        h_w = np.array(sizes, dtype=np.float64).reshape(-1, 2)
+        for j in jpos.tolist():
+            i = int(img[j])
+            x0, y0, x1, y1 = (float(v) for v in xyxy[j])
+            box = {"position": {"minX": x0, "maxX": x1, "minY": y0, "maxY": y1}}
+            if domain == "pixel":
+                box["domain"] = "pixel"
+            c = None if cid is None else int(cid[j])
+            if c is not None:
+                box["class_id"] = c
+            sc = {k: float(s[j]) for k, s in scores.items()}
+            name = labels.get(c, f"class_{c}") if c is not None else key
+            box["box_caption"] = f"{name} {next(iter(sc.values())):.2f}" if sc else name
+            if sc:
+                box["scores"] = sc
+            entry = per_image[i].setdefault(key, {"box_data": [], "class_labels": {}})
+            entry["box_data"].append(box)
+            idx.append(i)
+            bnd.append(_to_pixels((x0, y0, x1, y1), domain == "pixel", *(int(v) for v in h_w[i])))
+            cls.append(0 if c is None else c)
+        for i in range(n):
+            if key in per_image[i]:
+                per_image[i][key]["class_labels"] = {str(k): v for k, v in labels.items()}
+    return idx, bnd, cls, per_image, labels_all
+
+
+def parse_boxes(boxes, sizes: list) -> BoxTable | None:
+    """Parse either box form against the images' ``(H, W)`` sizes; raises BoxError."""
+    if boxes is None:
+        return None
+    n = len(sizes)
+    if isinstance(boxes, dict) and boxes and all(isinstance(v, dict) and "box_data" in v for v in boxes.values()):
+        if n != 1:
+            raise BoxError(
+                f"boxes: wandb's per-image form {{key: {{'box_data': ...}}}} was given for a batch of {n} images; "
+                "give a list with one entry per image, or the batched form with 'xyxy'"
+            )
+        boxes = [boxes]
+    if isinstance(boxes, (list, tuple)):
+        idx, bnd, cls, per_image, labels = _parse_list(list(boxes), sizes)
+    elif isinstance(boxes, dict):
+        idx, bnd, cls, per_image, labels = _parse_batched(boxes, sizes)
+        order = np.argsort(np.asarray(idx, dtype=np.int64), kind="stable")  # image-major, keys in order
+        idx, bnd, cls = [idx[o] for o in order], [bnd[o] for o in order], [cls[o] for o in order]
+    else:
+        raise BoxError("boxes must be a list (one entry per image) or the batched form {key: {'xyxy': ...}}")
+    return BoxTable(
+        np.asarray(idx, dtype=np.int64).reshape(-1),
+        np.asarray(bnd, dtype=np.float64).reshape(-1, 4),
+        np.asarray(cls, dtype=np.int64).reshape(-1),
+        per_image,
+        labels,
+    )
+
+
+def outline_rects(bounds: np.ndarray) -> np.ndarray:
+    """SPEC 4 step 2: float64 (M,4) minX, minY, maxX, maxY -> int64 inclusive x0, y0, x1, y1."""
+    r = np.rint(np.clip(bounds, -_LIMIT, _LIMIT)).astype(np.int64)
+    r[:, 2:] -= 1
+    return r
+
+
+def box_colors(class_id: np.ndarray, colors) -> np.ndarray:
+    """(M,) class ids -> (M,3) uint8 from ``colors`` or :data:`PALETTE` (SPEC 4 step 4)."""
+    pal = np.asarray(PALETTE, dtype=np.uint8)
+    out = pal[np.mod(class_id, len(PALETTE))] if class_id.size else np.zeros((0, 3), np.uint8)
+    for c, rgb in (colors or {}).items():
+        try:
+            rgb = tuple(int(v) for v in rgb)
+            ok = len(rgb) == 3 and all(0 <= v <= 255 for v in rgb)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise BoxError(f"colors[{c!r}] must be an (r, g, b) triple of integers in [0, 255], got {rgb!r}")
+        out[class_id == int(c)] = rgb
+    return out
+
+
+def check_thickness(thickness) -> int:
+    if not isinstance(thickness, numbers.Integral) or isinstance(thickness, bool) or thickness < 1:
+        raise BoxError(f"thickness must be an integer >= 1 (pixels), got {thickness!r}")
+    return int(min(thickness, 2**31))
+
+
+def render(images_u8, table: BoxTable, backend, thickness: int, colors, lo: int = 0):
+    """Draw ``table``'s boxes of images ``lo:lo+len(images_u8)`` into a uint8 NHWC batch."""
+    n = images_u8.shape[0]
+    if table is None:
+        table = BoxTable(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0, np.int64), [], {})
+    sel = (table.image_index >= lo) & (table.image_index < lo + n)
+    rects = outline_rects(table.bounds[sel])
+    cols = box_colors(table.class_id[sel], colors)
+    return backend.draw_outlines(images_u8, rects, table.image_index[sel] - lo, cols, thickness)
+
+
+def draw_boxes(images_u8, boxes, *, thickness=2, colors=None, device="auto"):
+    """Burn box outlines into uint8 images (SPEC 4), later boxes over earlier ones.
+
+    Args:
+        images_u8: uint8 ``(N,H,W,C)`` (NHWC, C in {1,3,4}; e.g. from
+            :func:`gpu_media.normalize`), or a list of ``(H,W,C)`` of differing sizes.
+        boxes: either a list with one entry per image, each ``None`` or wandb's
+            ``{key: {"box_data": [box, ...], "class_labels": {int: str}}}`` (box
+            ``position`` as ``{minX, maxX, minY, maxY}`` or ``{middle: [x, y],
+            width, height}``; ``domain`` "pixel" for pixels, else fractions of W
+            and H); or the batched form ``{key: {"xyxy": (M,4), "image_index":
+            (M,), "class_id": (M,), "scores": {name: (M,)}, "domain": "pixel" |
+            "fraction"}}`` (domain defaults to "pixel").
+        thickness: outline width in pixels (>= 1), growing inward.
+        colors: ``{class_id: (r, g, b)}``; other classes use :data:`PALETTE`
+            entry ``class_id % 20``; a box without class_id uses class 0.
+        device: "auto", "cpu" or "gpu" (``gpu_media.backend``).
+
+    Returns:
+        uint8 ``(N,H,W,C')`` (a new array; "L" images become "RGB", RGBA outline
+        pixels get alpha 255), or a list when the input was a list.
+
+    Raises:
+        gpu_media.BoxError: naming the image index, box key and box: wandb's box
+            validation rules, NaN/inf coordinates, min > max, an ``image_index``
+            out of range, bad ``colors`` or ``thickness``.
+        gpu_media.ImageError: images that are not uint8 NHWC.
+    """
+    t = check_thickness(thickness)
+    dev = resolve_device(device, _arrays.on_gpu(images_u8))
+    backend = get_backend(dev)
+    groups, n = _arrays.image_groups(images_u8, "NHWC" if not isinstance(images_u8, (list, tuple)) else None, dev)
+    for g in groups:
+        if str(g.array.dtype) != "uint8" or g.layout != "NHWC":
+            from .errors import ImageError
+
+            raise ImageError(f"image {g.indices[0]}: draw_boxes takes uint8 NHWC images (call normalize first)")
+    sizes = [None] * n
+    for g in groups:
+        for i in g.indices:
+            sizes[i] = _arrays.hw_of(g)
+    table = parse_boxes(boxes, sizes)
+    box_colors(np.zeros(0, np.int64), colors)  # validate colors even without boxes
+    if len(groups) == 1:
+        return render(groups[0].array, table, backend, t, colors)
+    out = [None] * n
+    for g in groups:
+        for k, i in enumerate(g.indices):
+            out[i] = render(g.array[k : k + 1], table, backend, t, colors, lo=i)[0]
+    return out

@@ -1,0 +1,341 @@
+"""Stage 5: batches written as wandb's own media files and JSON (SPEC 6).
+
+Layout under ``out_dir`` (wandb 0.31's run ``files/`` layout)::
+
+    media/images/<key>_<step>_<sha256[:20]>.<ext>                    images
+    media/images/mask/<key>_<step>_<sha256[:20]>.mask.png              masks
+    media/metadata/boxes2D/<key>_<step>_<sha256[:20]>.boxes2D.json     boxes
+    <key>_<step>.index.json                                            the index, written last
+
+Every file goes to a hidden temporary name in its folder and is renamed into place,
+so a name that exists is complete; the index is renamed into place last, so an index
+that exists describes a complete dump. File names are content-addressed, so running
+the same dump again (after an interruption, say) writes the missing files only and
+the same index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import os
+import re
+import sys
+import uuid
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _arrays
+from .backend import get_backend, resolve_device
+from .boxes import BoxTable, check_thickness, parse_boxes, render, box_colors
+from .encode import check_format, drop_alpha_for_jpeg
+from .errors import MediaError
+from .masks import MaskSet, mask_report, parse_class_labels, parse_masks
+from .normalize import normalize_groups
+
+IMAGE_DIR = "media/images"
+MASK_DIR = "media/images/mask"
+BOX_DIR = "media/metadata/boxes2D"
+_CHUNK_BYTES = 64 << 20  # uint8 pixels normalized and encoded at once
+
+
+class Plan(NamedTuple):
+    """A validated batch: everything checked, nothing written yet."""
+
+    groups: list
+    n: int
+    sizes: list  # (H, W) per image
+    backend: Any
+    masks: list  # MaskSet
+    report: list  # per image {mask key: {class id: count}}
+    mask_labels: dict  # {mask key: {int: str}}
+    boxes: BoxTable | None
+    captions: list  # str or None per image
+    classes: dict | None
+    file_type: str
+    codec: str
+    quality: int
+    draw_boxes: bool
+    normalize: bool
+    thickness: int
+    colors: dict | None
+
+
+def safe_name(key: str) -> str:
+    """A key as one path component: no separators, no leading dot (so never ``..``)."""
+    name = re.sub(r"[^\w.\-]", "_", str(key))
+    return name if name and not name.startswith(".") else "_" + name
+
+
+def _classes(classes) -> dict | None:
+    if classes is None:
+        return None
+    if hasattr(classes, "_class_set"):  # wandb.Classes
+        classes = classes._class_set
+    if isinstance(classes, (list, tuple)):
+        try:
+            classes = {c["id"]: c["name"] for c in classes}
+        except (TypeError, KeyError):
+            raise MediaError("classes must be {id: name} or a list of {'id': int, 'name': str}") from None
+    return parse_class_labels(classes, "classes", MediaError)
+
+
+def _captions(captions, n) -> list:
+    if captions is None:
+        return [None] * n
+    if isinstance(captions, str):
+        captions = [captions]
+    captions = [c.item() if hasattr(c, "item") else c for c in captions]
+    if len(captions) != n:
+        raise MediaError(f"captions: {len(captions)} captions for a batch of {n} images")
+    for i, c in enumerate(captions):
+        if c is not None and not isinstance(c, str):
+            raise MediaError(f"image {i}: caption must be a string or None, got {type(c).__name__}")
+    return captions
+
+
+def _with_default_labels(sets, classes):
+    if not classes or sets is None:
+        return sets
+    if isinstance(sets, dict):
+        return {k: ({**v, "class_labels": classes} if isinstance(v, dict) and "class_labels" not in v
+                    and ("mask_data" in v or "path" in v or "xyxy" in v or "box_data" in v) else v)
+                for k, v in sets.items()}
+    return [None if e is None else _with_default_labels(e, classes) for e in sets]
+
+
+def prepare(images, *, masks=None, boxes=None, captions=None, classes=None, file_type="png", quality=75,
+            draw_boxes=False, normalize=True, layout=None, device="auto", thickness=2, colors=None,
+            strict_masks=False) -> Plan:
+    """Validate a whole batch (SPEC 1-5) before anything is written; see :func:`write_dump`."""
+    codec = check_format(file_type, quality)
+    t = check_thickness(thickness)
+    dev = resolve_device(device, _arrays.on_gpu(images))
+    backend = get_backend(dev)
+    groups, n = _arrays.image_groups(images, layout, dev)
+    sizes = [None] * n
+    for g in groups:
+        for i in g.indices:
+            sizes[i] = _arrays.hw_of(g)
+    caps = _captions(captions, n)
+    cls = _classes(classes)
+    msets = parse_masks(_with_default_labels(masks, cls), sizes, dev)
+    report = mask_report(msets, n, backend, strict_masks)
+    labels = {}
+    for ms in msets:
+        if ms.class_labels is not None:
+            labels[ms.key] = ms.class_labels
+        else:  # wandb: {c: "class_<c>"} for the values present
+            present = sorted({c for r in report for c in r[ms.key]})
+            labels[ms.key] = {c: f"class_{c}" for c in present}
+    table = parse_boxes(_with_default_labels(boxes, cls), sizes)
+    box_colors(np.zeros(0, np.int64), colors)
+    return Plan(groups, n, sizes, backend, msets, report, labels, table, caps, cls, file_type, codec,
+                int(quality), bool(draw_boxes), bool(normalize), t, colors)
+
+
+def _chunks(plan: Plan, chunk_size: int | None):
+    if chunk_size is None:
+        h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
+        chunk_size = max(1, _CHUNK_BYTES // (h * w * 4))
+    return [(lo, min(lo + chunk_size, plan.n)) for lo in range(0, plan.n, chunk_size)]
+
+
+def _json_bytes(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
+    """Normalize, draw and encode images ``lo:hi``: one record per image (bytes, not files)."""
+    be = plan.backend
+    u8 = normalize_groups(plan.groups, plan.n, plan.normalize, be, lo, hi)
+    if plan.draw_boxes:
+        if isinstance(u8, list):
+            u8 = [render(a[None], plan.boxes, be, plan.thickness, plan.colors, lo=lo + k)[0] for k, a in enumerate(u8)]
+        else:
+            u8 = render(u8, plan.boxes, be, plan.thickness, plan.colors, lo=lo)
+    images = be.encode(drop_alpha_for_jpeg(u8, plan.codec), plan.codec, plan.quality)
+    mask_bytes = {}
+    for ms in plan.masks:
+        part = ms.data[lo:hi]
+        if isinstance(part, list):
+            mask_bytes[ms.key] = [be.encode(p.astype("uint8")[None, :, :, None], "png", 75)[0] for p in part]
+        else:
+            mask_bytes[ms.key] = be.encode(part.astype("uint8")[:, :, :, None], "png", 75)
+    records = []
+    for k, i in enumerate(range(lo, hi)):
+        h, w = plan.sizes[i]
+        per = plan.boxes.per_image[i] if plan.boxes is not None else {}
+        records.append({
+            "index": i, "image": images[k], "height": h, "width": w,
+            "masks": {key: mb[k] for key, mb in mask_bytes.items()},
+            "boxes": {key: _json_bytes(v) for key, v in per.items()},
+        })
+    return records
+
+
+def _write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
+    if not overwrite and os.path.exists(path):
+        return  # content-addressed and renamed into place: already complete
+    d, base = os.path.split(path)
+    tmp = os.path.join(d, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _file_entry(root, subdir, stem, ext, data, write=True) -> dict:
+    sha = hashlib.sha256(data).hexdigest()
+    rel = f"{subdir}/{stem}_{sha[:20]}{ext}"
+    path = os.path.join(root, *rel.split("/"))
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise MediaError(f"refusing to write {rel!r} outside {root!r}")
+    if write:
+        _write_atomic(path, data)
+    return {"sha256": sha, "size": len(data), "path": rel}
+
+
+def image_json(rec: dict, root: str, stem: str, plan: Plan) -> dict:
+    """Write one record's files; return wandb's ``image-file`` JSON for it."""
+    img = _file_entry(root, IMAGE_DIR, stem, "." + plan.file_type, rec["image"])
+    out = {}
+    if plan.captions[rec["index"]] is not None:
+        out["caption"] = plan.captions[rec["index"]]
+    out.update({"_type": "image-file", **img, "format": plan.file_type, "width": rec["width"], "height": rec["height"]})
+    if rec["boxes"]:
+        out["boxes"] = {k: {"_type": "boxes2D", **_file_entry(root, BOX_DIR, stem, ".boxes2D.json", b)}
+                        for k, b in rec["boxes"].items()}
+    if rec["masks"]:
+        out["masks"] = {k: {"_type": "mask", **_file_entry(root, MASK_DIR, stem, ".mask.png", m)}
+                        for k, m in rec["masks"].items()}
+    return out
+
+
+def separated_json(dicts: list, captions: list) -> dict:
+    """wandb's ``images/separated`` JSON for a list of image-file dicts (``Image.seq_to_json``)."""
+    meta = {"_type": "images/separated", "width": dicts[0]["width"], "height": dicts[0]["height"],
+            "format": dicts[0]["format"], "count": len(dicts), "filenames": [d["path"] for d in dicts]}
+    if captions and captions[0] is not None:
+        meta["captions"] = list(captions)
+    all_masks = [d.get("masks") for d in dicts]
+    if any(m is not None for m in all_masks):
+        meta["all_masks"] = all_masks
+    all_boxes = [d.get("boxes") for d in dicts]
+    if any(b is not None for b in all_boxes):
+        meta["all_boxes"] = all_boxes
+    return meta
+
+
+def _progress(total: int, enabled):
+    if not enabled or total <= 1:
+        return None
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit="img", file=sys.stderr, desc="gpu-media dump")
+    except ImportError:
+        class _Plain:
+            def __init__(self):
+                self.done = 0
+
+            def update(self, k):
+                self.done += k
+                print(f"gpu-media dump: {self.done}/{total} images", file=sys.stderr, flush=True)
+
+            def close(self):
+                pass
+
+        return _Plain()
+
+
+def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions=None, classes=None,
+               file_type="png", quality=75, draw_boxes=False, normalize=True, layout=None, device="auto",
+               thickness=2, colors=None, chunk_size=None, progress=False):
+    """Write a batch as wandb's media files plus an index, for offline evaluation (SPEC 6).
+
+    Args:
+        out_dir: folder (created if missing); files go under ``media/`` as in a
+            wandb run's ``files/`` folder, the index to ``<key>_<step>.index.json``.
+        images: a batch as for :func:`gpu_media.normalize` (N images).
+        key: the log key (str); it names the files, made safe as one path
+            component (``../../x`` becomes ``_.._.._x``).
+        step: the step (int >= 0 or str), part of the file names.
+        masks: ``{key: {"mask_data": (N,H,W) or list, "class_labels": {int: str}}}``
+            (see :func:`gpu_media.validate_masks`); each becomes an 8-bit
+            grayscale PNG (pixel = class id).
+        boxes: either form of :func:`gpu_media.draw_boxes`; written as wandb's
+            ``boxes2D`` JSON files.
+        captions: N captions (str or None); only ever written inside JSON.
+        classes: ``{id: name}``, wandb's ``[{"id", "name"}]`` or a ``wandb.Classes``:
+            the class labels of every mask and box key that gives none.
+        file_type, quality: as for :func:`gpu_media.encode`.
+        draw_boxes: also burn the box outlines into the image pixels (SPEC 4).
+        normalize, layout, device: as for :func:`gpu_media.normalize`.
+        thickness, colors: as for :func:`gpu_media.draw_boxes`.
+        chunk_size: images normalized and encoded at once (default: about 64 MiB
+            of pixels), which bounds memory.
+        progress: show a progress bar on stderr (tqdm when installed) when there is
+            more than one chunk.
+
+    Returns:
+        list of N wandb ``image-file`` dicts (``caption``, ``_type``, ``sha256``,
+        ``size``, ``path``, ``format``, ``width``, ``height``, ``boxes``, ``masks``),
+        as ``wandb.Image.to_json`` gives, with paths relative to ``out_dir``.
+
+    Raises:
+        gpu_media.ImageError, MaskError, BoxError, MediaError: bad input, raised
+            before any file is written (naming the batch index and key).
+        OSError: the disk; files already renamed into place are complete, and
+            running the same call again finishes the dump.
+    """
+    if not isinstance(key, str) or not key:
+        raise MediaError(f"key must be a non-empty string, got {key!r}")
+    if not (isinstance(step, str) or (isinstance(step, numbers.Integral) and not isinstance(step, bool))):
+        raise MediaError(f"step must be an integer or a string, got {step!r}")
+    plan = prepare(images, masks=masks, boxes=boxes, captions=captions, classes=classes, file_type=file_type,
+                   quality=quality, draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
+                   thickness=thickness, colors=colors)
+    root = os.path.abspath(os.fspath(out_dir))
+    for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
+        os.makedirs(os.path.join(root, *sub.split("/")), exist_ok=True)
+    stem = f"{safe_name(key)}_{safe_name(str(step))}"
+    dicts = []
+    chunks = _chunks(plan, chunk_size)
+    bar = _progress(plan.n, progress and len(chunks) > 1)
+    try:
+        for lo, hi in chunks:
+            for rec in encode_chunk(plan, lo, hi):
+                dicts.append(image_json(rec, root, stem, plan))
+            if bar is not None:
+                bar.update(hi - lo)
+    finally:
+        if bar is not None:
+            bar.close()
+    index = {
+        "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": plan.n,
+        "images": dicts,
+        "separated": separated_json(dicts, plan.captions),
+        "mask_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in plan.mask_labels.items()},
+        "box_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in
+                             (plan.boxes.class_labels if plan.boxes is not None else {}).items()},
+        "classes": None if plan.classes is None else [{"id": c, "name": v} for c, v in plan.classes.items()],
+        "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in plan.report],
+        "boxes_drawn": plan.draw_boxes,
+    }
+    _write_atomic(index_path(root, key, step), _json_bytes(index), overwrite=True)
+    return dicts
+
+
+def index_path(out_dir, key, step=0) -> str:
+    """Where :func:`write_dump` puts the index of ``key`` at ``step``."""
+    return os.path.join(os.fspath(out_dir), f"{safe_name(key)}_{safe_name(str(step))}.index.json")

@@ -1,0 +1,73 @@
+"""Stage 4: uint8 images to PNG / JPEG / BMP bytes (SPEC 5)."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+from . import _arrays
+from .backend import get_backend, resolve_device
+from .errors import ImageError, MediaError
+
+FILE_TYPES = ("png", "jpg", "jpeg", "bmp")  # wandb.Image's accepted formats
+
+
+def check_format(file_type, quality) -> str:
+    """Validate ``file_type``/``quality``; returns the codec name "png", "jpg" or "bmp"."""
+    if file_type not in FILE_TYPES:
+        raise MediaError(f"file_type must be one of {list(FILE_TYPES)}, got {file_type!r}")
+    if not isinstance(quality, numbers.Integral) or isinstance(quality, bool) or not 1 <= quality <= 100:
+        raise MediaError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    return "jpg" if file_type == "jpeg" else file_type
+
+
+def drop_alpha_for_jpeg(images_u8, codec: str):
+    """JPEG has no alpha: RGBA -> RGB with one warning per call (wandb does the same)."""
+    if codec != "jpg":
+        return images_u8
+    items = images_u8 if isinstance(images_u8, list) else None
+    if items is None:
+        if images_u8.shape[-1] != 4:
+            return images_u8
+        warnings.warn("JPEG does not support transparency: the alpha channel is dropped", stacklevel=3)
+        return images_u8[..., :3]
+    if any(a.shape[-1] == 4 for a in items):
+        warnings.warn("JPEG does not support transparency: the alpha channel is dropped", stacklevel=3)
+        return [a[..., :3] if a.shape[-1] == 4 else a for a in items]
+    return items
+
+
+def encode(images_u8, *, file_type="png", quality=75, device="auto"):
+    """Encode uint8 images, one file's bytes per image.
+
+    Args:
+        images_u8: uint8 ``(N,H,W,C)`` (NHWC, C in {1,3,4}: modes "L", "RGB",
+            "RGBA"), one ``(H,W,C)``/``(H,W)`` image, or a list of ``(H,W,C)``
+            of differing sizes; NumPy, CuPy, PyTorch or DLPack arrays.
+        file_type: "png" (default), "jpg"/"jpeg" or "bmp", as in wandb.
+        quality: JPEG quality 1..100 (default 75, Pillow's and so wandb's);
+            ignored by PNG and BMP.
+        device: "auto", "cpu" or "gpu" (``gpu_media.backend``).
+
+    Returns:
+        ``list[bytes]``, one per image in batch order. PNG and BMP are lossless
+        (decoding gives back the exact array); JPEG drops RGBA's alpha with one
+        ``UserWarning`` (SPEC 5).
+
+    Raises:
+        gpu_media.MediaError: an unknown ``file_type`` or a quality outside 1..100.
+        gpu_media.ImageError: images that are not uint8 or not 1/3/4 channels.
+    """
+    codec = check_format(file_type, quality)
+    dev = resolve_device(device, _arrays.on_gpu(images_u8))
+    layout = None if isinstance(images_u8, (list, tuple)) else ("NHWC" if len(images_u8.shape) == 4 else None)
+    groups, n = _arrays.image_groups(images_u8, layout, dev)
+    items = [None] * n
+    for g in groups:
+        if str(g.array.dtype) != "uint8":
+            raise ImageError(f"image {g.indices[0]}: encode takes uint8 images, got {g.array.dtype} (call normalize first)")
+        arr = g.array.transpose(0, 2, 3, 1) if g.layout == "NCHW" else g.array
+        for k, i in enumerate(g.indices):
+            items[i] = arr[k]
+    batch = groups[0].array if len(groups) == 1 and groups[0].layout == "NHWC" else items
+    return get_backend(dev).encode(drop_alpha_for_jpeg(batch, codec), codec, int(quality))

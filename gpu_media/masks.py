@@ -1,0 +1,195 @@
+"""Stage 2: segmentation masks checked against their images (SPEC 3)."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _arrays
+from .backend import get_backend, resolve_device
+from .errors import MaskError
+
+
+class MaskSet(NamedTuple):
+    """One parsed mask key: ``data`` is a backend array (N,H,W) or a list of (H,W)."""
+
+    key: str
+    data: Any
+    class_labels: dict | None  # {int: str} as given, or None
+
+
+def parse_class_labels(labels, where: str, error=MaskError) -> dict | None:
+    """``{number: str}`` -> ``{int: str}``; wandb's rule, plus keys must be integral."""
+    if labels is None:
+        return None
+    if not isinstance(labels, dict):
+        raise error(f"{where}: class_labels must be a dictionary of numbers to strings")
+    out = {}
+    for k, v in labels.items():
+        if isinstance(k, str) and k.lstrip("-").isdigit():  # JSON round trip: {"1": "car"}
+            k = int(k)
+        if not isinstance(k, numbers.Number) or isinstance(k, bool) or not isinstance(v, str):
+            raise error(f"{where}: class_labels must be a dictionary of numbers to strings, got {k!r}: {v!r}")
+        if float(k) != int(k):
+            raise error(f"{where}: class_labels key {k!r} is not an integer")
+        out[int(k)] = v
+    return out
+
+
+def _load_path(path, where):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except OSError as exc:
+        raise MaskError(f"{where}: cannot read mask file {path!r}: {exc}") from None
+
+
+def _as_mask_array(obj, device, where):
+    arr = _arrays.to_array(obj, device)[0]
+    kind = np.dtype(arr.dtype).kind
+    if kind not in "biuf":
+        raise MaskError(f"{where}: mask dtype {arr.dtype} is not supported; use integers, bool or integral floats")
+    return arr
+
+
+def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
+    """Check every mask's type and (H,W) against ``sizes`` (one (H,W) per image)."""
+    if masks is None:
+        return []
+    if not isinstance(masks, dict):
+        raise MaskError("masks must be a dictionary {key: {'mask_data': ..., 'class_labels': ...}}")
+    n = len(sizes)
+    out = []
+    for key, spec in masks.items():
+        if not isinstance(key, str):
+            raise MaskError(f"mask key {key!r}: keys must be strings")
+        if not isinstance(spec, dict) or not ("mask_data" in spec or "path" in spec):
+            raise MaskError(f"mask key {key!r}: needs 'mask_data' (an array) or 'path' (a mask file)")
+        labels = parse_class_labels(spec.get("class_labels"), f"mask key {key!r}")
+        if "mask_data" in spec:
+            data = spec["mask_data"]
+        else:
+            paths = spec["path"]
+            paths = [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else list(paths)
+            data = [_load_path(p, f"image {i}, mask key {key!r}") for i, p in enumerate(paths)]
+        if isinstance(data, (list, tuple)):
+            if len(data) != n:
+                raise MaskError(f"mask key {key!r}: {len(data)} masks for a batch of {n} images")
+            arrays = [_as_mask_array(d, device, f"image {i}, mask key {key!r}") for i, d in enumerate(data)]
+            shapes = [tuple(int(s) for s in a.shape) for a in arrays]
+        else:
+            arr = _as_mask_array(data, device, f"mask key {key!r}")
+            if arr.ndim == 2 and n == 1:
+                arr = arr[None]
+            if arr.ndim != 3:
+                raise MaskError(
+                    f"mask key {key!r}: mask_data must be (N, H, W) or a list of (H, W), got shape {tuple(arr.shape)}"
+                )
+            if arr.shape[0] != n:
+                raise MaskError(f"mask key {key!r}: {arr.shape[0]} masks for a batch of {n} images")
+            arrays = arr
+            shapes = [tuple(int(s) for s in arr.shape[1:])] * n
+        for i, shape in enumerate(shapes):
+            if len(shape) != 2:
+                raise MaskError(f"image {i}, mask key {key!r}: mask must be 2-D (H, W), got shape {shape}")
+            if shape != tuple(sizes[i]):
+                raise MaskError(
+                    f"image {i}, mask key {key!r}: mask shape {shape} does not match the image's (H, W) {tuple(sizes[i])}"
+                )
+        if isinstance(arrays, list) and len(set(shapes)) == 1 and len({str(a.dtype) for a in arrays}) == 1:
+            arrays = _arrays._xp(arrays[0]).stack(arrays)
+        out.append(MaskSet(key, arrays, labels))
+    return out
+
+
+def _num(v) -> str:
+    v = v.item() if hasattr(v, "item") else v
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def mask_report(sets: list[MaskSet], n: int, backend, strict: bool) -> list[dict]:
+    """Run the backend histogram and turn it into the report, raising the first error (image-major)."""
+    stats = {}
+    for ms in sets:
+        if isinstance(ms.data, list):
+            parts = [backend.mask_stats(d[None]) for d in ms.data]
+            stats[ms.key] = tuple(np.concatenate([backend.to_host(p[k]) for p in parts]) for k in range(4))
+        else:
+            stats[ms.key] = tuple(backend.to_host(a) for a in backend.mask_stats(ms.data))
+    report = []
+    for i in range(n):
+        entry = {}
+        for ms in sets:
+            hist, lo, hi, bad = (s[i] for s in stats[ms.key])
+            where = f"image {i}, mask key {ms.key!r}"
+            if bad:
+                raise MaskError(f"{where}: {int(bad)} mask values are not integers (fractional, NaN or inf)")
+            if lo < 0 or hi > 255:
+                parts = ([f"smallest value {_num(lo)}"] if lo < 0 else []) + (
+                    [f"largest value {_num(hi)}"] if hi > 255 else []
+                )
+                raise MaskError(f"{where}: mask values must be integers in [0, 255]; found {', '.join(parts)}")
+            present = {int(c): int(hist[c]) for c in np.flatnonzero(hist)}
+            if strict:
+                labels = ms.class_labels or {}
+                missing = [c for c in present if c not in labels]
+                if missing:
+                    raise MaskError(f"{where}: class ids {missing} are present but not in class_labels (strict=True)")
+            entry[ms.key] = present
+        report.append(entry)
+    return report
+
+
+def _sizes(image_sizes) -> list:
+    if (
+        isinstance(image_sizes, (tuple, list))
+        and len(image_sizes) == 2
+        and all(isinstance(v, numbers.Integral) for v in image_sizes)
+    ):
+        return None  # one (H, W) for every image; N comes from the masks
+    return [tuple(int(v) for v in s) for s in image_sizes]
+
+
+def validate_masks(masks, image_sizes, *, strict=False, device="auto"):
+    """Validate a mask set against its images and count the classes present.
+
+    Args:
+        masks: ``{key: {"mask_data": masks, "class_labels": {int: str}}}`` or
+            ``{key: {"path": file or [files]}}`` (wandb's ``ImageMask`` forms);
+            ``masks`` is ``(N,H,W)`` or a list of N ``(H,W)`` arrays (NumPy, CuPy,
+            PyTorch, DLPack), integers in [0, 255]; bool masks are 0/1; float
+            masks only when every value is integral.
+        image_sizes: one ``(H, W)`` for every image, or a list of N ``(H, W)``.
+        strict: every class id present must be a key of ``class_labels``.
+        device: "auto", "cpu" or "gpu" (``gpu_media.backend``).
+
+    Returns:
+        ``report`` with ``report[i][key] == {class_id: pixel_count}`` for the class
+        ids present in image i's mask ``key``, in increasing class id (SPEC 3).
+
+    Raises:
+        gpu_media.MaskError: naming the image index and mask key: a mask that is
+            not 2-D or whose (H, W) differs from its image's; values outside
+            [0, 255] (smallest/largest offending value) or not integral; class
+            labels that are not ``{number: str}``; with ``strict``, the class ids
+            missing from ``class_labels``.
+    """
+    sizes = _sizes(image_sizes)
+    any_gpu = isinstance(masks, dict) and any(
+        isinstance(s, dict) and _arrays.on_gpu(s.get("mask_data")) for s in masks.values()
+    )
+    dev = resolve_device(device, any_gpu)
+    if sizes is None:
+        n = None
+        for spec in (masks or {}).values():
+            d = spec.get("mask_data") if isinstance(spec, dict) else None
+            if d is not None:
+                n = len(d) if isinstance(d, (list, tuple)) else (1 if len(d.shape) == 2 else int(d.shape[0]))
+                break
+        sizes = [tuple(int(v) for v in image_sizes)] * (n or 1)
+    sets = parse_masks(masks, sizes, dev)
+    return mask_report(sets, len(sizes), get_backend(dev), strict)

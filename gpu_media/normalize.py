@@ -1,0 +1,63 @@
+"""Stage 1: any image batch -> uint8 (N,H,W,C) by wandb's documented rules (SPEC 1-2)."""
+
+from __future__ import annotations
+
+from . import _arrays
+from .backend import get_backend, resolve_device
+
+
+def normalize(images, *, layout=None, normalize=True, device="auto"):
+    """Convert a batch of images to uint8, channel-last, one range rule per image.
+
+    Args:
+        images: one array ``(N,H,W)``, ``(N,H,W,C)`` or ``(N,C,H,W)``; a single
+            image ``(H,W)``, ``(H,W,C)`` or ``(C,H,W)`` (a batch of one); or a list
+            of single images of differing sizes. NumPy, CuPy, PyTorch (CPU/CUDA),
+            anything with ``__dlpack__`` or ``__cuda_array_interface__``, and PIL
+            images (taken as they are, never normalized). C is 1, 3 or 4. Dtypes:
+            bool, all integer types, float16, float32, float64 (SPEC 1).
+        layout: "NHWC", "NCHW", "HWC", "CHW", "HW" or "NHW"; always wins. Without
+            it PyTorch tensors are channel-first and everything else channel-last
+            (wandb's rule); a 3-D array is one image when its channel axis has size
+            1, 3 or 4, else an ``(N,H,W)`` batch.
+        normalize: True applies SPEC 2's table per image ([0,1] -> ``trunc(x*255)``,
+            [-1,1] -> ``trunc((x+1)*127.5)``, else ``trunc(clip(x,0,255))``), with
+            ranges over finite values; False is ``trunc(clip(x,0,255))``. NaN -> 0,
+            +inf -> 255, -inf -> 0.
+        device: "auto", "cpu" or "gpu" (see ``gpu_media.backend``; the environment
+            variable ``GPU_MEDIA_DEVICE`` overrides "auto").
+
+    Returns:
+        uint8 ``(N,H,W,C)`` on the backend's device (NumPy for "cpu", CuPy for
+        "gpu"), C in {1, 3, 4} (modes "L", "RGB", "RGBA"). When a list holds
+        images of different shapes, a list of uint8 ``(H,W,C)`` arrays instead.
+
+    Raises:
+        gpu_media.ImageError: a shape, layout or dtype outside SPEC 1, H or W of 0
+            or above 65500 (wandb's ``MAX_DIMENSION``); the message names the
+            batch index ("image 3: ...") or "images" for a batch array.
+        gpu_media.DeviceError: device "gpu" without a usable GPU backend.
+    """
+    dev = resolve_device(device, _arrays.on_gpu(images))
+    groups, n = _arrays.image_groups(images, layout, dev)
+    return normalize_groups(groups, n, normalize, get_backend(dev))
+
+
+def normalize_groups(groups, n, normalize, backend, lo=0, hi=None):
+    """Normalize images ``lo:hi`` (batch indices) of parsed groups; see :func:`normalize`."""
+    hi = n if hi is None else hi
+    if len(groups) == 1 and lo == 0 and hi == n:
+        g = groups[0]
+        return backend.normalize(g.array, g.layout, normalize and not g.pil)
+    outs = [None] * (hi - lo)
+    for g in groups:
+        sel = [j for j, i in enumerate(g.indices) if lo <= i < hi]
+        if not sel:
+            continue
+        part = g.array[sel[0] : sel[-1] + 1] if sel == list(range(sel[0], sel[-1] + 1)) else g.array[sel]
+        u8 = backend.normalize(part, g.layout, normalize and not g.pil)
+        for k, j in enumerate(sel):
+            outs[g.indices[j] - lo] = u8[k]
+    if all(o.shape == outs[0].shape for o in outs):
+        return backend.xp.stack(outs)
+    return outs
