@@ -1,51 +1,57 @@
 #!/usr/bin/env python
 """Regenerate the demo data shipped in ``gpu_media/demo/``.
 
-Writes
-
-* ``gpu_media/demo/demo.npz``  - 8 real photographs + two segmentation masks
-  per image + boxes derived from them (the package's CLI input format),
-* nothing else: ``gpu_media/demo/SOURCES.md`` documents sources, licenses and
-  the methods below and is maintained by hand next to this script.
-
 Run from the repository root::
 
     python scripts/make_demo_data.py
 
-Requirements: numpy, pillow, scipy and **scikit-image** (the photographs are
-the sample images bundled in the scikit-image wheel, ``skimage/data/``; the
-segmentations use scikit-image algorithms). scikit-image is a *development
-only* requirement of this script; it is NOT a dependency of the ``gpu-media``
-package, which only ships the resulting ``demo.npz``. Nothing is downloaded.
+Writes (deterministically, byte-identical on every run)
 
-The output is deterministic: running the script twice gives a byte-identical
-``demo.npz`` (the zip archive is written by hand with fixed timestamps instead
-of ``np.savez_compressed``, which stamps the current time into every member).
-It was produced with scikit-image 0.26.0, numpy 2.4, pillow 13.0, scipy 1.17;
-other versions may change a few mask pixels (resampling, SLIC, Otsu).
+* ``gpu_media/demo/demo.npz``   - 8 real photographs, two segmentation masks
+  per image and boxes derived from them, in the package's CLI input format;
+* ``gpu_media/demo/SOURCES.md`` - sources, authors and licenses of the
+  photographs (quoted from scikit-image, checked against its docstrings),
+  how masks/boxes/scores were made, and this command.
 
-Segmentation scheme (identical class ids for every image)::
+Requirements: numpy, pillow, scipy and **scikit-image**. scikit-image is a
+DEVELOPMENT-ONLY requirement of this script (the photographs are the sample
+images bundled inside the scikit-image wheel, ``skimage/data/``, and the
+segmentations use its algorithms); it is NOT a dependency of the
+``gpu-media`` package, which only ships the generated files. Nothing is
+downloaded: only images bundled in the wheel are used.
 
-    0 background        - the tone/colour that dominates the image border
-    1 dark object       - darker than the background
-    2 bright object     - brighter than the background
-    3 colourful object  - strongly saturated, not background
+Determinism: ``np.savez_compressed`` stamps the current time into every zip
+member, so the archive is written by hand (``zipfile`` with a fixed 1980-01-01
+timestamp + ``np.lib.format.write_array``). It still loads with a plain
+``np.load(path)`` (no ``allow_pickle``; no object arrays). Generated with
+scikit-image 0.26.0, numpy 2.4, pillow 13.0, scipy 1.17; other versions may
+change some mask pixels (resampling, SLIC, Otsu), hence boxes.
 
-``masks__prediction``   = method A: multi-Otsu luminance thresholding +
-                          HSV-saturation threshold + morphological clean-up.
-``masks__ground_truth`` = method B: SLIC superpixels merged by Lab colour
-                          (region adjacency graph, threshold cut), each merged
-                          region classified by its mean Lab colour.
-Boxes = bounding boxes of connected components (area >= 150 px) of each
-non-background class of the respective mask, at most 8 per image per key
-(largest first). ``boxes__prediction__score`` = mean per-pixel margin of the
-region's pixels from the threshold that created the class (see ``_margin``).
+npz keys (N = 8 images, M_k = boxes of key k)::
+
+    images                          uint8   (N, 256, 256, 3)
+    masks__prediction               uint8   (N, 256, 256)   class id per pixel
+    masks__ground_truth             uint8   (N, 256, 256)   class id per pixel
+    boxes__<k>__xyxy                float32 (M_k, 4)  x0, y0, x1, y1 (x1/y1 exclusive)
+    boxes__<k>__image_index         int64   (M_k,)
+    boxes__<k>__class_id            int64   (M_k,)
+    boxes__prediction__score        float32 (M_prediction,)  in [0, 1]
+    class_labels                    0-d str  JSON {"0": "background", ...}
+    captions                        str     (N,)
+
+Class scheme (same for every image): 0 background, 1 dark object,
+2 bright object, 3 colourful object - see ``segment_prediction`` (method A,
+"prediction") and ``segment_ground_truth`` (method B, "ground truth"), two
+different real segmentation methods that disagree the way a model prediction
+and an annotation would.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -58,12 +64,17 @@ from scipy.cluster import hierarchy
 import skimage
 import skimage.data
 from skimage import color, filters, measure, morphology, segmentation
+from skimage.data._registry import registry as skimage_registry
 
 SIZE = 256
-MIN_BOX_AREA = 150
-MAX_BOXES = 8
-GT_CLUSTERS = 5  # colour groups the SLIC superpixels are merged into
-OUT = Path(__file__).resolve().parent.parent / "gpu_media" / "demo" / "demo.npz"
+MIN_BOX_AREA = 150  # pixels; smaller connected components get no box
+MAX_BOXES = 8  # per image per key, largest components first
+GT_CLUSTERS = 5  # colour groups the SLIC superpixels are merged into (method B)
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "gpu_media" / "demo"
+OUT_NPZ = DEMO_DIR / "demo.npz"
+OUT_SOURCES = DEMO_DIR / "SOURCES.md"
+SKIMAGE_DATA_DIR = Path(skimage.data.__file__).resolve().parent
 
 CLASS_LABELS = {
     "0": "background",
@@ -72,17 +83,122 @@ CLASS_LABELS = {
     "3": "colourful object",
 }
 
-# (skimage.data loader, bundled file, caption). Licenses: see SOURCES.md.
+# Only bundled photographs whose scikit-image docstring states a public-domain
+# or CC0 status. ``license_quote``: verbatim from the ``skimage.data`` docstring
+# (whitespace-normalised, RST links reduced to their text; ``license_url`` is
+# the link target of that sentence); the script refuses to run if the quote is
+# not found there.
 PHOTOS = [
-    ("astronaut", "astronaut.png", "astronaut Eileen Collins (NASA, public domain)"),
-    ("chelsea", "chelsea.png", "Chelsea the cat (Stefan van der Walt, CC0)"),
-    ("coffee", "coffee.png", "coffee cup (Rachel Michetti, CC0)"),
-    ("rocket", "rocket.jpg", "Falcon 9 / DSCOVR launch (SpaceX, public domain)"),
-    ("hubble_deep_field", "hubble_deep_field.jpg", "Hubble eXtreme Deep Field (NASA, public domain)"),
-    ("retina", "retina.jpg", "human retina fundus photo (Mikael Häggström, CC0)"),
-    ("camera", "camera.png", "cameraman, grayscale (Lav Varshney, CC0)"),
-    ("clock", "clock_motion.png", "motion-blurred wall clock, grayscale (Stefan van der Walt, public domain)"),
+    dict(
+        loader="astronaut",
+        file="astronaut.png",
+        caption="astronaut Eileen Collins (NASA, public domain)",
+        shows="Portrait of NASA astronaut Eileen Collins in an orange flight "
+              "suit, US flag and space-shuttle model behind her.",
+        author="NASA (NASA Great Images database, https://flic.kr/p/r9qvLn)",
+        license="Public domain",
+        license_quote="No known copyright restrictions, released into the public domain.",
+    ),
+    dict(
+        loader="chelsea",
+        file="chelsea.png",
+        caption="Chelsea the cat (Stefan van der Walt, CC0)",
+        shows="Close-up of the face of Chelsea, a tabby cat.",
+        author="Stefan van der Walt (photographer)",
+        license="CC0",
+        license_quote="No copyright restrictions. CC0 by the photographer (Stefan van der Walt).",
+    ),
+    dict(
+        loader="coffee",
+        file="coffee.png",
+        caption="coffee cup (Rachel Michetti, CC0)",
+        shows="A cup of espresso on a red saucer with a spoon, on a wooden table "
+              "(courtesy of Pikolo Espresso Bar).",
+        author="Rachel Michetti (photographer); courtesy of Pikolo Espresso Bar",
+        license="CC0",
+        license_quote="No copyright restrictions. CC0 by the photographer (Rachel Michetti).",
+    ),
+    dict(
+        loader="rocket",
+        file="rocket.jpg",
+        caption="Falcon 9 / DSCOVR launch (SpaceX, public domain)",
+        shows="SpaceX Falcon 9 carrying DSCOVR on the pad at Launch Complex 40, "
+              "Cape Canaveral, at dusk.",
+        author="SpaceX (SpaceX Photos on Flickr, "
+               "https://www.flickr.com/photos/spacexphotos/16511594820/)",
+        license="Public domain",
+        license_quote="The image was captured by SpaceX and released in the public domain.",
+        license_url="http://arstechnica.com/tech-policy/2015/03/"
+                    "elon-musk-puts-spacex-photos-into-the-public-domain/",
+    ),
+    dict(
+        loader="hubble_deep_field",
+        file="hubble_deep_field.jpg",
+        caption="Hubble eXtreme Deep Field (NASA, public domain)",
+        shows="Hubble eXtreme Deep Field: thousands of distant galaxies on black sky.",
+        author="NASA (HubbleSite, "
+               "http://hubblesite.org/newscenter/archive/releases/2012/37/image/a/)",
+        license="Public domain",
+        license_quote="The image was captured by NASA and may be freely used in the public domain.",
+        license_url="http://www.nasa.gov/audience/formedia/features/MP_Photo_Guidelines.html",
+    ),
+    dict(
+        loader="retina",
+        file="retina.jpg",
+        caption="human retina fundus photo (Mikael Häggström, CC0)",
+        shows="Fundus photograph of a normal human left eye (retina, optic disc, "
+              "vessels) on a black surround.",
+        author="Mikael Häggström, via Wikimedia Commons "
+               "(https://commons.wikimedia.org/wiki/File:Fundus_photograph_of_normal_left_eye.jpg); "
+               "reference given by scikit-image: Häggström, Mikael (2014). \"Medical gallery "
+               "of Mikael Häggström 2014\". WikiJournal of Medicine 1 (2). "
+               "DOI 10.15347/wjm/2014.008",
+        license="CC0 1.0",
+        license_quote="This file is made available under the Creative Commons CC0 1.0 "
+                      "Universal Public Domain Dedication.",
+    ),
+    dict(
+        loader="camera",
+        file="camera.png",
+        caption="cameraman, grayscale (Lav Varshney, CC0)",
+        shows="Grayscale photograph of a man operating a camera on a tripod on a "
+              "lawn, buildings behind (the CC0 replacement image of skimage >= 0.18, "
+              "not the classic 'cameraman' test image). Converted to RGB by "
+              "repeating the channel.",
+        author="Lav Varshney (photographer)",
+        license="CC0",
+        license_quote="No copyright restrictions. CC0 by the photographer (Lav Varshney).",
+    ),
+    dict(
+        loader="clock",
+        file="clock_motion.png",
+        caption="motion-blurred wall clock, grayscale (Stefan van der Walt, public domain)",
+        shows="Grayscale photograph of a wall clock, motion-blurred by moving the "
+              "camera horizontally. Converted to RGB by repeating the channel.",
+        author="Stefan van der Walt (photographer)",
+        license="Public domain",
+        license_quote="Released into the public domain by the photographer (Stefan van der Walt).",
+    ),
 ]
+
+
+def _plain_doc(loader: str) -> str:
+    """Docstring of ``skimage.data.<loader>`` with whitespace normalised and
+    RST hyperlinks (`text <url>`_) reduced to their text."""
+    doc = getattr(skimage.data, loader).__doc__ or ""
+    doc = re.sub(r"`([^`<]*?)\s*<[^>`]*>`_+", r"\1", doc)
+    return " ".join(doc.split())
+
+
+def check_licenses() -> None:
+    """Every license quote must appear verbatim in the skimage.data docstring,
+    and every photo must be a file bundled in the installed wheel."""
+    for p in PHOTOS:
+        doc = _plain_doc(p["loader"])
+        if " ".join(p["license_quote"].split()) not in doc:
+            raise SystemExit(f"{p['loader']}: license text not found in its docstring")
+        if not (SKIMAGE_DATA_DIR / p["file"]).is_file():
+            raise SystemExit(f"{p['file']} is not bundled in {SKIMAGE_DATA_DIR}")
 
 
 # --------------------------------------------------------------------------- images
@@ -98,7 +214,7 @@ def load_photo(loader: str) -> np.ndarray:
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
     sq = np.ascontiguousarray(img[top : top + s, left : left + s])
-    out = Image.fromarray(sq, mode="RGB").resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    out = Image.fromarray(sq).resize((SIZE, SIZE), Image.Resampling.LANCZOS)
     return np.asarray(out, dtype=np.uint8)
 
 
@@ -153,8 +269,8 @@ def segment_prediction(img: np.ndarray):
        image border (= background estimate incl. illumination gradient);
     2. 3-class multi-Otsu on that residual; the class containing residual 0
        is background, darker classes -> 1, brighter classes -> 2;
-    3. object pixels whose HSV saturation exceeds max(0.45, Otsu(saturation))
-       -> 3 (colourful object);
+    3. object pixels whose HSV saturation exceeds max(0.45, Otsu threshold of
+       the saturation of pixels with HSV value > 0.15) -> 3 (colourful object);
     4. per class: binary opening (disk r=2), drop components < 64 px, fill
        holes < 64 px.
 
@@ -266,11 +382,12 @@ def boxes_from_mask(mask: np.ndarray, margin=None):
 
 # ------------------------------------------------------------------- writing
 def write_npz_deterministic(path: Path, arrays: dict) -> None:
-    """Like np.savez_compressed, but with fixed zip timestamps/attributes."""
+    """Same layout as ``np.savez_compressed`` (deflated ``<key>.npy`` members)
+    but with a fixed timestamp and attributes, so reruns are byte-identical."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key in arrays:
-            arr = np.asarray(arrays[key])
+        for key, value in arrays.items():
+            arr = np.asarray(value)
             if arr.dtype.hasobject:
                 raise TypeError(f"{key}: object arrays are not allowed")
             info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -282,19 +399,161 @@ def write_npz_deterministic(path: Path, arrays: dict) -> None:
     path.write_bytes(buf.getvalue())
 
 
+EXCLUDED = """\
+Bundled in the wheel but **not** used:
+
+* `ihc.png` (immunohistochemistry), `coins.png` - the docstrings only say
+  "No known copyright restrictions." with no explicit public-domain or CC
+  dedication; left out to stay on the safe side.
+* `motorcycle_left.png` / `motorcycle_right.png` (Middlebury 2014 stereo),
+  `moon.png`, `page.png`, `color.png` (colour wheel), `logo.png`,
+  `lfw_subset.npy` (faces) - no license stated in the docstring.
+* `grass.png`, `gravel.png`, `brick.png` (CC0 textures), `text.png` (public
+  domain), `horse.png` (CC0 clip art), `cell.png` (CC0 phase image),
+  `microaneurysms.png` (CC0, 102x102 crop), `chessboard_*.png`,
+  `phantom.png`, `no_time_for_that_tiny.gif`, `multipage*.tif` - licenses
+  fine or unstated but not (colour) photographs with objects, or too small.
+* The historical "Lena" image and the pre-0.18 "cameraman" are not bundled
+  and were not used; `camera.png` is the CC0 replacement.
+"""
+
+METHODS = """\
+## How the annotations were made
+
+All processing runs on the 256x256 images stored in `images` (each photo:
+centre crop to the largest square, then Pillow `resize((256, 256),
+Image.Resampling.LANCZOS)`; grayscale photos repeated to 3 channels).
+
+Class ids (same scheme for every image; `class_labels` in the npz):
+
+| id | name | meaning |
+|---:|---|---|
+| 0 | background | the tone/colour that frames the image (dominates its border) |
+| 1 | dark object | clearly darker than the background |
+| 2 | bright object | clearly brighter than the background |
+| 3 | colourful object | a dark or bright object that is strongly saturated |
+
+### `masks__prediction` - method A: thresholding + morphology
+
+1. Luminance (`skimage.color.rgb2gray`, Gaussian sigma 1.5).
+2. Background model: a plane `a + b*x + c*y` fitted by trimmed least squares
+   to the 8-px border ring (3 refits on the 60 % best-fitting border pixels);
+   it absorbs illumination gradients (dusk sky, lit wall). Residual = luminance
+   minus plane.
+3. 3-class multi-Otsu (`skimage.filters.threshold_multiotsu`) on the
+   residual; the class containing residual 0 is background, darker classes
+   -> 1, brighter classes -> 2.
+4. Pixels of class 1/2 whose HSV saturation (Gaussian sigma 1.5) exceeds
+   `max(0.45, Otsu threshold of the saturation of pixels with value > 0.15)`
+   -> 3.
+5. Per class: binary opening with a radius-2 disk, components < 64 px
+   removed, holes < 64 px filled; classes painted in order 1, 2, 3.
+
+### `masks__ground_truth` - method B: superpixels merged by colour
+
+1. SLIC superpixels (`skimage.segmentation.slic`, n_segments=300,
+   compactness=10, on RGB -> Lab).
+2. Superpixels merged by colour: Ward agglomerative clustering
+   (`scipy.cluster.hierarchy.linkage`/`fcluster`, 5 clusters) of the
+   superpixels' mean CIELAB colours.
+3. Background = the colour group covering most of the 8-px border ring,
+   grown by every group that covers >= 5 % of the border and lies within
+   Delta E 20 of a background group. Every other group by its mean L*
+   relative to the main background group: darker by > 12 -> 1, brighter by
+   > 12 -> 2, otherwise 0; object groups with mean Lab chroma > 30 -> 3.
+
+The two methods agree on the large structures and disagree on details
+(region borders, small parts, dark-vs-colourful on saturated objects), like a
+model prediction and a coarse annotation would.
+
+### Boxes
+
+For each key (`prediction`, `ground_truth`), each image and each class 1..3:
+connected components (`skimage.measure.label`, 8-connectivity) of
+`mask == class`, with `skimage.measure.regionprops`; components with area
+>= 150 px are kept, at most 8 per image per key (largest area first).
+`bbox = (min_row, min_col, max_row, max_col)` ->
+`xyxy = (min_col, min_row, max_col, max_row)` in pixels, x1/y1 exclusive.
+
+`boxes__prediction__score` (float32 in [0, 1], rounded to 4 decimals): the
+confidence of method A in that region = mean over the region's pixels of the
+margin between the pixel and the threshold that created its class, in units
+of 0.15 and clipped to [0, 1] - residual luminance vs the multi-Otsu
+threshold for classes 1/2, saturation vs the saturation threshold for class 3.
+Regions whose pixels barely passed the threshold score near 0, regions far
+from it near 1. Ground-truth boxes have no score.
+"""
+
+
+def write_sources(path: Path, arrays: dict, photo_meta: list) -> None:
+    lines = [
+        "# Demo data: sources and licenses",
+        "",
+        "`demo.npz` (the CLI input format of `gpu-media`) holds 8 real",
+        "photographs with two segmentation masks each and boxes derived from",
+        "them. The photographs are sample images bundled in the scikit-image",
+        f"{skimage.__version__} wheel (`skimage/data/`, loaded with the",
+        "`skimage.data.<name>()` functions); the license texts below are quoted",
+        "verbatim from those functions' docstrings (the generator checks this).",
+        "",
+        "This file and `demo.npz` are generated - do not edit by hand. Regenerate",
+        "both (byte-identical output) from the repository root with:",
+        "",
+        "```",
+        "pip install scikit-image numpy pillow scipy   # dev-only, not package deps",
+        "python scripts/make_demo_data.py",
+        "```",
+        "",
+        "## Photographs",
+        "",
+        "| # | skimage.data file | shows | author / source | license |",
+        "|---:|---|---|---|---|",
+    ]
+    for i, p in enumerate(PHOTOS):
+        lines.append(f"| {i} | `{p['file']}` (`skimage.data.{p['loader']}()`) | "
+                     f"{p['shows']} | {p['author']} | {p['license']} |")
+    lines += ["", "License statements, verbatim from the scikit-image docstrings "
+              "(RST link markup reduced to its text, link target given after it):", ""]
+    for i, (p, meta) in enumerate(zip(PHOTOS, photo_meta)):
+        link = f" (<{p['license_url']}>)" if p.get("license_url") else ""
+        lines += [
+            f"{i}. `{p['file']}`: \"{' '.join(p['license_quote'].split())}\"{link}",
+            f"   Original {meta['shape']} {meta['dtype']}; sha256 of the bundled file "
+            f"`{meta['sha256']}` (as in `skimage/data/_registry.py`); "
+            f"caption \"{p['caption']}\".",
+        ]
+    lines += ["", EXCLUDED, METHODS]
+    lines += ["## Contents of demo.npz", "", "| key | dtype | shape |", "|---|---|---|"]
+    for k, v in arrays.items():
+        lines.append(f"| `{k}` | {v.dtype} | {tuple(v.shape)} |")
+    lines += ["", "Boxes per image:", "",
+              "| # | image | prediction | ground_truth |", "|---:|---|---:|---:|"]
+    for i, p in enumerate(PHOTOS):
+        n_p = int(np.sum(arrays["boxes__prediction__image_index"] == i))
+        n_g = int(np.sum(arrays["boxes__ground_truth__image_index"] == i))
+        lines.append(f"| {i} | {p['loader']} | {n_p} | {n_g} |")
+    lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
 def main() -> int:
-    images, pred_masks, gt_masks, captions = [], [], [], []
+    check_licenses()
+    images, pred_masks, gt_masks, photo_meta = [], [], [], []
     boxes = {k: {"xyxy": [], "image_index": [], "class_id": [], "score": []}
              for k in ("prediction", "ground_truth")}
 
-    for i, (loader, _fname, caption) in enumerate(PHOTOS):
-        img = load_photo(loader)
+    for i, p in enumerate(PHOTOS):
+        raw = np.asarray(getattr(skimage.data, p["loader"])())
+        sha = hashlib.sha256((SKIMAGE_DATA_DIR / p["file"]).read_bytes()).hexdigest()
+        if sha != skimage_registry.get("data/" + p["file"]):
+            raise SystemExit(f"{p['file']}: sha256 differs from skimage's registry")
+        photo_meta.append(dict(shape=tuple(raw.shape), dtype=str(raw.dtype), sha256=sha))
+        img = load_photo(p["loader"])
         pred, margin = segment_prediction(img)
         gt = segment_ground_truth(img)
         images.append(img)
         pred_masks.append(pred)
         gt_masks.append(gt)
-        captions.append(caption)
         for key, m, mg in (("prediction", pred, margin), ("ground_truth", gt, None)):
             for _area, cid, xyxy, score in boxes_from_mask(m, mg):
                 boxes[key]["xyxy"].append(xyxy)
@@ -314,13 +573,18 @@ def main() -> int:
         if key == "prediction":
             arrays[f"boxes__{key}__score"] = np.round(
                 np.asarray(b["score"], dtype=np.float64), 4).astype(np.float32)
-    arrays["class_labels"] = np.array(json.dumps(CLASS_LABELS, sort_keys=True))
-    arrays["captions"] = np.array(captions)
+    arrays["class_labels"] = np.array(json.dumps(CLASS_LABELS))
+    arrays["captions"] = np.array([p["caption"] for p in PHOTOS])
 
-    write_npz_deterministic(OUT, arrays)
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes, scikit-image {skimage.__version__})")
+    used = set(np.unique(arrays["masks__prediction"])) | set(np.unique(arrays["masks__ground_truth"]))
+    assert {str(int(c)) for c in used} <= set(CLASS_LABELS), used
+
+    write_npz_deterministic(OUT_NPZ, arrays)
+    write_sources(OUT_SOURCES, arrays, photo_meta)
+    print(f"wrote {OUT_NPZ} ({OUT_NPZ.stat().st_size} bytes)")
+    print(f"wrote {OUT_SOURCES}")
     for k, v in arrays.items():
-        print(f"  {k:32s} {str(v.dtype):6s} {v.shape}")
+        print(f"  {k:32s} {str(v.dtype):8s} {v.shape}")
     return 0
 
 

@@ -1,0 +1,132 @@
+"""The ``gpu-media`` command: ``dump`` an .npz batch to wandb's layout, or run the ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from importlib import resources
+
+import numpy as np
+
+from .dump import index_path, write_dump
+from .errors import DeviceError, MediaError
+
+NPZ_HELP = """INPUT is an .npz with:
+  images                 (N,H,W,C) or (N,H,W); (N,C,H,W) with a 'layout' entry "NCHW"
+  layout                 optional string, one of NHWC NCHW NHW
+  masks__<key>           optional (N,H,W) integer class ids, one entry per mask key
+  boxes__<key>__xyxy     optional (M,4) pixel boxes x0,y0,x1,y1 (x1, y1 exclusive)
+  boxes__<key>__image_index (M,)  batch index of each box
+  boxes__<key>__class_id    (M,)  class id of each box
+  boxes__<key>__score       (M,)  optional score of each box
+  class_labels           optional JSON string {"<id>": "<name>", ...}
+  captions               optional (N,) strings
+"""
+
+
+def load_npz(path: str) -> dict:
+    """Read the CLI's .npz input into write_dump's keyword arguments (no pickles)."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise MediaError(f"{path}: cannot read as .npz ({exc})") from None
+    with z:
+        names = set(z.files)
+        if "images" not in names:
+            raise MediaError(f"{path}: no 'images' entry (entries: {sorted(names)})")
+        out = {"images": z["images"]}
+        if "layout" in names:
+            out["layout"] = str(z["layout"])
+        masks, boxes = {}, {}
+        for name in sorted(names):
+            parts = name.split("__")
+            if parts[0] == "masks" and len(parts) == 2:
+                masks[parts[1]] = {"mask_data": z[name]}
+            elif parts[0] == "boxes" and len(parts) == 3:
+                field = {"xyxy": "xyxy", "image_index": "image_index", "class_id": "class_id", "score": "score"}.get(parts[2])
+                if field is None:
+                    raise MediaError(f"{path}: unknown box entry {name!r} (xyxy, image_index, class_id or score)")
+                spec = boxes.setdefault(parts[1], {"domain": "pixel"})
+                if field == "score":
+                    spec["scores"] = {"score": z[name]}
+                else:
+                    spec[field] = z[name]
+            elif name not in ("images", "layout", "class_labels", "captions"):
+                raise MediaError(f"{path}: unknown entry {name!r}")
+        for key, spec in boxes.items():
+            if "xyxy" not in spec:
+                raise MediaError(f"{path}: box key {key!r} has no boxes__{key}__xyxy entry")
+        if masks:
+            out["masks"] = masks
+        if boxes:
+            out["boxes"] = boxes
+        if "class_labels" in names:
+            try:
+                out["classes"] = {int(k): str(v) for k, v in json.loads(str(z["class_labels"])).items()}
+            except (ValueError, AttributeError) as exc:
+                raise MediaError(f"{path}: class_labels must be a JSON object {{id: name}} ({exc})") from None
+        if "captions" in names:
+            out["captions"] = [str(c) for c in z["captions"].reshape(-1)]
+    return out
+
+
+def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, device, stream=sys.stdout) -> dict:
+    """Load, validate and write one dump; print and return a summary."""
+    kwargs = load_npz(input_path)
+    t0 = time.perf_counter()
+    dicts = write_dump(out_dir, kwargs.pop("images"), key=key, step=step, file_type=file_type, quality=quality,
+                       draw_boxes=draw_boxes, device=device, progress=True, **kwargs)
+    seconds = time.perf_counter() - t0
+    n_masks = sum(len(d.get("masks", {})) for d in dicts)
+    n_boxes = sum(len(spec["xyxy"]) for spec in kwargs.get("boxes", {}).values())
+    summary = {"out_dir": os.path.abspath(out_dir), "index": os.path.abspath(index_path(out_dir, key, step)),
+               "images": len(dicts), "masks": n_masks, "mask_keys": sorted(kwargs.get("masks", {})),
+               "boxes": n_boxes, "box_keys": sorted(kwargs.get("boxes", {})), "seconds": round(seconds, 3)}
+    print(f"wrote {summary['images']} images, {n_masks} masks ({', '.join(summary['mask_keys']) or 'none'}) and "
+          f"{n_boxes} boxes ({', '.join(summary['box_keys']) or 'none'}) to {summary['out_dir']} "
+          f"in {seconds:.2f} s", file=stream)
+    print(f"index: {summary['index']}", file=stream)
+    return summary
+
+
+def demo_input() -> str:
+    """Path of the bundled demo batch (real photographs, see gpu_media/demo/SOURCES.md)."""
+    return str(resources.files("gpu_media.demo").joinpath("demo.npz"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="gpu-media", description="Batches of images to wandb-compatible media files.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("dump", help="write an .npz batch as wandb media files + index",
+                       description=NPZ_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("input", help=".npz input (see above)")
+    d.add_argument("out_dir")
+    e = sub.add_parser("demo", help="dump the bundled real photographs with their masks and boxes")
+    e.add_argument("out_dir")
+    for a in (d, e):
+        a.add_argument("--key", default=None, help="log key (dump: 'images', demo: 'demo')")
+        a.add_argument("--step", type=int, default=0)
+        a.add_argument("--format", dest="file_type", choices=["png", "jpg", "jpeg", "bmp"], default="png")
+        a.add_argument("--quality", type=int, default=75, help="JPEG quality 1..100 (default 75)")
+        a.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    d.add_argument("--draw-boxes", action="store_true", help="burn box outlines into the images")
+    e.add_argument("--no-draw-boxes", dest="draw_boxes", action="store_false", help="keep the photographs unmarked")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "dump":
+            run_dump(args.input, args.out_dir, key=args.key or "images", step=args.step, file_type=args.file_type,
+                     quality=args.quality, draw_boxes=args.draw_boxes, device=args.device)
+        else:
+            run_dump(demo_input(), args.out_dir, key=args.key or "demo", step=args.step, file_type=args.file_type,
+                     quality=args.quality, draw_boxes=args.draw_boxes, device=args.device)
+    except (MediaError, DeviceError) as exc:
+        print(f"gpu-media: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
