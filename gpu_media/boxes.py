@@ -43,8 +43,10 @@ def _has_num(d, k) -> bool:
 
 
 def _py(v):
-    """NumPy/PyTorch scalars -> plain Python numbers for JSON."""
-    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
+    """NumPy/PyTorch scalars -> plain Python numbers (arrays are left as they are)."""
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)) and getattr(v, "ndim", 0) == 0:
+        return v.item()
+    return v
 
 
 def _box_to_json(box: dict) -> dict:
@@ -73,7 +75,7 @@ def _bounds(box: dict, where: str):
     p = {k: _py(v) for k, v in p.items()}
     if "middle" in p and hasattr(p["middle"], "__len__") and len(p["middle"]) == 2 \
             and _has_num(p, "width") and _has_num(p, "height"):
-        mx, my = (_py(v) for v in p["middle"])
+        mx, my = (_py(v) for v in list(p["middle"]))
         if not all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in (mx, my)):
             raise BoxError(f"{where}: {_POS_ERR}")
         w, h = float(p["width"]), float(p["height"])
@@ -273,15 +275,20 @@ def box_colors(class_id: np.ndarray, colors) -> np.ndarray:
     """(M,) class ids -> (M,3) uint8 from ``colors`` or :data:`PALETTE` (SPEC 4 step 4)."""
     pal = np.asarray(PALETTE, dtype=np.uint8)
     out = pal[np.mod(class_id, len(PALETTE))] if class_id.size else np.zeros((0, 3), np.uint8)
-    for c, rgb in (colors or {}).items():
-        try:
-            rgb = tuple(int(v) for v in rgb)
-            ok = len(rgb) == 3 and all(0 <= v <= 255 for v in rgb)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
+    if colors is None:
+        return out
+    if not isinstance(colors, dict):
+        raise BoxError(f"colors must be a dictionary {{class_id: (r, g, b)}}, got {type(colors).__name__}")
+    for c, rgb in colors.items():
+        c = _py(c)
+        if not isinstance(c, numbers.Integral) or isinstance(c, bool):
+            raise BoxError(f"colors: key {c!r} is not an integer class id")
+        parts = [_py(v) for v in rgb] if isinstance(rgb, (list, tuple, np.ndarray)) else None
+        if parts is None or len(parts) != 3 or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in parts
+        ):
             raise BoxError(f"colors[{c!r}] must be an (r, g, b) triple of integers in [0, 255], got {rgb!r}")
-        out[class_id == int(c)] = rgb
+        out[class_id == int(c)] = parts
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, NamedTuple
 
@@ -32,7 +33,7 @@ def parse_class_labels(labels, where: str, error=MaskError) -> dict | None:
             k = int(k)
         if not isinstance(k, numbers.Number) or isinstance(k, bool) or not isinstance(v, str):
             raise error(f"{where}: class_labels must be a dictionary of numbers to strings, got {k!r}: {v!r}")
-        if float(k) != int(k):
+        if not math.isfinite(float(k)) or float(k) != int(k):
             raise error(f"{where}: class_labels key {k!r} is not an integer")
         out[int(k)] = v
     return out
@@ -63,7 +64,7 @@ def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
     if not isinstance(masks, dict):
         raise MaskError("masks must be a dictionary {key: {'mask_data': ..., 'class_labels': ...}}")
     n = len(sizes)
-    out = []
+    out, shape_errors = [], []
     for key, spec in masks.items():
         if not isinstance(key, str):
             raise MaskError(f"mask key {key!r}: keys must be strings")
@@ -95,14 +96,18 @@ def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
             shapes = [tuple(int(s) for s in arr.shape[1:])] * n
         for i, shape in enumerate(shapes):
             if len(shape) != 2:
-                raise MaskError(f"image {i}, mask key {key!r}: mask must be 2-D (H, W), got shape {shape}")
-            if shape != tuple(sizes[i]):
-                raise MaskError(
-                    f"image {i}, mask key {key!r}: mask shape {shape} does not match the image's (H, W) {tuple(sizes[i])}"
-                )
+                shape_errors.append((i, len(out), f"image {i}, mask key {key!r}: mask must be 2-D (H, W), got shape {shape}"))
+            elif shape != tuple(sizes[i]):
+                shape_errors.append((i, len(out), f"image {i}, mask key {key!r}: mask shape {shape} does not match "
+                                                  f"the image's (H, W) {tuple(sizes[i])}"))
+        if shape_errors:
+            out.append(None)
+            continue
         if isinstance(arrays, list) and len(set(shapes)) == 1 and len({str(a.dtype) for a in arrays}) == 1:
             arrays = _arrays._xp(arrays[0]).stack(arrays)
         out.append(MaskSet(key, arrays, labels))
+    if shape_errors:
+        raise MaskError(min(shape_errors)[2])  # lowest image index, then key order
     return out
 
 
@@ -134,8 +139,8 @@ def mask_report(sets: list[MaskSet], n: int, backend, strict: bool) -> list[dict
                 )
                 raise MaskError(f"{where}: mask values must be integers in [0, 255]; found {', '.join(parts)}")
             present = {int(c): int(hist[c]) for c in np.flatnonzero(hist)}
-            if strict:
-                labels = ms.class_labels or {}
+            if strict and ms.class_labels is not None:  # without labels, the defaults cover every class
+                labels = ms.class_labels
                 missing = [c for c in present if c not in labels]
                 if missing:
                     raise MaskError(f"{where}: class ids {missing} are present but not in class_labels (strict=True)")
@@ -164,7 +169,8 @@ def validate_masks(masks, image_sizes, *, strict=False, device="auto"):
             PyTorch, DLPack), integers in [0, 255]; bool masks are 0/1; float
             masks only when every value is integral.
         image_sizes: one ``(H, W)`` for every image, or a list of N ``(H, W)``.
-        strict: every class id present must be a key of ``class_labels``.
+        strict: every class id present must be a key of ``class_labels`` (a key
+            without ``class_labels`` gets wandb's defaults, which cover every class).
         device: "auto", "cpu" or "gpu" (``gpu_media.backend``).
 
     Returns:
@@ -176,7 +182,8 @@ def validate_masks(masks, image_sizes, *, strict=False, device="auto"):
             not 2-D or whose (H, W) differs from its image's; values outside
             [0, 255] (smallest/largest offending value) or not integral; class
             labels that are not ``{number: str}``; with ``strict``, the class ids
-            missing from ``class_labels``.
+            missing from ``class_labels``. Shape errors are reported first (lowest
+            image index, then key order), then value errors (the same order).
     """
     sizes = _sizes(image_sizes)
     any_gpu = isinstance(masks, dict) and any(
@@ -186,9 +193,14 @@ def validate_masks(masks, image_sizes, *, strict=False, device="auto"):
     if sizes is None:
         n = None
         for spec in (masks or {}).values():
-            d = spec.get("mask_data") if isinstance(spec, dict) else None
-            if d is not None:
-                n = len(d) if isinstance(d, (list, tuple)) else (1 if len(d.shape) == 2 else int(d.shape[0]))
+            if not isinstance(spec, dict):
+                continue
+            d = spec.get("mask_data", spec.get("path"))
+            if isinstance(d, (list, tuple)):
+                n = len(d)
+            elif d is not None and hasattr(d, "shape"):
+                n = 1 if len(d.shape) == 2 else int(d.shape[0])
+            if n is not None:
                 break
         sizes = [tuple(int(v) for v in image_sizes)] * (n or 1)
     sets = parse_masks(masks, sizes, dev)

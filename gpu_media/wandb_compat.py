@@ -66,11 +66,13 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
             i = rec["index"]
             wmasks = {}
             for key, data in rec["masks"].items():
-                m = ImageMask({"path": _write(data, ".mask.png")}, key)
+                path = _write(data, ".mask.png")
+                m = ImageMask({"path": path}, key)
+                # wandb moves (not copies) the file into the run, named like its own masks
+                m._set_file(path, is_tmp=True, extension=".mask.png")
                 # the path form of ImageMask keeps no labels; give it what mask_data would have
                 m._key = key
                 m._val = {"class_labels": dict(plan.mask_labels[key])}
-                m._is_tmp = True  # wandb moves (not copies) the file into the run
                 wmasks[key] = m
             per = plan.boxes.per_image[i] if plan.boxes is not None else {}
             wboxes = {k: {"box_data": v["box_data"], "class_labels": {int(c): n for c, n in v["class_labels"].items()}}
