@@ -73,8 +73,9 @@ def load_npz(path: str) -> dict:
     return out
 
 
-def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, device, stream=sys.stdout) -> dict:
+def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, device, stream=None) -> dict:
     """Load, validate and write one dump; print and return a summary."""
+    stream = sys.stdout if stream is None else stream
     kwargs = load_npz(input_path)
     t0 = time.perf_counter()
     dicts = write_dump(out_dir, kwargs.pop("images"), key=key, step=step, file_type=file_type, quality=quality,
