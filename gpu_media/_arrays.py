@@ -78,24 +78,32 @@ def _pil_to_numpy(img) -> np.ndarray:
 
 
 def to_array(obj, device: str):
-    """One array-like -> (array on ``device``'s library, channel_first_default, is_pil)."""
+    """One array-like -> (array on ``device``'s library, channel_first_default, is_pil).
+
+    "cpu" gives NumPy (a CUDA array is copied to the host once); "gpu" gives CuPy
+    (a CUDA array is taken without a copy through DLPack or ``__cuda_array_interface__``).
+    """
+    channel_first = pil = False
     if _is_pil(obj):
-        return _pil_to_numpy(obj), False, True
-    if _is_torch(obj):
-        t = obj.detach()
+        arr, pil = _pil_to_numpy(obj), True
+    elif _is_torch(obj):
+        channel_first, t = True, obj.detach()
         if getattr(t, "is_cuda", False) and device == "gpu":
             import cupy
 
             return cupy.from_dlpack(t), True, False
-        return t.cpu().numpy(), True, False
-    if isinstance(obj, np.ndarray):
+        arr = t.cpu().numpy()
+    elif isinstance(obj, np.ndarray):
         arr = obj
     elif _is_cupy(obj) or hasattr(obj, "__cuda_array_interface__") or on_gpu(obj):
         import cupy
 
-        arr = obj if _is_cupy(obj) else (
-            cupy.asarray(obj) if hasattr(obj, "__cuda_array_interface__") else cupy.from_dlpack(obj)
-        )
+        if _is_cupy(obj):
+            arr = obj
+        elif hasattr(obj, "__cuda_array_interface__"):
+            arr = cupy.asarray(obj)
+        else:
+            arr = cupy.from_dlpack(obj)
         if device != "gpu":
             arr = cupy.asnumpy(arr)
     elif hasattr(obj, "__dlpack__"):
@@ -106,7 +114,7 @@ def to_array(obj, device: str):
         import cupy
 
         arr = cupy.asarray(arr)
-    return arr, False, False
+    return arr, channel_first, pil
 
 
 def _check_dtype(dtype, where: str) -> None:

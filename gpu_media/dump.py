@@ -32,7 +32,7 @@ from .backend import get_backend, resolve_device
 from .boxes import BoxTable, check_thickness, parse_boxes, render, box_colors
 from .encode import check_format, drop_alpha_for_jpeg
 from .errors import MediaError
-from .masks import MaskSet, mask_report, parse_class_labels, parse_masks
+from .masks import mask_report, parse_class_labels, parse_masks
 from .normalize import normalize_groups
 
 IMAGE_DIR = "media/images"

@@ -40,3 +40,28 @@ def reference_dir():
         if os.path.isdir(cand):
             return os.path.abspath(cand)
     pytest.fail("../shared/reference/wandb-0.31 is missing: it ships beside the repository")
+
+
+def read_rel(root, rel) -> bytes:
+    """Bytes of the file at the '/'-separated path ``rel`` under ``root`` (asserting it exists)."""
+    path = os.path.join(str(root), *rel.split("/"))
+    assert os.path.isfile(path), rel
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Encoded image bytes -> the decoded NumPy array (Pillow)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return np.asarray(im)
+
+
+def hwc(a):
+    """(H,W) -> (H,W,1); (H,W,C) unchanged."""
+    a = np.asarray(a)
+    return a[:, :, None] if a.ndim == 2 else a

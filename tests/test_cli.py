@@ -20,6 +20,7 @@ from PIL import Image
 import gpu_media as gm
 from gpu_media import cli
 from spec_reference import draw_reference, normalize_image
+from conftest import decode_image, hwc, read_rel
 
 LABELS = {0: "background", 1: "car", 2: "road"}
 
@@ -51,21 +52,7 @@ def load_index(out_dir, key, step):
 
 
 def read(out_dir, rel) -> bytes:
-    path = os.path.join(str(out_dir), *rel.split("/"))
-    assert os.path.isfile(path), rel
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return np.asarray(im)
-
-
-def hwc(a):
-    a = np.asarray(a)
-    return a[:, :, None] if a.ndim == 2 else a
+    return read_rel(out_dir, rel)
 
 
 def checked_file(out_dir, entry) -> bytes:
@@ -150,7 +137,7 @@ def test_dump_summary_index_and_pixels(device, tmp_path, capsys):
         assert entry["_type"] == "image-file"
         assert (entry["format"], entry["width"], entry["height"]) == ("png", w, h)
         assert entry["path"].startswith("media/images/val_5_") and entry["path"].endswith(".png")
-        got = decode(checked_file(out, entry))
+        got = decode_image(checked_file(out, entry))
         np.testing.assert_array_equal(got, normalize_image(images[i]))  # SPEC 2, no boxes drawn
         assert set(entry["masks"]) == {"pred", "gt"}
         for key, want in (("pred", pred[i]), ("gt", gt[i])):
@@ -160,7 +147,7 @@ def test_dump_summary_index_and_pixels(device, tmp_path, capsys):
             data = checked_file(out, m)
             with Image.open(io.BytesIO(data)) as im:
                 assert im.mode == "L"
-            np.testing.assert_array_equal(decode(data), want.astype(np.uint8))
+            np.testing.assert_array_equal(decode_image(data), want.astype(np.uint8))
         rows = np.flatnonzero(img_idx == i)
         if len(rows) == 0:
             assert not entry.get("boxes")
@@ -207,7 +194,7 @@ def test_dump_layouts(device, tmp_path, capsys, layout, shape):
         data = checked_file(out, entry)
         with Image.open(io.BytesIO(data)) as im:
             assert im.mode == {1: "L", 3: "RGB", 4: "RGBA"}[want.shape[2]]
-        np.testing.assert_array_equal(hwc(decode(data)), want)
+        np.testing.assert_array_equal(hwc(decode_image(data)), want)
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "jpeg"])
@@ -229,8 +216,8 @@ def test_dump_jpeg(device, tmp_path, capsys, fmt):
             assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (w, h))
         buf = io.BytesIO()
         Image.fromarray(images[i]).save(buf, format="JPEG", quality=75)  # SPEC 5: default quality 75
-        ref = decode(buf.getvalue()).astype(np.float64)
-        assert np.abs(decode(data).astype(np.float64) - ref).mean() <= 2.0
+        ref = decode_image(buf.getvalue()).astype(np.float64)
+        assert np.abs(decode_image(data).astype(np.float64) - ref).mean() <= 2.0
     assert not [f for f in all_files(out) if f.endswith(".png")]
 
 
@@ -265,7 +252,7 @@ def test_dump_draw_boxes(device, tmp_path, capsys, channels):
         data = checked_file(out, entry)
         with Image.open(io.BytesIO(data)) as im:
             assert im.mode == "RGB"  # "L" becomes "RGB" when boxes are drawn
-        got = decode(data)
+        got = decode_image(data)
         np.testing.assert_array_equal(got, want)
         assert (got != np.repeat(base, 3, axis=2) if channels == 1 else got != base).any()
 
@@ -370,7 +357,7 @@ def test_demo_pixels_masks_and_summary(device, tmp_path, capsys):
     for i, entry in enumerate(index["images"]):
         assert set(entry["masks"]) == set(mask_keys)
         for key in mask_keys:
-            np.testing.assert_array_equal(decode(checked_file(out, entry["masks"][key])), z[f"masks__{key}"][i])
+            np.testing.assert_array_equal(decode_image(checked_file(out, entry["masks"][key])), z[f"masks__{key}"][i])
 
     # SPEC 2 + SPEC 4 pixels for the two images with the fewest boxes (the reference is per pixel)
     per_image = [sum(int((z[f"boxes__{k}__image_index"] == i).sum()) for k in box_keys) for i in range(n)]
@@ -378,7 +365,7 @@ def test_demo_pixels_masks_and_summary(device, tmp_path, capsys):
         boxes = [b for k in box_keys for b in _boxes_for_image(z, k, i)]  # keys in sorted order, as the CLI reads
         assert boxes
         want = draw_reference(normalize_image(hwc(images[i])), boxes, 2, None)
-        got = decode(checked_file(out, index["images"][i]))
+        got = decode_image(checked_file(out, index["images"][i]))
         np.testing.assert_array_equal(got, want)
 
 
@@ -390,7 +377,7 @@ def test_demo_no_draw_boxes_keeps_photographs(device, tmp_path, capsys):
     index = load_index(out, "photos", 2)
     assert index["boxes_drawn"] is False
     for i in (0, len(index["images"]) - 1):
-        got = decode(checked_file(out, index["images"][i]))
+        got = decode_image(checked_file(out, index["images"][i]))
         np.testing.assert_array_equal(hwc(got), normalize_image(hwc(z["images"][i])))
 
 

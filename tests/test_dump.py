@@ -1,7 +1,6 @@
 """SPEC 6: wandb's layout and JSON, content-addressed names, atomic writes; both backends."""
 
 import hashlib
-import io
 import json
 import os
 

@@ -26,7 +26,7 @@ wandb = pytest.importorskip("wandb")
 from PIL import Image  # noqa: E402
 
 import gpu_media as gm  # noqa: E402
-from conftest import host  # noqa: E402
+from conftest import decode_image, host, hwc, read_rel  # noqa: E402
 from spec_reference import normalize_image  # noqa: E402
 
 RUN_TIMEOUT_S = 90  # a wandb test that takes longer than this is hung, not slow
@@ -180,21 +180,7 @@ def files_dir(tmp_path) -> str:
 
 
 def read(tmp_path, rel) -> bytes:
-    path = os.path.join(files_dir(tmp_path), *rel.split("/"))
-    assert os.path.isfile(path), rel
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def decode(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return np.asarray(im)
-
-
-def hwc(a):
-    a = np.asarray(a)
-    return a[:, :, None] if a.ndim == 2 else a
+    return read_rel(files_dir(tmp_path), rel)
 
 
 def media_files(tmp_path):
@@ -254,8 +240,8 @@ def test_log_batch_with_masks_boxes_captions(device, tmp_path):
         assert imgs[i]._size == len(data)
         with Image.open(io.BytesIO(data)) as im:
             assert (im.format, im.mode, im.size) == ("PNG", "RGB", (16, 12))
-        np.testing.assert_array_equal(decode(data), expected[i])
-        np.testing.assert_array_equal(decode(data), normalize_image(images_f[i]))
+        np.testing.assert_array_equal(decode_image(data), expected[i])
+        np.testing.assert_array_equal(decode_image(data), normalize_image(images_f[i]))
 
     # masks: one file per image and key, 8-bit grayscale, pixel = class id
     assert len(val["all_masks"]) == 3
@@ -270,7 +256,7 @@ def test_log_batch_with_masks_boxes_captions(device, tmp_path):
             assert len(data) == entry["size"]
             with Image.open(io.BytesIO(data)) as im:
                 assert (im.format, im.mode) == ("PNG", "L")
-            np.testing.assert_array_equal(decode(data), want.astype(np.uint8))
+            np.testing.assert_array_equal(decode_image(data), want.astype(np.uint8))
 
     # boxes: only images 0 and 2 have boxes; their boxes2D JSON holds them in order
     boxes_logged = val["all_boxes"]
@@ -324,16 +310,16 @@ def test_same_bytes_as_plain_wandb_image(device, tmp_path, channels):
     assert (a["count"], a["width"], a["height"], a["format"]) == (b["count"], b["width"], b["height"], b["format"])
     for i, (ra, rb) in enumerate(zip(a["filenames"], b["filenames"])):
         da, db = read(tmp_path, ra), read(tmp_path, rb)
-        np.testing.assert_array_equal(hwc(decode(da)), hwc(decode(db)))
-        np.testing.assert_array_equal(hwc(decode(da)), hwc(batch[i]))
+        np.testing.assert_array_equal(hwc(decode_image(da)), hwc(decode_image(db)))
+        np.testing.assert_array_equal(hwc(decode_image(da)), hwc(batch[i]))
         if device == "cpu":
             # the CPU backend encodes as wandb does (Pillow's PNG defaults): same bytes, sha256
             # and so the same content-addressed name. SPEC 5 promises GPU PNGs only the pixels.
             assert da == db
             assert os.path.basename(ra).split("_", 1)[1] == os.path.basename(rb).split("_", 1)[1]
         ma, mb = a["all_masks"][i]["m"], b["all_masks"][i]["m"]
-        np.testing.assert_array_equal(decode(read(tmp_path, ma["path"])), decode(read(tmp_path, mb["path"])))
-        np.testing.assert_array_equal(decode(read(tmp_path, ma["path"])), masks[i])
+        np.testing.assert_array_equal(decode_image(read(tmp_path, ma["path"])), decode_image(read(tmp_path, mb["path"])))
+        np.testing.assert_array_equal(decode_image(read(tmp_path, ma["path"])), masks[i])
         if device == "cpu":
             assert (ma["sha256"], ma["size"]) == (mb["sha256"], mb["size"])
 
@@ -396,7 +382,7 @@ def test_float_input_normalized_per_spec(device, tmp_path):
     val = logged(recorded(tmp_path)[0], "f")
     assert val["count"] == 3
     for i, rel in enumerate(val["filenames"]):
-        got = decode(read(tmp_path, rel))
+        got = decode_image(read(tmp_path, rel))
         want = normalize_image(batch[i])
         np.testing.assert_array_equal(got, want)
     # the three rows really differ from wandb 0.31's clip-only handling
@@ -423,8 +409,8 @@ def test_jpeg_file_type(device, tmp_path):
         # SPEC 5: quality 75 by default; within MAD 2.0 of Pillow's (libjpeg's) encoding of the pixels
         buf = io.BytesIO()
         Image.fromarray(batch[i]).save(buf, format="JPEG", quality=75)
-        ref = decode(buf.getvalue()).astype(np.float64)
-        assert np.abs(decode(data).astype(np.float64) - ref).mean() <= 2.0
+        ref = decode_image(buf.getvalue()).astype(np.float64)
+        assert np.abs(decode_image(data).astype(np.float64) - ref).mean() <= 2.0
 
 
 def _bad(kind, images, pred):
