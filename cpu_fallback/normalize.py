@@ -1,43 +1,83 @@
-"""SPEC 2 in NumPy: per-image range detection, then one conversion pass to uint8 NHWC."""
+"""SPEC 2 in NumPy: per-image range detection, then one conversion pass to uint8 NHWC.
+
+The batch is walked in blocks of whole images small enough to stay in the CPU
+cache (``BLOCK_BYTES``): each block is read from memory once, for its min/max,
+and the conversion passes that follow hit the cache.
+"""
 
 import numpy as np
 
-# Per-branch constants of SPEC 2, written as y = (x + add) * scale so that every
-# branch is the same two rounded operations: branch 0 is (x + 0) * 255 == x * 255,
-# branch 1 is (x + 1) * 127.5, branch 2 is (x + 0) * 1 == x, then clip(0, 255).
+# Per-row constants of SPEC 2, written as y = (x + add) * scale so that every row is
+# the same rounded operations: row 0 is (x + 0) * 255 == x * 255, row 1 is
+# (x + 1) * 127.5, row 2 is (x + 0) * 1 == x; then clip(0, 255) and truncation.
 _ADD = np.array([0.0, 1.0, 0.0])
 _SCALE = np.array([255.0, 127.5, 1.0])
+BLOCK_BYTES = 1 << 20
 
 
 def image_ranges(x):
-    """Per-image (lo, hi) over finite values of a 4-D batch (axis 0 = image).
+    """Per-image (lo, hi, nonfinite) of a 4-D batch (axis 0 = image), over finite values.
 
-    Images without a finite value get lo=+inf, hi=-inf. Integer/bool input: plain min/max.
+    Images without a finite value get lo=+inf, hi=-inf; ``nonfinite`` tells whether
+    any NaN/inf is present. Integer/bool input: plain min/max.
     """
     axes = tuple(range(1, x.ndim))
     lo = x.min(axis=axes)
     hi = x.max(axis=axes)
     if x.dtype.kind != "f":
-        return lo, hi
+        return lo, hi, False
     bad = ~(np.isfinite(lo) & np.isfinite(hi))
     if bad.any():
         sub = x[bad]
         fin = np.isfinite(sub)
         lo[bad] = np.where(fin, sub, np.inf).min(axis=axes)
         hi[bad] = np.where(fin, sub, -np.inf).max(axis=axes)
-    return lo, hi
+    return lo, hi, bool(bad.any())
 
 
 def branch_codes(x, normalize: bool):
-    """SPEC 2 row per image: 0 = [0,1] -> *255, 1 = [-1,1] -> (x+1)*127.5, 2 = clip."""
+    """SPEC 2 row per image (0 = [0,1] -> *255, 1 = [-1,1] -> (x+1)*127.5, 2 = clip) and the non-finite flag."""
     n = x.shape[0]
     if not normalize:
-        return np.full(n, 2, dtype=np.intp)
-    lo, hi = image_ranges(x)
+        return np.full(n, 2, dtype=np.intp), True
+    lo, hi, nonfinite = image_ranges(x)
     code = np.full(n, 2, dtype=np.intp)
     code[(lo >= -1) & (hi <= 1)] = 1
     code[(lo >= 0) & (hi <= 1)] = 0
-    return code
+    return code, nonfinite
+
+
+def _convert_float(x, code, nonfinite, out):
+    dt = x.dtype
+    bshape = (-1,) + (1,) * (x.ndim - 1)
+    scale = _SCALE[code].astype(dt).reshape(bshape)
+    if (code == 1).any():
+        y = x + _ADD[code].astype(dt).reshape(bshape)
+        y *= scale
+    elif (code == 2).all():
+        y = x.copy()
+    else:
+        y = x * scale
+    if nonfinite or (code == 2).any():  # rows 0 and 1 of finite images already lie in [0, 255]
+        np.fmax(y, dt.type(0), out=y)  # NaN and -inf -> 0
+        np.minimum(y, dt.type(255), out=y)  # +inf -> 255
+    np.copyto(out, y, casting="unsafe")  # float -> uint8 truncates toward zero
+
+
+def _convert_int(x, code, out):
+    # Clamp to [-1, 255] first (exact: values outside only matter to the clip row),
+    # then y = ((x + add) * mult) >> shift, exact in int32.
+    bshape = (-1,) + (1,) * (x.ndim - 1)
+    if x.dtype.kind == "u":
+        xc = np.minimum(x, 255) if x.dtype.itemsize > 1 else x
+    else:
+        xc = np.maximum(x, -1) if x.dtype.itemsize == 1 else np.clip(x, -1, 255)
+    xc = xc.astype(np.int32)
+    add = (code == 1).astype(np.int32).reshape(bshape)
+    mult = np.where(code == 2, 1, 255).astype(np.int32).reshape(bshape)
+    y = ((xc + add) * mult) >> add
+    np.clip(y, 0, 255, out=y)
+    np.copyto(out, y, casting="unsafe")
 
 
 def normalize(x, layout: str, normalize: bool = True):
@@ -51,27 +91,17 @@ def normalize(x, layout: str, normalize: bool = True):
         x = x.transpose(0, 2, 3, 1)
     if x.dtype == np.bool_:
         x = x.view(np.uint8)
-    code = branch_codes(x, normalize)
-    bshape = (-1,) + (1,) * (x.ndim - 1)
-    if x.dtype.kind == "f":
-        dt = x.dtype
-        y = x + _ADD[code].astype(dt).reshape(bshape)
-        y *= _SCALE[code].astype(dt).reshape(bshape)
-        np.fmax(y, dt.type(0), out=y)  # NaN and -inf -> 0
-        np.minimum(y, dt.type(255), out=y)  # +inf -> 255
-        return y.astype(np.uint8, order="C")
-    if x.dtype == np.uint8 and not (code != 2).any():
-        return np.ascontiguousarray(x)  # clip(x, 0, 255) of uint8 is x
-    # Integers: clamp to [-1, 255] first (exact: values outside only matter to the
-    # clip row), then y = ((x + add) * mult) >> shift, exact in int32.
-    if x.dtype.kind == "u":
-        xc = np.minimum(x, 255) if x.dtype.itemsize > 1 else x
-    else:
-        xc = np.maximum(x, -1) if x.dtype.itemsize == 1 else np.clip(x, -1, 255)
-    xc = xc.astype(np.int32)
-    add = (code == 1).astype(np.int32).reshape(bshape)
-    mult = np.where(code == 2, 1, 255).astype(np.int32).reshape(bshape)
-    shift = (code == 1).astype(np.int32).reshape(bshape)
-    y = ((xc + add) * mult) >> shift
-    np.clip(y, 0, 255, out=y)
-    return y.astype(np.uint8, order="C")
+    if x.dtype == np.uint8:
+        code, _ = branch_codes(x, normalize)
+        if (code == 2).all():
+            return np.ascontiguousarray(x)  # clip(x, 0, 255) of uint8 is x: no copy
+    out = np.empty(x.shape, dtype=np.uint8)
+    step = max(1, BLOCK_BYTES // max(1, x[0].nbytes))
+    for lo in range(0, x.shape[0], step):
+        blk = x[lo : lo + step]
+        code, nonfinite = branch_codes(blk, normalize)
+        if x.dtype.kind == "f":
+            _convert_float(blk, code, nonfinite, out[lo : lo + step])
+        else:
+            _convert_int(blk, code, out[lo : lo + step])
+    return out

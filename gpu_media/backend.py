@@ -18,8 +18,8 @@ function           what it does                                                 
 ``draw_outlines``  ``(images uint8 NHWC, rects (M,4) int64 x0,y0,x1,y1           4
                    inclusive, image_index (M,), colors (M,3) uint8,
                    thickness)`` -> uint8 NHWC (new array; C=1 becomes 3).
-``encode``         ``(images uint8 NHWC or list of HWC, file_type, quality)``    5
-                   -> ``list[bytes]``.
+``encode``         ``(images uint8 NHWC or list of HWC, file_type, quality,     5
+                   compression_level)`` -> ``list[bytes]``.
 ``to_host``        any array of this backend -> ``numpy.ndarray``.
 =================  ==========================================================  ========
 

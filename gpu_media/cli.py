@@ -73,13 +73,15 @@ def load_npz(path: str) -> dict:
     return out
 
 
-def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, device, stream=None) -> dict:
+def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, device, compression_level=None,
+             stream=None) -> dict:
     """Load, validate and write one dump; print and return a summary."""
     stream = sys.stdout if stream is None else stream
     kwargs = load_npz(input_path)
     t0 = time.perf_counter()
     dicts = write_dump(out_dir, kwargs.pop("images"), key=key, step=step, file_type=file_type, quality=quality,
-                       draw_boxes=draw_boxes, device=device, progress=True, **kwargs)
+                       compression_level=compression_level, draw_boxes=draw_boxes, device=device, progress=True,
+                       **kwargs)
     seconds = time.perf_counter() - t0
     n_masks = sum(len(d.get("masks", {})) for d in dicts)
     n_boxes = sum(len(spec["xyxy"]) for spec in kwargs.get("boxes", {}).values())
@@ -112,17 +114,19 @@ def main(argv=None) -> int:
         a.add_argument("--step", type=int, default=0)
         a.add_argument("--format", dest="file_type", choices=["png", "jpg", "jpeg", "bmp"], default="png")
         a.add_argument("--quality", type=int, default=75, help="JPEG quality 1..100 (default 75)")
+        a.add_argument("--compression-level", type=int, default=None,
+                       help="PNG zlib level 0..9 (default: fast level 1 + RLE; 6 = wandb's bytes)")
         a.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     d.add_argument("--draw-boxes", action="store_true", help="burn box outlines into the images")
     e.add_argument("--no-draw-boxes", dest="draw_boxes", action="store_false", help="keep the photographs unmarked")
     args = p.parse_args(argv)
     try:
         if args.command == "dump":
-            run_dump(args.input, args.out_dir, key=args.key or "images", step=args.step, file_type=args.file_type,
-                     quality=args.quality, draw_boxes=args.draw_boxes, device=args.device)
+            source, key = args.input, args.key or "images"
         else:
-            run_dump(demo_input(), args.out_dir, key=args.key or "demo", step=args.step, file_type=args.file_type,
-                     quality=args.quality, draw_boxes=args.draw_boxes, device=args.device)
+            source, key = demo_input(), args.key or "demo"
+        run_dump(source, args.out_dir, key=key, step=args.step, file_type=args.file_type, quality=args.quality,
+                 draw_boxes=args.draw_boxes, device=args.device, compression_level=args.compression_level)
     except (MediaError, DeviceError) as exc:
         print(f"gpu-media: error: {exc}", file=sys.stderr)
         return 2

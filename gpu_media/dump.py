@@ -57,6 +57,7 @@ class Plan(NamedTuple):
     file_type: str
     codec: str
     quality: int
+    compression_level: int | None
     draw_boxes: bool
     normalize: bool
     thickness: int
@@ -107,10 +108,10 @@ def _with_default_labels(sets, classes):
 
 
 def prepare(images, *, masks=None, boxes=None, captions=None, classes=None, file_type="png", quality=75,
-            draw_boxes=False, normalize=True, layout=None, device="auto", thickness=2, colors=None,
-            strict_masks=False) -> Plan:
+            compression_level=None, draw_boxes=False, normalize=True, layout=None, device="auto", thickness=2,
+            colors=None, strict_masks=False) -> Plan:
     """Validate a whole batch (SPEC 1-5) before anything is written; see :func:`write_dump`."""
-    codec = check_format(file_type, quality)
+    codec = check_format(file_type, quality, compression_level)
     t = check_thickness(thickness)
     dev = resolve_device(device, _arrays.on_gpu(images))
     backend = get_backend(dev)
@@ -133,7 +134,7 @@ def prepare(images, *, masks=None, boxes=None, captions=None, classes=None, file
     table = parse_boxes(_with_default_labels(boxes, cls), sizes)
     box_colors(np.zeros(0, np.int64), colors)
     return Plan(groups, n, sizes, backend, msets, report, labels, table, caps, cls, file_type, codec,
-                int(quality), bool(draw_boxes), bool(normalize), t, colors)
+                int(quality), compression_level, bool(draw_boxes), bool(normalize), t, colors)
 
 
 def _chunks(plan: Plan, chunk_size: int | None):
@@ -156,14 +157,15 @@ def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
             u8 = [render(a[None], plan.boxes, be, plan.thickness, plan.colors, lo=lo + k)[0] for k, a in enumerate(u8)]
         else:
             u8 = render(u8, plan.boxes, be, plan.thickness, plan.colors, lo=lo)
-    images = be.encode(drop_alpha_for_jpeg(u8, plan.codec), plan.codec, plan.quality)
+    images = be.encode(drop_alpha_for_jpeg(u8, plan.codec), plan.codec, plan.quality, plan.compression_level)
     mask_bytes = {}
     for ms in plan.masks:
         part = ms.data[lo:hi]
         if isinstance(part, list):
-            mask_bytes[ms.key] = [be.encode(p.astype("uint8")[None, :, :, None], "png", 75)[0] for p in part]
+            mask_bytes[ms.key] = [be.encode(p.astype("uint8")[None, :, :, None], "png", 75, plan.compression_level)[0]
+                                  for p in part]
         else:
-            mask_bytes[ms.key] = be.encode(part.astype("uint8")[:, :, :, None], "png", 75)
+            mask_bytes[ms.key] = be.encode(part.astype("uint8")[:, :, :, None], "png", 75, plan.compression_level)
     records = []
     for k, i in enumerate(range(lo, hi)):
         h, w = plan.sizes[i]
@@ -259,8 +261,8 @@ def _progress(total: int, enabled):
 
 
 def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions=None, classes=None,
-               file_type="png", quality=75, draw_boxes=False, normalize=True, layout=None, device="auto",
-               thickness=2, colors=None, chunk_size=None, progress=False):
+               file_type="png", quality=75, compression_level=None, draw_boxes=False, normalize=True, layout=None,
+               device="auto", thickness=2, colors=None, chunk_size=None, progress=False):
     """Write a batch as wandb's media files plus an index, for offline evaluation (SPEC 6).
 
     Args:
@@ -278,7 +280,8 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
         captions: N captions (str or None); only ever written inside JSON.
         classes: ``{id: name}``, wandb's ``[{"id", "name"}]`` or a ``wandb.Classes``:
             the class labels of every mask and box key that gives none.
-        file_type, quality: as for :func:`gpu_media.encode`.
+        file_type, quality, compression_level: as for :func:`gpu_media.encode`
+            (compression_level applies to image and mask PNGs).
         draw_boxes: also burn the box outlines into the image pixels (SPEC 4).
         normalize, layout, device: as for :func:`gpu_media.normalize`.
         thickness, colors: as for :func:`gpu_media.draw_boxes`.
@@ -303,8 +306,8 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
     if not (isinstance(step, str) or (isinstance(step, numbers.Integral) and not isinstance(step, bool))):
         raise MediaError(f"step must be an integer or a string, got {step!r}")
     plan = prepare(images, masks=masks, boxes=boxes, captions=captions, classes=classes, file_type=file_type,
-                   quality=quality, draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
-                   thickness=thickness, colors=colors)
+                   quality=quality, compression_level=compression_level, draw_boxes=draw_boxes, normalize=normalize,
+                   layout=layout, device=device, thickness=thickness, colors=colors)
     root = os.path.abspath(os.fspath(out_dir))
     for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
         os.makedirs(os.path.join(root, *sub.split("/")), exist_ok=True)

@@ -28,7 +28,8 @@ def _write(data: bytes, ext: str) -> str:
 
 
 def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, file_type="png", quality=75,
-             draw_boxes=False, normalize=True, layout=None, device="auto", thickness=2, colors=None):
+             compression_level=None, draw_boxes=False, normalize=True, layout=None, device="auto", thickness=2,
+             colors=None):
     """A list of ``wandb.Image`` built from gpu_media's own encoded files.
 
     ``run.log({"val": gpu_media.to_wandb(batch, masks=..., boxes=...)})`` logs what
@@ -37,9 +38,10 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
     the finished files into the run (it does not decode-and-re-encode them).
 
     Args:
-        images, masks, boxes, captions, classes, file_type, quality, draw_boxes,
-        normalize, layout, device, thickness, colors: as for
-            :func:`gpu_media.write_dump`.
+        images, masks, boxes, captions, classes, file_type, quality,
+        compression_level, draw_boxes, normalize, layout, device, thickness,
+        colors: as for :func:`gpu_media.write_dump` (``compression_level=6``
+            gives the very bytes ``wandb.Image`` would write).
 
     Returns:
         list of N ``wandb.Image``, each with its caption, its masks (as
@@ -58,8 +60,8 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
     except ImportError as exc:
         raise ImportError("gpu_media.to_wandb needs wandb: pip install 'gpu-media[wandb]'") from exc
     plan = prepare(images, masks=masks, boxes=boxes, captions=captions, classes=classes, file_type=file_type,
-                   quality=quality, draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
-                   thickness=thickness, colors=colors)
+                   quality=quality, compression_level=compression_level, draw_boxes=draw_boxes, normalize=normalize,
+                   layout=layout, device=device, thickness=thickness, colors=colors)
     out = []
     for lo, hi in _chunks(plan, None):
         for rec in encode_chunk(plan, lo, hi):

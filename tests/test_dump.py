@@ -33,8 +33,8 @@ def files_under(root):
 
 def test_image_json_equals_wandb_reference(device, tmp_path, reference_dir):
     img, mask, boxes = load_reference(reference_dir)
-    dicts = gm.write_dump(
-        tmp_path, img[None], key="val_images", step=3, captions=["sample 0"], device=device,
+    dicts = gm.write_dump(  # compression_level=6: Pillow's default PNG settings, as wandb.Image
+        tmp_path, img[None], key="val_images", step=3, captions=["sample 0"], device=device, compression_level=6,
         masks={"predictions": {"mask_data": mask[None], "class_labels": LABELS}},
         boxes=[{"predictions": {"box_data": boxes["box_data"], "class_labels": LABELS}}],
     )
@@ -51,6 +51,7 @@ def test_image_json_equals_wandb_reference(device, tmp_path, reference_dir):
 def test_separated_json_matches_wandb_reference(device, tmp_path, reference_dir):
     img, mask, _ = load_reference(reference_dir)
     gm.write_dump(tmp_path, np.stack([img, img]), key="batch", step=4, captions=["s0", "s1"], device=device,
+                  compression_level=6,
                   masks={"gt": {"mask_data": np.stack([mask, mask]), "class_labels": LABELS}})
     index = json.load(open(index_path(tmp_path, "batch", 4)))
     ours, ref = index["separated"], json.load(open(os.path.join(reference_dir, "seq_to_json.json")))

@@ -59,6 +59,21 @@ def test_default_is_png(device):
     assert decode(gm.encode(np.zeros((1, 2, 2, 3), np.uint8), device=device)[0])[0] == "PNG"
 
 
+@pytest.mark.parametrize("level", [None, 0, 1, 6, 9])
+def test_png_compression_levels_are_lossless(device, level):
+    x = np.random.default_rng(3).integers(0, 4, (2, 16, 16, 3), dtype=np.uint8)
+    out = gm.encode(x, compression_level=level, device=device)
+    for b, im in zip(out, x):
+        np.testing.assert_array_equal(decode(b)[2], im)
+
+
+def test_png_level_changes_the_size(device):
+    yy, xx = np.mgrid[0:64, 0:64]
+    x = np.stack([xx * 4, yy * 4, (xx * yy) % 256], -1).astype(np.uint8)[None]
+    sizes = {lvl: len(gm.encode(x, compression_level=lvl, device=device)[0]) for lvl in (0, 9)}
+    assert sizes[9] < sizes[0]
+
+
 def test_bad_arguments(device):
     x = np.zeros((1, 2, 2, 3), np.uint8)
     with pytest.raises(gm.MediaError, match="file_type must be one of"):
@@ -66,5 +81,8 @@ def test_bad_arguments(device):
     for q in (0, 101, 75.5, True):
         with pytest.raises(gm.MediaError, match="quality must be an integer from 1 to 100"):
             gm.encode(x, file_type="jpg", quality=q, device=device)
+    for lvl in (-1, 10, 1.5, True):
+        with pytest.raises(gm.MediaError, match="compression_level must be None or an integer from 0 to 9"):
+            gm.encode(x, compression_level=lvl, device=device)
     with pytest.raises(gm.ImageError, match="encode takes uint8 images"):
         gm.encode(x.astype(np.float32), device=device)

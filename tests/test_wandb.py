@@ -300,7 +300,8 @@ def test_same_bytes_as_plain_wandb_image(device, tmp_path, channels):
     batch = rng.integers(0, 256, size=shape, dtype=np.uint8)
     masks = rng.integers(0, 5, size=(4, 10, 13)).astype(np.uint8)
     with offline_run(tmp_path) as run:
-        ours = gm.to_wandb(batch, masks={"m": {"mask_data": masks}}, device=device)
+        # compression_level=6 is Pillow's default, what wandb.Image writes
+        ours = gm.to_wandb(batch, masks={"m": {"mask_data": masks}}, compression_level=6, device=device)
         run.log({"ours": ours}, step=0)
         # wandb 0.31 does not normalize: uint8 in, the same pixels out
         plain = [wandb.Image(batch[i], masks={"m": {"mask_data": masks[i]}}) for i in range(4)]
@@ -313,7 +314,7 @@ def test_same_bytes_as_plain_wandb_image(device, tmp_path, channels):
         np.testing.assert_array_equal(hwc(decode_image(da)), hwc(decode_image(db)))
         np.testing.assert_array_equal(hwc(decode_image(da)), hwc(batch[i]))
         if device == "cpu":
-            # the CPU backend encodes as wandb does (Pillow's PNG defaults): same bytes, sha256
+            # at level 6 the CPU backend encodes as wandb does (Pillow's PNG defaults): same bytes, sha256
             # and so the same content-addressed name. SPEC 5 promises GPU PNGs only the pixels.
             assert da == db
             assert os.path.basename(ra).split("_", 1)[1] == os.path.basename(rb).split("_", 1)[1]
