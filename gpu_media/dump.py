@@ -23,6 +23,8 @@ import os
 import re
 import sys
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -137,11 +139,37 @@ def prepare(images, *, masks=None, boxes=None, captions=None, classes=None, file
                 int(quality), compression_level, bool(draw_boxes), bool(normalize), t, colors)
 
 
+def _workers(plan: Plan) -> int:
+    """Chunks in flight at once: one per core on the CPU backend (NumPy and Pillow release the GIL)."""
+    return (os.cpu_count() or 1) if getattr(plan.backend, "name", "") == "cpu" else 1
+
+
 def _chunks(plan: Plan, chunk_size: int | None):
     if chunk_size is None:
         h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
-        chunk_size = max(1, _CHUNK_BYTES // (h * w * 4))
+        chunk_size = max(1, _CHUNK_BYTES // (h * w * 4) // _workers(plan))
+        if _workers(plan) > 1:  # enough chunks to keep every core busy
+            chunk_size = min(chunk_size, max(1, -(-plan.n // (2 * _workers(plan)))))
     return [(lo, min(lo + chunk_size, plan.n)) for lo in range(0, plan.n, chunk_size)]
+
+
+def _ordered(fn, items, workers: int):
+    """``map(fn, items)`` in order, at most ``workers + 1`` calls in flight (bounded memory)."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpu-media-dump") as pool:
+        pending = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
 
 
 def _json_bytes(obj) -> bytes:
@@ -315,12 +343,15 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
     dicts = []
     chunks = _chunks(plan, chunk_size)
     bar = _progress(plan.n, progress and len(chunks) > 1)
+
+    def write_chunk(bounds):
+        return [image_json(rec, root, stem, plan) for rec in encode_chunk(plan, *bounds)]
+
     try:
-        for lo, hi in chunks:
-            for rec in encode_chunk(plan, lo, hi):
-                dicts.append(image_json(rec, root, stem, plan))
+        for part in _ordered(write_chunk, chunks, _workers(plan)):
+            dicts.extend(part)
             if bar is not None:
-                bar.update(hi - lo)
+                bar.update(len(part))
     finally:
         if bar is not None:
             bar.close()

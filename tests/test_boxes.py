@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import gpu_media
 from gpu_media import PALETTE, BoxError, MediaError
-from conftest import host
+from media_helpers import host
 from spec_reference import draw_reference, outline_pixels
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)

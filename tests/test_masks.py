@@ -6,7 +6,7 @@ from PIL import Image
 
 import gpu_media
 from gpu_media import MaskError, MediaError
-from conftest import host  # noqa: F401  (the report is plain Python; host() kept for symmetry)
+from media_helpers import host  # noqa: F401  (the report is plain Python; host() kept for symmetry)
 
 
 def expected_counts(mask):

@@ -26,7 +26,7 @@ wandb = pytest.importorskip("wandb")
 from PIL import Image  # noqa: E402
 
 import gpu_media as gm  # noqa: E402
-from conftest import decode_image, host, hwc, read_rel  # noqa: E402
+from media_helpers import decode_image, host, hwc, read_rel  # noqa: E402
 from spec_reference import normalize_image  # noqa: E402
 
 RUN_TIMEOUT_S = 90  # a wandb test that takes longer than this is hung, not slow

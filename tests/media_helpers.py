@@ -1,0 +1,39 @@
+"""Helpers shared by the tests (imported by name, so kept out of conftest.py)."""
+
+import os
+
+import numpy as np
+
+
+def host(x):
+    """Any backend output (NumPy/CuPy array, or a list of them) -> NumPy."""
+    if isinstance(x, list):
+        return [host(a) for a in x]
+    if type(x).__module__.split(".")[0] == "cupy":
+        return x.get()
+    return np.asarray(x)
+
+
+def read_rel(root, rel) -> bytes:
+    """Bytes of the file at the '/'-separated path ``rel`` under ``root`` (asserting it exists)."""
+    path = os.path.join(str(root), *rel.split("/"))
+    assert os.path.isfile(path), rel
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Encoded image bytes -> the decoded NumPy array (Pillow)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return np.asarray(im)
+
+
+def hwc(a):
+    """(H,W) -> (H,W,1); (H,W,C) unchanged."""
+    a = np.asarray(a)
+    return a[:, :, None] if a.ndim == 2 else a
