@@ -46,13 +46,24 @@ def photo_batch(n: int, size: int) -> np.ndarray:
 
 def timed(fn, rounds: int):
     """Median seconds of ``rounds`` runs after one warm-up run; returns (median, last result)."""
-    out = fn()
-    times = []
+    (times,), out = interleaved([fn], rounds)
+    return statistics.median(times), out[0]
+
+
+def interleaved(fns, rounds: int):
+    """Run each of ``fns`` once to warm up, then ``rounds`` rounds of each in turn.
+
+    Cases compared with each other take turns, so a slow spell of a shared
+    machine hits them alike. Returns (per-case lists of seconds, last results).
+    """
+    outs = [fn() for fn in fns]
+    times = [[] for _ in fns]
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    return times, outs
 
 
 def machine() -> dict:
@@ -77,10 +88,9 @@ def machine() -> dict:
     return info
 
 
-def row(name, seconds, n, in_bytes, out_sizes, baseline=None, **extra):
+def row(name, seconds, n, in_bytes, out_sizes, **extra):
     r = {"case": name, "seconds": seconds, "images_per_s": n / seconds, "input_MB_per_s": in_bytes / seconds / 1e6,
-         "bytes_per_image": float(np.mean(out_sizes)) if out_sizes is not None else None}
-    r["ratio_to_wandb"] = (r["images_per_s"] / baseline) if baseline else None
+         "bytes_per_image": float(np.mean(out_sizes)) if out_sizes is not None else None, "ratio_to_wandb": None}
     r.update(extra)
     return r
 
@@ -94,59 +104,62 @@ def cpu_cases(x: np.ndarray, rounds: int, results: list, checks: dict) -> None:
     n = len(x)
     u8 = gm.normalize(x, device="cpu")
     tmp = tempfile.mkdtemp(prefix="gpu-media-bench-")
+    counter = iter(range(10**9))
+
+    def dump(file_type):
+        def run():
+            root = os.path.join(tmp, f"d{next(counter)}")  # a new folder: nothing to skip
+            return root, gm.write_dump(root, x, key="bench", file_type=file_type, device="cpu")
+        return run
+
+    cases = [  # (name, function, input bytes)
+        ("gpu_media cpu: write_dump png (float32 in)", dump("png"), x.nbytes),
+        ("gpu_media cpu: write_dump jpg q75 (float32 in)", dump("jpg"), x.nbytes),
+        ("gpu_media cpu: encode png (uint8 in)", lambda: gm.encode(u8, file_type="png", device="cpu"), u8.nbytes),
+        ("gpu_media cpu: encode jpg q75 (uint8 in)", lambda: gm.encode(u8, file_type="jpg", device="cpu"), u8.nbytes),
+    ]
     try:
-        wandb_rate = None
-        try:
-            import wandb
+        import wandb
 
-            def wandb_images():
-                return [wandb.Image(a) for a in u8]
-
-            sec, imgs = timed(wandb_images, rounds)
-            sizes = [os.path.getsize(i._path) for i in imgs]
-            wandb_pixels = [np.asarray(Image.open(i._path)) for i in imgs]
-            wandb_rate, wandb_sizes = n / sec, sizes
-            results.append(row("wandb.Image x N (uint8 in, png)", sec, n, u8.nbytes, sizes))
-        except ImportError:
-            wandb_pixels = None
-            print("wandb is not installed (pip install 'gpu-media[bench]'): no wandb.Image baseline", file=sys.stderr)
-
-        counter = iter(range(10**9))
-
-        def dump(file_type):
-            def run():
-                return gm.write_dump(os.path.join(tmp, f"d{next(counter)}"), x, key="bench", file_type=file_type,
-                                     device="cpu")
-            return run
-
-        sec, dicts = timed(dump("png"), rounds)
-        root = os.path.join(tmp, f"d{rounds}")
-        ours = [decode(open(os.path.join(root, d["path"]), "rb").read()) for d in dicts]
-        png_sizes = [d["size"] for d in dicts]
-        results.append(row("gpu_media cpu: write_dump png (float32 in)", sec, n, x.nbytes, png_sizes, wandb_rate))
-        if wandb_pixels is not None:
+        cases.insert(0, ("wandb.Image x N (uint8 in, png)", lambda: [wandb.Image(a) for a in u8], u8.nbytes))
+    except ImportError:
+        print("wandb is not installed (pip install 'gpu-media[bench]'): no wandb.Image baseline", file=sys.stderr)
+    try:
+        times, outs = interleaved([fn for _, fn, _ in cases], rounds)
+        for k, (name, _, nbytes) in enumerate(cases):
+            out = outs[k]
+            if name.startswith("wandb"):
+                sizes = [os.path.getsize(i._path) for i in out]
+                wandb_pixels = [np.asarray(Image.open(i._path)) for i in out]
+                wandb_sizes = sizes
+            elif "write_dump" in name:
+                sizes = [d["size"] for d in out[1]]
+            else:
+                sizes = [len(b) for b in out]
+            extra = {}
+            if not name.startswith("wandb") and cases[0][0].startswith("wandb"):
+                # the ratio of each round's wandb time to this case's time in the same round
+                extra["ratio_to_wandb_per_round"] = [w / t for w, t in zip(times[0], times[k])]
+            r = row(name, statistics.median(times[k]), n, nbytes, sizes, **extra)
+            if extra:
+                r["ratio_to_wandb"] = statistics.median(extra["ratio_to_wandb_per_round"])
+            results.append(r)
+        if cases[0][0].startswith("wandb"):
+            root, dicts = outs[1]  # the last PNG dump
+            ours = [decode(open(os.path.join(root, d["path"]), "rb").read()) for d in dicts]
             checks["png_pixels_identical_to_wandb"] = all(np.array_equal(a, b) for a, b in zip(ours, wandb_pixels))
-            checks["png_size_vs_wandb"] = float(np.sum(png_sizes) / np.sum(wandb_sizes))
-
-        sec, dicts = timed(dump("jpg"), rounds)
-        results.append(row("gpu_media cpu: write_dump jpg q75 (float32 in)", sec, n, x.nbytes,
-                           [d["size"] for d in dicts], wandb_rate))
-        sec, out = timed(lambda: gm.encode(u8, file_type="jpg", quality=75, device="cpu"), rounds)
-        results.append(row("gpu_media cpu: encode jpg q75 (uint8 in)", sec, n, u8.nbytes, [len(b) for b in out],
-                           wandb_rate))
-        sec, out = timed(lambda: gm.encode(u8, file_type="png", device="cpu"), rounds)
-        results.append(row("gpu_media cpu: encode png (uint8 in)", sec, n, u8.nbytes, [len(b) for b in out],
-                           wandb_rate))
-
-        big = np.concatenate([x] * max(1, 256 // n))  # normalize needs a larger batch to time well
-        sec_np, _ = timed(lambda: (big * 255).astype(np.uint8), rounds)
-        results.append(row("numpy (x * 255).astype(uint8)", sec_np, len(big), big.nbytes, None))
-        sec, _ = timed(lambda: gm.normalize(big, device="cpu"), rounds)
-        results.append(row("gpu_media cpu: normalize", sec, len(big), big.nbytes, None,
-                           fraction_of_numpy=sec_np / sec))
-        checks["normalize_fraction_of_numpy"] = sec_np / sec
+            checks["png_size_vs_wandb"] = float(np.sum([d["size"] for d in dicts]) / np.sum(wandb_sizes))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+    big = np.concatenate([x] * max(1, 256 // n))  # normalize needs a larger batch to time well
+    (t_np, t_ours), _ = interleaved([lambda: (big * 255).astype(np.uint8), lambda: gm.normalize(big, device="cpu")],
+                                    rounds)
+    results.append(row("numpy (x * 255).astype(uint8)", statistics.median(t_np), len(big), big.nbytes, None))
+    frac = statistics.median([a / b for a, b in zip(t_np, t_ours)])
+    results.append(row("gpu_media cpu: normalize", statistics.median(t_ours), len(big), big.nbytes, None,
+                       fraction_of_numpy=frac))
+    checks["normalize_fraction_of_numpy"] = frac
 
 
 def gpu_cases(n: int, size: int, rounds: int, results: list, checks: dict) -> None:
