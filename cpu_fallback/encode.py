@@ -3,6 +3,7 @@
 import io
 import os
 import struct
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,13 +17,15 @@ from PIL import Image
 FAST_PNG = {"compress_level": 1, "compress_type": zlib.Z_RLE}
 
 _pool = None
+_pool_lock = threading.Lock()
 
 
 def _executor():
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="gpu-media-encode")
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="gpu-media-encode")
+        return _pool
 
 
 def bmp_rgba(a) -> bytes:

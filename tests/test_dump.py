@@ -195,3 +195,24 @@ def test_progress_bar_on_stderr(device, tmp_path, capsys):
     gm.write_dump(tmp_path, np.zeros((5, 4, 4, 3), np.uint8), key="p", chunk_size=2, progress=True, device=device)
     err = capsys.readouterr().err
     assert "5/5" in err
+
+
+def test_list_of_differing_sizes_any_chunking(device, tmp_path):
+    rng = np.random.default_rng(4)
+    imgs = [rng.random((5, 7, 3)), rng.integers(0, 300, (9, 4)), (rng.random((5, 7, 3)) * 2 - 1).astype(np.float16),
+            np.full((3, 3, 4), 9, np.uint8)]
+    masks = {"m": {"mask_data": [np.zeros((5, 7), np.uint8), np.ones((9, 4), np.int32), np.full((5, 7), 2),
+                                 np.ones((3, 3), bool)]}}
+    boxes = [None, {"b": {"box_data": [{"position": {"minX": 0.25, "maxX": 0.75, "minY": 0.0, "maxY": 1.0},
+                                        "class_id": 1}]}}, None, None]
+    indexes = []
+    for cs in (1, 3, None):
+        out = tmp_path / str(cs)
+        dicts = gm.write_dump(out, imgs, key="k", masks=masks, boxes=boxes, chunk_size=cs, device=device)
+        for d, im, m in zip(dicts, imgs, masks["m"]["mask_data"]):
+            expected = normalize_image(im if im.ndim == 3 else im[..., None])
+            got = np.asarray(Image.open(out / d["path"]))
+            np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+            np.testing.assert_array_equal(np.asarray(Image.open(out / d["masks"]["m"]["path"])), m.astype(np.uint8))
+        indexes.append(open(index_path(out, "k"), "rb").read())
+    assert indexes[0] == indexes[1] == indexes[2]
