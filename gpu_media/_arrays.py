@@ -200,7 +200,7 @@ def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], 
             buckets[k][0].append(arr)
             buckets[k][1].append(i)
         groups = []
-        for (shape, dtype, lay, pil), (arrs, idx) in buckets.items():
+        for (_shape, _dtype, lay, pil), (arrs, idx) in buckets.items():
             xp = _xp(arrs[0])
             stacked = arrs[0] if len(arrs) == 1 else xp.concatenate(arrs, axis=0)
             groups.append(Group(stacked, lay, idx, pil))
