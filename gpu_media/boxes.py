@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _arrays
 from .backend import get_backend, resolve_device
-from .errors import BoxError
+from .errors import BoxError, ImageError
 from .masks import parse_class_labels
 
 #: Default outline colours, indexed by ``class_id % 20``: matplotlib's "tab10"
@@ -49,17 +49,10 @@ def _py(v):
     return v
 
 
-def _box_to_json(box: dict) -> dict:
-    out = {}
-    for k, v in box.items():
-        if isinstance(v, dict):
-            out[k] = {kk: _box_to_json(vv) if isinstance(vv, dict) else _jsonable(vv) for kk, vv in v.items()}
-        else:
-            out[k] = _jsonable(v)
-    return out
-
-
 def _jsonable(v):
+    """A box (dicts, lists, NumPy/PyTorch numbers and arrays) as plain JSON-able Python."""
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
     if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
@@ -145,7 +138,7 @@ def _parse_list(boxes, sizes):
                 bnd.append(_to_pixels(vals, box.get("domain") == "pixel", h, w))
                 cid = box.get("class_id")
                 cls.append(0 if cid is None else int(_py(cid)))
-                jboxes.append(_box_to_json(box))
+                jboxes.append(_jsonable(box))
             if labels is None:
                 ids = sorted({int(_py(b["class_id"])) for b in data if "class_id" in b})
                 labels = {c: f"class_{c}" for c in ids}
@@ -343,8 +336,6 @@ def draw_boxes(images_u8, boxes, *, thickness=2, colors=None, device="auto"):
     groups, n = _arrays.image_groups(images_u8, "NHWC" if not isinstance(images_u8, (list, tuple)) else None, dev)
     for g in groups:
         if str(g.array.dtype) != "uint8" or g.layout != "NHWC":
-            from .errors import ImageError
-
             raise ImageError(f"image {g.indices[0]}: draw_boxes takes uint8 NHWC images (call normalize first)")
     sizes = [None] * n
     for g in groups:

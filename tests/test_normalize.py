@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -237,17 +237,18 @@ def float_batches(draw):
     return draw(hnp.arrays(dtype, (n, h, w, c), elements=elems))
 
 
-@settings(max_examples=150, deadline=None)
+# the device fixture holds no state, so reusing it across hypothesis examples is safe
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=float_batches(), norm=st.booleans())
-def test_property_floats_match_per_image_reference(x, norm):
-    np.testing.assert_array_equal(host(gm.normalize(x, normalize=norm, device="cpu")), ref_batch(x, norm))
+def test_property_floats_match_per_image_reference(device, x, norm):
+    np.testing.assert_array_equal(host(gm.normalize(x, normalize=norm, device=device)), ref_batch(x, norm))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=hnp.arrays(st.sampled_from([np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint16]),
                     hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=4).filter(lambda s: s[3] in (1, 3, 4))))
-def test_property_integers_match_per_image_reference(x):
-    np.testing.assert_array_equal(host(gm.normalize(x, device="cpu")), ref_batch(x))
+def test_property_integers_match_per_image_reference(device, x):
+    np.testing.assert_array_equal(host(gm.normalize(x, device=device)), ref_batch(x))
 
 
 @pytest.mark.gpu
