@@ -39,6 +39,18 @@ def _is_cupy(obj) -> bool:
     return type(obj).__module__.split(".")[0] == "cupy"
 
 
+def dali_batch(obj):
+    """A DALI ``TensorListCPU``/``TensorListGPU`` as one tensor (uniform shapes) or a list of
+    its samples; anything else unchanged. No copy: DALI tensors expose
+    ``__cuda_array_interface__`` (GPU) or the buffer protocol (CPU)."""
+    t = type(obj)
+    if not (t.__module__.startswith("nvidia.dali") and t.__name__.startswith("TensorList")):
+        return obj
+    if obj.is_dense_tensor():
+        return obj.as_tensor()
+    return [obj[i] for i in range(len(obj))]
+
+
 def is_sequence_batch(obj) -> bool:
     """A list/tuple of images (as opposed to one array)."""
     return isinstance(obj, (list, tuple))
@@ -46,6 +58,7 @@ def is_sequence_batch(obj) -> bool:
 
 def on_gpu(obj) -> bool:
     """Whether an image (or any image of a list) lives in CUDA memory."""
+    obj = dali_batch(obj)
     if is_sequence_batch(obj):
         return any(on_gpu(o) for o in obj)
     if _is_pil(obj) or isinstance(obj, np.ndarray):
@@ -188,6 +201,7 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
 
 def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], int]:
     """Split ``images`` into groups of equal shape/dtype (SPEC 1). Returns (groups, N)."""
+    images = dali_batch(images)
     if is_sequence_batch(images):
         if len(images) == 0:
             raise ImageError("images: the batch is empty")

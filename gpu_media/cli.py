@@ -1,4 +1,5 @@
-"""The ``gpu-media`` command: ``dump`` an .npz batch to wandb's layout, or run the ``demo``."""
+"""The ``gpu-media`` command: ``dump`` an .npz batch or a COCO folder to wandb's layout, run the
+``demo``, or ``view`` a dump in the browser."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from .dump import index_path, write_dump
 from .errors import DeviceError, MediaError
 
-NPZ_HELP = """INPUT is an .npz with:
+NPZ_HELP = """INPUT is an .npz, or with --coco a folder of images (see below). An .npz holds:
   images                 (N,H,W,C) or (N,H,W); (N,C,H,W) with a 'layout' entry "NCHW"
   layout                 optional string, one of NHWC NCHW NHW
   masks__<key>           optional (N,H,W) integer class ids, one entry per mask key
@@ -24,6 +25,13 @@ NPZ_HELP = """INPUT is an .npz with:
   boxes__<key>__score       (M,)  optional score of each box
   class_labels           optional JSON string {"<id>": "<name>", ...}
   captions               optional (N,) strings
+
+COCO: gpu-media dump IMAGES_DIR OUT_DIR --coco instances.json [--predictions results.json]
+  Ground truth from a COCO instances file, predictions from a COCO results file:
+  box keys and mask keys "ground_truth" and "predictions" (masks need the coco
+  extra: pip install 'gpu-media[coco]'). Where instances overlap in a mask, ground
+  truth is painted largest first (smaller instances stay visible) and predictions
+  lowest score first (the most confident wins).
 """
 
 
@@ -95,6 +103,46 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
     return summary
 
 
+def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, skip_bad, key, step, file_type,
+             quality, draw_boxes, device, compression_level=None, batch_size=64, stream=None) -> dict:
+    """Check and dump a COCO folder (gpu_media.coco); print and return a summary."""
+    import warnings
+
+    from .coco import CocoWarning, write_coco_dump
+
+    stream = sys.stdout if stream is None else stream
+    if not os.path.isdir(images_dir):
+        raise MediaError(f"{images_dir!r} is not a folder of images (with --coco, INPUT is the images folder)")
+    reader = None
+    if device == "gpu":
+        from . import dali_reader
+
+        reader = dali_reader.reader_or_none()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CocoWarning)
+        ds, dicts = write_coco_dump(out_dir, images_dir, instances, predictions, key=key, step=step,
+                                    score_threshold=score_threshold, skip_bad=skip_bad, batch_size=batch_size,
+                                    device=device, reader=reader, file_type=file_type, quality=quality,
+                                    compression_level=compression_level, draw_boxes=draw_boxes, progress=True)
+    seconds = time.perf_counter() - t0
+    for w in caught:
+        if issubclass(w.category, CocoWarning):
+            print(f"gpu-media: warning: {w.message}", file=sys.stderr)
+    n_gt = sum(len(im.gt) for im in ds.images)
+    n_pred = sum(len(im.pred) for im in ds.images)
+    summary = {"out_dir": os.path.abspath(out_dir), "index": os.path.abspath(index_path(out_dir, key, step)),
+               "images": len(dicts), "ground_truth": n_gt, "predictions": n_pred, "skipped": ds.skipped,
+               "reader": "dali" if reader is not None else "pillow", "seconds": round(seconds, 3)}
+    print(f"wrote {len(dicts)} images, {n_gt} ground-truth and {n_pred} predicted instances "
+          f"({len(ds.categories)} categories) to {summary['out_dir']} in {seconds:.2f} s", file=stream)
+    if any(ds.skipped.values()):
+        print("skipped (--skip-bad): " + ", ".join(f"{v} {k}" for k, v in ds.skipped.items()), file=stream)
+    print(f"index: {summary['index']}", file=stream)
+    print(f"viewer: {os.path.join(summary['out_dir'], 'index.html')}  (or: gpu-media view {out_dir})", file=stream)
+    return summary
+
+
 def demo_input() -> str:
     """Path of the bundled demo batch (real photographs, see gpu_media/demo/SOURCES.md)."""
     return str(resources.files("gpu_media.demo").joinpath("demo.npz"))
@@ -105,7 +153,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="write an .npz batch as wandb media files + index",
                        description=NPZ_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.add_argument("input", help=".npz input (see above)")
+    d.add_argument("input", help=".npz input, or with --coco the folder of images (see above)")
     d.add_argument("out_dir")
     e = sub.add_parser("demo", help="dump the bundled real photographs with their masks and boxes")
     e.add_argument("out_dir")
@@ -118,10 +166,35 @@ def main(argv=None) -> int:
                        help="PNG zlib level 0..9 (default: fast level 1 + RLE; 6 = wandb's bytes)")
         a.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     d.add_argument("--draw-boxes", action="store_true", help="burn box outlines into the images")
+    d.add_argument("--coco", metavar="INSTANCES_JSON", help="COCO instances file: INPUT is the images folder")
+    d.add_argument("--predictions", metavar="RESULTS_JSON", help="COCO results file (needs --coco)")
+    d.add_argument("--score-threshold", type=float, default=None, metavar="T",
+                   help="keep predictions with score >= T (needs --predictions)")
+    d.add_argument("--skip-bad", action="store_true",
+                   help="leave out bad images and annotations with a warning and a count, instead of stopping")
+    d.add_argument("--batch-size", type=int, default=64, help="COCO images decoded and written at once (default 64)")
+    v = sub.add_parser("view", help="serve a dump's index.html on 127.0.0.1 and print its URL")
+    v.add_argument("out_dir")
+    v.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     e.add_argument("--no-draw-boxes", dest="draw_boxes", action="store_false", help="keep the photographs unmarked")
     args = p.parse_args(argv)
     try:
+        if args.command == "view":
+            from .viewer import serve_forever
+
+            return serve_forever(args.out_dir, port=args.port)
+        if args.command == "dump" and args.coco:
+            if args.batch_size < 1:
+                p.error("--batch-size must be at least 1")
+            run_coco(args.input, args.out_dir, instances=args.coco, predictions=args.predictions,
+                     score_threshold=args.score_threshold, skip_bad=args.skip_bad, key=args.key or "coco",
+                     step=args.step, file_type=args.file_type, quality=args.quality, draw_boxes=args.draw_boxes,
+                     device=args.device, compression_level=args.compression_level, batch_size=args.batch_size)
+            return 0
         if args.command == "dump":
+            for flag in ("predictions", "score_threshold"):
+                if getattr(args, flag) is not None:
+                    p.error(f"--{flag.replace('_', '-')} needs --coco")
             source, key = args.input, args.key or "images"
         else:
             source, key = demo_input(), args.key or "demo"

@@ -147,7 +147,8 @@ def _workers(plan: Plan) -> int:
 def _chunks(plan: Plan, chunk_size: int | None):
     if chunk_size is None:
         h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
-        chunk_size = max(1, _CHUNK_BYTES // (h * w * 4) // _workers(plan))
+        budget = plan.backend.chunk_bytes() if hasattr(plan.backend, "chunk_bytes") else _CHUNK_BYTES
+        chunk_size = max(1, budget // (h * w * 4) // _workers(plan))
         if _workers(plan) > 1:  # enough chunks to keep every core busy
             chunk_size = min(chunk_size, max(1, -(-plan.n // (2 * _workers(plan)))))
     return [(lo, min(lo + chunk_size, plan.n)) for lo in range(0, plan.n, chunk_size)]
@@ -329,45 +330,97 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
         OSError: the disk; files already renamed into place are complete, and
             running the same call again finishes the dump.
     """
+    batch = {"images": images, "masks": masks, "boxes": boxes, "captions": captions}
+    return write_dump_batches(out_dir, [batch], key=key, step=step, total=None, classes=classes,
+                              file_type=file_type, quality=quality, compression_level=compression_level,
+                              draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
+                              thickness=thickness, colors=colors, chunk_size=chunk_size, progress=progress)
+
+
+def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=None, file_type="png", quality=75,
+                       compression_level=None, draw_boxes=False, normalize=True, layout=None, device="auto",
+                       thickness=2, colors=None, chunk_size=None, progress=False):
+    """:func:`write_dump` of a batch too large to hold at once, given as consecutive parts.
+
+    Args:
+        batches: an iterable of ``{"images", "masks", "boxes", "captions"}`` dicts
+            (each as for :func:`write_dump`, box ``image_index`` counted within the
+            part); they are validated, written and released one at a time, and make
+            up one dump whose images are numbered in order across the parts.
+        total: the number of images in all parts (for the progress bar), if known.
+        the rest: as for :func:`write_dump`.
+
+    Returns:
+        the image-file dicts of every image, as :func:`write_dump`.
+
+    Raises:
+        as :func:`write_dump`; each part is validated before any of its files is
+        written. The index is written last, after every part: an error in a later
+        part leaves complete media files from the earlier ones but no index.
+    """
     if not isinstance(key, str) or not key:
         raise MediaError(f"key must be a non-empty string, got {key!r}")
     if not (isinstance(step, str) or (isinstance(step, numbers.Integral) and not isinstance(step, bool))):
         raise MediaError(f"step must be an integer or a string, got {step!r}")
-    plan = prepare(images, masks=masks, boxes=boxes, captions=captions, classes=classes, file_type=file_type,
-                   quality=quality, compression_level=compression_level, draw_boxes=draw_boxes, normalize=normalize,
-                   layout=layout, device=device, thickness=thickness, colors=colors)
     root = os.path.abspath(os.fspath(out_dir))
-    for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
-        os.makedirs(os.path.join(root, *sub.split("/")), exist_ok=True)
     stem = f"{safe_name(key)}_{safe_name(str(step))}"
-    dicts = []
-    chunks = _chunks(plan, chunk_size)
-    bar = _progress(plan.n, progress and len(chunks) > 1)
-
-    def write_chunk(bounds):
-        return [image_json(rec, root, stem, plan) for rec in encode_chunk(plan, *bounds)]
-
+    dicts, captions, report = [], [], []
+    mask_labels, box_labels, cls = {}, {}, None
+    bar = None
     try:
-        for part in _ordered(write_chunk, chunks, _workers(plan)):
-            dicts.extend(part)
-            if bar is not None:
-                bar.update(len(part))
+        for part in batches:
+            plan = prepare(part["images"], masks=part.get("masks"), boxes=part.get("boxes"),
+                           captions=part.get("captions"), classes=classes, file_type=file_type, quality=quality,
+                           compression_level=compression_level, draw_boxes=draw_boxes, normalize=normalize,
+                           layout=layout, device=device, thickness=thickness, colors=colors)
+            if not dicts:
+                for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
+                    os.makedirs(os.path.join(root, *sub.split("/")), exist_ok=True)
+            chunks = _chunks(plan, chunk_size)
+            if bar is None:
+                bar = _progress(total or plan.n, progress and (total or 0) + len(chunks) > 1)
+
+            def write_chunk(bounds, plan=plan):
+                return [image_json(rec, root, stem, plan) for rec in encode_chunk(plan, *bounds)]
+
+            for done in _ordered(write_chunk, chunks, _workers(plan)):
+                dicts.extend(done)
+                if bar is not None:
+                    bar.update(len(done))
+            captions.extend(plan.captions)
+            report.extend(plan.report)
+            for k, lab in plan.mask_labels.items():
+                mask_labels.setdefault(k, {}).update(lab)
+            for k, lab in (plan.boxes.class_labels if plan.boxes is not None else {}).items():
+                box_labels.setdefault(k, {}).update(lab)
+            cls = plan.classes
     finally:
         if bar is not None:
             bar.close()
+    if not dicts:
+        raise MediaError("images: the batch is empty")
     index = {
-        "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": plan.n,
+        "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": len(dicts),
         "images": dicts,
-        "separated": separated_json(dicts, plan.captions),
-        "mask_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in plan.mask_labels.items()},
-        "box_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in
-                             (plan.boxes.class_labels if plan.boxes is not None else {}).items()},
-        "classes": None if plan.classes is None else [{"id": c, "name": v} for c, v in plan.classes.items()],
-        "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in plan.report],
-        "boxes_drawn": plan.draw_boxes,
+        "separated": separated_json(dicts, captions),
+        "mask_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in mask_labels.items()},
+        "box_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in box_labels.items()},
+        "classes": None if cls is None else [{"id": c, "name": v} for c, v in cls.items()],
+        "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in report],
+        "boxes_drawn": bool(draw_boxes),
     }
     _write_atomic(index_path(root, key, step), _json_bytes(index), overwrite=True)
+    _write_viewer(root)
     return dicts
+
+
+def _write_viewer(root: str) -> None:
+    """Refresh the dump's ``index.html`` (gpu_media.viewer), once the index is in place."""
+    try:
+        from .viewer import write_viewer
+    except ImportError:  # the viewer module is optional while it is being built
+        return
+    write_viewer(root)
 
 
 def index_path(out_dir, key, step=0) -> str:
