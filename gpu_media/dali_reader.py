@@ -89,7 +89,8 @@ def read_files(paths: list, *, device: str = "gpu", device_id: int = 0, max_batc
             pipe.feed_input("encoded", data)
             try:
                 (decoded,) = pipe.run()
-            except RuntimeError as exc:
+            except (RuntimeError, IndexError) as exc:
+                _pipes.pop((max_batch, device, device_id if device == "gpu" else None), None)  # DALI: no longer valid
                 raise MediaError(f"DALI could not decode one of {part!r}: {str(exc).splitlines()[0]}") from None
             out.extend(_own(decoded, device))
     return out
