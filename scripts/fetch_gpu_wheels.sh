@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Download into .whl/ the wheels that benchmarks/gpu_check.sh installs on a GPU machine
+# that has no network: nvImageCodec and nvJPEG for CPython 3.12, manylinux x86_64, and
+# the small tools of the test extra that machine lacks (hypothesis, tqdm, pycocotools)
+# plus setuptools/wheel to install gpu-media itself there without build isolation.
+# (wandb is left out: too big; its tests skip.)
+#
+#   bash scripts/fetch_gpu_wheels.sh        # then run benchmarks/gpu_check.sh with .whl carried
+#
+# Versions are pinned (override: NVIMGCODEC_VERSION=... NVJPEG_VERSION=... bash scripts/...).
+# Each wheel's unconditional Requires-Dist is fetched as well, except what the GPU
+# machine already has (numpy, cupy). .whl/ stays out of git (.git/info/exclude).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NVIMGCODEC_VERSION=${NVIMGCODEC_VERSION:-0.9.0.20}
+NVJPEG_VERSION=${NVJPEG_VERSION:-13.3.2.43}
+PY=${PYTHON:-python3}
+DEST=.whl
+
+# keep the wheels out of git
+if [ -d .git ]; then
+    mkdir -p .git/info
+    touch .git/info/exclude
+    grep -qxF '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
+fi
+mkdir -p "$DEST"
+
+download() {  # NAME==VERSION or NAME
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d "$DEST" "$1"
+}
+
+download "nvidia-nvimgcodec-cu13==${NVIMGCODEC_VERSION}"
+download "nvidia-nvjpeg==${NVJPEG_VERSION}"
+for spec in hypothesis==6.170.15 sortedcontainers==2.4.0 tqdm==4.70.1 setuptools==84.2.1 wheel==0.48.0 pycocotools==2.0.11; do
+    download "$spec"
+done
+
+# requirements of what we fetched, for CPython 3.12 on Linux x86-64 (extras and markers
+# evaluated by pip's own packaging), until nothing is missing
+missing() {
+    "$PY" - "$DEST" <<'PYEOF'
+import glob, re, sys, zipfile
+from pip._vendor.packaging.requirements import Requirement
+from pip._vendor.packaging.utils import canonicalize_name
+env = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
+       "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+       "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+have, need = set(), {}
+for whl in glob.glob(sys.argv[1] + "/*.whl"):
+    with zipfile.ZipFile(whl) as z:
+        meta = next(n for n in z.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n))
+        text = z.read(meta).decode()
+    have.add(canonicalize_name(re.search(r"^Name: *(\S+)", text, re.M).group(1)))
+    for line in re.findall(r"^Requires-Dist: *(.+)$", text, re.M):
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate(env):
+            need[canonicalize_name(req.name)] = f"{req.name}{req.specifier}"
+on_gpu_machine = {"numpy", "cupy-cuda13x", "cupy"}
+print("\n".join(spec for name, spec in need.items() if name not in have and name not in on_gpu_machine))
+PYEOF
+}
+while :; do
+    todo=$(missing)
+    [ -z "$todo" ] && break
+    for spec in $todo; do
+        echo "fetching a requirement: $spec"
+        download "$spec"
+    done
+done
+
+echo "wheels in $DEST:"
+ls -l "$DEST"
+du -ch "$DEST"/*.whl | tail -1
