@@ -1,0 +1,259 @@
+"""Driving the CUDA kernels of ``gpu_media/kernels/`` from any array library (SPEC 2-4).
+
+The GPU backend (:mod:`gpu_media.cupy_backend`) runs the functions below with
+``xp=cupy`` and a ``launch`` that starts the compiled kernels; the tests run the very
+same functions with ``xp=numpy`` and the serial host twins of the kernels
+(``tests/kernels_host_shim.cpp``, same names and arguments), so the planning done here
+(layouts, element strides, tiles, range keys, box order) is checked without a GPU.
+This module imports neither CuPy nor anything that needs a GPU.
+
+``launch(name, blocks, args)`` starts kernel ``name`` on ``blocks`` blocks of
+:data:`BLOCK` threads; ``args`` holds arrays of ``xp`` (passed as device pointers to
+their first element), ``numpy.int64`` (``long long``) and ``numpy.int32`` (``int``)
+scalars, in the order of the kernel's parameters in ``kernels.cu``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+HEADERS = ("common.cuh", "normalize.cuh", "masks.cuh", "boxes.cuh")
+SOURCE = "kernels.cu"
+# --fmad=false: no a*b+c contraction anywhere (SPEC 2 rounds after each operation).
+NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
+# What CuPy's compiler appends to every kernel's options, after ours (so it wins): float32
+# subnormals are flushed to zero. The kernels are written to give NumPy's results under
+# it (see f32_to_f64 in common.cuh); the compile tests use it too.
+CUPY_APPENDED_OPTIONS = ("-ftz=true",)
+BLOCK = 256  # GM_BLOCK in kernels.cu: every kernel is launched with this many threads
+TILE = 1 << 14  # elements per block-tile of the range and mask reductions
+MAX_BLOCKS = 1 << 16  # grid cap; the kernels loop (grid-stride) over the rest
+
+SUFFIXES = ("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f16", "f32", "f64")
+_MIN_INIT = {"f": 0xFFF0000000000000, "i": 0xFFFFFFFFFFFFFFFF, "u": 0xFFFFFFFFFFFFFFFF}
+_MAX_INIT = {"f": 0x000FFFFFFFFFFFFF, "i": 0, "u": 0}  # keys of -inf / the smallest value
+_SIGN = np.uint64(1 << 63)
+
+
+def kernel_names() -> list[str]:
+    """Every ``extern "C"`` kernel of ``kernels.cu`` that this module launches."""
+    return [f"gm_{k}_{s}" for k in ("range", "convert", "mask") for s in SUFFIXES] + ["gm_codes", "gm_outlines"]
+
+
+def source() -> str:
+    """``kernels.cu``, headed by a digest of the ``.cuh`` files it includes.
+
+    Compile it with ``-I`` :data:`KERNEL_DIR`. The digest is there for CuPy's kernel
+    cache, whose key is the source text and options only: a changed header then means
+    a changed key, never a stale binary.
+    """
+    digest = hashlib.sha256()
+    for name in HEADERS:
+        with open(os.path.join(KERNEL_DIR, name), "rb") as f:
+            digest.update(f.read())
+    with open(os.path.join(KERNEL_DIR, SOURCE), encoding="utf-8") as f:
+        code = f.read()
+    return f"// headers sha256 {digest.hexdigest()}\n{code}"
+
+
+def suffix(dtype) -> str:
+    """The kernel suffix of a dtype: bool is read as u8, float16 as f16, ..."""
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return "u8"
+    if dt.kind not in "iuf" or (dt.kind == "f" and dt.itemsize not in (2, 4, 8)):
+        raise TypeError(f"no kernel for dtype {dt}")
+    return f"{dt.kind}{8 * dt.itemsize}"
+
+
+def key_kind(dtype) -> str:
+    """'f' (floats), 'i' (signed integers) or 'u' (unsigned integers and bool): how range keys read."""
+    kind = np.dtype(dtype).kind
+    return "u" if kind == "b" else kind
+
+
+def blocks_for(items: int, per_block: int = BLOCK) -> int:
+    """Blocks for ``items`` work items of ``per_block`` each, at least 1, at most :data:`MAX_BLOCKS`."""
+    return int(max(1, min(MAX_BLOCKS, -(-int(items) // per_block))))
+
+
+def element_strides(a):
+    """Strides of ``a`` in elements (any sign), or None when a stride is not a whole element."""
+    item = a.dtype.itemsize
+    if any(s % item for s in a.strides):
+        return None
+    return tuple(int(s) // item for s in a.strides)
+
+
+def images_dense(shape, strides) -> bool:
+    """Whether one image (``shape``/``strides`` without the batch axis) fills a contiguous run.
+
+    Any axis order counts (NCHW and NHWC alike): the range and mask reductions do not
+    care about order, so such images are read as one flat run of elements.
+    """
+    expect = 1
+    for st, sz in sorted((st, sz) for sz, st in zip(shape, strides) if sz != 1):
+        if st != expect:
+            return False
+        expect *= sz
+    return True
+
+
+def _strided(a, xp):
+    st = element_strides(a)
+    if st is None:
+        a = xp.ascontiguousarray(a)
+        st = element_strides(a)
+    return a, st
+
+
+def init_keys(n: int, kind: str, xp):
+    """(n, 2) uint64 keys: column 0 the identity of min, column 1 of max, for ``kind``."""
+    keys = xp.empty((n, 2), dtype=xp.uint64)
+    keys[:, 0] = np.uint64(_MIN_INIT[kind])
+    keys[:, 1] = np.uint64(_MAX_INIT[kind])
+    return keys
+
+
+def decode_keys(keys, dtype, xp):
+    """(n, 2) uint64 min/max keys -> (lo, hi) in ``dtype`` (bool: uint8).
+
+    Floats without a finite value decode to lo=+inf, hi=-inf (the initial keys).
+    """
+    kind = key_kind(dtype)
+    out = np.dtype(np.uint8) if np.dtype(dtype) == np.bool_ else np.dtype(dtype)
+
+    def one(k):
+        k = xp.ascontiguousarray(k)
+        if kind == "f":
+            bits = xp.where((k >> np.uint64(63)) != 0, k & ~_SIGN, ~k)
+            return xp.ascontiguousarray(bits).view(xp.float64)
+        if kind == "i":
+            return (k ^ _SIGN).view(xp.int64)
+        return k
+
+    return one(keys[:, 0]).astype(out), one(keys[:, 1]).astype(out)
+
+
+def image_ranges(x, *, xp, launch):
+    """Per-image (min, max) keys of a 4-D batch ``x`` (N,H,W,C), over finite values (SPEC 2).
+
+    One launch of ``gm_range_<t>`` for the whole batch. Returns (n, 2) uint64 keys.
+    """
+    if x.dtype == np.bool_:
+        x = x.view(xp.uint8)
+    x, (sn, sh, sw, sc) = _strided(x, xp)
+    n, h, w, c = (int(v) for v in x.shape)
+    keys = init_keys(n, key_kind(x.dtype), xp)
+    per = h * w * c
+    if n and per:
+        tile = min(per, TILE)
+        dense = images_dense(x.shape[1:], (sh, sw, sc))
+        launch(f"gm_range_{suffix(x.dtype)}", blocks_for(n * -(-per // tile), 1),
+               (x, *_i64(n, h, w, c, sn, sh, sw, sc), np.int32(dense), np.int64(tile), keys))
+    return keys
+
+
+def normalize(x, layout: str, normalize: bool = True, *, xp, launch):
+    """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" of any supported dtype -> uint8 (N,H,W,C) (SPEC 2).
+
+    Any strides (views, slices, negative steps). Three launches for the whole batch:
+    per-image ranges (skipped when ``normalize`` is False), branch codes, conversion.
+    """
+    if layout == "NCHW":
+        x = x.transpose(0, 2, 3, 1)
+    if x.dtype == np.bool_:
+        x = x.view(xp.uint8)
+    x, (sn, sh, sw, sc) = _strided(x, xp)
+    n, h, w, c = (int(v) for v in x.shape)
+    out = xp.empty((n, h, w, c), dtype=xp.uint8)
+    if out.size == 0:
+        return out
+    if normalize:
+        keys = image_ranges(x, xp=xp, launch=launch)
+        codes = xp.empty(n, dtype=xp.uint8)
+        launch("gm_codes", blocks_for(n), (keys, codes, np.int64(n), np.int32(ord(key_kind(x.dtype)))))
+    else:
+        codes = xp.full(n, 2, dtype=xp.uint8)
+    launch(f"gm_convert_{suffix(x.dtype)}", blocks_for(n * h * w),
+           (x, out, *_i64(n, h, w, c, sn, sh, sw, sc), codes))
+    return out
+
+
+def mask_stats(masks, *, xp, launch):
+    """(N,H,W) masks of any dtype -> (hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64) (SPEC 3).
+
+    As ``cpu_fallback.mask_stats``: ``hist[i, v]`` counts pixels of integral value v in
+    [0, 255]; lo/hi are the min/max over finite values in the mask's dtype (bool:
+    uint8; floats without a finite value: +inf/-inf); ``bad`` counts non-finite or
+    fractional values. One launch of ``gm_mask_<t>`` for the whole batch.
+    """
+    dtype = masks.dtype
+    m = masks.view(xp.uint8) if dtype == np.bool_ else masks
+    m, (sn, sh, sw) = _strided(m, xp)
+    n, h, w = (int(v) for v in m.shape)
+    hist = xp.zeros((n, 256), dtype=xp.uint64)
+    keys = init_keys(n, key_kind(m.dtype), xp)
+    bad = xp.zeros(n, dtype=xp.uint64)
+    per = h * w
+    if n and per:
+        tile = min(per, TILE)
+        dense = images_dense(m.shape[1:], (sh, sw))
+        launch(f"gm_mask_{suffix(m.dtype)}", blocks_for(n * -(-per // tile), 1),
+               (m, *_i64(n, h, w, sn, sh, sw), np.int32(dense), np.int64(tile), hist, keys, bad))
+    lo, hi = decode_keys(keys, dtype, xp)
+    return hist.view(xp.int64), lo, hi, bad.view(xp.int64)
+
+
+def box_plan(rects, image_index, colors, n: int, h: int, w: int):
+    """Host-side order of the boxes for ``gm_outlines`` (SPEC 4 step 5).
+
+    rects (M,4) int64 inclusive x0, y0, x1, y1; image_index (M,); colors (M,3) uint8.
+    Drops boxes that draw nothing here (empty, or wholly outside the (h, w) image, or
+    of an image outside 0..n-1), then sorts by image with the order kept (stable), so
+    the highest index among an image's boxes is the one painted last. Returns NumPy
+    (rects (K,4) int64, colors (K,3) uint8, offsets (n+1,) int64): image i's boxes are
+    ``offsets[i]:offsets[i+1]``.
+    """
+    r = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+    idx = np.asarray(image_index, dtype=np.int64).reshape(-1)
+    col = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    x0, y0, x1, y1 = r.T
+    keep = (x1 >= x0) & (y1 >= y0) & (x1 >= 0) & (y1 >= 0) & (x0 < w) & (y0 < h) & (idx >= 0) & (idx < n)
+    r, idx, col = r[keep], idx[keep], col[keep]
+    order = np.argsort(idx, kind="stable")
+    offsets = np.searchsorted(idx[order], np.arange(n + 1), side="left").astype(np.int64)
+    return np.ascontiguousarray(r[order]), np.ascontiguousarray(col[order]), offsets
+
+
+def draw_outlines(images, rects, image_index, colors, thickness: int, *, xp, launch):
+    """Burn outlines into a new uint8 NHWC batch (SPEC 4), as ``cpu_fallback.draw_outlines``.
+
+    images: uint8 (N,H,W,C), C in {1,3,4}; C=1 becomes RGB. rects, image_index,
+    colors: host arrays (see :func:`box_plan`). One launch of ``gm_outlines``: each
+    pixel takes the colour of the last box whose outline covers it (alpha 255 on RGBA).
+    """
+    images = xp.ascontiguousarray(images)
+    n, h, w, c = (int(v) for v in images.shape)
+    out = xp.empty((n, h, w, 3 if c == 1 else c), dtype=xp.uint8)
+    if out.size == 0:
+        return out
+    r, col, offsets = box_plan(_numpy(rects), _numpy(image_index), _numpy(colors), n, h, w)
+    launch("gm_outlines", blocks_for(n * h * w),
+           (images, out, *_i64(n, h, w, c), xp.asarray(r), xp.asarray(col), xp.asarray(offsets),
+            np.int64(thickness)))
+    return out
+
+
+def _numpy(a):
+    if hasattr(a, "__cuda_array_interface__") and hasattr(a, "get"):
+        return a.get()
+    return np.asarray(a)
+
+
+def _i64(*values):
+    return tuple(np.int64(v) for v in values)

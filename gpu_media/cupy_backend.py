@@ -1,0 +1,179 @@
+"""The CuPy backend of gpu_media: SPEC 2-5 on the GPU, identical to ``cpu_fallback``.
+
+Implements the backend interface documented in :mod:`gpu_media.backend`
+(``normalize``, ``mask_stats``, ``draw_outlines``, ``encode``, ``to_host``, ``name``,
+``xp``) plus :func:`chunk_bytes`, the dump's chunk size. ``gpu_media.backend`` imports
+this module only once CuPy and a CUDA device are known to work; nothing else imports
+it, so ``import gpu_media`` never imports CuPy.
+
+The per-pixel work runs in the kernels of ``gpu_media/kernels/kernels.cu``, compiled
+once per device with NVRTC through :class:`cupy.RawModule` (``--fmad=false``, so every
+float operation is rounded as NumPy rounds it) and driven by
+:mod:`gpu_media.cuda_kernels`. Every launch, allocation and copy goes to CuPy's
+current stream (``cupy.cuda.get_current_stream()``); arrays come in as CuPy arrays (the
+dispatcher has already taken PyTorch, DLPack and ``__cuda_array_interface__`` inputs
+without a copy) and results stay on the device until :func:`to_host` or
+:func:`encode`.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import cupy
+import numpy as np
+
+import cpu_fallback
+
+from . import cuda_kernels as _k
+
+name = "gpu"
+xp = cupy
+
+_lock = threading.Lock()
+_modules: dict = {}  # device id -> cupy.RawModule
+_functions: dict = {}  # (device id, kernel name) -> cupy.RawKernel
+_jpeg_state: dict = {}
+
+CHUNK_MIN = 16 << 20  # chunk_bytes() bounds
+CHUNK_MAX = 1 << 30
+
+
+def _module():
+    """The compiled kernels of the current device (compiled on first use, then cached)."""
+    dev = cupy.cuda.Device().id
+    mod = _modules.get(dev)
+    if mod is None:
+        with _lock:
+            mod = _modules.get(dev)
+            if mod is None:
+                mod = cupy.RawModule(code=_k.source(), options=_k.NVRTC_OPTIONS + (f"-I{_k.KERNEL_DIR}",))
+                _modules[dev] = mod
+    return mod
+
+
+def _launch(kernel: str, blocks: int, args) -> None:
+    """Start ``kernel`` on ``blocks`` x :data:`cuda_kernels.BLOCK` threads, on the current stream."""
+    key = (cupy.cuda.Device().id, kernel)
+    fn = _functions.get(key)
+    if fn is None:
+        fn = _functions[key] = _module().get_function(kernel)
+    fn((blocks,), (_k.BLOCK,), tuple(args))
+
+
+def normalize(x, layout: str, normalize: bool = True):
+    """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" CuPy array of any supported dtype -> uint8 (N,H,W,C) CuPy.
+
+    SPEC 2, bit for bit as ``cpu_fallback.normalize``: per-image ranges over finite
+    values in one reduction over the batch, then one conversion pass.
+    """
+    return _k.normalize(cupy.asarray(x), layout, normalize, xp=cupy, launch=_launch)
+
+
+def mask_stats(masks):
+    """(N,H,W) CuPy masks -> (hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64), CuPy arrays.
+
+    SPEC 3, as ``cpu_fallback.mask_stats`` (lo/hi in the mask's dtype, bool as uint8).
+    """
+    return _k.mask_stats(cupy.asarray(masks), xp=cupy, launch=_launch)
+
+
+def draw_outlines(images, rects, image_index, colors, thickness: int):
+    """uint8 (N,H,W,C) CuPy images + host box arrays -> new uint8 (N,H,W,C') CuPy array (SPEC 4).
+
+    rects (M,4) int64 inclusive x0, y0, x1, y1; image_index (M,); colors (M,3) uint8;
+    C=1 becomes RGB; the last box wins where outlines overlap; RGBA outline pixels get
+    alpha 255. As ``cpu_fallback.draw_outlines``.
+    """
+    return _k.draw_outlines(cupy.asarray(images), rects, image_index, colors, thickness, xp=cupy, launch=_launch)
+
+
+def to_host(x):
+    """Any array of this backend (or a NumPy array) -> ``numpy.ndarray``."""
+    if isinstance(x, cupy.ndarray):
+        return cupy.asnumpy(x)
+    return np.asarray(x)
+
+
+def chunk_bytes() -> int:
+    """Bytes of uint8 RGBA pixels that one dump chunk may hold on this device.
+
+    A quarter of the device memory that is free now (CUDA's free memory plus the
+    blocks CuPy's pool holds unused), kept within [16 MiB, 1 GiB]: a chunk's
+    converted images, their drawn copies and the pinned host copy fit beside the
+    caller's own tensors.
+    """
+    free, _total = cupy.cuda.Device().mem_info
+    free += cupy.get_default_memory_pool().free_bytes()
+    return int(max(CHUNK_MIN, min(free // 4, CHUNK_MAX)))
+
+
+def _jpeg_encoder():
+    """``gpu_media.nvimgcodec_encode`` when nvImageCodec is installed and imports, else None."""
+    if "module" not in _jpeg_state:
+        try:
+            from . import nvimgcodec_encode as enc
+
+            if not enc.available():
+                enc = None
+        except ImportError:
+            enc = None
+        _jpeg_state["module"] = enc
+    return _jpeg_state["module"]
+
+
+def _host_pinned(images):
+    """uint8 CuPy (N,H,W,C) or a list of (H,W,C) -> NumPy arrays in page-locked host memory.
+
+    One device-to-host copy for a batch (one per image for a list), on the current
+    stream, which is synchronized before returning.
+    """
+    import cupyx
+
+    if isinstance(images, np.ndarray):
+        return images
+    stream = cupy.cuda.get_current_stream()
+    if isinstance(images, (list, tuple)):
+        items = [cupy.ascontiguousarray(cupy.asarray(a)) for a in images]
+        buf = cupyx.empty_pinned((sum(a.nbytes for a in items),), dtype=np.uint8)
+        out, off = [], 0
+        for a in items:
+            view = buf[off : off + a.nbytes].view(a.dtype).reshape(a.shape)
+            cupy.asnumpy(a, stream=stream, out=view)
+            out.append(view)
+            off += a.nbytes
+    else:
+        a = cupy.ascontiguousarray(cupy.asarray(images))
+        out = cupyx.empty_pinned(a.shape, dtype=a.dtype)
+        cupy.asnumpy(a, stream=stream, out=out)
+    stream.synchronize()
+    return out
+
+
+def encode(images, file_type: str, quality: int, compression_level=None):
+    """uint8 CuPy (N,H,W,C) or a list of (H,W,C) -> ``list[bytes]`` (SPEC 5).
+
+    "jpg": nvJPEG on the device through ``gpu_media.nvimgcodec_encode.encode_device``
+    when nvImageCodec is installed; without it (or when its GPU encoder fails, with one
+    warning) the JPEG path of the CPU backend, whose decoded pixels SPEC 5 holds to the
+    same bound. "png"/"bmp": one copy to pinned host memory, then
+    ``cpu_fallback.encode`` (Pillow in a thread pool), so the bytes are the CPU
+    backend's bytes.
+    """
+    if file_type == "jpg":
+        enc = _jpeg_encoder()
+        if enc is not None:
+            from .errors import DeviceError
+
+            batch = images if isinstance(images, (list, tuple)) else cupy.ascontiguousarray(images)
+            try:
+                return list(enc.encode_device(batch, quality))
+            except DeviceError as exc:
+                _jpeg_state["module"] = None
+                warnings.warn(f"nvJPEG encoding failed, JPEG is encoded on the CPU from now on: {exc}",
+                              RuntimeWarning, stacklevel=3)
+    return cpu_fallback.encode(_host_pinned(images), file_type, quality, compression_level)
+
+
+__all__ = ["chunk_bytes", "draw_outlines", "encode", "mask_stats", "name", "normalize", "to_host", "xp"]

@@ -1,0 +1,180 @@
+// Host build of gpu_media/kernels/*.cuh for tests/test_kernels_host.py (g++ -O2
+// -ffp-contract=off -std=c++17 -shared -fPIC -I gpu_media/kernels).
+//
+// Two kinds of functions, all extern "C" over plain arrays (ctypes):
+//  * gmh_*: one per-element helper looped over an array (to_u8, range_key, mask_class,
+//    the float16 conversions), checked bit for bit against NumPy / cpu_fallback;
+//  * gm_*: serial twins of the CUDA entry points of kernels.cu, with the same names and
+//    arguments: the same per-pixel functions, tile decomposition and key folding, with
+//    loops in place of the grid, block and atomics. gpu_media/cuda_kernels.py drives
+//    them exactly as it drives the GPU, so its planning (strides, layouts, keys, box
+//    offsets) is tested end to end without a GPU.
+#include "common.cuh"
+#include "normalize.cuh"
+#include "masks.cuh"
+#include "boxes.cuh"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define GMH_HAVE_FTZ 1
+#else
+#define GMH_HAVE_FTZ 0
+#endif
+
+using namespace gm;
+
+namespace {
+
+// CuPy compiles every kernel with -ftz=true: float32 subnormal inputs and results are
+// flushed to zero (doubles are not). gmh_set_ftz(1) makes every function below run
+// with the x86 MXCSR FTZ and DAZ bits set (restored on return), the host's model of
+// that; the tests then check float16/float32 paths under it too.
+int g_ftz = 0;
+
+struct FtzScope {
+#if GMH_HAVE_FTZ
+    unsigned saved;
+    FtzScope() : saved(_mm_getcsr()) {
+        if (g_ftz) _mm_setcsr(saved | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
+    }
+    ~FtzScope() { _mm_setcsr(saved); }
+#endif
+};
+
+template <typename T>
+void range_serial(const T* x, i64 n, i64 h, i64 w, i64 c, i64 sn, i64 sh, i64 sw, i64 sc, int dense,
+                  i64 tile, u64* keys) {
+    const char kind = key_kind(T());
+    const u64 init_min = key_min_init(kind), init_max = key_max_init(kind);
+    const i64 per = h * w * c;
+    for (i64 t = 0; t < tile_count(n, per, tile); ++t) {
+        i64 img, start, end;
+        tile_bounds(t, per, tile, &img, &start, &end);
+        const T* base = x + img * sn;
+        u64 kmin = init_min, kmax = init_max;
+        for (i64 e = start; e < end; ++e) {
+            u64 k;
+            if (range_key(base[dense ? e : image_offset(e, w, c, sh, sw, sc)], &k)) {
+                kmin = k < kmin ? k : kmin;
+                kmax = k > kmax ? k : kmax;
+            }
+        }
+        if (kmin < keys[2 * img]) keys[2 * img] = kmin;  // atomicMin
+        if (kmax > keys[2 * img + 1]) keys[2 * img + 1] = kmax;  // atomicMax
+    }
+}
+
+template <typename T>
+void convert_serial(const T* x, u8* out, i64 n, i64 h, i64 w, i64 c, i64 sn, i64 sh, i64 sw, i64 sc,
+                    const u8* codes) {
+    for (i64 p = 0; p < n * h * w; ++p) convert_pixel(x, out, p, h, w, c, sn, sh, sw, sc, codes);
+}
+
+template <typename T>
+void mask_serial(const T* m, i64 n, i64 h, i64 w, i64 sn, i64 sh, i64 sw, int dense, i64 tile, u64* hist,
+                 u64* keys, u64* bad) {
+    const char kind = key_kind(T());
+    const u64 init_min = key_min_init(kind), init_max = key_max_init(kind);
+    const i64 per = h * w;
+    for (i64 t = 0; t < tile_count(n, per, tile); ++t) {
+        i64 img, start, end;
+        tile_bounds(t, per, tile, &img, &start, &end);
+        const T* base = m + img * sn;
+        u64 kmin = init_min, kmax = init_max;
+        for (i64 e = start; e < end; ++e) {
+            const T v = base[dense ? e : image_offset(e, w, 1, sh, sw, 0)];
+            const int cls = mask_class(v);
+            if (cls >= 0) hist[256 * img + cls] += 1;
+            else if (cls == MASK_BAD) bad[img] += 1;
+            u64 k;
+            if (range_key(v, &k)) {
+                kmin = k < kmin ? k : kmin;
+                kmax = k > kmax ? k : kmax;
+            }
+        }
+        if (kmin < keys[2 * img]) keys[2 * img] = kmin;
+        if (kmax > keys[2 * img + 1]) keys[2 * img + 1] = kmax;
+    }
+}
+
+}  // namespace
+
+#define GMH_TYPED(SUFFIX, T)                                                                          \
+    extern "C" void gmh_to_u8_##SUFFIX(const T* x, long long n, const int* codes, unsigned char* out) { \
+        FtzScope ftz;                                                                                \
+        for (long long i = 0; i < n; ++i) out[i] = to_u8(x[i], codes[i]);                          \
+    }                                                                                                 \
+    extern "C" void gmh_range_key_##SUFFIX(const T* x, long long n, unsigned long long* keys,        \
+                                           unsigned char* valid) {                                   \
+        FtzScope ftz;                                                                                \
+        for (long long i = 0; i < n; ++i) valid[i] = range_key(x[i], keys + i) ? 1 : 0;             \
+    }                                                                                                 \
+    extern "C" void gmh_mask_class_##SUFFIX(const T* x, long long n, int* out) {                     \
+        FtzScope ftz;                                                                                \
+        for (long long i = 0; i < n; ++i) out[i] = mask_class(x[i]);                                 \
+    }                                                                                                 \
+    extern "C" int gmh_key_kind_##SUFFIX() { return key_kind(T()); }                                 \
+    extern "C" void gm_range_##SUFFIX(const T* x, long long n, long long h, long long w, long long c, \
+                                      long long sn, long long sh, long long sw, long long sc,       \
+                                      int dense, long long tile, unsigned long long* keys) {         \
+        FtzScope ftz;                                                                                \
+        range_serial<T>(x, n, h, w, c, sn, sh, sw, sc, dense, tile, keys);                           \
+    }                                                                                                 \
+    extern "C" void gm_convert_##SUFFIX(const T* x, unsigned char* out, long long n, long long h,    \
+                                        long long w, long long c, long long sn, long long sh,       \
+                                        long long sw, long long sc, const unsigned char* codes) {    \
+        FtzScope ftz;                                                                                \
+        convert_serial<T>(x, out, n, h, w, c, sn, sh, sw, sc, codes);                                \
+    }                                                                                                 \
+    extern "C" void gm_mask_##SUFFIX(const T* m, long long n, long long h, long long w, long long sn, \
+                                     long long sh, long long sw, int dense, long long tile,          \
+                                     unsigned long long* hist, unsigned long long* keys,             \
+                                     unsigned long long* bad) {                                      \
+        FtzScope ftz;                                                                                \
+        mask_serial<T>(m, n, h, w, sn, sh, sw, dense, tile, hist, keys, bad);                        \
+    }
+
+GMH_TYPED(u8, u8)
+GMH_TYPED(i8, i8)
+GMH_TYPED(u16, u16)
+GMH_TYPED(i16, i16)
+GMH_TYPED(u32, u32)
+GMH_TYPED(i32, i32)
+GMH_TYPED(u64, u64)
+GMH_TYPED(i64, i64)
+GMH_TYPED(f16, half_t)
+GMH_TYPED(f32, float)
+GMH_TYPED(f64, double)
+
+extern "C" void gm_codes(const unsigned long long* keys, unsigned char* codes, long long n, int kind) {
+    FtzScope ftz;
+    for (long long i = 0; i < n; ++i) codes[i] = branch_code_from_keys((char)kind, keys[2 * i], keys[2 * i + 1]);
+}
+
+extern "C" void gm_outlines(const unsigned char* img, unsigned char* out, long long n, long long h, long long w,
+                            long long c_in, const long long* rects, const unsigned char* colors,
+                            const long long* offsets, long long thickness) {
+    for (long long p = 0; p < n * h * w; ++p) outline_pixel(img, out, p, h, w, c_in, rects, colors, offsets, thickness);
+}
+
+// Turns the flush-to-zero model on (1) or off (0); returns 0 where the host has none.
+extern "C" int gmh_set_ftz(int on) {
+    g_ftz = on && GMH_HAVE_FTZ;
+    return GMH_HAVE_FTZ;
+}
+
+extern "C" void gmh_half_to_float(const unsigned short* h, long long n, float* out) {
+    FtzScope ftz;
+    for (long long i = 0; i < n; ++i) out[i] = half_to_float(h[i]);
+}
+
+extern "C" void gmh_float_to_half(const float* f, long long n, unsigned short* out) {
+    FtzScope ftz;
+    for (long long i = 0; i < n; ++i) out[i] = float_to_half(f[i]);
+}
+
+extern "C" void gmh_on_outline(const long long* xy, long long n, const long long* rect, long long t,
+                               unsigned char* out) {
+    for (long long i = 0; i < n; ++i)
+        out[i] = on_outline(xy[2 * i], xy[2 * i + 1], rect[0], rect[1], rect[2], rect[3], t) ? 1 : 0;
+}

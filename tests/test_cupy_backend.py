@@ -1,0 +1,202 @@
+"""gpu_media.cupy_backend: the module's wiring without a GPU, its parity with cpu_fallback on one.
+
+Without a GPU: the module is imported under a stand-in ``cupy`` (NumPy arrays, the
+kernels run by their serial host twins, see tests/kernels_host.py), which checks its
+plumbing (kernel compile options and cache, launches, pinned copies, encode paths,
+chunk size). Every semantic test of the suite also runs with ``device="gpu"`` where
+a GPU exists; the GPU tests here add sizes that span many blocks and tiles, every
+dtype, strided inputs and non-default streams, compared bit for bit with the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import kernels_host
+import numpy as np
+import pytest
+
+import cpu_fallback
+import gpu_media
+from gpu_media import cuda_kernels
+
+DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+          "float16", "float32", "float64")
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    if kernels_host.compiler() is None:
+        pytest.skip("no C++ compiler (g++, c++, clang++ or $CXX) to build the kernels' host library")
+    return kernels_host.build(tmp_path_factory.mktemp("kernels_host"))
+
+
+@pytest.fixture
+def stand_in(lib, monkeypatch):
+    """gpu_media.cupy_backend imported under the stand-in cupy; removed again afterwards."""
+    log: list = []
+    cp, cpx = kernels_host.fake_cupy(lib, log)
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    monkeypatch.setitem(sys.modules, "cupyx", cpx)
+    monkeypatch.delitem(sys.modules, "gpu_media.cupy_backend", raising=False)
+    monkeypatch.delattr(gpu_media, "cupy_backend", raising=False)
+    module = importlib.import_module("gpu_media.cupy_backend")
+    module.launches = log
+    yield module
+    sys.modules.pop("gpu_media.cupy_backend", None)  # monkeypatch then restores any real one
+    if getattr(gpu_media, "cupy_backend", None) is module:
+        delattr(gpu_media, "cupy_backend")
+
+
+def _photo_batch(rng, n=3, h=9, w=7, c=3):
+    return rng.random((n, h, w, c)).astype(np.float32)
+
+
+def test_stand_in_normalize_masks_boxes(stand_in):
+    rng = np.random.default_rng(0)
+    x = _photo_batch(rng)
+    x[1] = x[1] * 2 - 1
+    x[2, 0, 0, 0] = np.nan
+    for layout, arr in (("NHWC", x), ("NCHW", x.transpose(0, 3, 1, 2).copy())):
+        np.testing.assert_array_equal(stand_in.normalize(arr, layout, True), cpu_fallback.normalize(arr, layout, True))
+    assert stand_in.launches[:3] == ["gm_range_f32", "gm_codes", "gm_convert_f32"]
+    masks = rng.integers(0, 300, (2, 5, 6)).astype(np.float64)
+    masks[0, 0, 0] = 0.5
+    for got, want in zip(stand_in.mask_stats(masks), cpu_fallback.mask_stats(masks)):
+        np.testing.assert_array_equal(got, want)
+    u8 = rng.integers(0, 256, (2, 8, 8, 1), dtype=np.uint8)
+    rects = np.array([[0, 0, 5, 5], [2, 2, 7, 7]], np.int64)
+    args = (rects, np.array([0, 0]), np.array([[1, 2, 3], [4, 5, 6]], np.uint8), 2)
+    np.testing.assert_array_equal(stand_in.draw_outlines(u8, *args), cpu_fallback.draw_outlines(u8, *args))
+    assert len(stand_in._modules) == 1  # compiled once, then cached
+
+
+def test_stand_in_encode_and_host_copies(stand_in, monkeypatch):
+    rng = np.random.default_rng(1)
+    u8 = rng.integers(0, 256, (3, 6, 5, 4), dtype=np.uint8)
+    for ft in ("png", "bmp"):
+        assert stand_in.encode(u8, ft, 75) == cpu_fallback.encode(u8, ft, 75)
+    items = [u8[0], u8[1, :4, :3], u8[2, :, :, :1]]
+    assert stand_in.encode(items, "png", 75, 6) == cpu_fallback.encode(items, "png", 75, 6)
+    monkeypatch.setitem(stand_in._jpeg_state, "module", None)  # no nvImageCodec: Pillow's JPEG
+    rgb = np.ascontiguousarray(u8[..., :3])
+    assert stand_in.encode(rgb, "jpg", 80) == cpu_fallback.encode(rgb, "jpg", 80)
+    assert stand_in.CHUNK_MIN <= stand_in.chunk_bytes() <= stand_in.CHUNK_MAX
+    assert isinstance(stand_in.to_host(u8), np.ndarray)
+
+
+# ---- on a GPU ---------------------------------------------------------------------------------
+
+gpu = pytest.mark.skipif(not gpu_media.gpu_available(), reason="no usable GPU backend (CuPy + CUDA device)")
+
+
+def _values(rng, dtype, shape):
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return rng.integers(0, 2, shape).astype(bool)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return rng.integers(max(int(info.min), -50), min(int(info.max), 400), shape, endpoint=True).astype(dt)
+    v = rng.normal(0.5, 0.4, shape)
+    return v.astype(dt)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_normalize_parity_large(dtype):
+    import cupy
+
+    be = gpu_media.backend.get_backend("gpu")
+    rng = np.random.default_rng(2)
+    x = np.stack([_values(rng, dtype, (181, 243, 3)) for _ in range(5)])
+    if x.dtype.kind == "f":
+        x[1] = np.clip(x[1], 0, 1)
+        x[2] = np.clip(x[2], -1, 1)
+        x[3, 7, 9, 1] = np.nan
+        x[4, ::5] = np.inf
+    elif x.dtype.kind in "iu":
+        x[1] = x[1] % 2
+    for layout, arr in (("NHWC", x), ("NCHW", np.ascontiguousarray(x.transpose(0, 3, 1, 2)))):
+        d = cupy.asarray(arr)
+        for view in (d, d[:, ::-1], d[::2]):
+            want = cpu_fallback.normalize(cupy.asnumpy(view), layout, True)
+            np.testing.assert_array_equal(cupy.asnumpy(be.normalize(view, layout, True)), want)
+        np.testing.assert_array_equal(cupy.asnumpy(be.normalize(d, layout, False)), cpu_fallback.normalize(arr, layout, False))
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_every_float16_value_on_a_stream():
+    import cupy
+
+    be = gpu_media.backend.get_backend("gpu")
+    every = np.arange(65536, dtype=np.uint16).view(np.float16).reshape(1, 256, 256, 1)
+    x = np.concatenate([every, np.where(np.isfinite(every), every / np.float16(65504), every),
+                        np.clip(every, -1, 1), np.clip(every, 0, 1)])
+    with np.errstate(all="ignore"):
+        want = cpu_fallback.normalize(x, "NHWC", True)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        got = be.normalize(cupy.asarray(x), "NHWC", True)
+        host = cupy.asnumpy(got, stream=stream)
+    np.testing.assert_array_equal(host, want)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_mask_stats_parity(dtype):
+    import cupy
+
+    be = gpu_media.backend.get_backend("gpu")
+    rng = np.random.default_rng(3)
+    m = np.stack([_values(rng, dtype, (301, 257)) for _ in range(3)])
+    if m.dtype.kind == "f":
+        m = np.round(m * 100).astype(dtype)
+        m[1, 3, 4] = 0.5
+        m[2, 5, 6] = np.nan
+    got = be.mask_stats(cupy.asarray(m)[:, ::-1])
+    for g, w in zip(got, cpu_fallback.mask_stats(m[:, ::-1])):
+        g = cupy.asnumpy(g)
+        assert g.dtype == np.asarray(w).dtype
+        np.testing.assert_array_equal(g, w)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("c", [1, 3, 4])
+def test_gpu_draw_outlines_parity(c):
+    import cupy
+
+    be = gpu_media.backend.get_backend("gpu")
+    rng = np.random.default_rng(4)
+    n, h, w, m = 4, 130, 170, 300
+    images = rng.integers(0, 256, (n, h, w, c), dtype=np.uint8)
+    x0, y0 = rng.integers(-20, w, m), rng.integers(-20, h, m)
+    rects = np.stack([x0, y0, x0 + rng.integers(-5, 120, m), y0 + rng.integers(-5, 120, m)], axis=1).astype(np.int64)
+    rects[::17] = [-(2**40), -(2**40), 2**40, 2**40]
+    idx = rng.integers(0, n, m)
+    cols = rng.integers(0, 256, (m, 3), dtype=np.uint8)
+    for t in (1, 2, 5):
+        got = cupy.asnumpy(be.draw_outlines(cupy.asarray(images), rects, idx, cols, t))
+        np.testing.assert_array_equal(got, cpu_fallback.draw_outlines(images, rects, idx, cols, t))
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_encode_and_chunk_bytes():
+    import cupy
+
+    be = gpu_media.backend.get_backend("gpu")
+    rng = np.random.default_rng(5)
+    u8 = rng.integers(0, 256, (3, 40, 30, 4), dtype=np.uint8)
+    d = cupy.asarray(u8)
+    assert be.encode(d, "png", 75, None) == cpu_fallback.encode(u8, "png", 75, None)
+    assert be.encode([d[0], d[1, :20]], "bmp", 75) == cpu_fallback.encode([u8[0], u8[1, :20]], "bmp", 75)
+    assert len(be.encode(d[..., :3], "jpg", 90)) == 3
+    assert be.CHUNK_MIN <= be.chunk_bytes() <= be.CHUNK_MAX
+    assert cuda_kernels.kernel_names()  # every kernel loads
+    for name in cuda_kernels.kernel_names():
+        be._module().get_function(name)
