@@ -100,6 +100,7 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
           f"{n_boxes} boxes ({', '.join(summary['box_keys']) or 'none'}) to {summary['out_dir']} "
           f"in {seconds:.2f} s", file=stream)
     print(f"index: {summary['index']}", file=stream)
+    print(f"viewer: {os.path.join(summary['out_dir'], 'index.html')}  (or: gpu-media view {out_dir})", file=stream)
     return summary
 
 
@@ -173,16 +174,21 @@ def main(argv=None) -> int:
     d.add_argument("--skip-bad", action="store_true",
                    help="leave out bad images and annotations with a warning and a count, instead of stopping")
     d.add_argument("--batch-size", type=int, default=64, help="COCO images decoded and written at once (default 64)")
-    v = sub.add_parser("view", help="serve a dump's index.html on 127.0.0.1 and print its URL")
+    v = sub.add_parser("view", help="serve a dump folder's viewer (index.html) on 127.0.0.1 and print its URL")
     v.add_argument("out_dir")
-    v.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    v.add_argument("--port", type=int, default=0, help="port (default 0: any free one)")
+    v.add_argument("--rebuild", action="store_true", help="rewrite index.html from the *.index.json files first")
     e.add_argument("--no-draw-boxes", dest="draw_boxes", action="store_false", help="keep the photographs unmarked")
     args = p.parse_args(argv)
     try:
         if args.command == "view":
-            from .viewer import serve_forever
+            from .viewer import view
 
-            return serve_forever(args.out_dir, port=args.port)
+            try:
+                return view(args.out_dir, port=args.port, rewrite=args.rebuild)
+            except NotADirectoryError as exc:
+                print(f"gpu-media: error: {exc}", file=sys.stderr)
+                return 2
         if args.command == "dump" and args.coco:
             if args.batch_size < 1:
                 p.error("--batch-size must be at least 1")

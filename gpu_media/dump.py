@@ -291,7 +291,7 @@ def _progress(total: int, enabled):
 
 def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions=None, classes=None,
                file_type="png", quality=75, compression_level=None, draw_boxes=False, normalize=True, layout=None,
-               device="auto", thickness=2, colors=None, chunk_size=None, progress=False):
+               device="auto", thickness=2, colors=None, chunk_size=None, progress=False, viewer=True):
     """Write a batch as wandb's media files plus an index, for offline evaluation (SPEC 6).
 
     Args:
@@ -318,6 +318,9 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
             of pixels), which bounds memory.
         progress: show a progress bar on stderr (tqdm when installed) when there is
             more than one chunk.
+        viewer: also (re)write ``out_dir/index.html``, the self-contained page that
+            shows every dump in the folder (:func:`gpu_media.viewer.write_viewer`),
+            after the index.
 
     Returns:
         list of N wandb ``image-file`` dicts (``caption``, ``_type``, ``sha256``,
@@ -334,12 +337,13 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
     return write_dump_batches(out_dir, [batch], key=key, step=step, total=None, classes=classes,
                               file_type=file_type, quality=quality, compression_level=compression_level,
                               draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
-                              thickness=thickness, colors=colors, chunk_size=chunk_size, progress=progress)
+                              thickness=thickness, colors=colors, chunk_size=chunk_size, progress=progress,
+                              viewer=viewer)
 
 
 def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=None, file_type="png", quality=75,
                        compression_level=None, draw_boxes=False, normalize=True, layout=None, device="auto",
-                       thickness=2, colors=None, chunk_size=None, progress=False):
+                       thickness=2, colors=None, chunk_size=None, progress=False, viewer=True):
     """:func:`write_dump` of a batch too large to hold at once, given as consecutive parts.
 
     Args:
@@ -410,17 +414,11 @@ def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=Non
         "boxes_drawn": bool(draw_boxes),
     }
     _write_atomic(index_path(root, key, step), _json_bytes(index), overwrite=True)
-    _write_viewer(root)
-    return dicts
-
-
-def _write_viewer(root: str) -> None:
-    """Refresh the dump's ``index.html`` (gpu_media.viewer), once the index is in place."""
-    try:
+    if viewer:
         from .viewer import write_viewer
-    except ImportError:  # the viewer module is optional while it is being built
-        return
-    write_viewer(root)
+
+        write_viewer(root)
+    return dicts
 
 
 def index_path(out_dir, key, step=0) -> str:

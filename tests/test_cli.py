@@ -443,3 +443,28 @@ def test_cli_subprocess(device, tmp_path):
         assert proc.returncode == 2
         assert proc.stderr.startswith("gpu-media: error: ") and "captions" in proc.stderr
         assert not (tmp_path / "never").exists()
+
+
+def test_view_command_serves_the_dump(tmp_path):
+    """``gpu-media view OUT_DIR``: prints a 127.0.0.1 URL that serves the dump's page and files."""
+    import urllib.request
+
+    out = tmp_path / "d"
+    assert cli.main(["demo", str(out), "--device", "cpu"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "gpu_media.cli", "view", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/index.html"), url
+        with urllib.request.urlopen(url, timeout=10) as r:
+            page = r.read().decode()
+        assert "demo_0.index.json" in page
+        entry = load_index(out, "demo", 0)["images"][0]
+        with urllib.request.urlopen(url.rsplit("/", 1)[0] + "/" + entry["path"], timeout=10) as r:
+            assert r.read() == read(out, entry["path"])
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    rc = subprocess.run([sys.executable, "-m", "gpu_media.cli", "view", str(tmp_path / "missing")],
+                        capture_output=True, text=True, timeout=30)
+    assert rc.returncode == 2 and "error" in rc.stderr

@@ -1,0 +1,310 @@
+"""A static HTML viewer for dump folders: ``out_dir/index.html``, one self-contained page.
+
+:func:`write_viewer` reads every ``*.index.json`` that :func:`gpu_media.write_dump` left
+in a folder (several keys and steps may share it) and writes ``index.html`` beside
+them: a grid of the images with paging (page size selectable) and lazy loading, and
+for each mask key a toggle, an opacity slider and per-class show/hide checkboxes; for
+each box key a toggle, per-class checkboxes and a score threshold; image captions; and
+a per-class summary table (mask pixels per mask key from ``mask_report``, box counts
+per box key), so ground truth and predictions sit side by side.
+
+The page needs no server and no network: all JS and CSS are inline, the dump's data
+(image paths and sizes, captions, the boxes2D JSON, class labels, mask paths, mask
+report) is embedded as JSON in a ``<script type="application/json">`` element, and
+images and masks are referenced by their relative paths, so it works opened as a
+``file://`` URL and served (:func:`serve`). A Content-Security-Policy allows only the
+page's own script (by hash) and images from the folder.
+
+Masks are coloured without reading their pixels (a canvas would be tainted under
+``file://``): each mask key has an SVG ``<filter>`` whose ``discrete`` transfer tables
+map the grey value (the class id) to the class colour, or to transparent for hidden
+classes, applied with CSS ``filter`` to an ``<img>`` of the mask over the image.
+Boxes are drawn on a ``<canvas>`` per image. Class colours are :data:`gpu_media.PALETTE`
+entry ``class_id % 20``, as for the burned-in outlines. Every class is shown by default,
+except a class named "background" or "bg" in masks (its checkbox brings it back).
+
+Every string from the dump reaches the page as text (``textContent``), never as markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import glob
+import hashlib
+import http.server
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import uuid
+from importlib import resources
+
+from .boxes import PALETTE
+
+INDEX_HTML = "index.html"
+_DATA_MARK = "__GPU_MEDIA_DATA__"
+_HASH_MARK = "__GPU_MEDIA_SCRIPT_HASH__"
+_APP_SCRIPT = re.compile(r'<script id="gpu-media-app">(.*?)</script>', re.DOTALL)
+
+
+def _template() -> str:
+    return resources.files(__package__).joinpath("viewer_template.html").read_text(encoding="utf-8")
+
+
+def _rel_path(p) -> str | None:
+    """A path from an index as a safe relative URL path (``/``-separated), or None."""
+    if not isinstance(p, str) or not p or "\\" in p or ":" in p or p.startswith("/"):
+        return None
+    parts = p.split("/")
+    if any(s in ("", ".", "..") for s in parts):
+        return None
+    return p
+
+
+def _finite(v):
+    """JSON data with NaN / inf (which ``JSON.parse`` rejects) replaced by None."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _labels(obj) -> dict:
+    """``{id: name}`` with integer-like keys only, names as strings."""
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            try:
+                c = int(k)
+            except (TypeError, ValueError):
+                continue
+            out[str(c)] = str(v)
+    return out
+
+
+def _step_order(step):
+    return (0, step, "") if isinstance(step, int) and not isinstance(step, bool) else (1, 0, str(step))
+
+
+def _read_boxes(root: str, rel: str | None, cache: dict):
+    """The ``(box_data, class_labels)`` of one boxes2D JSON file; raises OSError / ValueError."""
+    if rel is None:
+        raise ValueError("no valid path")
+    if rel in cache:
+        return cache[rel]
+    path = os.path.join(root, *rel.split("/"))
+    with open(path, "rb") as f:
+        obj = json.loads(f.read().decode("utf-8"))
+    if not isinstance(obj, dict) or not isinstance(obj.get("box_data"), list):
+        raise ValueError("not a boxes2D JSON object with a 'box_data' list")
+    boxes = []
+    for b in obj["box_data"]:
+        if not isinstance(b, dict):
+            continue
+        keep = {k: b[k] for k in ("position", "domain", "class_id", "box_caption", "scores") if k in b}
+        boxes.append(_finite(keep))
+    cache[rel] = (boxes, _labels(obj.get("class_labels")))
+    return cache[rel]
+
+
+def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
+    with open(os.path.join(root, name), "rb") as f:
+        index = json.loads(f.read().decode("utf-8"))
+    if not isinstance(index, dict) or not isinstance(index.get("images"), list):
+        raise ValueError("not a gpu-media dump index (no 'images' list)")
+    key = index.get("key")
+    step = index.get("step", 0)
+    if not isinstance(key, str):
+        key = name[: -len(".index.json")]
+    if not isinstance(step, (int, str)) or isinstance(step, bool):
+        step = str(step)
+    mask_labels = {str(k): _labels(v) for k, v in (index.get("mask_class_labels") or {}).items()}
+    box_labels = {str(k): _labels(v) for k, v in (index.get("box_class_labels") or {}).items()}
+    mask_keys, box_keys = list(mask_labels), list(box_labels)
+    report = index.get("mask_report") if isinstance(index.get("mask_report"), list) else []
+    images, bad_boxes = [], 0
+    for i, d in enumerate(index["images"]):
+        d = d if isinstance(d, dict) else {}
+        w, h = d.get("width"), d.get("height")
+        im = {
+            "path": _rel_path(d.get("path")),
+            "width": int(w) if isinstance(w, int) and w > 0 else None,
+            "height": int(h) if isinstance(h, int) and h > 0 else None,
+            "caption": d.get("caption") if isinstance(d.get("caption"), str) else None,
+            "masks": {},
+            "boxes": {},
+            "report": {},
+        }
+        for k, v in (d.get("masks") or {}).items():
+            if k not in mask_keys:
+                mask_keys.append(k)
+            im["masks"][k] = _rel_path(v.get("path")) if isinstance(v, dict) else None
+        problems = []
+        for k, v in (d.get("boxes") or {}).items():
+            if k not in box_keys:
+                box_keys.append(k)
+            rel = _rel_path(v.get("path")) if isinstance(v, dict) else None
+            try:
+                boxes, labels = _read_boxes(root, rel, box_cache)
+            except (OSError, ValueError) as exc:
+                bad_boxes += 1
+                problems.append(f"boxes {k!r} unreadable")
+                if bad_boxes <= 5:
+                    errors.append(f"{name}: image {i}: boxes {k!r} ({rel or v!r}): {exc}")
+                continue
+            im["boxes"][k] = boxes
+            merged = box_labels.setdefault(k, {})
+            for c, n in labels.items():
+                merged.setdefault(c, n)
+        if problems:
+            im["box_errors"] = ", ".join(problems)
+        rep = report[i] if i < len(report) and isinstance(report[i], dict) else {}
+        for k, counts in rep.items():
+            if isinstance(counts, dict):
+                im["report"][str(k)] = {str(c): int(n) for c, n in counts.items()
+                                        if isinstance(n, (int, float)) and not isinstance(n, bool)}
+        images.append(im)
+    if bad_boxes > 5:
+        errors.append(f"{name}: {bad_boxes - 5} more unreadable box files")
+    return {
+        "file": name, "key": key, "step": step, "count": len(images),
+        "boxes_drawn": bool(index.get("boxes_drawn")),
+        "mask_keys": mask_keys, "box_keys": box_keys,
+        "mask_labels": mask_labels, "box_labels": box_labels,
+        "images": images,
+    }
+
+
+def viewer_data(out_dir) -> dict:
+    """What the page embeds: every ``*.index.json`` of ``out_dir`` with its box JSON read in."""
+    root = os.path.abspath(os.fspath(out_dir))
+    dumps, errors, cache = [], [], {}
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(root), "*.index.json")))
+    for name in names:
+        try:
+            dumps.append(_load_dump(root, name, cache, errors))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            errors.append(f"{name}: cannot read ({exc})")
+    dumps.sort(key=lambda d: (d["key"], _step_order(d["step"]), d["file"]))
+    return {"generator": "gpu-media viewer", "version": 1, "palette": [list(c) for c in PALETTE],
+            "dumps": dumps, "errors": errors}
+
+
+def script_json(obj) -> str:
+    """JSON safe inside a ``<script>`` element: ``<``, ``>``, ``&``, U+2028, U+2029 as ``\\uXXXX``."""
+    s = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return (s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def render_html(data: dict) -> str:
+    """The page for ``data`` (from :func:`viewer_data`)."""
+    html = _template()
+    m = _APP_SCRIPT.search(html)
+    digest = base64.b64encode(hashlib.sha256(m.group(1).encode("utf-8")).digest()).decode("ascii")
+    html = html.replace(_HASH_MARK, f"'sha256-{digest}'", 1)
+    head, sep, tail = html.partition(_DATA_MARK)
+    if not sep:
+        raise RuntimeError("viewer template has no data placeholder")
+    return head + script_json(data) + tail
+
+
+def write_viewer(out_dir) -> str:
+    """(Re)write ``out_dir/index.html`` from every ``*.index.json`` there; returns its path.
+
+    Written to a temporary name and renamed into place. A folder without any index
+    still gets a page (saying so), so it can be opened before the first dump.
+
+    Raises:
+        NotADirectoryError: ``out_dir`` is not a folder.
+    """
+    root = os.path.abspath(os.fspath(out_dir))
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"{out_dir!r} is not a folder")
+    data = render_html(viewer_data(root)).encode("utf-8")
+    path = os.path.join(root, INDEX_HTML)
+    tmp = os.path.join(root, f".{INDEX_HTML}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def find_chromium() -> str | None:
+    """The Chromium executable for browser tests and screenshots, or None.
+
+    ``$GPU_MEDIA_CHROMIUM`` when set, else ``/usr/bin/chromium`` (Debian's package
+    ``chromium``), else ``chromium`` or ``chromium-browser`` on ``PATH``.
+    """
+    env = os.environ.get("GPU_MEDIA_CHROMIUM")
+    if env:
+        return env
+    if os.access("/usr/bin/chromium", os.X_OK):
+        return "/usr/bin/chromium"
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+#: Command-line switches for headless Chromium: no sandbox (root in containers), no
+#: GPU, nothing that reaches the network, colours as the files say.
+CHROMIUM_ARGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--force-color-profile=srgb",
+)
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files of the dump folder, without a log line per request."""
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        super().end_headers()
+
+
+def serve(out_dir, host: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
+    """An HTTP server for ``out_dir`` on ``host:port`` (0: any free port), not yet serving.
+
+    Call ``serve_forever()`` (in a thread, say) and ``shutdown()`` / ``server_close()``;
+    the port is ``server.server_address[1]``.
+    """
+    root = os.path.abspath(os.fspath(out_dir))
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"{out_dir!r} is not a folder")
+    server = http.server.ThreadingHTTPServer((host, port), functools.partial(_Handler, directory=root))
+    server.daemon_threads = True
+    return server
+
+
+def view(out_dir, host: str = "127.0.0.1", port: int = 0, *, rewrite: bool = False, stream=None) -> int:
+    """Write ``index.html`` if missing (or ``rewrite``), print its URL and serve until Ctrl-C; returns 0."""
+    stream = sys.stdout if stream is None else stream
+    if rewrite or not os.path.exists(os.path.join(os.fspath(out_dir), INDEX_HTML)):
+        write_viewer(out_dir)
+    server = serve(out_dir, host, port)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"http://{shown}:{server.server_address[1]}/{INDEX_HTML}", file=stream, flush=True)
+    print("serving; Ctrl-C stops", file=stream, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,75 @@
+"""Regenerate docs/viewer.png: the static viewer on the demo dump, masks and boxes on.
+
+    python scripts/screenshot_viewer.py [--out docs/viewer.png] [--keep DIR]
+
+Needs Chromium (Debian: ``apt-get install chromium``; or GPU_MEDIA_CHROMIUM=/path/to/chrome)
+and ``pip install playwright`` (the system browser is used: no ``playwright install``).
+The demo is dumped with ``--no-draw-boxes`` so that the outlines on the photographs are
+the viewer's own (switchable) ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from gpu_media import cli, viewer
+
+
+def screenshot(dump_dir: str, out: str, width: int = 1400, height: int = 1000, scale: float = 1) -> None:
+    from playwright.sync_api import sync_playwright
+
+    exe = viewer.find_chromium()
+    if not exe:
+        sys.exit("no Chromium: apt-get install chromium (or set GPU_MEDIA_CHROMIUM)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=list(viewer.CHROMIUM_ARGS))
+        page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=scale)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto("file://" + os.path.abspath(os.path.join(dump_dir, viewer.INDEX_HTML)))
+        page.wait_for_function("window.gpuMediaViewer !== undefined")
+
+        def set_value(selector, value):
+            page.eval_on_selector(selector, """(e, v) => { e.value = v; e.dispatchEvent(new Event('input', {bubbles: true}));
+                                              e.dispatchEvent(new Event('change', {bubbles: true})); }""", str(value))
+
+        set_value("#thumb-select", 192)
+        # ground truth as a mask, predictions as boxes above a score of 0.5: the usual comparison
+        page.locator("#mask-controls fieldset[data-layer='1'] .layer-toggle").uncheck()  # prediction mask off
+        set_value("#mask-controls fieldset[data-layer='0'] input.opacity", 0.45)
+        page.locator("#box-controls fieldset[data-layer='0'] .layer-toggle").uncheck()  # ground-truth boxes off
+        set_value("#box-controls fieldset[data-layer='1'] input.threshold", 0.5)
+        page.wait_for_function("""() => Array.from(document.querySelectorAll('#grid img'))
+            .filter(i => getComputedStyle(i).display !== 'none' && i.getBoundingClientRect().top < innerHeight)
+            .every(i => i.complete && i.naturalWidth > 0)""")
+        page.wait_for_timeout(300)
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        page.screenshot(path=out)
+        browser.close()
+    if errors:
+        sys.exit(f"page errors: {errors}")
+
+
+def main(argv=None) -> int:
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.path.join(here, "..", "docs", "viewer.png"))
+    p.add_argument("--keep", default=None, help="dump the demo here (kept) instead of a temporary folder")
+    p.add_argument("--width", type=int, default=1400)
+    p.add_argument("--height", type=int, default=1000)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        dump_dir = args.keep or tmp
+        if cli.main(["demo", dump_dir, "--no-draw-boxes"]) != 0:
+            return 1
+        viewer.write_viewer(dump_dir)
+        screenshot(dump_dir, args.out, args.width, args.height)
+    print(f"wrote {os.path.abspath(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

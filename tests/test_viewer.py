@@ -1,0 +1,495 @@
+"""The static viewer (``gpu_media.viewer``): the page's data and, in real headless Chromium,
+what it draws, opened as ``file://`` and served over HTTP by :func:`gpu_media.viewer.serve`.
+
+Browser tests need Debian's ``chromium`` and the ``playwright`` package (no
+``playwright install``: the system browser is used). Without them they fail, telling
+how to install; they skip only when ``GPU_MEDIA_BROWSER_OPTIONAL=1`` (CI sets it when
+its ``apt-get install chromium`` failed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+
+import gpu_media
+from gpu_media import viewer
+
+PAL = [tuple(c) for c in gpu_media.PALETTE]
+W, H, N = 64, 48, 30
+BASE = (100, 110, 120)  # every synthetic image is this colour
+XSS_CAPTION = "<script>window.__xss=1</script><b>bold</b>"
+XSS_CLASS = "<img src=x onerror=window.__xss=2>"
+CLASSES = {0: "background", 1: "cat", 2: "dog", 3: XSS_CLASS}
+
+
+# ---------------------------------------------------------------- the dump
+
+def _masks():
+    gt = np.zeros((N, H, W), np.uint8)
+    gt[:, :24, :32] = 1  # top-left quadrant: class 1
+    gt[:, 24:, 32:] = 2  # bottom-right quadrant: class 2
+    pred = np.zeros((N, H, W), np.uint8)
+    pred[:, :24, 32:] = 3  # top-right quadrant: class 3
+    for i in range(N):
+        pred[i, 24:, : 8 + 4 * (i % 3)] = 1  # bottom-left strip of varying width: class 1
+    return gt, pred
+
+
+def _boxes():
+    out = []
+    for i in range(N):
+        if i == 5:
+            out.append(None)  # an image without boxes
+            continue
+        out.append({
+            "ground_truth": {"box_data": [  # pixels, minX/maxX form, no scores
+                {"position": {"minX": 4, "maxX": 28, "minY": 4, "maxY": 20}, "domain": "pixel", "class_id": 1,
+                 "box_caption": "gt cat" if i else XSS_CAPTION},
+            ], "class_labels": CLASSES},
+            "prediction": {"box_data": [
+                # fractions of the image, middle/width/height form: x 40..56, y 30..42 pixels
+                {"position": {"middle": [0.75, 0.75], "width": 0.25, "height": 0.25}, "class_id": 2,
+                 "box_caption": "dog 0.80", "scores": {"score": 0.8, "iou": 0.5}},
+                # pixels, middle form: x 40..56, y 6..18
+                {"position": {"middle": [48, 12], "width": 16, "height": 12}, "domain": "pixel", "class_id": 3,
+                 "box_caption": "bird 0.30", "scores": {"score": 0.3, "iou": 0.9}},
+            ], "class_labels": CLASSES},
+        })
+    return out
+
+
+@pytest.fixture(scope="session")
+def dump_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("viewer-dump")
+    images = np.broadcast_to(np.array(BASE, np.uint8), (N, H, W, 3)).copy()
+    gt, pred = _masks()
+    captions = [XSS_CAPTION] + [f"sample {i} \u2028 line" if i == 1 else f"sample {i}" for i in range(1, N)]
+    gpu_media.write_dump(out, images, key="val", step=3, captions=captions, classes=CLASSES,
+                         masks={"ground_truth": {"mask_data": gt}, "prediction": {"mask_data": pred}},
+                         boxes=_boxes(), device="cpu")
+    small = np.broadcast_to(np.array((200, 30, 30), np.uint8), (2, 20, 40, 3)).copy()
+    gpu_media.write_dump(out, small, key="val", step=10, masks={"ground_truth": {"mask_data": gt[:2, :20, :40]}},
+                         device="cpu")
+    viewer.write_viewer(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def index(dump_dir):
+    with open(os.path.join(dump_dir, "val_3.index.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- no browser
+
+def _embedded(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="gpu-media-data">(.*?)</script>', html, re.DOTALL)
+    return json.loads(m.group(1))
+
+
+def test_page_embeds_the_dumps_safely(dump_dir, index):
+    with open(os.path.join(dump_dir, "index.html"), encoding="utf-8") as f:
+        html = f.read()
+    data = _embedded(html)
+    assert [(d["key"], d["step"], d["count"]) for d in data["dumps"]] == [("val", 3, N), ("val", 10, 2)]
+    d = data["dumps"][0]
+    assert d["images"][0]["caption"] == XSS_CAPTION
+    assert d["images"][0]["path"] == index["images"][0]["path"]
+    assert d["images"][0]["masks"] == {k: v["path"] for k, v in index["images"][0]["masks"].items()}
+    assert d["images"][0]["report"] == index["mask_report"][0]
+    assert d["images"][5]["boxes"] == {}
+    with open(os.path.join(dump_dir, index["images"][1]["boxes"]["prediction"]["path"]), encoding="utf-8") as f:
+        assert d["images"][1]["boxes"]["prediction"] == json.load(f)["box_data"]
+    assert d["mask_labels"]["prediction"]["3"] == XSS_CLASS
+    # the data never closes its script element, nor holds a raw line/paragraph separator
+    block = re.search(r'id="gpu-media-data">(.*?)</script>', html, re.DOTALL).group(1)
+    assert not set(block) & {"<", ">", "&", "\u2028", "\u2029"}
+    # no network anywhere: no URL with a scheme, CSP allows only the page's own script (by hash)
+    assert not re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", html)
+    assert "default-src 'none'" in html and "script-src 'sha256-" in html
+    assert not [n for n in os.listdir(dump_dir) if n.endswith(".tmp")]
+
+
+def test_script_json_escapes():
+    s = viewer.script_json({"a": "</script><!-- & \u2028\u2029 é", "n": [1.5]})
+    assert not set(s) & {"<", ">", "&", "\u2028", "\u2029"}
+    assert json.loads(s) == {"a": "</script><!-- & \u2028\u2029 é", "n": [1.5]}
+
+
+def test_viewer_data_is_defensive(tmp_path):
+    gpu_media.write_dump(tmp_path, np.zeros((2, 4, 4, 3), np.uint8), key="k", device="cpu",
+                         boxes=[{"b": {"box_data": [{"position": {"minX": 0, "maxX": 1, "minY": 0, "maxY": 1},
+                                                     "scores": {"s": 0.5}}]}}, None])
+    idx = json.loads((tmp_path / "k_0.index.json").read_text())
+    box_file = tmp_path / idx["images"][0]["boxes"]["b"]["path"]
+    box_file.write_text(box_file.read_text().replace("0.5", "NaN"))
+    idx["images"][1]["path"] = "../../etc/passwd"
+    (tmp_path / "k_0.index.json").write_text(json.dumps(idx))
+    (tmp_path / "broken.index.json").write_text("{not json")
+    data = viewer.viewer_data(tmp_path)
+    (d,) = data["dumps"]
+    assert d["images"][0]["boxes"]["b"][0]["scores"] == {"s": None}
+    assert d["images"][1]["path"] is None
+    assert any("broken.index.json" in e for e in data["errors"])
+    viewer.script_json(data)  # allow_nan=False: would raise on a NaN left in
+
+
+def test_empty_folder_gets_a_page(tmp_path):
+    path = viewer.write_viewer(tmp_path)
+    assert _embedded(open(path, encoding="utf-8").read())["dumps"] == []
+    with pytest.raises(NotADirectoryError):
+        viewer.write_viewer(tmp_path / "missing")
+
+
+@pytest.fixture(scope="session")
+def http_root(dump_dir):
+    server = viewer.serve(dump_dir)
+    assert server.server_address[0] == "127.0.0.1"
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_serve(http_root, dump_dir):
+    with urllib.request.urlopen(http_root + "/index.html", timeout=10) as r:
+        assert r.status == 200
+        assert r.read() == open(os.path.join(dump_dir, "index.html"), "rb").read()
+
+
+def test_view_writes_the_page_prints_the_url_and_stops_on_ctrl_c(tmp_path, monkeypatch):
+    real = viewer.serve
+
+    def interrupted_serve(*args, **kwargs):
+        server = real(*args, **kwargs)
+
+        def ctrl_c():
+            raise KeyboardInterrupt
+
+        server.serve_forever = ctrl_c
+        return server
+
+    monkeypatch.setattr(viewer, "serve", interrupted_serve)
+    out = io.StringIO()
+    assert viewer.view(tmp_path, stream=out) == 0
+    assert re.match(r"http://127\.0\.0\.1:\d+/index\.html\n", out.getvalue())
+    assert (tmp_path / "index.html").is_file()
+
+
+# ---------------------------------------------------------------- the browser
+
+def _unavailable(what: str):
+    msg = (f"{what}; the viewer's browser tests need Chromium and Playwright's Python package: "
+           "`apt-get install chromium` (Debian/Ubuntu; or set GPU_MEDIA_CHROMIUM to a Chromium binary) and "
+           "`pip install playwright` (no `playwright install` needed)")
+    if os.environ.get("GPU_MEDIA_BROWSER_OPTIONAL") == "1":
+        pytest.skip(msg + " [skipped: GPU_MEDIA_BROWSER_OPTIONAL=1]")
+    pytest.fail(msg + " (set GPU_MEDIA_BROWSER_OPTIONAL=1 to skip instead)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed")
+    exe = viewer.find_chromium()
+    if not exe or not os.path.exists(exe):
+        _unavailable(f"no Chromium found (GPU_MEDIA_CHROMIUM={os.environ.get('GPU_MEDIA_CHROMIUM')!r}, "
+                     "/usr/bin/chromium, chromium / chromium-browser on PATH)")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=exe, args=list(viewer.CHROMIUM_ARGS))
+    except Exception as exc:  # noqa: BLE001 - report whatever the launch says
+        pw.stop()
+        _unavailable(f"Chromium at {exe} does not start ({exc})")
+    yield b
+    b.close()
+    pw.stop()
+
+
+@contextlib.contextmanager
+def _open(browser, url):
+    """A fresh page at ``url``; on leaving, no page error, console error or non-local request may have happened."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    pg = ctx.new_page()
+    problems = []
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+          if m.type in ("error", "warning") and "willReadFrequently" not in m.text else None)  # (our getImageData)
+    pg.on("request", lambda r: None if r.url.startswith(("file:", "http://127.0.0.1", "data:", "blob:"))
+          else problems.append(f"network request: {r.url}"))
+    pg.goto(url)
+    pg.wait_for_function("window.gpuMediaViewer !== undefined")
+    try:
+        yield pg
+    finally:
+        ctx.close()
+    assert problems == []
+
+
+@pytest.fixture(params=["file", "http"])
+def page(request, browser, dump_dir):
+    url = (f"file://{dump_dir}/index.html" if request.param == "file"
+           else request.getfixturevalue("http_root") + "/index.html")
+    with _open(browser, url) as pg:
+        yield pg
+
+
+def _settle(pg):
+    pg.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def _set(pg, selector, value):
+    """Set a range / select / text input and fire the events a user's change fires."""
+    pg.eval_on_selector(selector, """(e, v) => { e.value = v; e.dispatchEvent(new Event('input', {bubbles: true}));
+                                       e.dispatchEvent(new Event('change', {bubbles: true})); }""", str(value))
+    _settle(pg)
+
+
+def _check(pg, selector, on):
+    loc = pg.locator(selector)
+    if loc.is_checked() != on:
+        loc.click()
+    _settle(pg)
+
+
+def _layer(kind, i):
+    return f"#{kind}-controls fieldset[data-layer='{i}']"
+
+
+def _cells(pg):
+    return pg.locator("#grid figure.cell")
+
+
+def _images_loaded(pg, index=None):
+    """Wait for the page's images (those of cell ``index`` only, when given) to have loaded."""
+    # (lazy images load when near the viewport and displayed: not those of a mask layer switched off)
+    sel = "#grid img" if index is None else f"#grid figure.cell[data-index='{index}'] img"
+    if index is not None:
+        pg.locator(f"#grid figure.cell[data-index='{index}']").scroll_into_view_if_needed()
+    pg.wait_for_function("""sel => Array.from(document.querySelectorAll(sel))
+                              .filter(i => getComputedStyle(i).display !== 'none')
+                              .every(i => i.complete && i.naturalWidth > 0)""", arg=sel, timeout=10000)
+
+
+def _stage_pixels(pg, index=0):
+    from PIL import Image
+
+    stage = pg.locator(f"#grid figure.cell[data-index='{index}'] .stage")
+    stage.scroll_into_view_if_needed()
+    _settle(pg)
+    box = stage.bounding_box()  # may sit at a fractional offset: sample away from edges
+    clip = {"x": round(box["x"]), "y": round(box["y"]), "width": round(box["width"]), "height": round(box["height"])}
+    shot = pg.screenshot(clip=clip)
+    return np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+
+
+def _blend(color, alpha, base=BASE):
+    return tuple(alpha * c + (1 - alpha) * b for c, b in zip(color, base, strict=True))
+
+
+def _assert_color(px, expected, tol=2):
+    assert np.abs(px - np.array(expected)).max() <= tol, f"pixel {tuple(px)} != expected {expected}"
+
+
+def test_images_load_and_paging(page):
+    cells = _cells(page)
+    assert cells.count() == N  # default page size 48 holds all 30
+    _set(page, "#thumb-select", 96)
+    _set(page, "#page-size-select", 12)
+    assert cells.count() == 12
+    _images_loaded(page)
+    sizes = page.eval_on_selector_all("#grid img", "l => l.map(i => [i.className, i.naturalWidth, i.naturalHeight])")
+    assert len(sizes) == 12 * 3 and all(s[1:] == [W, H] for s in sizes)  # image + two masks per cell
+    assert "images 1\u201312 of 30" in page.locator("#pager-top").inner_text()
+    page.locator("#pager-top button", has_text="next").click()
+    assert cells.count() == 12 and cells.first.get_attribute("data-index") == "12"
+    page.keyboard.press("ArrowRight")
+    assert cells.count() == 6 and cells.first.get_attribute("data-index") == "24"
+    assert page.locator("#pager-top button", has_text="next").is_disabled()
+    page.keyboard.press("ArrowLeft")
+    assert cells.first.get_attribute("data-index") == "12"
+    _set(page, "#page-size-select", 500)
+    assert cells.count() == N
+    _set(page, "#caption-filter", "sample 2")  # sample 2, 20..29
+    assert cells.count() == 11
+    _set(page, "#caption-filter", "")
+    # the other step of the same key
+    assert page.eval_on_selector_all("#step-select option", "l => l.map(o => o.textContent)") == [
+        "3 (30 images)", "10 (2 images)"]
+    _set(page, "#step-select", page.eval_on_selector_all("#step-select option", "l => l.map(o => o.value)")[1])
+    assert cells.count() == 2
+    _images_loaded(page)
+
+
+def test_user_strings_are_text(page):
+    cap = page.locator("#grid figure.cell[data-index='0'] figcaption")
+    assert cap.inner_text() == XSS_CAPTION
+    assert cap.locator("b, script").count() == 0
+    assert page.locator("#grid figure.cell[data-index='1'] figcaption").text_content() == "sample 1 \u2028 line"
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    names = page.eval_on_selector_all(f"{_layer('mask', 1)} .cname", "l => l.map(e => e.textContent)")
+    assert names == ["background", "cat", "dog", XSS_CLASS]
+    assert page.locator("#side img, #summary-table img").count() == 0
+    keys = page.eval_on_selector_all("#side legend .key", "l => l.map(e => e.textContent)")
+    assert keys == ["ground_truth", "prediction", "ground_truth", "prediction"]
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_mask_layers_colour_the_classes(page):
+    for i in (0, 1):  # boxes out of the way
+        _check(page, f"{_layer('box', i)} .layer-toggle", False)
+    _check(page, f"{_layer('mask', 1)} .layer-toggle", False)  # prediction off: ground truth alone
+    _set(page, f"{_layer('mask', 0)} input.opacity", 1)
+    _images_loaded(page, 0)
+    px = _stage_pixels(page)
+    assert px.shape[:2] == (192, 256)  # 64x48 shown at 256 px
+    tl, tr, bl, br = px[48, 64], px[48, 192], px[144, 64], px[144, 192]
+    _assert_color(tl, PAL[1])  # class 1
+    _assert_color(br, PAL[2])  # class 2
+    _assert_color(tr, BASE)  # class 0 "background": hidden by default
+    _assert_color(bl, BASE)
+    # class edges stay crisp (nearest neighbour): where class 2 meets class 0 at x = 32 * 4, no
+    # smoothed grey value in between shows as class 1's colour
+    band = px[144, 120:137]
+    assert all(np.abs(p - BASE).max() <= 3 or np.abs(p - PAL[2]).max() <= 3 for p in band), band.tolist()
+
+    _set(page, f"{_layer('mask', 0)} input.opacity", 0.5)
+    _assert_color(_stage_pixels(page)[48, 64], _blend(PAL[1], 0.5))
+    _set(page, f"{_layer('mask', 0)} input.opacity", 0.25)
+    _assert_color(_stage_pixels(page)[48, 64], _blend(PAL[1], 0.25))
+    _set(page, f"{_layer('mask', 0)} input.opacity", 1)
+
+    _check(page, f"{_layer('mask', 0)} .layer-toggle", False)
+    _assert_color(_stage_pixels(page)[48, 64], BASE)
+    _check(page, f"{_layer('mask', 0)} .layer-toggle", True)
+    _assert_color(_stage_pixels(page)[48, 64], PAL[1])
+
+    _check(page, f"{_layer('mask', 0)} input[data-class-id='1']", False)  # hide class 1 only
+    px = _stage_pixels(page)
+    _assert_color(px[48, 64], BASE)
+    _assert_color(px[144, 192], PAL[2])
+    _check(page, f"{_layer('mask', 0)} input[data-class-id='0']", True)  # show the background class
+    px = _stage_pixels(page)
+    _assert_color(px[48, 192], PAL[0])
+    _assert_color(px[48, 64], BASE)
+    _check(page, f"{_layer('mask', 0)} input[data-class-id='1']", True)
+
+    _check(page, f"{_layer('mask', 1)} .layer-toggle", True)  # prediction stacked on top
+    _set(page, f"{_layer('mask', 1)} input.opacity", 1)
+    _images_loaded(page, 0)
+    px = _stage_pixels(page)
+    _assert_color(px[48, 192], PAL[3])  # prediction's class 3 over ground truth's background
+    _assert_color(px[48, 64], PAL[1])  # prediction's background hidden: ground truth's class 1 shows
+    _assert_color(px[144, 4], PAL[1])  # prediction's class 1 strip
+    # the legend's swatches are the classes' colours
+    sw = page.eval_on_selector_all(f"{_layer('mask', 1)} .swatch", "l => l.map(e => getComputedStyle(e).backgroundColor)")
+    assert sw == [f"rgb({c[0]}, {c[1]}, {c[2]})" for c in PAL[:4]]
+
+
+_CANVAS_PIXEL = """([i, x, y]) => {
+  const c = document.querySelector(`#grid figure.cell[data-index='${i}'] canvas.boxes`);
+  return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data);
+}"""
+
+
+def test_box_layers(page):
+    page.wait_for_function("document.querySelector(\"#grid figure.cell[data-index='0'] canvas.boxes\").dataset.drawn")
+    cw, ch = page.eval_on_selector("#grid figure.cell[data-index='0'] canvas.boxes", "c => [c.width, c.height]")
+    assert (cw, ch) == (256, 192)
+    s = cw / W
+
+    def px(x, y, i=0):  # image pixel coordinates -> RGBA of the canvas
+        return page.evaluate(_CANVAS_PIXEL, [i, int(x * s) + 1, int(y * s)])
+
+    def shows(rgba, cls):
+        return rgba[3] == 255 and np.abs(np.array(rgba[:3]) - PAL[cls]).max() <= 1
+
+    gt_edge, dog_edge, bird_edge = (4, 12), (40, 36), (40, 14)  # left edges, below the captions
+    assert shows(px(*gt_edge), 1) and shows(px(*dog_edge), 2) and shows(px(*bird_edge), 3)
+    assert px(16, 14)[3] == 0  # inside the ground-truth box: nothing drawn
+    assert page.eval_on_selector("#grid figure.cell[data-index='5']", "f => f.querySelector('canvas')") is None
+
+    thr = f"{_layer('box', 1)} input.threshold"
+    _set(page, thr, 0.5)  # bird (0.3) goes, dog (0.8) stays
+    assert not shows(px(*bird_edge), 3) and shows(px(*dog_edge), 2) and shows(px(*gt_edge), 1)
+    _set(page, thr, 0.85)  # both predictions go; ground truth has no scores and stays
+    assert not shows(px(*dog_edge), 2) and shows(px(*gt_edge), 1)
+    # another score name: iou (dog 0.5, bird 0.9)
+    _set(page, f"{_layer('box', 1)} select.score-name", "iou")
+    _set(page, thr, 0.7)
+    assert shows(px(*bird_edge), 3) and not shows(px(*dog_edge), 2)
+    _set(page, thr, 0)
+    assert shows(px(*bird_edge), 3) and shows(px(*dog_edge), 2)
+
+    _check(page, f"{_layer('box', 1)} input[data-class-id='2']", False)  # filter out class 2
+    assert not shows(px(*dog_edge), 2) and shows(px(*bird_edge), 3)
+    _check(page, f"{_layer('box', 1)} input[data-class-id='2']", True)
+    assert shows(px(*dog_edge), 2)
+    _check(page, f"{_layer('box', 0)} .layer-toggle", False)  # ground-truth boxes off
+    assert not shows(px(*gt_edge), 1) and shows(px(*dog_edge), 2)
+
+    # on screen: the outline shows over the image (masks off)
+    for i in (0, 1):
+        _check(page, f"{_layer('mask', i)} .layer-toggle", False)
+    _images_loaded(page, 0)
+    shot = _stage_pixels(page)
+    _assert_color(shot[int(dog_edge[1] * s), int(dog_edge[0] * s) + 1], PAL[2])
+    _assert_color(shot[int(gt_edge[1] * s), int(gt_edge[0] * s) + 1], BASE)
+
+
+def test_summary_table(page, dump_dir, index):
+    rows = page.eval_on_selector_all("#summary-table tbody tr", """l => l.map(r => [r.dataset.classId || 'total',
+        Array.from(r.querySelectorAll('td[data-value]')).map(td => Number(td.dataset.value))])""")
+    heads = page.eval_on_selector_all("#summary-table thead tr:nth-child(2) th",
+                                      "l => l.map(e => [e.dataset.kind, e.textContent])")
+    assert heads == [["mask", "ground_truth"], ["mask", "prediction"], ["boxes", "ground_truth"], ["boxes", "prediction"]]
+    pixels = {k: {} for k in ("ground_truth", "prediction")}
+    for rep in index["mask_report"]:
+        for k, counts in rep.items():
+            for c, n in counts.items():
+                pixels[k][int(c)] = pixels[k].get(int(c), 0) + n
+    boxes = {k: {} for k in ("ground_truth", "prediction")}
+    for im in index["images"]:
+        for k, ref in im.get("boxes", {}).items():
+            with open(os.path.join(dump_dir, ref["path"]), encoding="utf-8") as f:
+                for b in json.load(f)["box_data"]:
+                    boxes[k][b["class_id"]] = boxes[k].get(b["class_id"], 0) + 1
+    expected = [[str(c), [pixels["ground_truth"].get(c, 0), pixels["prediction"].get(c, 0),
+                          boxes["ground_truth"].get(c, 0), boxes["prediction"].get(c, 0)]] for c in range(4)]
+    expected.append(["total", [N * W * H, N * W * H, sum(boxes["ground_truth"].values()),
+                               sum(boxes["prediction"].values())]])
+    assert rows == expected
+    assert rows[1][1][2] == N - 1 and rows[2][1][3] == N - 1  # one box per image, image 5 has none
+
+
+def test_every_grey_value_maps_to_its_class(browser, tmp_path):
+    """The SVG filter's discrete tables: mask value c (c / 255 in the filter) picks entry c, for all 256."""
+    mask = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    gpu_media.write_dump(tmp_path, np.full((1, 16, 16, 3), 50, np.uint8), key="all", device="cpu",
+                         masks={"m": {"mask_data": mask, "class_labels": {c: f"c{c}" for c in range(256)}}})
+    viewer.write_viewer(tmp_path)
+    with _open(browser, f"file://{tmp_path}/index.html") as pg:
+        _set(pg, f"{_layer('mask', 0)} input.opacity", 1)
+        _images_loaded(pg, 0)
+        px = _stage_pixels(pg)
+        assert px.shape[:2] == (256, 256)
+        got = px[8::16, 8::16].reshape(256, 3)  # the centre of each 16x16 screen square
+        want = np.array([PAL[c % len(PAL)] for c in range(256)])
+        assert np.abs(got - want).max() <= 1, np.nonzero(np.abs(got - want).max(axis=1) > 1)[0].tolist()
+        pg.evaluate("""() => document.querySelectorAll("#mask-controls input[data-class-id]")
+                           .forEach(cb => { if (Number(cb.dataset.classId) % 3 === 0) cb.click(); })""")
+        got = _stage_pixels(pg)[8::16, 8::16].reshape(256, 3)
+        want = np.array([(50, 50, 50) if c % 3 == 0 else PAL[c % len(PAL)] for c in range(256)])
+        assert np.abs(got - want).max() <= 1, np.nonzero(np.abs(got - want).max(axis=1) > 1)[0].tolist()
