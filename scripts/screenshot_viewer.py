@@ -1,11 +1,13 @@
-"""Regenerate docs/viewer.png: the static viewer on the demo dump, masks and boxes on.
+"""Regenerate docs/viewer.png: the static viewer on the COCO demo dump, masks and boxes on.
 
     python scripts/screenshot_viewer.py [--out docs/viewer.png] [--keep DIR]
 
+The dump is the README's offline-evaluation command on ``gpu_media/demo/coco``
+(ground truth from instances.json, predictions from results.json; needs pycocotools).
+
 Needs Chromium (Debian: ``apt-get install chromium``; or GPU_MEDIA_CHROMIUM=/path/to/chrome)
 and ``pip install playwright`` (the system browser is used: no ``playwright install``).
-The demo is dumped with ``--no-draw-boxes`` so that the outlines on the photographs are
-the viewer's own (switchable) ones.
+The outlines on the photographs are the viewer's own (switchable) ones: nothing is burned in.
 """
 
 from __future__ import annotations
@@ -57,13 +59,15 @@ def main(argv=None) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=os.path.join(here, "..", "docs", "viewer.png"))
-    p.add_argument("--keep", default=None, help="dump the demo here (kept) instead of a temporary folder")
+    p.add_argument("--keep", default=None, help="dump the COCO demo here (kept) instead of a temporary folder")
     p.add_argument("--width", type=int, default=1400)
     p.add_argument("--height", type=int, default=1000)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         dump_dir = args.keep or tmp
-        if cli.main(["demo", dump_dir, "--no-draw-boxes"]) != 0:
+        coco = os.path.join(os.path.dirname(cli.__file__), "demo", "coco")
+        if cli.main(["dump", os.path.join(coco, "images"), dump_dir, "--coco", os.path.join(coco, "instances.json"),
+                     "--predictions", os.path.join(coco, "results.json")]) != 0:
             return 1
         viewer.write_viewer(dump_dir)
         screenshot(dump_dir, args.out, args.width, args.height)
