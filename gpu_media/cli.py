@@ -117,6 +117,9 @@ def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, sk
     reader = None
     if device == "gpu":
         from . import dali_reader
+        from .backend import resolve_device
+
+        resolve_device("gpu")  # DeviceError without CuPy and a GPU, before DALI is asked for one
 
         reader = dali_reader.reader_or_none()
     t0 = time.perf_counter()

@@ -39,7 +39,6 @@ import os
 import re
 import shutil
 import sys
-import uuid
 from importlib import resources
 
 from .boxes import PALETTE
@@ -229,17 +228,9 @@ def write_viewer(out_dir) -> str:
         raise NotADirectoryError(f"{out_dir!r} is not a folder")
     data = render_html(viewer_data(root)).encode("utf-8")
     path = os.path.join(root, INDEX_HTML)
-    tmp = os.path.join(root, f".{INDEX_HTML}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from .dump import _write_atomic  # temp name + rename, as every file of a dump
+
+    _write_atomic(path, data, overwrite=True)
     return path
 
 

@@ -340,3 +340,12 @@ def test_cli_coco_subprocess_summary(tmp_path):
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert "wrote 8 images" in r.stdout and "index.html" in r.stdout
+
+
+def test_cli_coco_gpu_without_a_gpu_is_a_device_error(tmp_path, capsys):
+    if gm.gpu_available():
+        pytest.skip("this machine has a GPU")
+    rc = cli.main(["dump", os.path.join(DEMO, "images"), str(tmp_path / "o"), "--coco",
+                   os.path.join(DEMO, "instances.json"), "--device", "gpu"])
+    assert rc == 2 and "device='gpu'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
