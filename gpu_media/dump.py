@@ -140,8 +140,24 @@ def prepare(images, *, masks=None, boxes=None, captions=None, classes=None, file
 
 
 def _workers(plan: Plan) -> int:
-    """Chunks in flight at once: one per core on the CPU backend (NumPy and Pillow release the GIL)."""
-    return (os.cpu_count() or 1) if getattr(plan.backend, "name", "") == "cpu" else 1
+    """Chunks in flight at once: one per core on the CPU backend (NumPy and Pillow release the GIL);
+    two on the GPU, so that one chunk's kernels run while the previous chunk is encoded and written."""
+    return (os.cpu_count() or 1) if getattr(plan.backend, "name", "") == "cpu" else 2
+
+
+def _on_caller_stream(fn):
+    """``fn`` made to run on the caller's current CuPy stream in any thread (CuPy's current
+    stream is per thread); ``fn`` itself where CuPy is not in use."""
+    cupy = sys.modules.get("cupy")
+    if cupy is None:
+        return fn
+    stream = cupy.cuda.get_current_stream()
+
+    def run(*args):
+        with stream:
+            return fn(*args)
+
+    return run
 
 
 def _chunks(plan: Plan, chunk_size: int | None):
@@ -387,6 +403,8 @@ def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=Non
             def write_chunk(bounds, plan=plan):
                 return [image_json(rec, root, stem, plan) for rec in encode_chunk(plan, *bounds)]
 
+            if getattr(plan.backend, "name", "") == "gpu":
+                write_chunk = _on_caller_stream(write_chunk)
             for done in _ordered(write_chunk, chunks, _workers(plan)):
                 dicts.extend(done)
                 if bar is not None:

@@ -200,3 +200,20 @@ def test_gpu_encode_and_chunk_bytes():
     assert cuda_kernels.kernel_names()  # every kernel loads
     for name in cuda_kernels.kernel_names():
         be._module().get_function(name)
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_dump_in_chunks_on_a_caller_stream_equals_cpu(tmp_path):
+    """Chunks in flight in two threads, all on the caller's stream: the CPU dump's files."""
+    import cupy
+
+    rng = np.random.default_rng(5)
+    x = rng.random((9, 33, 17, 3), dtype=np.float32)
+    masks = {"m": {"mask_data": rng.integers(0, 5, (9, 33, 17)).astype(np.uint8)}}
+    cpu = gpu_media.write_dump(tmp_path / "cpu", x, key="k", masks=masks, chunk_size=2, device="cpu")
+    with cupy.cuda.Stream(non_blocking=True):
+        gpu = gpu_media.write_dump(tmp_path / "gpu", cupy.asarray(x), key="k",
+                                   masks={"m": {"mask_data": cupy.asarray(masks["m"]["mask_data"])}},
+                                   chunk_size=2, device="auto")
+    assert gpu == cpu
