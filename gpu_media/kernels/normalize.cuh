@@ -70,24 +70,15 @@ GM_HD u8 to_u8(half_t x, int code) {
     return clip_trunc(y);
 }
 
-GM_HD u8 to_u8(float x, int code) {
-    float y = x;
+// float32 and float64: every operation in the input's own type (1, 127.5 and 255 are exact in both)
+template <typename F>
+GM_HD u8 to_u8(F x, int code) {
+    F y = x;
     if (code == CODE_SIGNED_UNIT) {
-        y = add_rn(y, 1.0f);
-        y = mul_rn(y, 127.5f);
+        y = add_rn(y, F(1));
+        y = mul_rn(y, F(127.5));
     } else if (code == CODE_UNIT) {
-        y = mul_rn(y, 255.0f);
-    }
-    return clip_trunc(y);
-}
-
-GM_HD u8 to_u8(double x, int code) {
-    double y = x;
-    if (code == CODE_SIGNED_UNIT) {
-        y = add_rn(y, 1.0);
-        y = mul_rn(y, 127.5);
-    } else if (code == CODE_UNIT) {
-        y = mul_rn(y, 255.0);
+        y = mul_rn(y, F(255));
     }
     return clip_trunc(y);
 }
