@@ -81,6 +81,11 @@ def load_npz(path: str) -> dict:
     return out
 
 
+def _print_locations(summary: dict, out_dir, stream) -> None:
+    print(f"index: {summary['index']}", file=stream)
+    print(f"viewer: {os.path.join(summary['out_dir'], 'index.html')}  (or: gpu-media view {out_dir})", file=stream)
+
+
 def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, device, compression_level=None,
              stream=None) -> dict:
     """Load, validate and write one dump; print and return a summary."""
@@ -99,8 +104,7 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
     print(f"wrote {summary['images']} images, {n_masks} masks ({', '.join(summary['mask_keys']) or 'none'}) and "
           f"{n_boxes} boxes ({', '.join(summary['box_keys']) or 'none'}) to {summary['out_dir']} "
           f"in {seconds:.2f} s", file=stream)
-    print(f"index: {summary['index']}", file=stream)
-    print(f"viewer: {os.path.join(summary['out_dir'], 'index.html')}  (or: gpu-media view {out_dir})", file=stream)
+    _print_locations(summary, out_dir, stream)
     return summary
 
 
@@ -120,7 +124,6 @@ def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, sk
         from .backend import resolve_device
 
         resolve_device("gpu")  # DeviceError without CuPy and a GPU, before DALI is asked for one
-
         reader = dali_reader.reader_or_none()
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -142,8 +145,7 @@ def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, sk
           f"({len(ds.categories)} categories) to {summary['out_dir']} in {seconds:.2f} s", file=stream)
     if any(ds.skipped.values()):
         print("skipped (--skip-bad): " + ", ".join(f"{v} {k}" for k, v in ds.skipped.items()), file=stream)
-    print(f"index: {summary['index']}", file=stream)
-    print(f"viewer: {os.path.join(summary['out_dir'], 'index.html')}  (or: gpu-media view {out_dir})", file=stream)
+    _print_locations(summary, out_dir, stream)
     return summary
 
 

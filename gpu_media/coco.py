@@ -398,7 +398,7 @@ def batch(ds: CocoDataset, images: list, arrays: list) -> dict:
     return {"images": arrays, "masks": masks or None, "boxes": boxes, "captions": [im.file_name for im in images]}
 
 
-def batches(ds: CocoDataset, batch_size: int = 64, device: str = "cpu", reader=None):
+def batches(ds: CocoDataset, batch_size: int = 64, reader=None):
     """Yield :func:`batch` dicts of ``batch_size`` images, decoding each part in turn.
 
     ``reader(list[CocoImage]) -> list of (H,W,3) arrays`` decodes a part (default:
@@ -440,6 +440,6 @@ def write_coco_dump(out_dir, images_dir, instances, predictions=None, *, key="co
     ds = load_coco(images_dir, instances, predictions, score_threshold=score_threshold, skip_bad=skip_bad)
     if ds.has_gt_masks or ds.has_pred_masks:
         _mask_api()  # fail before writing anything
-    dicts = write_dump_batches(out_dir, batches(ds, batch_size, device, reader), key=key, step=step,
+    dicts = write_dump_batches(out_dir, batches(ds, batch_size, reader), key=key, step=step,
                                total=len(ds.images), classes=None, device=device, **dump_kwargs)
     return ds, dicts
