@@ -1,0 +1,1 @@
+"""Input readers (see the next commit)."""

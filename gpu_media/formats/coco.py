@@ -1,0 +1,445 @@
+"""COCO in: a folder of images, a COCO instances file and a COCO results file, as a dump.
+
+Ground truth comes from a COCO *instances* file (``images``, ``annotations``,
+``categories``), predictions from a COCO *results* file (a list of ``{image_id,
+category_id, bbox, score[, segmentation]}``), as written by ``pycocotools`` and
+detectron-style evaluators. They become:
+
+* box keys ``ground_truth`` and ``predictions`` (``bbox`` ``[x, y, w, h]`` in
+  pixels becomes ``minX=x, maxX=x+w, minY=y, maxY=y+h``, domain "pixel"; class id
+  = category id; predictions carry ``scores={"score": s}``);
+* mask keys of the same names, one class-id map per image (uint8, pixel = category
+  id, 0 = background), for each side that has any ``segmentation``. Polygons and
+  RLE (compressed or not) are rasterized by pycocotools (the ``coco`` extra).
+  **Where instances overlap**, ground truth is painted largest area first, so a
+  smaller instance lying on a larger one stays visible (equal areas: the later
+  annotation wins); predictions are painted lowest score first, so the most
+  confident prediction wins;
+* captions: each image's ``file_name``; class labels: the ``categories`` (plus
+  0 = "background" for masks).
+
+Everything in the JSON files is checked before any image is read or any file
+written. Each problem (a missing image file, an unknown ``image_id`` or
+``category_id``, a malformed ``bbox``, polygon or RLE, a category id a uint8 mask
+cannot hold) raises :class:`gpu_media.MediaError` naming it; with
+``skip_bad=True`` the image or annotation is left out instead, with a warning, and
+counted in :attr:`CocoDataset.skipped`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import MediaError
+
+GT_KEY = "ground_truth"
+PRED_KEY = "predictions"
+COCO_EXTRA = "pip install 'gpu-media[coco]'"
+
+
+class CocoWarning(UserWarning):
+    """An image or annotation left out by ``skip_bad=True``."""
+
+
+@dataclass
+class CocoImage:
+    """One image of the dataset: where it is and what is drawn on it."""
+
+    id: int
+    file_name: str
+    path: str
+    height: int
+    width: int
+    gt: list = field(default_factory=list)  # annotations, in file order
+    pred: list = field(default_factory=list)
+
+
+@dataclass
+class CocoDataset:
+    """A checked COCO dataset: images (in the instances file's order) and categories.
+
+    ``skipped`` counts what ``skip_bad=True`` left out: ``images``,
+    ``annotations`` and ``predictions``; ``problems`` holds one message each.
+    """
+
+    images: list
+    categories: dict  # {category id: name}
+    has_gt_masks: bool
+    has_pred_masks: bool
+    has_predictions: bool
+    skipped: dict
+    problems: list
+
+
+def _load_json(path, what):
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise MediaError(f"{what} {path!r}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MediaError(f"{what} {path!r}: not valid JSON ({exc})") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_bbox(bbox, where):
+    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
+        raise MediaError(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {bbox!r}")
+    if bbox[2] < 0 or bbox[3] < 0:
+        raise MediaError(f"{where}: bbox width and height must be >= 0, got {bbox!r}")
+
+
+def _rle_total(counts: str) -> int:
+    """Sum of the run lengths of a compressed COCO RLE string (pycocotools' rleFrString).
+
+    Only used to check that a string covers exactly H*W pixels before pycocotools
+    decodes it (its decoder writes without bounds checks); decoding is pycocotools'.
+    """
+    cnts: list[int] = []
+    pos = 0
+    while pos < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if pos >= len(counts):
+                raise ValueError("truncated run length")
+            c = ord(counts[pos]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"character {counts[pos]!r} is not a COCO RLE character")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            pos += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(cnts) > 2:
+            x += cnts[-2]
+        if x < 0:
+            raise ValueError("negative run length")
+        cnts.append(x)
+    return sum(cnts)
+
+
+def _check_segmentation(seg, h, w, where):
+    """Raise MediaError unless ``seg`` is a well-formed polygon list or RLE for an (h, w) image."""
+    if isinstance(seg, list):
+        if not seg:
+            raise MediaError(f"{where}: segmentation is an empty polygon list")
+        for k, poly in enumerate(seg):
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(_is_num(v) for v in poly):
+                raise MediaError(
+                    f"{where}: polygon {k} is malformed: it must be a flat list of at least 3 points "
+                    f"(x1, y1, x2, y2, ...) of finite numbers, got "
+                    f"{(str(poly)[:80] + '...') if len(str(poly)) > 80 else poly}"
+                )
+        return
+    if isinstance(seg, dict):
+        size, counts = seg.get("size"), seg.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+            raise MediaError(f"{where}: RLE 'size' must be [height, width], got {size!r}")
+        if tuple(size) != (h, w):
+            raise MediaError(f"{where}: RLE size {size} does not match the image's height and width [{h}, {w}]")
+        if isinstance(counts, list):
+            if not all(_is_int(v) and v >= 0 for v in counts):
+                raise MediaError(f"{where}: uncompressed RLE 'counts' must be non-negative integers")
+            total = sum(counts)
+        elif isinstance(counts, str):
+            try:
+                total = _rle_total(counts)
+            except ValueError as exc:
+                raise MediaError(f"{where}: compressed RLE 'counts' is malformed ({exc})") from None
+        else:
+            raise MediaError(f"{where}: RLE 'counts' must be a string or a list of integers")
+        if total != h * w:
+            raise MediaError(f"{where}: RLE runs cover {total} pixels, the image has {h} x {w} = {h * w}")
+        return
+    raise MediaError(f"{where}: segmentation must be a list of polygons or an RLE dict, got {type(seg).__name__}")
+
+
+class _Problems:
+    def __init__(self, skip_bad: bool):
+        self.skip_bad = skip_bad
+        self.skipped = {"images": 0, "annotations": 0, "predictions": 0}
+        self.messages: list[str] = []
+
+    def __call__(self, kind: str, exc: MediaError) -> None:
+        if not self.skip_bad:
+            raise exc
+        self.skipped[kind] += 1
+        self.messages.append(str(exc))
+        warnings.warn(f"skipped: {exc}", CocoWarning, stacklevel=3)
+
+
+def load_coco(images_dir, instances, predictions=None, *, score_threshold=None, skip_bad=False) -> CocoDataset:
+    """Read and check a COCO instances file (and optionally a results file) against a folder.
+
+    Args:
+        images_dir: folder holding the images; each ``file_name`` is relative to it.
+        instances: path of a COCO instances JSON (``images``, ``annotations``,
+            ``categories``); ``annotations`` may be absent (no ground truth).
+        predictions: path of a COCO results JSON (a list of ``{image_id,
+            category_id, bbox, score[, segmentation]}``), or None.
+        score_threshold: keep only predictions with ``score >= score_threshold``.
+        skip_bad: leave out bad images and annotations with a :class:`CocoWarning`
+            instead of raising.
+
+    Returns:
+        :class:`CocoDataset`. Nothing is decoded yet: image files are only checked
+        to exist, and their pixel size is read from the header by Pillow and
+        compared with the instances file.
+
+    Raises:
+        gpu_media.MediaError: unreadable JSON, or (without ``skip_bad``) the first
+            bad image or annotation, named by its id, ``file_name`` or index.
+    """
+    from PIL import Image
+
+    problems = _Problems(skip_bad)
+    inst = _load_json(instances, "instances file")
+    if not isinstance(inst, dict) or not isinstance(inst.get("images"), list):
+        raise MediaError(f"instances file {instances!r}: not a COCO instances file (needs an 'images' list)")
+    cats = inst.get("categories") or []
+    if not isinstance(cats, list):
+        raise MediaError(f"instances file {instances!r}: 'categories' must be a list")
+    categories = {}
+    for k, c in enumerate(cats):
+        if not (isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), str)):
+            raise MediaError(f"instances file {instances!r}: categories[{k}] needs an integer 'id' and a string 'name'")
+        if c["id"] in categories:
+            raise MediaError(f"instances file {instances!r}: category id {c['id']} is listed twice")
+        categories[c["id"]] = c["name"]
+
+    images, by_id = [], {}
+    for k, rec in enumerate(inst["images"]):
+        where = f"instances file: images[{k}]"
+        try:
+            if not (isinstance(rec, dict) and _is_int(rec.get("id")) and isinstance(rec.get("file_name"), str)):
+                raise MediaError(f"{where}: needs an integer 'id' and a string 'file_name'")
+            if rec["id"] in by_id:
+                raise MediaError(f"{where}: image id {rec['id']} is listed twice")
+            name = rec["file_name"]
+            path = os.path.join(os.fspath(images_dir), name)
+            where = f"image id {rec['id']} ({name!r})"
+            if not os.path.isfile(path):
+                raise MediaError(f"{where}: image file {path!r} does not exist")
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size
+            except OSError as exc:
+                raise MediaError(f"{where}: cannot read {path!r} as an image ({exc})") from None
+            if (_is_int(rec.get("width")) and rec["width"] != w) or (_is_int(rec.get("height")) and rec["height"] != h):
+                raise MediaError(
+                    f"{where}: the instances file says {rec.get('width')} x {rec.get('height')} (width x height) "
+                    f"but the file is {w} x {h}"
+                )
+        except MediaError as exc:
+            problems("images", exc)
+            if _is_int(getattr(rec, "get", lambda _: None)("id")):
+                by_id.setdefault(rec["id"], None)  # known id, image left out
+            continue
+        img = CocoImage(rec["id"], name, path, h, w)
+        by_id[rec["id"]] = img
+        images.append(img)
+
+    def attach(anns, kind, side, label):
+        for k, a in enumerate(anns):
+            where = f"{label}[{k}]"
+            try:
+                if not isinstance(a, dict):
+                    raise MediaError(f"{where}: must be an object")
+                if "id" in a:
+                    where += f" (id {a['id']})"
+                iid, cid = a.get("image_id"), a.get("category_id")
+                if not _is_int(iid) or iid not in by_id:
+                    raise MediaError(f"{where}: unknown image_id {iid!r}")
+                img = by_id[iid]
+                if img is None:
+                    continue  # its image was left out (already counted and warned about)
+                if not _is_int(cid) or cid not in categories:
+                    raise MediaError(f"{where}: unknown category_id {cid!r} (not in the instances file's categories)")
+                _check_bbox(a.get("bbox"), where)
+                if side == "pred":
+                    if not _is_num(a.get("score")):
+                        raise MediaError(f"{where}: score must be a finite number, got {a.get('score')!r}")
+                    if score_threshold is not None and a["score"] < score_threshold:
+                        continue
+                if a.get("segmentation") is not None:
+                    if not 0 < cid <= 255:
+                        raise MediaError(
+                            f"{where}: category_id {cid} cannot be a mask class id (masks are uint8, 0 = background)"
+                        )
+                    _check_segmentation(a["segmentation"], img.height, img.width, where)
+            except MediaError as exc:
+                problems(kind, exc)
+                continue
+            getattr(img, side).append(a)
+
+    anns = inst.get("annotations") or []
+    if not isinstance(anns, list):
+        raise MediaError(f"instances file {instances!r}: 'annotations' must be a list")
+    attach(anns, "annotations", "gt", "instances file: annotations")
+    has_predictions = predictions is not None
+    if predictions is not None:
+        preds = _load_json(predictions, "predictions file")
+        if isinstance(preds, dict) and isinstance(preds.get("annotations"), list):
+            preds = preds["annotations"]
+        if not isinstance(preds, list):
+            raise MediaError(f"predictions file {predictions!r}: a COCO results file is a JSON list of detections")
+        attach(preds, "predictions", "pred", "predictions file: detections")
+    if not images:
+        raise MediaError(f"instances file {instances!r}: no usable images")
+    return CocoDataset(
+        images=images, categories=categories,
+        has_gt_masks=any(a.get("segmentation") is not None for im in images for a in im.gt),
+        has_pred_masks=any(a.get("segmentation") is not None for im in images for a in im.pred),
+        has_predictions=has_predictions, skipped=problems.skipped, problems=problems.messages,
+    )
+
+
+def _mask_api():
+    try:
+        from pycocotools import mask as mask_api
+    except ImportError:
+        raise MediaError(f"COCO segmentations need pycocotools: {COCO_EXTRA}") from None
+    return mask_api
+
+
+def rasterize(anns, height: int, width: int, order: str) -> np.ndarray:
+    """One uint8 ``(height, width)`` class-id map from annotations with ``segmentation``.
+
+    ``order`` "area": largest first (smaller instances on top; ties: later wins);
+    "score": lowest score first (the most confident wins). Polygons and RLE go
+    through pycocotools (``frPyObjects``, ``merge``, ``decode``).
+    """
+    out = np.zeros((height, width), dtype=np.uint8)
+    segs = [a for a in anns if a.get("segmentation") is not None]
+    if not segs:
+        return out
+    mask_api = _mask_api()
+    decoded = []
+    for k, a in enumerate(segs):
+        seg = a["segmentation"]
+        if isinstance(seg, list):
+            rle = mask_api.merge(mask_api.frPyObjects(seg, height, width))
+        elif isinstance(seg["counts"], list):
+            rle = mask_api.frPyObjects(seg, height, width)
+        else:
+            rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
+        m = mask_api.decode(rle).astype(bool)
+        key = float(m.sum()) if order == "area" else float(a["score"])
+        decoded.append((key, k, m, a["category_id"]))
+    if order == "area":
+        decoded.sort(key=lambda t: (-t[0], t[1]))
+    else:
+        decoded.sort(key=lambda t: (t[0], t[1]))
+    for _, _, m, cid in decoded:
+        out[m] = cid
+    return out
+
+
+def read_image(img: CocoImage) -> np.ndarray:
+    """Decode one image with Pillow to uint8 ``(H, W, 3)`` RGB (EXIF orientation is not
+    applied: COCO coordinates refer to the stored pixels)."""
+    from PIL import Image
+
+    try:
+        with Image.open(img.path) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except OSError as exc:
+        raise MediaError(f"image id {img.id} ({img.file_name!r}): cannot decode {img.path!r} ({exc})") from None
+    if arr.shape[:2] != (img.height, img.width):
+        raise MediaError(f"image id {img.id} ({img.file_name!r}): decoded to {arr.shape[1]} x {arr.shape[0]}, "
+                         f"expected {img.width} x {img.height}")
+    return arr
+
+
+def _boxes(images: list, side: str, categories: dict, with_scores: bool) -> dict:
+    xyxy, idx, cid, score = [], [], [], []
+    for i, img in enumerate(images):
+        for a in getattr(img, side):
+            x, y, w, h = (float(v) for v in a["bbox"])
+            xyxy.append((x, y, x + w, y + h))
+            idx.append(i)
+            cid.append(a["category_id"])
+            if with_scores:
+                score.append(float(a["score"]))
+    spec = {"xyxy": np.array(xyxy, dtype=np.float64).reshape(-1, 4), "image_index": np.array(idx, dtype=np.int64),
+            "class_id": np.array(cid, dtype=np.int64), "domain": "pixel", "class_labels": dict(categories)}
+    if with_scores:
+        spec["scores"] = {"score": np.array(score, dtype=np.float64)}
+    return spec
+
+
+def batch(ds: CocoDataset, images: list, arrays: list) -> dict:
+    """The write_dump arguments (images, masks, boxes, captions) of some images of ``ds``."""
+    mask_labels = {0: "background", **{c: n for c, n in ds.categories.items() if 0 < c <= 255}}
+    masks = {}
+    if ds.has_gt_masks:
+        masks[GT_KEY] = {"mask_data": [rasterize(im.gt, im.height, im.width, "area") for im in images],
+                         "class_labels": mask_labels}
+    if ds.has_pred_masks:
+        masks[PRED_KEY] = {"mask_data": [rasterize(im.pred, im.height, im.width, "score") for im in images],
+                           "class_labels": mask_labels}
+    boxes = {GT_KEY: _boxes(images, "gt", ds.categories, False)}
+    if ds.has_predictions:
+        boxes[PRED_KEY] = _boxes(images, "pred", ds.categories, True)
+    return {"images": arrays, "masks": masks or None, "boxes": boxes, "captions": [im.file_name for im in images]}
+
+
+def batches(ds: CocoDataset, batch_size: int = 64, reader=None):
+    """Yield :func:`batch` dicts of ``batch_size`` images, decoding each part in turn.
+
+    ``reader(list[CocoImage]) -> list of (H,W,3) arrays`` decodes a part (default:
+    Pillow on the host; :func:`gpu_media.dali_reader.read_batch` decodes on the GPU).
+    """
+    read = reader or (lambda part: [read_image(im) for im in part])
+    for lo in range(0, len(ds.images), batch_size):
+        part = ds.images[lo : lo + batch_size]
+        yield batch(ds, part, read(part))
+
+
+def write_coco_dump(out_dir, images_dir, instances, predictions=None, *, key="coco", step=0,
+                    score_threshold=None, skip_bad=False, batch_size=64, device="auto", reader=None,
+                    **dump_kwargs):
+    """Dump a COCO dataset (ground truth and optional predictions) with :func:`gpu_media.write_dump`.
+
+    Args:
+        out_dir: the dump folder (see :func:`gpu_media.write_dump`).
+        images_dir, instances, predictions, score_threshold, skip_bad: as for
+            :func:`load_coco`.
+        key, step: the dump's log key and step.
+        batch_size: images decoded and written at once (bounds memory).
+        device: "auto", "cpu" or "gpu" for the pipeline (SPEC 1's device rule).
+        reader: how images are decoded (see :func:`batches`).
+        dump_kwargs: file_type, quality, compression_level, draw_boxes, ... of
+            :func:`gpu_media.write_dump`.
+
+    Returns:
+        ``(dataset, dicts)``: the checked :class:`CocoDataset` (with ``skipped``
+        counts) and the image-file dicts of the dump.
+
+    Raises:
+        gpu_media.MediaError: as :func:`load_coco`, before anything is written;
+            a ``segmentation`` without pycocotools installed; an image that fails
+            to decode (the dump then has no index, so it never looks complete).
+    """
+    from ..dump import write_dump_batches
+
+    ds = load_coco(images_dir, instances, predictions, score_threshold=score_threshold, skip_bad=skip_bad)
+    if ds.has_gt_masks or ds.has_pred_masks:
+        _mask_api()  # fail before writing anything
+    dicts = write_dump_batches(out_dir, batches(ds, batch_size, reader), key=key, step=step,
+                               total=len(ds.images), classes=None, device=device, **dump_kwargs)
+    return ds, dicts
