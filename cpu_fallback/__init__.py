@@ -23,4 +23,9 @@ def to_host(x):
     return np.asarray(x)
 
 
-__all__ = ["normalize", "mask_stats", "draw_outlines", "encode", "to_host", "name", "xp"]
+def chunk_bytes() -> int:
+    """Bytes of uint8 pixels a dump normalizes and encodes at once on this backend (64 MiB)."""
+    return 64 << 20
+
+
+__all__ = ["normalize", "mask_stats", "draw_outlines", "encode", "to_host", "chunk_bytes", "name", "xp"]

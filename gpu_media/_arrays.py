@@ -130,29 +130,31 @@ def to_array(obj, device: str):
     return arr, channel_first, pil
 
 
-def _check_dtype(dtype, where: str) -> None:
+def _check_dtype(dtype, where: str, index: int | None = None) -> None:
     dt = np.dtype(dtype)
     if dt.kind in "biu" or (dt.kind == "f" and dt.itemsize in (2, 4, 8)):
         return
     raise ImageError(
         f"{where}: dtype {dt} is not supported; use bool, an integer type, "
-        "float16, float32 or float64"
+        "float16, float32 or float64",
+        index=index, item=dt,
     )
 
 
-def canonical(arr, channel_first: bool, layout: str | None, where: str, single: bool):
+def canonical(arr, channel_first: bool, layout: str | None, where: str, single: bool, index: int | None = None):
     """Reshape one array to (n,H,W,C) "NHWC" or (n,C,H,W) "NCHW" following SPEC 1.
 
-    ``single`` is True for list elements, which are one image each.
+    ``single`` is True for list elements, which are one image each; ``index`` is then
+    their batch index (the ``index`` field of any :class:`ImageError`).
     """
     shape = tuple(int(s) for s in arr.shape)
     if layout is not None:
         if layout not in LAYOUTS:
-            raise ImageError(f"{where}: layout must be one of {LAYOUTS}, got {layout!r}")
+            raise ImageError(f"{where}: layout must be one of {LAYOUTS}, got {layout!r}", index=index, item=layout)
         if single:
             layout = _PER_IMAGE.get(layout, layout)
         if len(layout) != arr.ndim:
-            raise ImageError(f"{where}: shape {shape} does not match layout {layout!r}")
+            raise ImageError(f"{where}: shape {shape} does not match layout {layout!r}", index=index, item=shape)
     else:
         while arr.ndim > 4:  # squeeze size-1 dims, as wandb does
             axes = [a for a in range(1, arr.ndim) if arr.shape[a] == 1]
@@ -170,13 +172,13 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
                 layout = "HWC" if s[-1] in (1, 3, 4) else "NHW"
             if single and layout == "NHW":
                 raise ImageError(
-                    f"{where}: unsupported image shape {shape}: channels must be 1, 3 or 4"
+                    f"{where}: unsupported image shape {shape}: channels must be 1, 3 or 4", index=index, item=shape
                 )
         elif nd == 4 and not single:
             layout = "NCHW" if channel_first else "NHWC"
         else:
             kind = "an image" if single else "a batch"
-            raise ImageError(f"{where}: unsupported shape {shape} for {kind}")
+            raise ImageError(f"{where}: unsupported shape {shape} for {kind}", index=index, item=shape)
     if layout == "HW":
         arr, layout = arr[None, :, :, None], "NHWC"
     elif layout == "NHW":
@@ -187,15 +189,18 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
         else (arr.shape[0], arr.shape[3], arr.shape[1], arr.shape[2])
     if c not in (1, 3, 4):
         raise ImageError(
-            f"{where}: unsupported shape {shape} (layout {layout}): channels must be 1, 3 or 4, got {c}"
+            f"{where}: unsupported shape {shape} (layout {layout}): channels must be 1, 3 or 4, got {c}",
+            index=index, item=shape,
         )
     if h == 0 or w == 0:
-        raise ImageError(f"{where}: image of height {h} and width {w}: both must be at least 1")
+        raise ImageError(f"{where}: image of height {h} and width {w}: both must be at least 1", index=index,
+                         item=shape)
     if h > MAX_DIMENSION or w > MAX_DIMENSION:
         raise ImageError(
-            f"{where}: image of height {h} and width {w} exceeds the maximum dimension {MAX_DIMENSION}"
+            f"{where}: image of height {h} and width {w} exceeds the maximum dimension {MAX_DIMENSION}",
+            index=index, item=shape,
         )
-    _check_dtype(arr.dtype, where)
+    _check_dtype(arr.dtype, where, index)
     return arr, layout
 
 
@@ -208,7 +213,7 @@ def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], 
         buckets: dict = {}
         for i, obj in enumerate(images):
             arr, cf, pil = to_array(obj, device)
-            arr, lay = canonical(arr, cf, layout, f"image {i}", single=True)
+            arr, lay = canonical(arr, cf, layout, f"image {i}", single=True, index=i)
             k = (tuple(arr.shape[1:]), str(arr.dtype), lay, pil)
             buckets.setdefault(k, ([], []))
             buckets[k][0].append(arr)

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _arrays
 from .backend import get_backend, resolve_device
+from .checks import check_int, is_integer, is_number
 from .errors import BoxError, ImageError
 from .masks import parse_class_labels
 
@@ -39,7 +40,7 @@ class BoxTable(NamedTuple):
 
 
 def _has_num(d, k) -> bool:
-    return k in d and isinstance(d[k], numbers.Number) and not isinstance(d[k], bool)
+    return k in d and is_number(d[k])
 
 
 def _py(v):
@@ -60,17 +61,24 @@ def _jsonable(v):
     return v
 
 
-def _bounds(box: dict, where: str):
-    """Validate one wandb box (wandb's ``validate`` rules + finiteness + min <= max) -> (minX, minY, maxX, maxY)."""
+def _bounds(box: dict, where: str, index: int | None = None, key: str | None = None):
+    """Validate one wandb box (wandb's ``validate`` rules + finiteness + min <= max) -> (minX, minY, maxX, maxY).
+
+    Errors carry ``index`` (batch index), ``key`` (box key) and ``item`` (the box).
+    """
+
+    def error(message: str) -> BoxError:
+        return BoxError(message, index=index, key=key, item=box)
+
     if not isinstance(box, dict) or "position" not in box or not isinstance(box["position"], dict):
-        raise BoxError(f"{where}: {_POS_ERR}")
+        raise error(f"{where}: {_POS_ERR}")
     p = box["position"]
     p = {k: _py(v) for k, v in p.items()}
     if "middle" in p and hasattr(p["middle"], "__len__") and len(p["middle"]) == 2 \
             and _has_num(p, "width") and _has_num(p, "height"):
         mx, my = (_py(v) for v in list(p["middle"]))
-        if not all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in (mx, my)):
-            raise BoxError(f"{where}: {_POS_ERR}")
+        if not all(is_number(v) for v in (mx, my)):
+            raise error(f"{where}: {_POS_ERR}")
         w, h = float(p["width"]), float(p["height"])
         vals = (float(mx) - w / 2, float(my) - h / 2, float(mx) + w / 2, float(my) + h / 2)
         raw = {"middle": [mx, my], "width": p["width"], "height": p["height"]}
@@ -78,27 +86,27 @@ def _bounds(box: dict, where: str):
         vals = (float(p["minX"]), float(p["minY"]), float(p["maxX"]), float(p["maxY"]))
         raw = p
     else:
-        raise BoxError(f"{where}: {_POS_ERR}")
+        raise error(f"{where}: {_POS_ERR}")
     if not all(math.isfinite(v) for v in vals) or not all(
         math.isfinite(float(v)) for v in ([raw["width"], raw["height"]] if "width" in raw else [])
     ):
-        raise BoxError(f"{where}: box coordinates must be finite, got position {raw}")
+        raise error(f"{where}: box coordinates must be finite, got position {raw}")
     if vals[0] > vals[2]:
-        raise BoxError(f"{where}: minX {vals[0]!r} > maxX {vals[2]!r}")
+        raise error(f"{where}: minX {vals[0]!r} > maxX {vals[2]!r}")
     if vals[1] > vals[3]:
-        raise BoxError(f"{where}: minY {vals[1]!r} > maxY {vals[3]!r}")
+        raise error(f"{where}: minY {vals[1]!r} > maxY {vals[3]!r}")
     if "scores" in box:
         if not isinstance(box["scores"], dict):
-            raise BoxError(f"{where}: Box scores must be a dictionary")
+            raise error(f"{where}: Box scores must be a dictionary")
         for k, v in box["scores"].items():
             if not isinstance(k, str):
-                raise BoxError(f"{where}: A score key must be a string")
-            if not isinstance(_py(v), numbers.Number):
-                raise BoxError(f"{where}: A score value must be a number")
-    if "class_id" in box and (not isinstance(_py(box["class_id"]), numbers.Integral) or isinstance(box["class_id"], bool)):
-        raise BoxError(f"{where}: A box's class_id must be an integer")
+                raise error(f"{where}: A score key must be a string")
+            if not isinstance(_py(v), numbers.Number):  # wandb's own rule (a bool score passes)
+                raise error(f"{where}: A score value must be a number")
+    if "class_id" in box and not is_integer(_py(box["class_id"])):
+        raise error(f"{where}: A box's class_id must be an integer")
     if "box_caption" in box and not isinstance(box["box_caption"], str):
-        raise BoxError(f"{where}: A box's caption must be a string")
+        raise error(f"{where}: A box's caption must be a string")
     return vals
 
 
@@ -119,21 +127,22 @@ def _parse_list(boxes, sizes):
         if entry is None:
             continue
         if not isinstance(entry, dict):
-            raise BoxError(f"image {i}: boxes must be a dictionary {{key: {{'box_data': [...]}}}} or None")
+            raise BoxError(f"image {i}: boxes must be a dictionary {{key: {{'box_data': [...]}}}} or None",
+                           index=i, item=entry)
         h, w = sizes[i]
         for key, spec in entry.items():
             where = f"image {i}, box key {key!r}"
             if not isinstance(key, str):
-                raise BoxError(f"{where}: box keys must be strings")
+                raise BoxError(f"{where}: box keys must be strings", index=i, key=key)
             if not isinstance(spec, dict) or "box_data" not in spec:
-                raise BoxError(f"{where}: needs 'box_data' (a list of boxes)")
-            labels = parse_class_labels(spec.get("class_labels"), where, BoxError)
+                raise BoxError(f"{where}: needs 'box_data' (a list of boxes)", index=i, key=key)
+            labels = parse_class_labels(spec.get("class_labels"), where, BoxError, index=i, key=key)
             data = spec["box_data"]
             if not isinstance(data, list):
-                raise BoxError(f"{where}: Boxes must be a list")
+                raise BoxError(f"{where}: Boxes must be a list", index=i, key=key, item=data)
             jboxes = []
             for j, box in enumerate(data):
-                vals = _bounds(box, f"{where}, box {j}")
+                vals = _bounds(box, f"{where}, box {j}", i, key)
                 idx.append(i)
                 bnd.append(_to_pixels(vals, box.get("domain") == "pixel", h, w))
                 cid = box.get("class_id")
@@ -150,10 +159,11 @@ def _parse_list(boxes, sizes):
 def _column(spec, name, m, key, dtype_kind):
     arr = np.asarray(_arrays.to_array(spec[name], "cpu")[0])
     if arr.shape != (m,):
-        raise BoxError(f"box key {key!r}: {name} must have shape ({m},), got {tuple(arr.shape)}")
+        raise BoxError(f"box key {key!r}: {name} must have shape ({m},), got {tuple(arr.shape)}", key=key,
+                       item=tuple(arr.shape))
     if dtype_kind == "i" and arr.size and arr.dtype.kind not in "iu":
         if arr.dtype.kind != "f" or not np.all(np.floor(arr) == arr):
-            raise BoxError(f"box key {key!r}: {name} must hold integers")
+            raise BoxError(f"box key {key!r}: {name} must hold integers", key=key)
     return arr
 
 
@@ -162,45 +172,48 @@ def _parse_batched(boxes, sizes):
     idx, bnd, cls, per_image, labels_all = [], [], [], [{} for _ in range(n)], {}
     for key, spec in boxes.items():
         if not isinstance(key, str):
-            raise BoxError(f"box key {key!r}: box keys must be strings")
+            raise BoxError(f"box key {key!r}: box keys must be strings", key=key)
         if not isinstance(spec, dict) or "xyxy" not in spec:
-            raise BoxError(f"box key {key!r}: the batched form needs 'xyxy' (M, 4) and 'image_index' (M,)")
+            raise BoxError(f"box key {key!r}: the batched form needs 'xyxy' (M, 4) and 'image_index' (M,)", key=key)
         xyxy = np.asarray(_arrays.to_array(spec["xyxy"], "cpu")[0])
         if xyxy.ndim != 2 or xyxy.shape[1] != 4 or (xyxy.size and xyxy.dtype.kind not in "biuf"):
-            raise BoxError(f"box key {key!r}: xyxy must be a numeric (M, 4) array, got shape {tuple(xyxy.shape)}")
+            raise BoxError(f"box key {key!r}: xyxy must be a numeric (M, 4) array, got shape {tuple(xyxy.shape)}",
+                           key=key, item=tuple(xyxy.shape))
         xyxy = xyxy.astype(np.float64)
         m = xyxy.shape[0]
         if "image_index" not in spec:
             if n != 1:
-                raise BoxError(f"box key {key!r}: 'image_index' (M,) is required for a batch of {n} images")
+                raise BoxError(f"box key {key!r}: 'image_index' (M,) is required for a batch of {n} images", key=key)
             img = np.zeros(m, dtype=np.int64)
         else:
             img = _column(spec, "image_index", m, key, "i").astype(np.int64)
         cid = _column(spec, "class_id", m, key, "i").astype(np.int64) if "class_id" in spec else None
         scores = spec.get("scores") or {}
         if not isinstance(scores, dict):
-            raise BoxError(f"box key {key!r}: scores must be a dictionary {{name: (M,) array}}")
+            raise BoxError(f"box key {key!r}: scores must be a dictionary {{name: (M,) array}}", key=key)
         scores = {str(k): _column(scores, k, m, key, "f").astype(np.float64) for k in scores}
         domain = spec.get("domain", "pixel")
-        labels = parse_class_labels(spec.get("class_labels"), f"box key {key!r}", BoxError)
+        labels = parse_class_labels(spec.get("class_labels"), f"box key {key!r}", BoxError, key=key)
         if labels is None:
             labels = {c: f"class_{c}" for c in sorted(set(cid.tolist()))} if cid is not None else {}
         labels_all.setdefault(key, {}).update(labels)
         for j in range(m):
             i = int(img[j])
             if not 0 <= i < n:
-                raise BoxError(f"box key {key!r}, box {j}: image_index {i} is out of range for a batch of {n} images")
+                raise BoxError(f"box key {key!r}, box {j}: image_index {i} is out of range for a batch of {n} images",
+                               key=key, item=i)
             where = f"image {i}, box key {key!r}, box {j}"
             x0, y0, x1, y1 = (float(v) for v in xyxy[j])
+            fields = {"index": i, "key": key, "item": [x0, y0, x1, y1]}
             if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-                raise BoxError(f"{where}: box coordinates must be finite, got xyxy {[x0, y0, x1, y1]}")
+                raise BoxError(f"{where}: box coordinates must be finite, got xyxy {[x0, y0, x1, y1]}", **fields)
             if x0 > x1:
-                raise BoxError(f"{where}: minX {x0!r} > maxX {x1!r}")
+                raise BoxError(f"{where}: minX {x0!r} > maxX {x1!r}", **fields)
             if y0 > y1:
-                raise BoxError(f"{where}: minY {y0!r} > maxY {y1!r}")
+                raise BoxError(f"{where}: minY {y0!r} > maxY {y1!r}", **fields)
             for k, s in scores.items():
                 if not math.isfinite(s[j]):
-                    raise BoxError(f"{where}: score {k!r} must be finite, got {s[j]!r}")
+                    raise BoxError(f"{where}: score {k!r} must be finite, got {s[j]!r}", **fields)
         jpos = np.argsort(img, kind="stable")
         h_w = np.array(sizes, dtype=np.float64).reshape(-1, 2)
         for j in jpos.tolist():
@@ -274,21 +287,21 @@ def box_colors(class_id: np.ndarray, colors) -> np.ndarray:
         raise BoxError(f"colors must be a dictionary {{class_id: (r, g, b)}}, got {type(colors).__name__}")
     for c, rgb in colors.items():
         c = _py(c)
-        if not isinstance(c, numbers.Integral) or isinstance(c, bool):
-            raise BoxError(f"colors: key {c!r} is not an integer class id")
+        if not is_integer(c):
+            raise BoxError(f"colors: key {c!r} is not an integer class id", item=c)
         parts = [_py(v) for v in rgb] if isinstance(rgb, (list, tuple, np.ndarray)) else None
         if parts is None or len(parts) != 3 or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in parts
+            is_integer(v) and 0 <= v <= 255 for v in parts
         ):
-            raise BoxError(f"colors[{c!r}] must be an (r, g, b) triple of integers in [0, 255], got {rgb!r}")
+            raise BoxError(f"colors[{c!r}] must be an (r, g, b) triple of integers in [0, 255], got {rgb!r}",
+                           item=rgb)
         out[class_id == int(c)] = parts
     return out
 
 
 def check_thickness(thickness) -> int:
-    if not isinstance(thickness, numbers.Integral) or isinstance(thickness, bool) or thickness < 1:
-        raise BoxError(f"thickness must be an integer >= 1 (pixels), got {thickness!r}")
-    return int(min(thickness, 2**31))
+    """``thickness`` checked (an integer >= 1) and capped at 2**31; raises BoxError."""
+    return min(check_int(thickness, "thickness", lo=1, unit="pixels", error=BoxError), 2**31)
 
 
 def render(images_u8, table: BoxTable, backend, thickness: int, colors, lo: int = 0):
@@ -336,7 +349,8 @@ def draw_boxes(images_u8, boxes, *, thickness=2, colors=None, device="auto"):
     groups, n = _arrays.image_groups(images_u8, "NHWC" if not isinstance(images_u8, (list, tuple)) else None, dev)
     for g in groups:
         if str(g.array.dtype) != "uint8" or g.layout != "NHWC":
-            raise ImageError(f"image {g.indices[0]}: draw_boxes takes uint8 NHWC images (call normalize first)")
+            raise ImageError(f"image {g.indices[0]}: draw_boxes takes uint8 NHWC images (call normalize first)",
+                             index=g.indices[0], item=g.array.dtype)
     sizes = [None] * n
     for g in groups:
         for i in g.indices:

@@ -4,81 +4,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from importlib import resources
 
-import numpy as np
-
-from .dump import index_path, write_dump
+from .dump import DumpOptions, check_key_step, index_path, write_batches
 from .errors import DeviceError, MediaError
+from .formats import coco as _coco
+from .formats import npz as _npz
+from .formats.npz import load_npz  # noqa: F401  (``gpu_media.cli.load_npz``, as before the move)
 
-NPZ_HELP = """INPUT is an .npz, or with --coco a folder of images (see below). An .npz holds:
-  images                 (N,H,W,C) or (N,H,W); (N,C,H,W) with a 'layout' entry "NCHW"
-  layout                 optional string, one of NHWC NCHW NHW
-  masks__<key>           optional (N,H,W) integer class ids, one entry per mask key
-  boxes__<key>__xyxy     optional (M,4) pixel boxes x0,y0,x1,y1 (x1, y1 exclusive)
-  boxes__<key>__image_index (M,)  batch index of each box
-  boxes__<key>__class_id    (M,)  class id of each box
-  boxes__<key>__score       (M,)  optional score of each box
-  class_labels           optional JSON string {"<id>": "<name>", ...}
-  captions               optional (N,) strings
-
-COCO: gpu-media dump IMAGES_DIR OUT_DIR --coco instances.json [--predictions results.json]
-  Ground truth from a COCO instances file, predictions from a COCO results file:
-  box keys and mask keys "ground_truth" and "predictions" (masks need the coco
-  extra: pip install 'gpu-media[coco]'). Where instances overlap in a mask, ground
-  truth is painted largest first (smaller instances stay visible) and predictions
-  lowest score first (the most confident wins).
-"""
-
-
-def load_npz(path: str) -> dict:
-    """Read the CLI's .npz input into write_dump's keyword arguments (no pickles)."""
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise MediaError(f"{path}: cannot read as .npz ({exc})") from None
-    with z:
-        names = set(z.files)
-        if "images" not in names:
-            raise MediaError(f"{path}: no 'images' entry (entries: {sorted(names)})")
-        out = {"images": z["images"]}
-        if "layout" in names:
-            out["layout"] = str(z["layout"])
-        masks, boxes = {}, {}
-        for name in sorted(names):
-            parts = name.split("__")
-            if parts[0] == "masks" and len(parts) == 2:
-                masks[parts[1]] = {"mask_data": z[name]}
-            elif parts[0] == "boxes" and len(parts) == 3:
-                field = {"xyxy": "xyxy", "image_index": "image_index", "class_id": "class_id", "score": "score"}.get(parts[2])
-                if field is None:
-                    raise MediaError(f"{path}: unknown box entry {name!r} (xyxy, image_index, class_id or score)")
-                spec = boxes.setdefault(parts[1], {"domain": "pixel"})
-                if field == "score":
-                    spec["scores"] = {"score": z[name]}
-                else:
-                    spec[field] = z[name]
-            elif name not in ("images", "layout", "class_labels", "captions"):
-                raise MediaError(f"{path}: unknown entry {name!r}")
-        for key, spec in boxes.items():
-            if "xyxy" not in spec:
-                raise MediaError(f"{path}: box key {key!r} has no boxes__{key}__xyxy entry")
-        if masks:
-            out["masks"] = masks
-        if boxes:
-            out["boxes"] = boxes
-        if "class_labels" in names:
-            try:
-                out["classes"] = {int(k): str(v) for k, v in json.loads(str(z["class_labels"])).items()}
-            except (ValueError, AttributeError) as exc:
-                raise MediaError(f"{path}: class_labels must be a JSON object {{id: name}} ({exc})") from None
-        if "captions" in names:
-            out["captions"] = [str(c) for c in z["captions"].reshape(-1)]
-    return out
+#: ``gpu-media dump --help``: the inputs, each documented by its reader in ``gpu_media.formats``.
+NPZ_HELP = (
+    "INPUT is an .npz, or with --coco a folder of images (see below). An .npz holds:\n"
+    + _npz.NPZ_HELP + "\n" + _coco.COCO_HELP
+)
 
 
 def _print_locations(summary: dict, out_dir, stream) -> None:
@@ -91,10 +32,13 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
     """Load, validate and write one dump; print and return a summary."""
     stream = sys.stdout if stream is None else stream
     kwargs = load_npz(input_path)
+    check_key_step(key, step)
+    options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
+                          draw_boxes=draw_boxes, device=device, progress=True, layout=kwargs.get("layout"),
+                          classes=kwargs.get("classes"))
+    part = {name: kwargs.get(name) for name in ("images", "masks", "boxes", "captions")}
     t0 = time.perf_counter()
-    dicts = write_dump(out_dir, kwargs.pop("images"), key=key, step=step, file_type=file_type, quality=quality,
-                       compression_level=compression_level, draw_boxes=draw_boxes, device=device, progress=True,
-                       **kwargs)
+    dicts = write_batches(out_dir, [part], options, key=key, step=step)
     seconds = time.perf_counter() - t0
     n_masks = sum(len(d.get("masks", {})) for d in dicts)
     n_boxes = sum(len(spec["xyxy"]) for spec in kwargs.get("boxes", {}).values())
@@ -110,14 +54,15 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
 
 def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, skip_bad, key, step, file_type,
              quality, draw_boxes, device, compression_level=None, batch_size=64, stream=None) -> dict:
-    """Check and dump a COCO folder (gpu_media.coco); print and return a summary."""
+    """Check and dump a COCO folder (:mod:`gpu_media.formats.coco`); print and return a summary."""
     import warnings
-
-    from .coco import CocoWarning, write_coco_dump
 
     stream = sys.stdout if stream is None else stream
     if not os.path.isdir(images_dir):
         raise MediaError(f"{images_dir!r} is not a folder of images (with --coco, INPUT is the images folder)")
+    check_key_step(key, step)
+    options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
+                          draw_boxes=draw_boxes, device=device, progress=True)
     reader = None
     if device == "gpu":
         from . import dali_reader
@@ -127,14 +72,13 @@ def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, sk
         reader = dali_reader.reader_or_none()
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CocoWarning)
-        ds, dicts = write_coco_dump(out_dir, images_dir, instances, predictions, key=key, step=step,
+        warnings.simplefilter("always", _coco.CocoWarning)
+        ds, dicts = _coco.dump_coco(out_dir, images_dir, instances, predictions, options, key=key, step=step,
                                     score_threshold=score_threshold, skip_bad=skip_bad, batch_size=batch_size,
-                                    device=device, reader=reader, file_type=file_type, quality=quality,
-                                    compression_level=compression_level, draw_boxes=draw_boxes, progress=True)
+                                    reader=reader)
     seconds = time.perf_counter() - t0
     for w in caught:
-        if issubclass(w.category, CocoWarning):
+        if issubclass(w.category, _coco.CocoWarning):
             print(f"gpu-media: warning: {w.message}", file=sys.stderr)
     n_gt = sum(len(im.gt) for im in ds.images)
     n_pred = sum(len(im.pred) for im in ds.images)

@@ -18,29 +18,111 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 import os
 import re
 import sys
-import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
 from . import _arrays
 from .backend import get_backend, resolve_device
-from .boxes import BoxTable, check_thickness, parse_boxes, render, box_colors
+from .boxes import BoxTable, box_colors, check_thickness, parse_boxes, render
+from .checks import check_int, is_integer
 from .encode import check_format, drop_alpha_for_jpeg
 from .errors import MediaError
+from .fileio import write_atomic
 from .masks import mask_report, parse_class_labels, parse_masks
 from .normalize import normalize_groups
 
 IMAGE_DIR = "media/images"
 MASK_DIR = "media/images/mask"
 BOX_DIR = "media/metadata/boxes2D"
-_CHUNK_BYTES = 64 << 20  # uint8 pixels normalized and encoded at once
+
+
+def _classes(classes) -> dict | None:
+    if classes is None:
+        return None
+    if hasattr(classes, "_class_set"):  # wandb.Classes
+        classes = classes._class_set
+    if isinstance(classes, (list, tuple)):
+        try:
+            classes = {c["id"]: c["name"] for c in classes}
+        except (TypeError, KeyError):
+            raise MediaError("classes must be {id: name} or a list of {'id': int, 'name': str}", item=classes) from None
+    return parse_class_labels(classes, "classes", MediaError)
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    """How a dump is made: every keyword of :func:`write_dump` except the data, the key and the step.
+
+    Built once per call by the public functions (:func:`write_dump`,
+    :func:`write_dump_batches`, :func:`gpu_media.coco.write_coco_dump`,
+    :func:`gpu_media.to_wandb`, the CLI) and handed down unchanged to every part and
+    chunk. Building it validates it (``file_type``/``quality``/``compression_level``,
+    ``thickness``, ``classes``, ``colors``, ``chunk_size``), so a bad option raises
+    before any image is read or any file written; the stored values are the
+    checked ones (``quality`` and ``thickness`` as ``int``, ``classes`` as
+    ``{int: str}``, ``draw_boxes``/``normalize`` as ``bool``).
+
+    Attributes:
+        file_type: "png", "jpg"/"jpeg" or "bmp" (as :func:`gpu_media.encode`).
+        quality: JPEG quality 1..100.
+        compression_level: PNG zlib level 0..9, or None for the fast default
+            (applies to image and mask PNGs).
+        draw_boxes: burn the box outlines into the image pixels.
+        normalize: SPEC 2's per-image range rule (else clip and truncate).
+        layout: the images' layout ("NHWC", "NCHW", ...), or None to infer it.
+        device: "auto", "cpu" or "gpu", resolved for each batch (``gpu_media.backend``).
+        thickness: outline width in pixels (>= 1; capped at 2**31).
+        colors: ``{class_id: (r, g, b)}`` outline colours, or None for the palette.
+        classes: class labels of every mask and box key that gives none, as
+            ``{id: name}`` (given as a dict, wandb's ``[{"id", "name"}]`` or a
+            ``wandb.Classes``), or None.
+        strict_masks: every class id present in a mask must be in its labels.
+        chunk_size: images normalized and encoded at once (None: about 64 MiB of
+            pixels per worker on the CPU, the GPU backend's own budget there).
+        progress: show a progress bar on stderr when there is more than one chunk.
+        viewer: (re)write ``out_dir/index.html`` after the index.
+        codec: derived from ``file_type``: "png", "jpg" or "bmp" (not an argument).
+
+    Raises:
+        gpu_media.MediaError: an option out of its range (the message as the stage
+            that owns it words it: ``quality must be an integer from 1 to 100, ...``).
+        gpu_media.BoxError: bad ``thickness`` or ``colors``.
+    """
+
+    file_type: str = "png"
+    quality: int = 75
+    compression_level: int | None = None
+    draw_boxes: bool = False
+    normalize: bool = True
+    layout: str | None = None
+    device: str = "auto"
+    thickness: int = 2
+    colors: dict | None = None
+    classes: Any = None
+    strict_masks: bool = False
+    chunk_size: int | None = None
+    progress: bool = False
+    viewer: bool = True
+    codec: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__  # frozen: store the checked values once
+        put(self, "codec", check_format(self.file_type, self.quality, self.compression_level))
+        put(self, "quality", int(self.quality))
+        put(self, "thickness", check_thickness(self.thickness))
+        put(self, "classes", _classes(self.classes))
+        box_colors(np.zeros(0, np.int64), self.colors)  # validates colors even without boxes
+        put(self, "chunk_size", check_int(self.chunk_size, "chunk_size", lo=1, optional=True))
+        put(self, "draw_boxes", bool(self.draw_boxes))
+        put(self, "normalize", bool(self.normalize))
+        put(self, "strict_masks", bool(self.strict_masks))
 
 
 class Plan(NamedTuple):
@@ -55,15 +137,7 @@ class Plan(NamedTuple):
     mask_labels: dict  # {mask key: {int: str}}
     boxes: BoxTable | None
     captions: list  # str or None per image
-    classes: dict | None
-    file_type: str
-    codec: str
-    quality: int
-    compression_level: int | None
-    draw_boxes: bool
-    normalize: bool
-    thickness: int
-    colors: dict | None
+    options: DumpOptions
 
 
 def safe_name(key: str) -> str:
@@ -72,17 +146,20 @@ def safe_name(key: str) -> str:
     return name if name and not name.startswith(".") else "_" + name
 
 
-def _classes(classes) -> dict | None:
-    if classes is None:
-        return None
-    if hasattr(classes, "_class_set"):  # wandb.Classes
-        classes = classes._class_set
-    if isinstance(classes, (list, tuple)):
-        try:
-            classes = {c["id"]: c["name"] for c in classes}
-        except (TypeError, KeyError):
-            raise MediaError("classes must be {id: name} or a list of {'id': int, 'name': str}") from None
-    return parse_class_labels(classes, "classes", MediaError)
+def check_key_step(key: Any, step: Any) -> None:
+    """Check a dump's log key (a non-empty str) and step (an integer or a str).
+
+    Args:
+        key: the log key.
+        step: the step.
+
+    Raises:
+        gpu_media.MediaError: with ``key`` (and ``item``) set to the bad value.
+    """
+    if not isinstance(key, str) or not key:
+        raise MediaError(f"key must be a non-empty string, got {key!r}", key=key, item=key)
+    if not (isinstance(step, str) or is_integer(step)):
+        raise MediaError(f"step must be an integer or a string, got {step!r}", key=key, item=step)
 
 
 def _captions(captions, n) -> list:
@@ -92,10 +169,10 @@ def _captions(captions, n) -> list:
         captions = [captions]
     captions = [c.item() if hasattr(c, "item") else c for c in captions]
     if len(captions) != n:
-        raise MediaError(f"captions: {len(captions)} captions for a batch of {n} images")
+        raise MediaError(f"captions: {len(captions)} captions for a batch of {n} images", item=len(captions))
     for i, c in enumerate(captions):
         if c is not None and not isinstance(c, str):
-            raise MediaError(f"image {i}: caption must be a string or None, got {type(c).__name__}")
+            raise MediaError(f"image {i}: caption must be a string or None, got {type(c).__name__}", index=i, item=c)
     return captions
 
 
@@ -109,23 +186,28 @@ def _with_default_labels(sets, classes):
     return [None if e is None else _with_default_labels(e, classes) for e in sets]
 
 
-def prepare(images, *, masks=None, boxes=None, captions=None, classes=None, file_type="png", quality=75,
-            compression_level=None, draw_boxes=False, normalize=True, layout=None, device="auto", thickness=2,
-            colors=None, strict_masks=False) -> Plan:
-    """Validate a whole batch (SPEC 1-5) before anything is written; see :func:`write_dump`."""
-    codec = check_format(file_type, quality, compression_level)
-    t = check_thickness(thickness)
-    dev = resolve_device(device, _arrays.on_gpu(images))
+def prepare(images, options: DumpOptions, *, masks=None, boxes=None, captions=None) -> Plan:
+    """Validate a whole batch (SPEC 1-5) before anything is written; see :func:`write_dump`.
+
+    Args:
+        images: the batch, as for :func:`gpu_media.normalize`.
+        options: the dump's (already validated) options.
+        masks, boxes, captions: as for :func:`write_dump`.
+
+    Returns:
+        the :class:`Plan` of the batch, on the backend ``options.device`` resolves to.
+    """
+    dev = resolve_device(options.device, _arrays.on_gpu(images))
     backend = get_backend(dev)
-    groups, n = _arrays.image_groups(images, layout, dev)
+    groups, n = _arrays.image_groups(images, options.layout, dev)
     sizes = [None] * n
     for g in groups:
         for i in g.indices:
             sizes[i] = _arrays.hw_of(g)
     caps = _captions(captions, n)
-    cls = _classes(classes)
+    cls = options.classes
     msets = parse_masks(_with_default_labels(masks, cls), sizes, dev)
-    report = mask_report(msets, n, backend, strict_masks)
+    report = mask_report(msets, n, backend, options.strict_masks)
     labels = {}
     for ms in msets:
         if ms.class_labels is not None:
@@ -134,15 +216,13 @@ def prepare(images, *, masks=None, boxes=None, captions=None, classes=None, file
             present = sorted({c for r in report for c in r[ms.key]})
             labels[ms.key] = {c: f"class_{c}" for c in present}
     table = parse_boxes(_with_default_labels(boxes, cls), sizes)
-    box_colors(np.zeros(0, np.int64), colors)
-    return Plan(groups, n, sizes, backend, msets, report, labels, table, caps, cls, file_type, codec,
-                int(quality), compression_level, bool(draw_boxes), bool(normalize), t, colors)
+    return Plan(groups, n, sizes, backend, msets, report, labels, table, caps, options)
 
 
 def _workers(plan: Plan) -> int:
     """Chunks in flight at once: one per core on the CPU backend (NumPy and Pillow release the GIL);
     two on the GPU, so that one chunk's kernels run while the previous chunk is encoded and written."""
-    return (os.cpu_count() or 1) if getattr(plan.backend, "name", "") == "cpu" else 2
+    return (os.cpu_count() or 1) if plan.backend.name == "cpu" else 2
 
 
 def _on_caller_stream(fn):
@@ -160,10 +240,13 @@ def _on_caller_stream(fn):
     return run
 
 
-def _chunks(plan: Plan, chunk_size: int | None):
+def _chunks(plan: Plan) -> list[tuple[int, int]]:
+    """``(lo, hi)`` image ranges of the batch: ``options.chunk_size`` images each, or by default
+    the backend's ``chunk_bytes()`` of uint8 pixels shared among the workers."""
+    chunk_size = plan.options.chunk_size
     if chunk_size is None:
         h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
-        budget = plan.backend.chunk_bytes() if hasattr(plan.backend, "chunk_bytes") else _CHUNK_BYTES
+        budget = plan.backend.chunk_bytes()
         chunk_size = max(1, budget // (h * w * 4) // _workers(plan))
         if _workers(plan) > 1:  # enough chunks to keep every core busy
             chunk_size = min(chunk_size, max(1, -(-plan.n // (2 * _workers(plan)))))
@@ -195,22 +278,22 @@ def _json_bytes(obj) -> bytes:
 
 def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
     """Normalize, draw and encode images ``lo:hi``: one record per image (bytes, not files)."""
-    be = plan.backend
-    u8 = normalize_groups(plan.groups, plan.n, plan.normalize, be, lo, hi)
-    if plan.draw_boxes:
+    be, opt = plan.backend, plan.options
+    u8 = normalize_groups(plan.groups, plan.n, opt.normalize, be, lo, hi)
+    if opt.draw_boxes:
         if isinstance(u8, list):
-            u8 = [render(a[None], plan.boxes, be, plan.thickness, plan.colors, lo=lo + k)[0] for k, a in enumerate(u8)]
+            u8 = [render(a[None], plan.boxes, be, opt.thickness, opt.colors, lo=lo + k)[0] for k, a in enumerate(u8)]
         else:
-            u8 = render(u8, plan.boxes, be, plan.thickness, plan.colors, lo=lo)
-    images = be.encode(drop_alpha_for_jpeg(u8, plan.codec), plan.codec, plan.quality, plan.compression_level)
+            u8 = render(u8, plan.boxes, be, opt.thickness, opt.colors, lo=lo)
+    images = be.encode(drop_alpha_for_jpeg(u8, opt.codec), opt.codec, opt.quality, opt.compression_level)
     mask_bytes = {}
     for ms in plan.masks:
         part = ms.data[lo:hi]
         if isinstance(part, list):
-            mask_bytes[ms.key] = [be.encode(p.astype("uint8")[None, :, :, None], "png", 75, plan.compression_level)[0]
+            mask_bytes[ms.key] = [be.encode(p.astype("uint8")[None, :, :, None], "png", 75, opt.compression_level)[0]
                                   for p in part]
         else:
-            mask_bytes[ms.key] = be.encode(part.astype("uint8")[:, :, :, None], "png", 75, plan.compression_level)
+            mask_bytes[ms.key] = be.encode(part.astype("uint8")[:, :, :, None], "png", 75, opt.compression_level)
     records = []
     for k, i in enumerate(range(lo, hi)):
         h, w = plan.sizes[i]
@@ -223,23 +306,6 @@ def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
     return records
 
 
-def _write_atomic(path: str, data: bytes, overwrite: bool = False) -> None:
-    if not overwrite and os.path.exists(path):
-        return  # content-addressed and renamed into place: already complete
-    d, base = os.path.split(path)
-    tmp = os.path.join(d, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _file_entry(root, subdir, stem, ext, data, write=True) -> dict:
     sha = hashlib.sha256(data).hexdigest()
     rel = f"{subdir}/{stem}_{sha[:20]}{ext}"
@@ -248,17 +314,18 @@ def _file_entry(root, subdir, stem, ext, data, write=True) -> dict:
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
         raise MediaError(f"refusing to write {rel!r} outside {root!r}")
     if write:
-        _write_atomic(path, data)
+        write_atomic(path, data)
     return {"sha256": sha, "size": len(data), "path": rel}
 
 
 def image_json(rec: dict, root: str, stem: str, plan: Plan) -> dict:
     """Write one record's files; return wandb's ``image-file`` JSON for it."""
-    img = _file_entry(root, IMAGE_DIR, stem, "." + plan.file_type, rec["image"])
+    file_type = plan.options.file_type
+    img = _file_entry(root, IMAGE_DIR, stem, "." + file_type, rec["image"])
     out = {}
     if plan.captions[rec["index"]] is not None:
         out["caption"] = plan.captions[rec["index"]]
-    out.update({"_type": "image-file", **img, "format": plan.file_type, "width": rec["width"], "height": rec["height"]})
+    out.update({"_type": "image-file", **img, "format": file_type, "width": rec["width"], "height": rec["height"]})
     if rec["boxes"]:
         out["boxes"] = {k: {"_type": "boxes2D", **_file_entry(root, BOX_DIR, stem, ".boxes2D.json", b)}
                         for k, b in rec["boxes"].items()}
@@ -349,12 +416,13 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
         OSError: the disk; files already renamed into place are complete, and
             running the same call again finishes the dump.
     """
+    check_key_step(key, step)
+    options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
+                          draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
+                          thickness=thickness, colors=colors, classes=classes, chunk_size=chunk_size,
+                          progress=progress, viewer=viewer)
     batch = {"images": images, "masks": masks, "boxes": boxes, "captions": captions}
-    return write_dump_batches(out_dir, [batch], key=key, step=step, total=None, classes=classes,
-                              file_type=file_type, quality=quality, compression_level=compression_level,
-                              draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
-                              thickness=thickness, colors=colors, chunk_size=chunk_size, progress=progress,
-                              viewer=viewer)
+    return write_batches(out_dir, [batch], options, key=key, step=step)
 
 
 def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=None, file_type="png", quality=75,
@@ -378,32 +446,52 @@ def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=Non
         written. The index is written last, after every part: an error in a later
         part leaves complete media files from the earlier ones but no index.
     """
-    if not isinstance(key, str) or not key:
-        raise MediaError(f"key must be a non-empty string, got {key!r}")
-    if not (isinstance(step, str) or (isinstance(step, numbers.Integral) and not isinstance(step, bool))):
-        raise MediaError(f"step must be an integer or a string, got {step!r}")
+    check_key_step(key, step)
+    options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
+                          draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
+                          thickness=thickness, colors=colors, classes=classes, chunk_size=chunk_size,
+                          progress=progress, viewer=viewer)
+    return write_batches(out_dir, batches, options, key=key, step=step, total=total)
+
+
+def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key: str, step: int | str = 0,
+                  total: int | None = None) -> list[dict]:
+    """The dump itself, given its options: what :func:`write_dump_batches` does once it has built them.
+
+    Args:
+        out_dir: as for :func:`write_dump`.
+        batches: as for :func:`write_dump_batches`.
+        options: the dump's :class:`DumpOptions` (already validated).
+        key, step: as for :func:`write_dump`.
+        total: as for :func:`write_dump_batches`.
+
+    Returns:
+        the image-file dicts of every image, as :func:`write_dump`.
+
+    Raises:
+        as :func:`write_dump_batches`.
+    """
+    check_key_step(key, step)
     root = os.path.abspath(os.fspath(out_dir))
     stem = f"{safe_name(key)}_{safe_name(str(step))}"
     dicts, captions, report = [], [], []
-    mask_labels, box_labels, cls = {}, {}, None
+    mask_labels, box_labels = {}, {}
     bar = None
     try:
         for part in batches:
-            plan = prepare(part["images"], masks=part.get("masks"), boxes=part.get("boxes"),
-                           captions=part.get("captions"), classes=classes, file_type=file_type, quality=quality,
-                           compression_level=compression_level, draw_boxes=draw_boxes, normalize=normalize,
-                           layout=layout, device=device, thickness=thickness, colors=colors)
+            plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
+                           captions=part.get("captions"))
             if not dicts:
                 for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
                     os.makedirs(os.path.join(root, *sub.split("/")), exist_ok=True)
-            chunks = _chunks(plan, chunk_size)
+            chunks = _chunks(plan)
             if bar is None:
-                bar = _progress(total or plan.n, progress and (total or 0) + len(chunks) > 1)
+                bar = _progress(total or plan.n, options.progress and (total or 0) + len(chunks) > 1)
 
             def write_chunk(bounds, plan=plan):
                 return [image_json(rec, root, stem, plan) for rec in encode_chunk(plan, *bounds)]
 
-            if getattr(plan.backend, "name", "") == "gpu":
+            if plan.backend.name == "gpu":
                 write_chunk = _on_caller_stream(write_chunk)
             for done in _ordered(write_chunk, chunks, _workers(plan)):
                 dicts.extend(done)
@@ -415,12 +503,12 @@ def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=Non
                 mask_labels.setdefault(k, {}).update(lab)
             for k, lab in (plan.boxes.class_labels if plan.boxes is not None else {}).items():
                 box_labels.setdefault(k, {}).update(lab)
-            cls = plan.classes
     finally:
         if bar is not None:
             bar.close()
     if not dicts:
         raise MediaError("images: the batch is empty")
+    cls = options.classes
     index = {
         "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": len(dicts),
         "images": dicts,
@@ -429,11 +517,11 @@ def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=Non
         "box_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in box_labels.items()},
         "classes": None if cls is None else [{"id": c, "name": v} for c, v in cls.items()],
         "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in report],
-        "boxes_drawn": bool(draw_boxes),
+        "boxes_drawn": options.draw_boxes,
     }
-    _write_atomic(index_path(root, key, step), _json_bytes(index), overwrite=True)
-    if viewer:
-        from .viewer import write_viewer
+    write_atomic(index_path(root, key, step), _json_bytes(index), overwrite=True)
+    if options.viewer:
+        from .viewer import write_viewer  # here, not at the top: the viewer's http.server import is slow
 
         write_viewer(root)
     return dicts

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 from . import _arrays
 from .backend import get_backend, resolve_device
-from .errors import ImageError, MediaError
+from .checks import check_choice, check_int
+from .errors import ImageError
 
 FILE_TYPES = ("png", "jpg", "jpeg", "bmp")  # wandb.Image's accepted formats
 
 
 def check_format(file_type, quality, compression_level=None) -> str:
     """Validate ``file_type``/``quality``/``compression_level``; returns the codec "png", "jpg" or "bmp"."""
-    if compression_level is not None and (
-        not isinstance(compression_level, numbers.Integral) or isinstance(compression_level, bool)
-        or not 0 <= compression_level <= 9
-    ):
-        raise MediaError(f"compression_level must be None or an integer from 0 to 9, got {compression_level!r}")
-    if file_type not in FILE_TYPES:
-        raise MediaError(f"file_type must be one of {list(FILE_TYPES)}, got {file_type!r}")
-    if not isinstance(quality, numbers.Integral) or isinstance(quality, bool) or not 1 <= quality <= 100:
-        raise MediaError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    check_int(compression_level, "compression_level", lo=0, hi=9, optional=True)
+    check_choice(file_type, "file_type", FILE_TYPES)
+    check_int(quality, "quality", lo=1, hi=100)
     return "jpg" if file_type == "jpeg" else file_type
 
 

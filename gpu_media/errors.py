@@ -1,8 +1,42 @@
-"""Exceptions raised by gpu_media (both backends raise the same type and message)."""
+"""Exceptions raised by gpu_media (both backends raise the same type and message).
+
+Every :class:`MediaError` carries, besides its message, the structured fields the
+message names, so that callers can act on them without parsing text:
+
+* ``index`` -- the batch index of the offending image (``None`` when the error is
+  about the whole batch or an option);
+* ``key`` -- the mask key, box key or log key involved (``None`` when none);
+* ``item`` -- the offending value itself: a box, a mask shape, a dtype, an option's
+  value (``None`` when there is no single value to show).
+
+``str(err)`` is the message alone, exactly as before these fields existed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 
 class MediaError(ValueError):
-    """Bad input to gpu_media. Messages name the batch index, the key and what was wrong."""
+    """Bad input to gpu_media. Messages name the batch index, the key and what was wrong.
+
+    Args:
+        message: the human-readable message (``str(err)``).
+        index: batch index of the offending image, if the error is about one image.
+        key: the mask, box or log key involved, if any.
+        item: the offending value (a box, a shape, a dtype, an option's value), if any.
+
+    Attributes:
+        index: as the argument.
+        key: as the argument.
+        item: as the argument.
+    """
+
+    def __init__(self, message: str = "", *, index: int | None = None, key: Any = None, item: Any = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.key = key
+        self.item = item
 
 
 class ImageError(MediaError):

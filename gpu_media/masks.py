@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _arrays
 from .backend import get_backend, resolve_device
+from .checks import is_number
 from .errors import MaskError
 
 
@@ -21,39 +22,54 @@ class MaskSet(NamedTuple):
     class_labels: dict | None  # {int: str} as given, or None
 
 
-def parse_class_labels(labels, where: str, error=MaskError) -> dict | None:
-    """``{number: str}`` -> ``{int: str}``; wandb's rule, plus keys must be integral."""
+def parse_class_labels(labels, where: str, error=MaskError, *, index: int | None = None,
+                       key: str | None = None) -> dict | None:
+    """``{number: str}`` -> ``{int: str}``; wandb's rule, plus keys must be integral.
+
+    Args:
+        labels: the class labels as given, or None.
+        where: what the messages start with ("mask key 'pred'", ...).
+        error: the :class:`gpu_media.MediaError` subclass to raise.
+        index: the ``index`` field of the errors (batch index), if any.
+        key: the ``key`` field of the errors (mask or box key), if any.
+
+    Returns:
+        ``{int: str}``, or None when ``labels`` is None.
+    """
     if labels is None:
         return None
     if not isinstance(labels, dict):
-        raise error(f"{where}: class_labels must be a dictionary of numbers to strings")
+        raise error(f"{where}: class_labels must be a dictionary of numbers to strings", index=index, key=key,
+                    item=labels)
     out = {}
     for k, v in labels.items():
         if isinstance(k, str) and k.lstrip("-").isdigit():  # JSON round trip: {"1": "car"}
             k = int(k)
-        if not isinstance(k, numbers.Number) or isinstance(k, bool) or not isinstance(v, str):
-            raise error(f"{where}: class_labels must be a dictionary of numbers to strings, got {k!r}: {v!r}")
+        if not is_number(k) or not isinstance(v, str):
+            raise error(f"{where}: class_labels must be a dictionary of numbers to strings, got {k!r}: {v!r}",
+                        index=index, key=key, item=(k, v))
         if not math.isfinite(float(k)) or float(k) != int(k):
-            raise error(f"{where}: class_labels key {k!r} is not an integer")
+            raise error(f"{where}: class_labels key {k!r} is not an integer", index=index, key=key, item=k)
         out[int(k)] = v
     return out
 
 
-def _load_path(path, where):
+def _load_path(path, where, index=None, key=None):
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             return np.asarray(im)
     except OSError as exc:
-        raise MaskError(f"{where}: cannot read mask file {path!r}: {exc}") from None
+        raise MaskError(f"{where}: cannot read mask file {path!r}: {exc}", index=index, key=key, item=path) from None
 
 
-def _as_mask_array(obj, device, where):
+def _as_mask_array(obj, device, where, index=None, key=None):
     arr = _arrays.to_array(obj, device)[0]
     kind = np.dtype(arr.dtype).kind
     if kind not in "biuf":
-        raise MaskError(f"{where}: mask dtype {arr.dtype} is not supported; use integers, bool or integral floats")
+        raise MaskError(f"{where}: mask dtype {arr.dtype} is not supported; use integers, bool or integral floats",
+                        index=index, key=key, item=arr.dtype)
     return arr
 
 
@@ -67,39 +83,43 @@ def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
     out, shape_errors = [], []
     for key, spec in masks.items():
         if not isinstance(key, str):
-            raise MaskError(f"mask key {key!r}: keys must be strings")
+            raise MaskError(f"mask key {key!r}: keys must be strings", key=key)
         if not isinstance(spec, dict) or not ("mask_data" in spec or "path" in spec):
-            raise MaskError(f"mask key {key!r}: needs 'mask_data' (an array) or 'path' (a mask file)")
-        labels = parse_class_labels(spec.get("class_labels"), f"mask key {key!r}")
+            raise MaskError(f"mask key {key!r}: needs 'mask_data' (an array) or 'path' (a mask file)", key=key)
+        labels = parse_class_labels(spec.get("class_labels"), f"mask key {key!r}", key=key)
         if "mask_data" in spec:
             data = spec["mask_data"]
         else:
             paths = spec["path"]
             paths = [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else list(paths)
-            data = [_load_path(p, f"image {i}, mask key {key!r}") for i, p in enumerate(paths)]
+            data = [_load_path(p, f"image {i}, mask key {key!r}", i, key) for i, p in enumerate(paths)]
         if isinstance(data, (list, tuple)):
             if len(data) != n:
-                raise MaskError(f"mask key {key!r}: {len(data)} masks for a batch of {n} images")
-            arrays = [_as_mask_array(d, device, f"image {i}, mask key {key!r}") for i, d in enumerate(data)]
+                raise MaskError(f"mask key {key!r}: {len(data)} masks for a batch of {n} images", key=key,
+                                item=len(data))
+            arrays = [_as_mask_array(d, device, f"image {i}, mask key {key!r}", i, key) for i, d in enumerate(data)]
             shapes = [tuple(int(s) for s in a.shape) for a in arrays]
         else:
-            arr = _as_mask_array(data, device, f"mask key {key!r}")
+            arr = _as_mask_array(data, device, f"mask key {key!r}", key=key)
             if arr.ndim == 2 and n == 1:
                 arr = arr[None]
             if arr.ndim != 3:
                 raise MaskError(
-                    f"mask key {key!r}: mask_data must be (N, H, W) or a list of (H, W), got shape {tuple(arr.shape)}"
+                    f"mask key {key!r}: mask_data must be (N, H, W) or a list of (H, W), got shape {tuple(arr.shape)}",
+                    key=key, item=tuple(arr.shape),
                 )
             if arr.shape[0] != n:
-                raise MaskError(f"mask key {key!r}: {arr.shape[0]} masks for a batch of {n} images")
+                raise MaskError(f"mask key {key!r}: {arr.shape[0]} masks for a batch of {n} images", key=key,
+                                item=tuple(arr.shape))
             arrays = arr
             shapes = [tuple(int(s) for s in arr.shape[1:])] * n
         for i, shape in enumerate(shapes):
             if len(shape) != 2:
-                shape_errors.append((i, len(out), f"image {i}, mask key {key!r}: mask must be 2-D (H, W), got shape {shape}"))
+                shape_errors.append((i, len(out), f"image {i}, mask key {key!r}: mask must be 2-D (H, W), got shape {shape}",
+                                     key, shape))
             elif shape != tuple(sizes[i]):
                 shape_errors.append((i, len(out), f"image {i}, mask key {key!r}: mask shape {shape} does not match "
-                                                  f"the image's (H, W) {tuple(sizes[i])}"))
+                                                  f"the image's (H, W) {tuple(sizes[i])}", key, shape))
         if shape_errors:
             out.append(None)
             continue
@@ -107,8 +127,15 @@ def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
             arrays = _arrays._xp(arrays[0]).stack(arrays)
         out.append(MaskSet(key, arrays, labels))
     if shape_errors:
-        raise MaskError(min(shape_errors)[2])  # lowest image index, then key order
+        i, _, message, key, shape = min(shape_errors, key=lambda e: e[:2])  # lowest image index, then key order
+        raise MaskError(message, index=i, key=key, item=shape)
     return out
+
+
+def _value(v) -> int | float:
+    """A mask statistic as a plain Python number (int when integral)."""
+    v = v.item() if hasattr(v, "item") else v
+    return int(v) if float(v).is_integer() else float(v)
 
 
 def _num(v) -> str:
@@ -132,18 +159,21 @@ def mask_report(sets: list[MaskSet], n: int, backend, strict: bool) -> list[dict
             hist, lo, hi, bad = (s[i] for s in stats[ms.key])
             where = f"image {i}, mask key {ms.key!r}"
             if bad:
-                raise MaskError(f"{where}: {int(bad)} mask values are not integers (fractional, NaN or inf)")
+                raise MaskError(f"{where}: {int(bad)} mask values are not integers (fractional, NaN or inf)",
+                                index=i, key=ms.key)
             if lo < 0 or hi > 255:
                 parts = ([f"smallest value {_num(lo)}"] if lo < 0 else []) + (
                     [f"largest value {_num(hi)}"] if hi > 255 else []
                 )
-                raise MaskError(f"{where}: mask values must be integers in [0, 255]; found {', '.join(parts)}")
+                raise MaskError(f"{where}: mask values must be integers in [0, 255]; found {', '.join(parts)}",
+                                index=i, key=ms.key, item=_value(lo) if lo < 0 else _value(hi))
             present = {int(c): int(hist[c]) for c in np.flatnonzero(hist)}
             if strict and ms.class_labels is not None:  # without labels, the defaults cover every class
                 labels = ms.class_labels
                 missing = [c for c in present if c not in labels]
                 if missing:
-                    raise MaskError(f"{where}: class ids {missing} are present but not in class_labels (strict=True)")
+                    raise MaskError(f"{where}: class ids {missing} are present but not in class_labels (strict=True)",
+                                    index=i, key=ms.key, item=missing)
             entry[ms.key] = present
         report.append(entry)
     return report

@@ -42,6 +42,8 @@ import sys
 from importlib import resources
 
 from .boxes import PALETTE
+from .checks import is_integer, is_number
+from .fileio import write_atomic
 
 INDEX_HTML = "index.html"
 _DATA_MARK = "__GPU_MEDIA_DATA__"
@@ -88,7 +90,7 @@ def _labels(obj) -> dict:
 
 
 def _step_order(step):
-    return (0, step, "") if isinstance(step, int) and not isinstance(step, bool) else (1, 0, str(step))
+    return (0, step, "") if is_integer(step) else (1, 0, str(step))
 
 
 def _read_boxes(root: str, rel: str | None, cache: dict):
@@ -121,7 +123,7 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
     step = index.get("step", 0)
     if not isinstance(key, str):
         key = name[: -len(".index.json")]
-    if not isinstance(step, (int, str)) or isinstance(step, bool):
+    if not (isinstance(step, str) or is_integer(step)):
         step = str(step)
     mask_labels = {str(k): _labels(v) for k, v in (index.get("mask_class_labels") or {}).items()}
     box_labels = {str(k): _labels(v) for k, v in (index.get("box_class_labels") or {}).items()}
@@ -167,7 +169,7 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
         for k, counts in rep.items():
             if isinstance(counts, dict):
                 im["report"][str(k)] = {str(c): int(n) for c, n in counts.items()
-                                        if isinstance(n, (int, float)) and not isinstance(n, bool)}
+                                        if is_number(n)}
         images.append(im)
     if bad_boxes > 5:
         errors.append(f"{name}: {bad_boxes - 5} more unreadable box files")
@@ -228,9 +230,7 @@ def write_viewer(out_dir) -> str:
         raise NotADirectoryError(f"{out_dir!r} is not a folder")
     data = render_html(viewer_data(root)).encode("utf-8")
     path = os.path.join(root, INDEX_HTML)
-    from .dump import _write_atomic  # temp name + rename, as every file of a dump
-
-    _write_atomic(path, data, overwrite=True)
+    write_atomic(path, data, overwrite=True)  # temp name + rename, as every file of a dump
     return path
 
 

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import uuid
 
-from .dump import _chunks, encode_chunk, prepare
+from .dump import DumpOptions, _chunks, encode_chunk, prepare
 
 _TMP = {}
 
@@ -59,11 +59,12 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
         from wandb.sdk.data_types.helper_types.image_mask import ImageMask
     except ImportError as exc:
         raise ImportError("gpu_media.to_wandb needs wandb: pip install 'gpu-media[wandb]'") from exc
-    plan = prepare(images, masks=masks, boxes=boxes, captions=captions, classes=classes, file_type=file_type,
-                   quality=quality, compression_level=compression_level, draw_boxes=draw_boxes, normalize=normalize,
-                   layout=layout, device=device, thickness=thickness, colors=colors)
+    options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
+                          draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
+                          thickness=thickness, colors=colors, classes=classes)
+    plan = prepare(images, options, masks=masks, boxes=boxes, captions=captions)
     out = []
-    for lo, hi in _chunks(plan, None):
+    for lo, hi in _chunks(plan):
         for rec in encode_chunk(plan, lo, hi):
             i = rec["index"]
             wmasks = {}
@@ -79,10 +80,10 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
             per = plan.boxes.per_image[i] if plan.boxes is not None else {}
             wboxes = {k: {"box_data": v["box_data"], "class_labels": {int(c): n for c, n in v["class_labels"].items()}}
                       for k, v in per.items()}
-            img = wandb.Image(_write(rec["image"], "." + plan.file_type), caption=plan.captions[i],
+            img = wandb.Image(_write(rec["image"], "." + options.file_type), caption=plan.captions[i],
                               masks=wmasks or None, boxes=wboxes or None,
-                              classes=None if plan.classes is None else
-                              [{"id": c, "name": v} for c, v in plan.classes.items()])
+                              classes=None if options.classes is None else
+                              [{"id": c, "name": v} for c, v in options.classes.items()])
             img._is_tmp = True
             out.append(img)
     return out

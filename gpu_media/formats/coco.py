@@ -28,19 +28,36 @@ counted in :attr:`CocoDataset.skipped`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import is_finite_number, is_integer
+from ..dump import DumpOptions, check_key_step, write_batches
 from ..errors import MediaError
+
+__all__ = [
+    "GT_KEY", "PRED_KEY", "COCO_EXTRA", "COCO_HELP", "CocoWarning", "CocoImage", "CocoDataset",
+    "load_coco", "rasterize", "read_image", "batch", "batches", "write_coco_dump", "dump_coco",
+]
 
 GT_KEY = "ground_truth"
 PRED_KEY = "predictions"
 COCO_EXTRA = "pip install 'gpu-media[coco]'"
+
+#: The COCO input of ``gpu-media dump`` (part of ``gpu-media dump --help``).
+COCO_HELP = """\
+COCO: gpu-media dump IMAGES_DIR OUT_DIR --coco instances.json [--predictions results.json]
+  Ground truth from a COCO instances file, predictions from a COCO results file:
+  box keys and mask keys "ground_truth" and "predictions" (masks need the coco
+  extra: pip install 'gpu-media[coco]'). Where instances overlap in a mask, ground
+  truth is painted largest first (smaller instances stay visible) and predictions
+  lowest score first (the most confident wins).
+"""
 
 
 class CocoWarning(UserWarning):
@@ -87,19 +104,15 @@ def _load_json(path, what):
         raise MediaError(f"{what} {path!r}: not valid JSON ({exc})") from None
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_is_int = is_integer  # JSON values: int (not bool)
+_is_num = is_finite_number  # JSON values: int or float, finite (not bool)
 
 
 def _check_bbox(bbox, where):
     if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
-        raise MediaError(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {bbox!r}")
+        raise MediaError(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {bbox!r}", item=bbox)
     if bbox[2] < 0 or bbox[3] < 0:
-        raise MediaError(f"{where}: bbox width and height must be >= 0, got {bbox!r}")
+        raise MediaError(f"{where}: bbox width and height must be >= 0, got {bbox!r}", item=bbox)
 
 
 def _rle_total(counts: str) -> int:
@@ -424,22 +437,49 @@ def write_coco_dump(out_dir, images_dir, instances, predictions=None, *, key="co
         device: "auto", "cpu" or "gpu" for the pipeline (SPEC 1's device rule).
         reader: how images are decoded (see :func:`batches`).
         dump_kwargs: file_type, quality, compression_level, draw_boxes, ... of
-            :func:`gpu_media.write_dump`.
+            :func:`gpu_media.write_dump` (the fields of
+            :class:`gpu_media.dump.DumpOptions` except ``device`` and ``classes``).
 
     Returns:
         ``(dataset, dicts)``: the checked :class:`CocoDataset` (with ``skipped``
         counts) and the image-file dicts of the dump.
 
     Raises:
-        gpu_media.MediaError: as :func:`load_coco`, before anything is written;
+        gpu_media.MediaError: a bad key, step or dump option (first, before the
+            files are read); as :func:`load_coco`, before anything is written;
             a ``segmentation`` without pycocotools installed; an image that fails
             to decode (the dump then has no index, so it never looks complete).
+        TypeError: an unknown keyword in ``dump_kwargs``.
     """
-    from ..dump import write_dump_batches
+    check_key_step(key, step)
+    options = DumpOptions(device=device, classes=None, **dump_kwargs)
+    return dump_coco(out_dir, images_dir, instances, predictions, options, key=key, step=step,
+                     score_threshold=score_threshold, skip_bad=skip_bad, batch_size=batch_size, reader=reader)
 
+
+def dump_coco(out_dir, images_dir, instances, predictions, options: DumpOptions, *, key: str = "coco",
+              step: int | str = 0, score_threshold: float | None = None, skip_bad: bool = False,
+              batch_size: int = 64, reader=None) -> tuple[CocoDataset, list[dict]]:
+    """:func:`write_coco_dump` with its dump options already built (the CLI's entry point).
+
+    Args:
+        out_dir, images_dir, instances, predictions: as for :func:`write_coco_dump`.
+        options: the dump's :class:`gpu_media.dump.DumpOptions` (its ``classes`` is
+            not used: the labels come from the COCO categories).
+        key, step, score_threshold, skip_bad, batch_size, reader: as for
+            :func:`write_coco_dump`.
+
+    Returns:
+        ``(dataset, dicts)`` as :func:`write_coco_dump`.
+
+    Raises:
+        as :func:`write_coco_dump`.
+    """
+    if options.classes is not None:
+        options = dataclasses.replace(options, classes=None)
     ds = load_coco(images_dir, instances, predictions, score_threshold=score_threshold, skip_bad=skip_bad)
     if ds.has_gt_masks or ds.has_pred_masks:
         _mask_api()  # fail before writing anything
-    dicts = write_dump_batches(out_dir, batches(ds, batch_size, reader), key=key, step=step,
-                               total=len(ds.images), classes=None, device=device, **dump_kwargs)
+    dicts = write_batches(out_dir, batches(ds, batch_size, reader), options, key=key, step=step,
+                          total=len(ds.images))
     return ds, dicts
