@@ -1,0 +1,233 @@
+"""The package's import structure: no import cycles, and every import points down the layers.
+
+The graph is built with :mod:`ast` from the source of every module under
+``gpu_media/`` and ``cpu_fallback/``: module-level **and** function-level imports
+(a lazy ``from .viewer import write_viewer`` inside a function is still a
+dependency), relative imports resolved against the importing module's package.
+Imports under ``if TYPE_CHECKING:`` are left out (they never run), as are imports by
+name (``importlib.import_module("...")``, how the backend dispatch loads the CuPy
+backend). docs/ARCHITECTURE.md explains the layers.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("gpu_media", "cpu_fallback")
+
+#: Lowest first. A module may import modules of its own layer or of a lower one, never of
+#: a higher one. Every module must match exactly one pattern (a new module has to be
+#: placed here on purpose); a pattern may match nothing yet.
+LAYERS: list[tuple[str, list[str]]] = [
+    ("errors", ["gpu_media.errors", "gpu_media.demo", "gpu_media.demo.*"]),  # demo: data only
+    ("checks", ["gpu_media.checks"]),
+    ("foundations", ["gpu_media.fileio", "gpu_media.codecs", "gpu_media._arrays"]),
+    # the per-pixel implementations and the GPU libraries they wrap; they satisfy the
+    # gpu_media.backend interface structurally and never import the dispatch or a stage
+    ("backends", ["cpu_fallback", "cpu_fallback.*", "gpu_media.cupy_backend", "gpu_media.cuda_kernels",
+                  "gpu_media.nvimgcodec_encode", "gpu_media.dali_reader"]),
+    ("dispatch", ["gpu_media.backend"]),
+    ("stages", ["gpu_media.normalize", "gpu_media.masks", "gpu_media.boxes", "gpu_media.encode"]),
+    ("viewer", ["gpu_media.viewer"]),  # written by dump after the index, so below it
+    ("dump", ["gpu_media.dump"]),
+    ("front ends", ["gpu_media.formats", "gpu_media.formats.*", "gpu_media.coco", "gpu_media.wandb_compat"]),
+    ("entry points", ["gpu_media.cli", "gpu_media"]),
+]
+
+
+def _module_files() -> dict[str, str]:
+    """{dotted module name: path} of every .py file of the packages."""
+    out = {}
+    for pkg in PACKAGES:
+        for dirpath, dirnames, files in os.walk(os.path.join(ROOT, pkg)):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for f in sorted(files):
+                if not f.endswith(".py"):
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, f), ROOT)[: -len(".py")].split(os.sep)
+                if rel[-1] == "__init__":
+                    rel = rel[:-1]
+                out[".".join(rel)] = os.path.join(dirpath, f)
+    return out
+
+
+MODULES = _module_files()
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _import_nodes(tree: ast.AST):
+    """Every Import/ImportFrom node, at any depth, except under ``if TYPE_CHECKING:``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` names (relative levels resolved)."""
+    if not node.level:
+        return node.module or ""
+    is_pkg = os.path.basename(MODULES[module]) == "__init__.py"
+    parts = module.split(".") if is_pkg else module.split(".")[:-1]
+    base = parts[: len(parts) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _known(name: str) -> str | None:
+    """The deepest module of ours that ``name`` (a dotted import path) loads, or None."""
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        cand = ".".join(parts[:k])
+        if cand in MODULES:
+            return cand
+    return None
+
+
+def import_graph() -> dict[str, set[str]]:
+    """{module: modules of ours it imports}."""
+    graph = {}
+    for module, path in MODULES.items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+        deps = set()
+        for node in _import_nodes(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = _resolve(module, node)
+                # ``from pkg import sub`` imports the submodule pkg.sub; ``from mod import name`` imports mod
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+            for t in targets:
+                dep = _known(t)
+                if dep is not None and dep != module:
+                    deps.add(dep)
+        graph[module] = deps
+    return graph
+
+
+GRAPH = import_graph()
+
+
+def layer_of(module: str) -> int:
+    hits = [k for k, (_, patterns) in enumerate(LAYERS) if any(fnmatch.fnmatchcase(module, p) for p in patterns)]
+    assert len(hits) == 1, (
+        f"{module} matches {len(hits)} layers of tests/test_architecture.py LAYERS; place it in exactly one"
+    )
+    return hits[0]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each as one cycle path."""
+    index, low, on_stack, stack, comps = {}, {}, set(), [], []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                comps.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    out = []
+    for comp in comps:  # one concrete cycle through the component's first module, for the message
+        members, start = set(comp), comp[0]
+        path, seen = [start], {start}
+        while True:
+            nxt = sorted(w for w in graph[path[-1]] if w in members)
+            back = [w for w in nxt if w == start]
+            if back or not nxt:
+                out.append(path + [start])
+                break
+            step = next((w for w in nxt if w not in seen), nxt[0])
+            if step in seen:
+                out.append(path[path.index(step):] + [step])
+                break
+            path.append(step)
+            seen.add(step)
+    return out
+
+
+def test_the_graph_sees_the_packages():
+    assert {"gpu_media", "gpu_media.dump", "gpu_media.viewer", "gpu_media.formats.coco", "gpu_media.formats.npz",
+            "cpu_fallback", "cpu_fallback.encode"} <= set(GRAPH)
+    # module-level, function-level and relative imports are all edges
+    assert "gpu_media.fileio" in GRAPH["gpu_media.dump"]
+    assert "gpu_media.viewer" in GRAPH["gpu_media.dump"]  # imported inside write_batches
+    assert "cpu_fallback" in GRAPH["gpu_media.backend"]  # imported inside get_backend
+    assert "gpu_media.cuda_kernels" in GRAPH["gpu_media.cupy_backend"]  # from . import cuda_kernels as _k
+    assert "gpu_media.dump" in GRAPH["gpu_media.formats.coco"]  # from ..dump import ...
+
+
+def test_no_import_cycles():
+    cycles = _cycles(GRAPH)
+    assert not cycles, "import cycles (lazy imports count): " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_has_a_layer(module):
+    layer_of(module)
+
+
+def test_imports_point_down_the_layers():
+    upward = [
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+        for m, deps in sorted(GRAPH.items()) for d in sorted(deps) if layer_of(d) > layer_of(m)
+    ]
+    assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
+
+
+def test_cpu_fallback_stands_alone():
+    """The CPU backend needs nothing of gpu_media beyond errors, checks and the codec table."""
+    allowed = {"gpu_media.errors", "gpu_media.checks", "gpu_media.codecs"}
+    bad = {m: sorted(d for d in deps if d.startswith("gpu_media") and d not in allowed)
+           for m, deps in GRAPH.items() if m.split(".")[0] == "cpu_fallback"}
+    assert not any(bad.values()), bad
+
+
+def test_viewer_and_dump_are_not_entangled():
+    """dump writes the viewer page after the index; the viewer reads only files, and writes through fileio."""
+    assert "gpu_media.dump" not in GRAPH["gpu_media.viewer"]
+    assert "gpu_media.fileio" in GRAPH["gpu_media.viewer"]
+
+
+def test_formats_package_imports_no_reader():
+    """``import gpu_media.formats.npz`` must not pull in another reader's dependencies."""
+    assert not {d for d in GRAPH["gpu_media.formats"] if d.startswith("gpu_media.formats.")}
