@@ -24,9 +24,5 @@ def device(request):
 
 @pytest.fixture
 def reference_dir():
-    here = os.path.dirname(os.path.abspath(__file__))
-    for cand in (os.path.join(here, "..", "..", "shared", "reference", "wandb-0.31"),
-                 os.path.join(here, "..", "shared", "reference", "wandb-0.31")):
-        if os.path.isdir(cand):
-            return os.path.abspath(cand)
-    pytest.fail("../shared/reference/wandb-0.31 is missing: it ships beside the repository")
+    """What wandb 0.31 writes (tests/data/wandb-0.31/, made by make_reference.py there)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "wandb-0.31")

@@ -96,6 +96,11 @@ def make(out_dir):
         f.write(seq_json_text(separated))
 
 
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", nargs="?", help="where to write the files")
@@ -108,8 +113,7 @@ def main(argv=None):
         return 0
     with tempfile.TemporaryDirectory() as out:
         make(out)
-        differ = [n for n in NAMES
-                  if open(os.path.join(out, n), "rb").read() != open(os.path.join(HERE, n), "rb").read()]
+        differ = [n for n in NAMES if read(os.path.join(out, n)) != read(os.path.join(HERE, n))]
     print("identical: " + ", ".join(n for n in NAMES if n not in differ))
     if differ:
         print("differ: " + ", ".join(differ))
