@@ -1,7 +1,9 @@
 """The NumPy + Pillow backend of gpu_media (identical semantics to the CuPy one).
 
-Implements the backend interface documented in ``gpu_media/backend.py``:
-``normalize``, ``mask_stats``, ``draw_outlines``, ``encode`` and ``to_host``.
+Satisfies the :class:`gpu_media.backend.Backend` protocol (``name``, ``xp``,
+``normalize``, ``mask_stats``, ``draw_outlines``, ``encode``, ``to_host``,
+``chunk_bytes``) and is registered as device "cpu". Its encoders are the codec
+table's ``"cpu"`` entries (``cpu_fallback.encode.encode_png`` and so on).
 Work is vectorized over the whole batch (per-image ranges come from one reduction
 over the batch); encoding runs in a thread pool, since Pillow releases the GIL
 while it compresses.

@@ -1,4 +1,5 @@
-"""SPEC 5 with Pillow: PNG/JPEG/BMP, one image per task in a shared thread pool."""
+"""SPEC 5 with Pillow: the CPU encoders of the codec table (``gpu_media.codecs``), one image per task
+in a shared thread pool."""
 
 import io
 import os
@@ -8,6 +9,8 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
+
+from gpu_media import codecs
 
 # PNG when compression_level is None: zlib level 1 with the Z_RLE strategy. On the
 # demo photographs (256x256) this encodes about 4x faster than Pillow's default
@@ -44,28 +47,64 @@ def bmp_rgba(a) -> bytes:
     return head + info + pixels
 
 
-def encode_one(a, file_type: str, quality: int, compression_level=None) -> bytes:
-    """One uint8 (H,W,C) image, C in {1,3} (JPEG) or {1,3,4} (PNG/BMP), to file bytes."""
-    if file_type == "bmp" and a.shape[2] == 4:
-        return bmp_rgba(a)
-    img = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+def _pil(a) -> Image.Image:
+    return Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+
+
+def encode_png(a, quality: int = 75, compression_level=None) -> bytes:
+    """uint8 (H,W,C), C in {1,3,4} -> PNG bytes ("L", "RGB", "RGBA"; lossless; SPEC 5).
+
+    ``compression_level``: zlib level 0..9 with Pillow's default strategy (6 gives
+    wandb.Image's bytes), or None for :data:`FAST_PNG`. ``quality`` is not used.
+    """
     buf = io.BytesIO()
-    if file_type == "png":
-        opts = FAST_PNG if compression_level is None else {"compress_level": int(compression_level)}
-        img.save(buf, format="PNG", **opts)
-    elif file_type == "jpg":
-        img.save(buf, format="JPEG", quality=quality)
-    else:
-        img.save(buf, format="BMP")
+    opts = FAST_PNG if compression_level is None else {"compress_level": int(compression_level)}
+    _pil(a).save(buf, format="PNG", **opts)
     return buf.getvalue()
 
 
-def encode(images, file_type: str, quality: int, compression_level=None):
-    """uint8 (N,H,W,C) or a list of (H,W,C) -> list of ``bytes`` (file_type "png", "jpg" or "bmp").
+def encode_jpeg(a, quality: int = 75, compression_level=None) -> bytes:
+    """uint8 (H,W,C), C in {1,3} -> baseline JPEG bytes at ``quality`` 1..100 (Pillow's defaults, 4:2:0).
 
-    ``compression_level``: PNG zlib level 0..9, or None for :data:`FAST_PNG`.
+    ``compression_level`` is not used. RGBA is not accepted (``gpu_media.encode``
+    drops the alpha first).
     """
+    buf = io.BytesIO()
+    _pil(a).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def encode_bmp(a, quality: int = 75, compression_level=None) -> bytes:
+    """uint8 (H,W,C), C in {1,3,4} -> BMP bytes, lossless (RGBA through :func:`bmp_rgba`).
+
+    ``quality`` and ``compression_level`` are not used.
+    """
+    if a.shape[2] == 4:
+        return bmp_rgba(a)
+    buf = io.BytesIO()
+    _pil(a).save(buf, format="BMP")
+    return buf.getvalue()
+
+
+def encode_one(a, file_type: str, quality: int, compression_level=None) -> bytes:
+    """One uint8 (H,W,C) image to file bytes with this backend's encoder of ``file_type``.
+
+    ``file_type``: any spelling of ``gpu_media.codecs.FILE_TYPES``; the encoder is the
+    codec table's ``"cpu"`` entry (:func:`encode_png`, :func:`encode_jpeg`, :func:`encode_bmp`).
+    """
+    return codecs.encoder(file_type, "cpu")(a, quality, compression_level)
+
+
+def encode(images, file_type: str, quality: int, compression_level=None):
+    """uint8 (N,H,W,C) or a list of (H,W,C) -> list of ``bytes``, one per image, in order.
+
+    ``file_type``: a spelling of ``gpu_media.codecs.FILE_TYPES`` ("png", "jpg"/"jpeg",
+    "bmp"), dispatched through the codec table; ``quality``: JPEG 1..100;
+    ``compression_level``: PNG zlib level 0..9, or None for :data:`FAST_PNG`.
+    Images are encoded one per task in a shared thread pool.
+    """
+    fn = codecs.encoder(file_type, "cpu")
     items = list(images)
     if len(items) <= 1:
-        return [encode_one(a, file_type, quality, compression_level) for a in items]
-    return list(_executor().map(lambda a: encode_one(a, file_type, quality, compression_level), items))
+        return [fn(a, quality, compression_level) for a in items]
+    return list(_executor().map(lambda a: fn(a, quality, compression_level), items))

@@ -1,43 +1,91 @@
-"""The pipeline in one file: the backend interface and the device dispatch.
+"""The pipeline in one file: the :class:`Backend` protocol, the backend registry and the device rule.
 
 Every stage of gpu_media is split the same way. The public function in
 ``gpu_media/<stage>.py`` parses and validates its arguments and raises every
 error (so both backends raise the same type and message), then hands plain arrays
-to a backend, which does the per-pixel work. A backend is a module with these
-functions (``cpu_fallback`` is the NumPy + Pillow one):
+to a backend, which does the per-pixel work. A backend is any object (in practice
+a module) that satisfies :class:`Backend`: ``cpu_fallback`` is the NumPy + Pillow
+one, ``gpu_media.cupy_backend`` the CuPy one. Backends are registered by device name
+with :func:`register_backend` and reached with :func:`get_backend`; callers use the
+protocol's members only, never ``hasattr``/``getattr`` probing.
 
-=================  ==========================================================  ========
-function           what it does                                                 SPEC
-=================  ==========================================================  ========
-``normalize``      ``(x, layout, normalize: bool)`` -> uint8 ``(N,H,W,C)``;      2
-                   ``x`` is ``(N,H,W,C)`` ("NHWC") or ``(N,C,H,W)`` ("NCHW")
-                   of any supported dtype; per-image ranges.
-``mask_stats``     ``(masks (N,H,W))`` -> ``hist (N,256) int64``, ``lo (N,)``,    3
-                   ``hi (N,)`` float64 (min/max over all values),
-                   ``bad (N,) int64`` (count of non-integral/non-finite values).
-``draw_outlines``  ``(images uint8 NHWC, rects (M,4) int64 x0,y0,x1,y1           4
-                   inclusive, image_index (M,), colors (M,3) uint8,
-                   thickness)`` -> uint8 NHWC (new array; C=1 becomes 3).
-``encode``         ``(images uint8 NHWC or list of HWC, file_type, quality,     5
-                   compression_level)`` -> ``list[bytes]``.
-``to_host``        any array of this backend -> ``numpy.ndarray``.
-=================  ==========================================================  ========
-
-Device rule (``device=``): "cpu" and "gpu" are honoured as given; "gpu" without a
-usable GPU backend raises :class:`gpu_media.DeviceError`, never a silent fallback.
-"auto" is overridden by the environment variable ``GPU_MEDIA_DEVICE`` (cpu, gpu or
-auto); otherwise "auto" means the GPU backend when the images already live on a
-GPU and the backend is usable, else the CPU fallback.
+Device rule (``device=``): "cpu" and "gpu" (and any other registered name) are
+honoured as given; "gpu" without a usable GPU backend raises
+:class:`gpu_media.DeviceError`, never a silent fallback. "auto" is overridden by the
+environment variable ``GPU_MEDIA_DEVICE`` (auto or a registered name); otherwise
+"auto" means the GPU backend when the images already live on a GPU and the backend
+is usable, else the CPU fallback.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import threading
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from .errors import DeviceError
 
-DEVICES = ("auto", "cpu", "gpu")
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a backend provides: the per-pixel work of SPEC 2-5 on one array library.
+
+    Arguments arrive validated (the stages raise every error); arrays are the
+    backend's own (``xp``'s) unless a member says otherwise. Every result must equal
+    ``cpu_fallback``'s bit for bit (JPEG: SPEC 5's decoded-pixel bound).
+    """
+
+    #: the device name it is registered under ("cpu", "gpu"); stored as ``Plan.backend.name``
+    name: str
+    #: its array module (``numpy`` for "cpu", ``cupy`` for "gpu")
+    xp: Any
+
+    def normalize(self, x, layout: str, normalize: bool = True) -> Any:
+        """SPEC 2: images of any supported dtype -> uint8 ``(N,H,W,C)``.
+
+        ``x`` is ``(N,H,W,C)`` ("NHWC") or ``(N,C,H,W)`` ("NCHW"); per-image ranges
+        over finite values (``normalize=True``), else clip and truncate.
+        """
+        ...
+
+    def mask_stats(self, masks) -> tuple:
+        """SPEC 3: ``masks (N,H,W)`` -> ``(hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64)``.
+
+        ``lo``/``hi``: min/max over all values (in the mask's dtype, bool as uint8);
+        ``bad``: count of non-integral or non-finite values per mask.
+        """
+        ...
+
+    def draw_outlines(self, images, rects, image_index, colors, thickness: int) -> Any:
+        """SPEC 4: uint8 NHWC images + host box arrays -> a new uint8 NHWC array (C=1 becomes 3).
+
+        ``rects (M,4) int64`` inclusive x0, y0, x1, y1; ``image_index (M,)``;
+        ``colors (M,3) uint8``; the last box wins where outlines overlap; RGBA outline
+        pixels get alpha 255.
+        """
+        ...
+
+    def encode(self, images, file_type: str, quality: int, compression_level=None) -> list:
+        """SPEC 5: uint8 ``(N,H,W,C)`` or a list of ``(H,W,C)`` -> ``list[bytes]``, one file per image.
+
+        ``file_type``: a spelling of :data:`gpu_media.codecs.FILE_TYPES` whose
+        channel counts the images already fit; dispatched through the codec table
+        (:func:`gpu_media.codecs.encoder` with this backend's ``name``).
+        ``quality``: JPEG 1..100; ``compression_level``: PNG zlib level 0..9 or None.
+        """
+        ...
+
+    def to_host(self, x) -> Any:
+        """Any array of this backend (or a NumPy array) -> ``numpy.ndarray``."""
+        ...
+
+    def chunk_bytes(self) -> int:
+        """Bytes of uint8 pixels a dump may normalize and encode at once on this backend."""
+        ...
+
+
+DEVICES = ("auto", "cpu", "gpu")  # the built-in device names (register_backend adds more)
 _GPU_MODULE = "gpu_media.cupy_backend"
 _gpu_state: dict = {}
 
@@ -80,32 +128,113 @@ def gpu_available() -> bool:
         return False
 
 
-def resolve_device(device: str | None, on_gpu: bool = False) -> str:
-    """Map ``device=`` ("auto", "cpu", "gpu") to "cpu" or "gpu" by the rule above.
-
-    Raises ``ValueError`` for another value and :class:`DeviceError` for "gpu"
-    without a usable GPU backend.
-    """
-    device = "auto" if device is None else device
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "auto":
-        env = os.environ.get("GPU_MEDIA_DEVICE", "").strip().lower()
-        if env:
-            if env not in DEVICES:
-                raise ValueError(f"GPU_MEDIA_DEVICE must be one of {DEVICES}, got {env!r}")
-            device = env
-    if device == "auto":
-        device = "gpu" if on_gpu and gpu_available() else "cpu"
-    if device == "gpu":
-        _load_gpu()
-    return device
+_registry: dict[str, Callable[[], Any]] = {}
+_loaded: dict[str, Backend] = {}
+_registry_lock = threading.Lock()
 
 
-def get_backend(device: str):
-    """The backend module for a resolved device name ("cpu" or "gpu")."""
-    if device == "gpu":
-        return _load_gpu()
+def _load_cpu():
     import cpu_fallback
 
     return cpu_fallback
+
+
+def register_backend(name: str, loader: Callable[[], Any]) -> None:
+    """Make a backend reachable as ``device=name``.
+
+    Args:
+        name: the device name (a non-empty str other than "auto"); the backend's
+            own ``name`` must be the same.
+        loader: a zero-argument callable returning the backend (an object or module
+            satisfying :class:`Backend`). It is called on the first
+            :func:`get_backend` of ``name``, so registering imports nothing; it may
+            raise :class:`DeviceError` saying why the backend is unusable here.
+
+    Raises:
+        ValueError: a bad name, a name already registered, or a loader that is not callable.
+    """
+    if not isinstance(name, str) or not name or name == "auto":
+        raise ValueError(f"a backend name must be a non-empty string other than 'auto', got {name!r}")
+    if not callable(loader):
+        raise ValueError(f"register_backend({name!r}, loader): loader must be a zero-argument callable")
+    with _registry_lock:
+        if name in _registry:
+            raise ValueError(f"a backend named {name!r} is registered already")
+        _registry[name] = loader
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend added with :func:`register_backend` ("cpu" and "gpu" stay).
+
+    Raises:
+        ValueError: "cpu"/"gpu", or a name that is not registered.
+    """
+    if name in _BUILTIN:
+        raise ValueError(f"the built-in backend {name!r} cannot be unregistered")
+    with _registry_lock:
+        if name not in _registry:
+            raise ValueError(f"no backend named {name!r} is registered")
+        del _registry[name]
+        _loaded.pop(name, None)
+
+
+def backends() -> tuple[str, ...]:
+    """The registered device names, built-ins first: ``("cpu", "gpu", ...)`` (usable or not)."""
+    return tuple(_registry)
+
+
+def get_backend(device: str) -> Backend:
+    """The backend registered as ``device`` (a resolved name, e.g. "cpu" or "gpu").
+
+    Raises:
+        ValueError: ``device`` is not registered.
+        DeviceError: its loader says it is unusable here ("gpu" without CuPy and a GPU).
+        TypeError: its loader returned something that does not satisfy :class:`Backend`.
+    """
+    backend = _loaded.get(device)
+    if backend is not None:
+        return backend
+    loader = _registry.get(device)
+    if loader is None:
+        raise ValueError(f"no backend named {device!r}; registered: {list(_registry)}")
+    backend = loader()
+    if not isinstance(backend, Backend) or backend.name != device:
+        raise TypeError(f"the backend registered as {device!r} does not satisfy gpu_media.backend.Backend "
+                        f"(or its name is not {device!r})")
+    _loaded[device] = backend
+    return backend
+
+
+_BUILTIN = {"cpu": _load_cpu, "gpu": _load_gpu}
+_registry.update(_BUILTIN)
+
+
+def resolve_device(device: str | None, on_gpu: bool = False) -> str:
+    """Map ``device=`` ("auto", "cpu", "gpu" or another registered name) to a backend name by the rule above.
+
+    Args:
+        device: "auto" (or None), or a name of :func:`backends`.
+        on_gpu: whether the images already live on a GPU ("auto" then prefers "gpu").
+
+    Returns:
+        the resolved name ("cpu", "gpu", ...), whose backend :func:`get_backend` gives.
+
+    Raises:
+        ValueError: another value (of ``device`` or of ``GPU_MEDIA_DEVICE``).
+        DeviceError: "gpu" (or another backend) that is not usable here.
+    """
+    device = "auto" if device is None else device
+    names = ("auto", *backends())
+    if device not in names:
+        raise ValueError(f"device must be one of {names}, got {device!r}")
+    if device == "auto":
+        env = os.environ.get("GPU_MEDIA_DEVICE", "").strip().lower()
+        if env:
+            if env not in names:
+                raise ValueError(f"GPU_MEDIA_DEVICE must be one of {names}, got {env!r}")
+            device = env
+    if device == "auto":
+        device = "gpu" if on_gpu and gpu_available() else "cpu"
+    if device != "cpu":
+        get_backend(device)  # DeviceError now, before any work, when it is unusable
+    return device

@@ -9,6 +9,7 @@ import sys
 import time
 from importlib import resources
 
+from .codecs import FILE_TYPES
 from .dump import DumpOptions, check_key_step, index_path, write_batches
 from .errors import DeviceError, MediaError
 from .formats import coco as _coco
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     for a in (d, e):
         a.add_argument("--key", default=None, help="log key (dump: 'images', demo: 'demo')")
         a.add_argument("--step", type=int, default=0)
-        a.add_argument("--format", dest="file_type", choices=["png", "jpg", "jpeg", "bmp"], default="png")
+        a.add_argument("--format", dest="file_type", choices=FILE_TYPES, default="png")
         a.add_argument("--quality", type=int, default=75, help="JPEG quality 1..100 (default 75)")
         a.add_argument("--compression-level", type=int, default=None,
                        help="PNG zlib level 0..9 (default: fast level 1 + RLE; 6 = wandb's bytes)")

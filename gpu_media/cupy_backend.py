@@ -1,8 +1,8 @@
 """The CuPy backend of gpu_media: SPEC 2-5 on the GPU, identical to ``cpu_fallback``.
 
-Implements the backend interface documented in :mod:`gpu_media.backend`
-(``normalize``, ``mask_stats``, ``draw_outlines``, ``encode``, ``to_host``, ``name``,
-``xp``) plus :func:`chunk_bytes`, the dump's chunk size. ``gpu_media.backend`` imports
+Satisfies :class:`gpu_media.backend.Backend` (``normalize``, ``mask_stats``,
+``draw_outlines``, ``encode``, ``to_host``, ``chunk_bytes``, ``name``, ``xp``) and holds
+the codec table's GPU encoders (:func:`encode_jpeg`, :func:`encode_on_host`). ``gpu_media.backend`` imports
 this module only once CuPy and a CUDA device are known to work; nothing else imports
 it, so ``import gpu_media`` never imports CuPy.
 
@@ -26,6 +26,7 @@ import numpy as np
 
 import cpu_fallback
 
+from . import codecs
 from . import cuda_kernels as _k
 
 name = "gpu"
@@ -151,29 +152,44 @@ def _host_pinned(images):
     return out
 
 
+def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
+    """The codec table's GPU JPEG encoder: uint8 CuPy (N,H,W,C) or a list of (H,W,C), C in {1,3} -> ``list[bytes]``.
+
+    nvJPEG on the device through ``gpu_media.nvimgcodec_encode.encode_device`` when
+    nvImageCodec is installed; without it (or when its GPU encoder fails, with one
+    warning) :func:`encode_on_host`, the CPU backend's JPEG, whose decoded pixels
+    SPEC 5 holds to the same bound. ``codec``: the :class:`gpu_media.codecs.Codec`.
+    """
+    enc = _jpeg_encoder()
+    if enc is not None:
+        from .errors import DeviceError
+
+        batch = images if isinstance(images, (list, tuple)) else cupy.ascontiguousarray(images)
+        try:
+            return list(enc.encode_device(batch, quality, codec.nvimgcodec_name))
+        except DeviceError as exc:
+            _jpeg_state["module"] = None
+            warnings.warn(f"nvJPEG encoding failed, JPEG is encoded on the CPU from now on: {exc}",
+                          RuntimeWarning, stacklevel=4)
+    return encode_on_host(images, codec, quality, compression_level)
+
+
+def encode_on_host(images, codec, quality: int, compression_level=None) -> list:
+    """The codec table's GPU encoder of the formats without a device encoder (PNG, BMP): one copy
+    to pinned host memory, then ``cpu_fallback.encode`` (Pillow in a thread pool), so the bytes
+    are the CPU backend's bytes."""
+    return cpu_fallback.encode(_host_pinned(images), codec.name, quality, compression_level)
+
+
 def encode(images, file_type: str, quality: int, compression_level=None):
     """uint8 CuPy (N,H,W,C) or a list of (H,W,C) -> ``list[bytes]`` (SPEC 5).
 
-    "jpg": nvJPEG on the device through ``gpu_media.nvimgcodec_encode.encode_device``
-    when nvImageCodec is installed; without it (or when its GPU encoder fails, with one
-    warning) the JPEG path of the CPU backend, whose decoded pixels SPEC 5 holds to the
-    same bound. "png"/"bmp": one copy to pinned host memory, then
-    ``cpu_fallback.encode`` (Pillow in a thread pool), so the bytes are the CPU
-    backend's bytes.
+    Dispatches through the codec table (``gpu_media.codecs``, its ``"gpu"`` entries):
+    :func:`encode_jpeg` for "jpg"/"jpeg", :func:`encode_on_host` for "png"/"bmp".
     """
-    if file_type == "jpg":
-        enc = _jpeg_encoder()
-        if enc is not None:
-            from .errors import DeviceError
-
-            batch = images if isinstance(images, (list, tuple)) else cupy.ascontiguousarray(images)
-            try:
-                return list(enc.encode_device(batch, quality))
-            except DeviceError as exc:
-                _jpeg_state["module"] = None
-                warnings.warn(f"nvJPEG encoding failed, JPEG is encoded on the CPU from now on: {exc}",
-                              RuntimeWarning, stacklevel=3)
-    return cpu_fallback.encode(_host_pinned(images), file_type, quality, compression_level)
+    codec = codecs.lookup(file_type)
+    return codecs.encoder(codec.name, name)(images, codec, quality, compression_level)
 
 
-__all__ = ["chunk_bytes", "draw_outlines", "encode", "mask_stats", "name", "normalize", "to_host", "xp"]
+__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "mask_stats", "name", "normalize",
+           "to_host", "xp"]

@@ -29,7 +29,7 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 
 from . import _arrays
-from .backend import get_backend, resolve_device
+from .backend import Backend, get_backend, resolve_device
 from .boxes import BoxTable, box_colors, check_thickness, parse_boxes, render
 from .checks import check_int, is_integer
 from .encode import check_format, drop_alpha_for_jpeg
@@ -131,7 +131,7 @@ class Plan(NamedTuple):
     groups: list
     n: int
     sizes: list  # (H, W) per image
-    backend: Any
+    backend: Backend
     masks: list  # MaskSet
     report: list  # per image {mask key: {class id: count}}
     mask_labels: dict  # {mask key: {int: str}}

@@ -6,32 +6,51 @@ import warnings
 
 from . import _arrays
 from .backend import get_backend, resolve_device
-from .checks import check_choice, check_int
+from .checks import check_int
+from .codecs import FILE_TYPES, lookup
 from .errors import ImageError
 
-FILE_TYPES = ("png", "jpg", "jpeg", "bmp")  # wandb.Image's accepted formats
+__all__ = ["FILE_TYPES", "check_format", "drop_alpha_for_jpeg", "encode"]
 
 
 def check_format(file_type, quality, compression_level=None) -> str:
-    """Validate ``file_type``/``quality``/``compression_level``; returns the codec "png", "jpg" or "bmp"."""
+    """Validate ``file_type``/``quality``/``compression_level``; return the canonical codec name.
+
+    Args:
+        file_type: a spelling of :data:`FILE_TYPES` (``gpu_media.codecs``).
+        quality: an integer 1..100.
+        compression_level: None or an integer 0..9.
+
+    Returns:
+        the codec table's name for ``file_type``: "png", "jpg" (for "jpg"/"jpeg") or "bmp".
+
+    Raises:
+        gpu_media.MediaError: the first bad argument, checked in the order
+            compression_level, file_type, quality.
+    """
     check_int(compression_level, "compression_level", lo=0, hi=9, optional=True)
-    check_choice(file_type, "file_type", FILE_TYPES)
+    codec = lookup(file_type)
     check_int(quality, "quality", lo=1, hi=100)
-    return "jpg" if file_type == "jpeg" else file_type
+    return codec.name
 
 
 def drop_alpha_for_jpeg(images_u8, codec: str):
-    """JPEG has no alpha: RGBA -> RGB with one warning per call (wandb does the same)."""
-    if codec != "jpg":
+    """A codec without alpha (the table's ``alpha=False``: JPEG): RGBA -> RGB, one warning per call.
+
+    wandb does the same. Other codecs' images come back unchanged.
+    """
+    c = lookup(codec)
+    if c.alpha:
         return images_u8
+    message = f"{c.label} does not support transparency: the alpha channel is dropped"
     items = images_u8 if isinstance(images_u8, list) else None
     if items is None:
         if images_u8.shape[-1] != 4:
             return images_u8
-        warnings.warn("JPEG does not support transparency: the alpha channel is dropped", stacklevel=3)
+        warnings.warn(message, stacklevel=3)
         return images_u8[..., :3]
     if any(a.shape[-1] == 4 for a in items):
-        warnings.warn("JPEG does not support transparency: the alpha channel is dropped", stacklevel=3)
+        warnings.warn(message, stacklevel=3)
         return [a[..., :3] if a.shape[-1] == 4 else a for a in items]
     return items
 

@@ -14,7 +14,9 @@ Devices (``device_id``):
 - :data:`CPU_ONLY` (``nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY``, -99999): nvImageCodec's
   CPU codecs only, for host arrays; works on machines without a GPU or CUDA driver.
 
-What each mode encodes (nvImageCodec 0.9, checked in ``tests/test_nvimgcodec.py``):
+What each mode encodes (nvImageCodec 0.9, checked in ``tests/test_nvimgcodec.py``); the
+codecs, their spellings and channel counts are the codec table's (``gpu_media.codecs``), so
+formats nvImageCodec has but gpu_media does not offer (TIFF, JPEG 2000) are refused:
 
 =========  ==============================================  ======================
 codec      CPU-only (host arrays)                          GPU (CUDA arrays)
@@ -23,7 +25,6 @@ codec      CPU-only (host arrays)                          GPU (CUDA arrays)
            the same bytes as Pillow's ``quality=q``          C=3 -> "RGB", 4:2:0
 ``png``    OpenCV (built into the wheel): C=1/3/4, lossless  not promised
 ``bmp``    nvbmp: C=1/3/4 (RGBA with an alpha mask), lossless not promised
-``tiff``   libtiff/OpenCV: C=1/3/4, lossless               not promised
 =========  ==============================================  ======================
 
 JPEG follows Pillow's defaults (what ``cpu_fallback`` writes): ``quality`` 1..100 on
@@ -55,12 +56,15 @@ import threading
 
 import numpy as np
 
+from . import codecs as _codecs
 from .errors import DeviceError, ImageError, MediaError
 
 CPU_ONLY = -99999  # nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY, usable without importing nvimgcodec
 INSTALL_HINT = "pip install 'gpu-media[gpu]'"
-CODECS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png", "bmp": "bmp", "tiff": "tiff"}
-CHANNELS = {"jpeg": (1, 3), "png": (1, 3, 4), "bmp": (1, 3, 4), "tiff": (1, 3, 4)}
+#: ``file_type`` spelling -> nvImageCodec codec name, and that codec's channel counts; both from
+#: the codec table (``gpu_media.codecs``): {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "bmp": "bmp"}.
+CODECS = {spelling: c.nvimgcodec_name for c in _codecs.CODECS for spelling in c.spellings}
+CHANNELS = {c.nvimgcodec_name: c.channels for c in _codecs.CODECS}
 # What nvImageCodec prints (to fd 2, from C) when it loads its extensions and one of
 # their libraries is missing: nvJPEG2000 and nvTIFF (optional, never used here), and
 # nvJPEG (expected without the [nvjpeg] extra in CPU-only use). Kept in
@@ -236,8 +240,7 @@ def _split(images):
 
 
 def _check_args(file_type, quality, compression_level) -> str:
-    if file_type not in CODECS:
-        raise MediaError(f"file_type must be one of {list(CODECS)}, got {file_type!r}")
+    codec = _codecs.lookup(file_type).nvimgcodec_name  # MediaError naming the spellings of the table
     if not isinstance(quality, numbers.Integral) or isinstance(quality, bool) or not 1 <= quality <= 100:
         raise MediaError(f"quality must be an integer from 1 to 100, got {quality!r}")
     if compression_level is not None and (
@@ -245,7 +248,7 @@ def _check_args(file_type, quality, compression_level) -> str:
         or not 0 <= compression_level <= 9
     ):
         raise MediaError(f"compression_level must be None or an integer from 0 to 9, got {compression_level!r}")
-    return CODECS[file_type]
+    return codec
 
 
 def _params(nvimgcodec, codec: str, quality: int, channels: int, compression_level):
@@ -267,15 +270,15 @@ def encode_device(images, quality: int = 75, file_type: str = "jpeg", device_id:
     Args:
         images: uint8 ``(N,H,W,C)`` (a CuPy array on the GPU, or a NumPy array), or
             a list of ``(H,W,C)``/``(H,W)`` arrays (sizes may differ; all on the host
-            or all on a GPU). C in {1, 3} for JPEG, {1, 3, 4} for PNG/BMP/TIFF.
+            or all on a GPU). C in {1, 3} for JPEG, {1, 3, 4} for PNG/BMP.
         quality: JPEG quality 1..100 (libjpeg's scale, Pillow's default 75).
-        file_type: "jpeg"/"jpg" (default), "png", "bmp" or "tiff".
+        file_type: "jpeg"/"jpg" (default), "png" or "bmp" (the spellings of ``gpu_media.codecs``).
         device_id: ``None``, a GPU index or :data:`CPU_ONLY` (see the module docstring).
         compression_level: PNG zlib level 0..9 (``None``: nvImageCodec's default).
 
     Returns:
         ``list[bytes]`` in batch order. JPEG decodes to mode "L" (C=1) or "RGB" (C=3)
-        with 4:2:0 chroma; PNG/BMP/TIFF decode to exactly the input.
+        with 4:2:0 chroma; PNG/BMP decode to exactly the input.
 
     Raises:
         gpu_media.ImageError: not uint8, a bad shape, a channel count the codec lacks.

@@ -222,6 +222,14 @@ def test_cpu_fallback_stands_alone():
     assert not any(bad.values()), bad
 
 
+def test_the_codec_table_is_the_one_source_of_formats():
+    """gpu_media.codecs is plain data (errors and checks only); every module that knows formats reads it."""
+    assert GRAPH["gpu_media.codecs"] <= {"gpu_media.errors", "gpu_media.checks"}
+    readers = {m for m, deps in GRAPH.items() if "gpu_media.codecs" in deps}
+    assert {"gpu_media.encode", "gpu_media.cli", "gpu_media.cupy_backend", "gpu_media.nvimgcodec_encode",
+            "cpu_fallback.encode"} <= readers
+
+
 def test_viewer_and_dump_are_not_entangled():
     """dump writes the viewer page after the index; the viewer reads only files, and writes through fileio."""
     assert "gpu_media.dump" not in GRAPH["gpu_media.viewer"]

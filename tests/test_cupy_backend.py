@@ -53,6 +53,12 @@ def _photo_batch(rng, n=3, h=9, w=7, c=3):
     return rng.random((n, h, w, c)).astype(np.float32)
 
 
+def test_stand_in_satisfies_the_backend_protocol(stand_in):
+    from gpu_media.backend import Backend
+
+    assert isinstance(stand_in, Backend) and stand_in.name == "gpu"
+
+
 def test_stand_in_normalize_masks_boxes(stand_in):
     rng = np.random.default_rng(0)
     x = _photo_batch(rng)
@@ -82,6 +88,7 @@ def test_stand_in_encode_and_host_copies(stand_in, monkeypatch):
     monkeypatch.setitem(stand_in._jpeg_state, "module", None)  # no nvImageCodec: Pillow's JPEG
     rgb = np.ascontiguousarray(u8[..., :3])
     assert stand_in.encode(rgb, "jpg", 80) == cpu_fallback.encode(rgb, "jpg", 80)
+    assert stand_in.encode(rgb, "jpeg", 80) == cpu_fallback.encode(rgb, "jpg", 80)  # the table's alias
     assert stand_in.CHUNK_MIN <= stand_in.chunk_bytes() <= stand_in.CHUNK_MAX
     assert isinstance(stand_in.to_host(u8), np.ndarray)
 
