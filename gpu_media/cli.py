@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from importlib import resources
 
+from . import __version__
 from .codecs import FILE_TYPES
 from .dump import DumpOptions, check_key_step, index_path, write_batches
 from .errors import DeviceError, MediaError
@@ -23,6 +25,47 @@ NPZ_HELP = (
 )
 
 
+def check_out_dir(out_dir) -> None:
+    """Fail early, writing nothing, when ``out_dir`` cannot take a dump.
+
+    ``out_dir`` must be a folder or not exist yet (it is created by the dump). A probe
+    file is created and removed in it, or, when it does not exist, in its nearest
+    existing parent (where the dump will create it), so that permissions, read-only
+    file systems and root's exceptions all count as they will for the dump.
+
+    Raises:
+        gpu_media.MediaError: ``out_dir`` (or a parent) is an existing file, or the
+            folder the dump would write in refuses a new file (the message names it).
+    """
+    path = os.path.abspath(os.fspath(out_dir))
+    probe = path
+    while not os.path.isdir(probe):
+        if os.path.exists(probe):
+            what = "an existing file" if probe == path else f"under {probe}, which is a file"
+            raise MediaError(f"{out_dir}: output folder is {what}, not a folder", item=os.fspath(out_dir))
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".gpu-media-probe-", suffix=".tmp", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        where = "output folder" if probe == path else f"output folder (to be created in {probe})"
+        raise MediaError(f"{out_dir}: {where} is not writable ({exc.strerror or exc})",
+                         item=os.fspath(out_dir)) from None
+
+
+def _error_line(exc: BaseException) -> str:
+    """The one line ``gpu-media: error: ...`` for an expected failure (bad input, the disk, the device)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return "gpu-media: error: " + " ".join(text.split("\n"))
+
+
 def _print_locations(summary: dict, out_dir, stream) -> None:
     print(f"index: {summary['index']}", file=stream)
     print(f"viewer: {os.path.join(summary['out_dir'], 'index.html')}  (or: gpu-media view {out_dir})", file=stream)
@@ -34,6 +77,7 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
     stream = sys.stdout if stream is None else stream
     kwargs = load_npz(input_path)
     check_key_step(key, step)
+    check_out_dir(out_dir)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, device=device, progress=True, layout=kwargs.get("layout"),
                           classes=kwargs.get("classes"))
@@ -62,6 +106,7 @@ def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, sk
     if not os.path.isdir(images_dir):
         raise MediaError(f"{images_dir!r} is not a folder of images (with --coco, INPUT is the images folder)")
     check_key_step(key, step)
+    check_out_dir(out_dir)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, device=device, progress=True)
     reader = None
@@ -100,7 +145,10 @@ def demo_input() -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="gpu-media", description="Batches of images to wandb-compatible media files.")
+    """``gpu-media``: returns the exit status (0; 2 for a failure, as one line on stderr; 130 on Ctrl-C)."""
+    p = argparse.ArgumentParser(prog="gpu-media", description="Batches of images to wandb-compatible media files.",
+                                epilog="A failure prints one line 'gpu-media: error: ...' and exits with status 2.")
+    p.add_argument("--version", action="version", version=f"gpu-media {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="write an .npz batch as wandb media files + index",
                        description=NPZ_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,11 +182,7 @@ def main(argv=None) -> int:
         if args.command == "view":
             from .viewer import view
 
-            try:
-                return view(args.out_dir, port=args.port, rewrite=args.rebuild)
-            except NotADirectoryError as exc:
-                print(f"gpu-media: error: {exc}", file=sys.stderr)
-                return 2
+            return view(args.out_dir, port=args.port, rewrite=args.rebuild)
         if args.command == "dump" and args.coco:
             if args.batch_size < 1:
                 p.error("--batch-size must be at least 1")
@@ -156,9 +200,12 @@ def main(argv=None) -> int:
             source, key = demo_input(), args.key or "demo"
         run_dump(source, args.out_dir, key=key, step=args.step, file_type=args.file_type, quality=args.quality,
                  draw_boxes=args.draw_boxes, device=args.device, compression_level=args.compression_level)
-    except (MediaError, DeviceError) as exc:
-        print(f"gpu-media: error: {exc}", file=sys.stderr)
+    except (MediaError, DeviceError, OSError, ValueError) as exc:  # MediaError is a ValueError; the disk: OSError
+        print(_error_line(exc), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("gpu-media: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

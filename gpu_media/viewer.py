@@ -32,6 +32,7 @@ import base64
 import functools
 import glob
 import hashlib
+import http
 import http.server
 import json
 import math
@@ -258,10 +259,14 @@ CHROMIUM_ARGS = (
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Static files of the dump folder, without a log line per request."""
+    """Static files of the dump folder, without a log line per request and without folder listings."""
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
+
+    def list_directory(self, path):
+        """A folder without an ``index.html`` is 404, never an HTML listing of its files."""
+        self.send_error(http.HTTPStatus.NOT_FOUND, "Not found")  # and no file to copy: send_head gets None
 
     def end_headers(self):
         self.send_header("Cache-Control", "no-cache")
@@ -271,6 +276,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 def serve(out_dir, host: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
     """An HTTP server for ``out_dir`` on ``host:port`` (0: any free port), not yet serving.
+
+    It serves the folder's files; ``/`` gives ``index.html``, and a folder URL without
+    an ``index.html`` is 404 (no directory listings).
 
     Call ``serve_forever()`` (in a thread, say) and ``shutdown()`` / ``server_close()``;
     the port is ``server.server_address[1]``.

@@ -8,6 +8,8 @@ is an error rather than silently ignored data. :data:`NPZ_HELP` documents the en
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -45,18 +47,18 @@ def load_npz(path: str) -> dict:
         read into memory (the archive is closed on return).
 
     Raises:
-        gpu_media.MediaError: an unreadable file, no ``images`` entry, an unknown
+        gpu_media.MediaError: a file that cannot be opened, is empty, is not a zip
+            archive (a text file, a single ``.npy``), is truncated or damaged (a bad
+            CRC, bad compressed data), an entry holding Python objects (never
+            unpickled, for safety), no ``images`` entry, an unknown
             entry or box field, a box key without ``xyxy``, malformed
             ``class_labels`` (the message names the file and the entry).
     """
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise MediaError(f"{path}: cannot read as .npz ({exc})", item=path) from None
-    with z:
-        names = set(z.files)
+    with _open(path) as archive:
+        names = set(archive.files)
         if "images" not in names:
             raise MediaError(f"{path}: no 'images' entry (entries: {sorted(names)})", item=path)
+        z = _Entries(archive, path)
         out = {"images": z["images"]}
         if "layout" in names:
             out["layout"] = str(z["layout"])
@@ -85,11 +87,55 @@ def load_npz(path: str) -> dict:
         if boxes:
             out["boxes"] = boxes
         if "class_labels" in names:
+            text = str(z["class_labels"])
             try:
-                out["classes"] = {int(k): str(v) for k, v in json.loads(str(z["class_labels"])).items()}
+                out["classes"] = {int(k): str(v) for k, v in json.loads(text).items()}
             except (ValueError, AttributeError) as exc:
                 raise MediaError(f"{path}: class_labels must be a JSON object {{id: name}} ({exc})",
                                  item="class_labels") from None
         if "captions" in names:
             out["captions"] = [str(c) for c in z["captions"].reshape(-1)]
     return out
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header, or an empty zip's end record
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _open(path):
+    """``np.load(path)`` as an archive, every way it fails as a :class:`MediaError` naming ``path``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read ({exc.strerror or exc})", item=path) from None
+    if not head:
+        raise MediaError(f"{path}: empty file, not an .npz archive", item=path)
+    if head.startswith(_NPY_MAGIC):
+        raise MediaError(f"{path}: a single .npy array, not an .npz archive (write one with numpy.savez)",
+                         item=path)
+    if not head.startswith(_ZIP_MAGIC):
+        raise MediaError(f"{path}: not an .npz (zip) file", item=path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise MediaError(f"{path}: truncated or damaged .npz archive ({exc})", item=path) from None
+
+
+class _Entries:
+    """``z[name]`` of an open archive, a damaged entry or an object array as a :class:`MediaError`."""
+
+    def __init__(self, z, path):
+        self._z, self._path = z, path
+
+    def __getitem__(self, name):
+        try:
+            return self._z[name]
+        except ValueError as exc:
+            if "pickle" in str(exc):  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+                raise MediaError(f"{self._path}: entry {name!r} holds Python objects (an object array), which "
+                                 "gpu-media does not load, for safety; store numbers or strings",
+                                 item=name) from None
+            raise MediaError(f"{self._path}: entry {name!r} cannot be read ({exc})", item=name) from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise MediaError(f"{self._path}: entry {name!r} is damaged ({exc})", item=name) from None
