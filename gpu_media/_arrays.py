@@ -10,12 +10,26 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import ImageError
+from .checks import check_dtype
+from .errors import ImageError, MediaError
 
 MAX_DIMENSION = 65500  # wandb.Image.MAX_DIMENSION, Pillow's limit
 LAYOUTS = ("NHWC", "NCHW", "HWC", "CHW", "HW", "NHW")
 _PER_IMAGE = {"NHWC": "HWC", "NCHW": "CHW", "NHW": "HW"}
 _CUDA_DLPACK_DEVICES = (2, 3, 13)  # kDLCUDA, kDLCUDAHost, kDLCUDAManaged
+
+
+class DtypeRule(NamedTuple):
+    """How one kind of input array reports an unsupported dtype (:func:`gpu_media.checks.check_dtype`)."""
+
+    error: type[MediaError]
+    label: str = "dtype"  # the word before the dtype in the message
+    use: str = "bool, an integer type, float16, float32 or float64"
+    kinds: str = "biuf"
+
+
+#: Images (SPEC 1): bool, every integer type, float16/32/64.
+IMAGE_DTYPES = DtypeRule(ImageError)
 
 
 class Group(NamedTuple):
@@ -90,12 +104,127 @@ def _pil_to_numpy(img) -> np.ndarray:
     return np.asarray(img)
 
 
-def to_array(obj, device: str):
+def input_dtype(obj):
+    """The dtype an array-like already has, read without copying or converting it.
+
+    A NumPy dtype for NumPy, CuPy, PyTorch, ``__cuda_array_interface__``,
+    ``__array_interface__`` and DLPack objects with a ``dtype``; the name of a dtype
+    NumPy does not have (PyTorch's ``"bfloat16"``, ``"float8_e4m3fn"``, ...); None
+    when only reading the object tells (lists, scalars, PIL images, bare DLPack
+    capsule holders).
+    """
+    if _is_pil(obj) or isinstance(obj, (list, tuple)):
+        return None
+    if isinstance(obj, np.ndarray):
+        return obj.dtype
+    if _is_torch(obj):
+        name = str(obj.dtype).split(".")[-1]
+        try:
+            return np.dtype(name)
+        except TypeError:
+            return name
+    for attr in ("__cuda_array_interface__", "__array_interface__"):
+        try:
+            iface = getattr(obj, attr, None)
+        except Exception:  # some objects raise instead of lacking the attribute
+            iface = None
+        if isinstance(iface, dict) and "typestr" in iface:
+            try:
+                return np.dtype(iface["typestr"])
+            except (TypeError, ValueError):
+                return str(iface["typestr"])
+    dt = getattr(obj, "dtype", None)
+    if dt is None:
+        return None
+    try:
+        return np.dtype(dt)
+    except (TypeError, ValueError):
+        return str(dt)
+
+
+def _check(dtype, rule: DtypeRule | None, where: str, index, key) -> None:
+    if rule is not None:
+        check_dtype(dtype, where, kinds=rule.kinds, use=rule.use, label=rule.label, error=rule.error, index=index,
+                    key=key)
+
+
+def _read_host(obj, rule: DtypeRule | None, where: str, index, key) -> np.ndarray:
+    """A host object (list, scalar, ``__array__`` or DLPack object) as a NumPy array.
+
+    With a ``rule``, what NumPy cannot read (ragged nested lists, a DLPack dtype NumPy
+    lacks) raises ``rule.error`` instead of NumPy's own exception."""
+    try:
+        if hasattr(obj, "__dlpack__"):
+            return np.from_dlpack(obj)
+        return np.asarray(obj)
+    except (TypeError, ValueError, BufferError, RuntimeError) as exc:
+        if rule is None:
+            raise
+        raise rule.error(f"{where}: cannot be read as an array: {exc}", index=index, key=key,
+                         item=type(obj).__name__) from None
+
+
+def check_input(obj, rule: DtypeRule, where: str, index: int | None = None, key=None):
+    """Check one input array's dtype before anything is copied to a device (SPEC 1, 3, 4).
+
+    Runs before the device is resolved, so both backends and ``device="gpu"`` on a
+    machine without a GPU raise the same ``rule.error``. An object whose dtype only
+    reading it tells (a list, a scalar, an ``__array__`` object) is read with NumPy
+    here, once, on the host; anything else is returned as given.
+
+    Args:
+        obj: an image, mask or box column as the caller gave it.
+        rule: the allowed dtypes, the error type and the wording.
+        where: what the message starts with ("image 3", "mask key 'seg'").
+        index: the ``index`` field of the error (batch index), if any.
+        key: the ``key`` field of the error, if any.
+
+    Returns:
+        ``obj``, or its NumPy reading.
+
+    Raises:
+        MediaError: ``rule.error``: an object, string, bytes, void, datetime,
+            timedelta, complex, float128 or non-NumPy (``bfloat16``) dtype; a list
+            NumPy cannot read as one array (ragged).
+    """
+    if _is_pil(obj):
+        return obj  # PIL modes become uint8 images
+    dt = input_dtype(obj)
+    if dt is None:
+        if on_gpu(obj):
+            return obj  # a CUDA DLPack object without a dtype: to_array checks it once CuPy holds it
+        obj = _read_host(obj, rule, where, index, key)
+        dt = obj.dtype
+    _check(dt, rule, where, index, key)
+    return obj
+
+
+def check_images(images):
+    """:func:`check_input` on an image batch, or on every image of a list ("image <i>").
+
+    Returns the batch with DALI tensor lists unwrapped and lists read by NumPy, for
+    :func:`image_groups`; raises :class:`ImageError` for an unsupported dtype.
+    """
+    images = dali_batch(images)
+    if is_sequence_batch(images):
+        return [check_input(o, IMAGE_DTYPES, f"image {i}", i) for i, o in enumerate(images)]
+    return check_input(images, IMAGE_DTYPES, "images")
+
+
+def to_array(obj, device: str, *, rule: DtypeRule | None = None, where: str = "", index: int | None = None,
+             key=None):
     """One array-like -> (array on ``device``'s library, channel_first_default, is_pil).
 
     "cpu" gives NumPy (a CUDA array is copied to the host once); "gpu" gives CuPy
     (a CUDA array is taken without a copy through DLPack or ``__cuda_array_interface__``).
+    With a ``rule``, the dtype is checked on the input itself and on what was read,
+    before any copy to the device, and what NumPy cannot read raises ``rule.error``
+    (``where``, ``index`` and ``key`` as in :func:`check_input`).
     """
+    if rule is not None:
+        dt = input_dtype(obj)
+        if dt is not None:
+            _check(dt, rule, where, index, key)
     channel_first = pil = False
     if _is_pil(obj):
         arr, pil = _pil_to_numpy(obj), True
@@ -117,28 +246,18 @@ def to_array(obj, device: str):
             arr = cupy.asarray(obj)
         else:
             arr = cupy.from_dlpack(obj)
+        _check(arr.dtype, rule, where, index, key)
         if device != "gpu":
             arr = cupy.asnumpy(arr)
-    elif hasattr(obj, "__dlpack__"):
-        arr = np.from_dlpack(obj)
     else:
-        arr = np.asarray(obj)
-    if device == "gpu" and isinstance(arr, np.ndarray):
-        import cupy
+        arr = _read_host(obj, rule, where, index, key)
+    if isinstance(arr, np.ndarray):
+        _check(arr.dtype, rule, where, index, key)
+        if device == "gpu":
+            import cupy
 
-        arr = cupy.asarray(arr)
+            arr = cupy.asarray(arr)
     return arr, channel_first, pil
-
-
-def _check_dtype(dtype, where: str, index: int | None = None) -> None:
-    dt = np.dtype(dtype)
-    if dt.kind in "biu" or (dt.kind == "f" and dt.itemsize in (2, 4, 8)):
-        return
-    raise ImageError(
-        f"{where}: dtype {dt} is not supported; use bool, an integer type, "
-        "float16, float32 or float64",
-        index=index, item=dt,
-    )
 
 
 def canonical(arr, channel_first: bool, layout: str | None, where: str, single: bool, index: int | None = None):
@@ -200,7 +319,6 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
             f"{where}: image of height {h} and width {w} exceeds the maximum dimension {MAX_DIMENSION}",
             index=index, item=shape,
         )
-    _check_dtype(arr.dtype, where, index)
     return arr, layout
 
 
@@ -212,7 +330,7 @@ def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], 
             raise ImageError("images: the batch is empty")
         buckets: dict = {}
         for i, obj in enumerate(images):
-            arr, cf, pil = to_array(obj, device)
+            arr, cf, pil = to_array(obj, device, rule=IMAGE_DTYPES, where=f"image {i}", index=i)
             arr, lay = canonical(arr, cf, layout, f"image {i}", single=True, index=i)
             k = (tuple(arr.shape[1:]), str(arr.dtype), lay, pil)
             buckets.setdefault(k, ([], []))
@@ -224,7 +342,7 @@ def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], 
             stacked = arrs[0] if len(arrs) == 1 else xp.concatenate(arrs, axis=0)
             groups.append(Group(stacked, lay, idx, pil))
         return groups, len(images)
-    arr, cf, pil = to_array(images, device)
+    arr, cf, pil = to_array(images, device, rule=IMAGE_DTYPES, where="images")
     arr, lay = canonical(arr, cf, layout, "images", single=False)
     n = int(arr.shape[0])
     if n == 0:

@@ -156,8 +156,51 @@ def _parse_list(boxes, sizes):
     return idx, bnd, cls, per_image, labels_all
 
 
+def _dtype_rule(name: str) -> _arrays.DtypeRule:
+    """The batched form's columns (SPEC 4): the image dtypes; ids must then hold integers."""
+    return _arrays.DtypeRule(BoxError, f"{name} dtype")
+
+
+def _batched_columns(spec):
+    """(label, container, name) of every array of one key of the batched form."""
+    cols = [(c, spec, c) for c in ("xyxy", "image_index", "class_id") if c in spec]
+    scores = spec.get("scores")
+    if isinstance(scores, dict):
+        cols += [(f"scores[{k!r}]", scores, k) for k in scores]
+    return cols
+
+
+def check_box_inputs(boxes):
+    """Check the dtype of every array of the batched form as given, before the device is resolved.
+
+    Args:
+        boxes: as for :func:`draw_boxes`; the list form (plain numbers in dicts) and
+            anything malformed are returned unchanged (:func:`parse_boxes` reports them).
+
+    Returns:
+        ``boxes`` with the batched form's lists read by NumPy (``xyxy``,
+        ``image_index``, ``class_id``, ``scores``).
+
+    Raises:
+        gpu_media.BoxError: a column whose dtype is not bool, an integer type,
+            float16, float32 or float64 (object, string, bytes, void, datetime,
+            complex, ...), naming the box key and the column.
+    """
+    if not isinstance(boxes, dict):
+        return boxes
+    out = {}
+    for key, spec in boxes.items():
+        if isinstance(spec, dict) and "xyxy" in spec:
+            spec = {**spec, "scores": dict(spec["scores"])} if isinstance(spec.get("scores"), dict) else dict(spec)
+            for label, holder, name in _batched_columns(spec):
+                holder[name] = _arrays.check_input(holder[name], _dtype_rule(label), f"box key {key!r}", key=key)
+        out[key] = spec
+    return out
+
+
 def _column(spec, name, m, key, dtype_kind):
-    arr = np.asarray(_arrays.to_array(spec[name], "cpu")[0])
+    arr = np.asarray(_arrays.to_array(spec[name], "cpu", rule=_dtype_rule(name), where=f"box key {key!r}",
+                                      key=key)[0])
     if arr.shape != (m,):
         raise BoxError(f"box key {key!r}: {name} must have shape ({m},), got {tuple(arr.shape)}", key=key,
                        item=tuple(arr.shape))
@@ -175,7 +218,8 @@ def _parse_batched(boxes, sizes):
             raise BoxError(f"box key {key!r}: box keys must be strings", key=key)
         if not isinstance(spec, dict) or "xyxy" not in spec:
             raise BoxError(f"box key {key!r}: the batched form needs 'xyxy' (M, 4) and 'image_index' (M,)", key=key)
-        xyxy = np.asarray(_arrays.to_array(spec["xyxy"], "cpu")[0])
+        xyxy = np.asarray(_arrays.to_array(spec["xyxy"], "cpu", rule=_dtype_rule("xyxy"), where=f"box key {key!r}",
+                                           key=key)[0])
         if xyxy.ndim != 2 or xyxy.shape[1] != 4 or (xyxy.size and xyxy.dtype.kind not in "biuf"):
             raise BoxError(f"box key {key!r}: xyxy must be a numeric (M, 4) array, got shape {tuple(xyxy.shape)}",
                            key=key, item=tuple(xyxy.shape))
@@ -340,10 +384,14 @@ def draw_boxes(images_u8, boxes, *, thickness=2, colors=None, device="auto"):
     Raises:
         gpu_media.BoxError: naming the image index, box key and box: wandb's box
             validation rules, NaN/inf coordinates, min > max, an ``image_index``
-            out of range, bad ``colors`` or ``thickness``.
+            out of range, bad ``colors`` or ``thickness``; a batched-form column
+            whose dtype is not bool, integer or float16/32/64 (checked before the
+            device is resolved).
         gpu_media.ImageError: images that are not uint8 NHWC.
     """
     t = check_thickness(thickness)
+    images_u8 = _arrays.check_images(images_u8)
+    boxes = check_box_inputs(boxes)
     dev = resolve_device(device, _arrays.on_gpu(images_u8))
     backend = get_backend(dev)
     groups, n = _arrays.image_groups(images_u8, "NHWC" if not isinstance(images_u8, (list, tuple)) else None, dev)

@@ -132,3 +132,77 @@ def check_choice(value: Any, name: str, choices: tuple | list, *, error: type[Me
     if value not in choices:
         raise error(f"{name} must be one of {list(choices)}, got {value!r}", item=value)
     return value
+
+
+#: The array dtypes both backends take (SPEC 1): bool, every integer type, and the
+#: three IEEE floats CuPy has. NumPy ``kind`` letters; floats also by item size.
+NUMERIC_KINDS = "biuf"
+FLOAT_SIZES = (2, 4, 8)
+
+
+def dtype_name(dtype: Any) -> str:
+    """How messages spell a dtype: NumPy's ``str`` (``"float32"``, ``"<U1"``), a
+    PyTorch dtype without its ``"torch."`` prefix (``"bfloat16"``), a name as given."""
+    text = str(dtype)
+    return text[len("torch."):] if text.startswith("torch.") else text
+
+
+def is_supported_dtype(dtype: Any, kinds: str = NUMERIC_KINDS) -> bool:
+    """Whether an array dtype is one of ``kinds`` (NumPy ``kind`` letters), floats
+    being float16, float32 or float64 only.
+
+    Args:
+        dtype: a NumPy dtype (CuPy arrays have NumPy dtypes), or anything else, e.g.
+            the name of a dtype NumPy does not have (``"bfloat16"``): those have no
+            ``kind`` and are never supported. Duck-typed, so this module needs no NumPy.
+        kinds: the allowed kind letters, a subset of ``"biuf"`` (bool, signed,
+            unsigned, float).
+
+    Returns:
+        False for object, string, bytes, void (structured), datetime, timedelta and
+        complex dtypes, for float128 and for dtypes unknown to NumPy.
+    """
+    kind = getattr(dtype, "kind", None)
+    if not isinstance(kind, str) or kind not in kinds:
+        return False
+    return kind != "f" or getattr(dtype, "itemsize", 0) in FLOAT_SIZES
+
+
+def check_dtype(
+    dtype: Any,
+    where: str,
+    *,
+    kinds: str = NUMERIC_KINDS,
+    use: str = "bool, an integer type, float16, float32 or float64",
+    label: str = "dtype",
+    error: type[MediaError] = MediaError,
+    index: int | None = None,
+    key: Any = None,
+) -> None:
+    """Check an input array's dtype (:func:`is_supported_dtype`) before any copy of it.
+
+    Every stage runs this on the dtype the caller's array already has (NumPy, CuPy,
+    PyTorch, DLPack, a list read by NumPy), before the array is copied to a device and
+    before the device is resolved, so that both backends, and ``device="gpu"`` on a
+    machine without a GPU, raise the same error (SPEC 1, 3 and 4 list the dtypes).
+
+    The message reads ``"<where>: <label> <dtype> is not supported; use <use>"``,
+    e.g. ``image 2: dtype complex64 is not supported; use bool, an integer type,
+    float16, float32 or float64``.
+
+    Args:
+        dtype: the array's dtype (see :func:`is_supported_dtype`).
+        where: what the message starts with ("image 2", "mask key 'seg'", ...).
+        kinds: the allowed NumPy kind letters.
+        use: the supported dtypes, in words, for the message.
+        label: the word before the dtype ("dtype", "mask dtype", "xyxy dtype").
+        error: the :class:`MediaError` subclass to raise.
+        index: the ``index`` field of the error (batch index), if any.
+        key: the ``key`` field of the error (mask/box key), if any.
+
+    Raises:
+        MediaError: (``error``) with ``item=dtype``, ``index`` and ``key`` set.
+    """
+    if not is_supported_dtype(dtype, kinds):
+        raise error(f"{where}: {label} {dtype_name(dtype)} is not supported; use {use}", index=index, key=key,
+                    item=dtype)

@@ -30,12 +30,12 @@ import numpy as np
 
 from . import _arrays
 from .backend import Backend, get_backend, resolve_device
-from .boxes import BoxTable, box_colors, check_thickness, parse_boxes, render
+from .boxes import BoxTable, box_colors, check_box_inputs, check_thickness, parse_boxes, render
 from .checks import check_int, is_integer
 from .encode import check_format, drop_alpha_for_jpeg
 from .errors import MediaError
 from .fileio import write_atomic
-from .masks import mask_report, parse_class_labels, parse_masks
+from .masks import check_mask_inputs, mask_report, parse_class_labels, parse_masks
 from .normalize import normalize_groups
 
 IMAGE_DIR = "media/images"
@@ -197,6 +197,8 @@ def prepare(images, options: DumpOptions, *, masks=None, boxes=None, captions=No
     Returns:
         the :class:`Plan` of the batch, on the backend ``options.device`` resolves to.
     """
+    images = _arrays.check_images(images)  # dtypes first: before the device and any copy to it
+    masks, boxes = check_mask_inputs(masks), check_box_inputs(boxes)
     dev = resolve_device(options.device, _arrays.on_gpu(images))
     backend = get_backend(dev)
     groups, n = _arrays.image_groups(images, options.layout, dev)

@@ -82,6 +82,7 @@ def encode(images_u8, *, file_type="png", quality=75, compression_level=None, de
         gpu_media.ImageError: images that are not uint8 or not 1/3/4 channels.
     """
     codec = check_format(file_type, quality, compression_level)
+    images_u8 = _arrays.check_images(images_u8)
     dev = resolve_device(device, _arrays.on_gpu(images_u8))
     layout = None if isinstance(images_u8, (list, tuple)) else ("NHWC" if len(images_u8.shape) == 4 else None)
     groups, n = _arrays.image_groups(images_u8, layout, dev)

@@ -64,13 +64,43 @@ def _load_path(path, where, index=None, key=None):
         raise MaskError(f"{where}: cannot read mask file {path!r}: {exc}", index=index, key=key, item=path) from None
 
 
+#: Masks (SPEC 3): the image dtypes; float masks must then hold integers only.
+MASK_DTYPES = _arrays.DtypeRule(MaskError, "mask dtype", "integers, bool or integral floats")
+
+
+def check_mask_inputs(masks):
+    """Check the dtype of every ``mask_data`` array as given, before the device is resolved.
+
+    Args:
+        masks: as for :func:`validate_masks`; anything else is returned unchanged
+            (:func:`parse_masks` reports it).
+
+    Returns:
+        ``masks`` with lists and scalars read by NumPy (:func:`gpu_media._arrays.check_input`).
+
+    Raises:
+        gpu_media.MaskError: an unsupported dtype (object, string, bytes, void,
+            datetime, complex, float128, bfloat16, ...), naming the mask key and,
+            for a list of masks, the batch index of the offending one.
+    """
+    if not isinstance(masks, dict):
+        return masks
+    out = {}
+    for key, spec in masks.items():
+        if isinstance(spec, dict) and "mask_data" in spec:
+            data = spec["mask_data"]
+            if isinstance(data, (list, tuple)):
+                data = [_arrays.check_input(d, MASK_DTYPES, f"image {i}, mask key {key!r}", i, key)
+                        for i, d in enumerate(data)]
+            else:
+                data = _arrays.check_input(data, MASK_DTYPES, f"mask key {key!r}", key=key)
+            spec = {**spec, "mask_data": data}
+        out[key] = spec
+    return out
+
+
 def _as_mask_array(obj, device, where, index=None, key=None):
-    arr = _arrays.to_array(obj, device)[0]
-    kind = np.dtype(arr.dtype).kind
-    if kind not in "biuf":
-        raise MaskError(f"{where}: mask dtype {arr.dtype} is not supported; use integers, bool or integral floats",
-                        index=index, key=key, item=arr.dtype)
-    return arr
+    return _arrays.to_array(obj, device, rule=MASK_DTYPES, where=where, index=index, key=key)[0]
 
 
 def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
@@ -214,7 +244,10 @@ def validate_masks(masks, image_sizes, *, strict=False, device="auto"):
             labels that are not ``{number: str}``; with ``strict``, the class ids
             missing from ``class_labels``. Shape errors are reported first (lowest
             image index, then key order), then value errors (the same order).
+            A dtype other than bool, integers, float16/32/64 is reported before
+            the device is resolved, so ``device="gpu"`` raises it on any machine.
     """
+    masks = check_mask_inputs(masks)
     sizes = _sizes(image_sizes)
     any_gpu = isinstance(masks, dict) and any(
         isinstance(s, dict) and _arrays.on_gpu(s.get("mask_data")) for s in masks.values()

@@ -35,9 +35,12 @@ def normalize(images, *, layout=None, normalize=True, device="auto"):
     Raises:
         gpu_media.ImageError: a shape, layout or dtype outside SPEC 1, H or W of 0
             or above 65500 (wandb's ``MAX_DIMENSION``); the message names the
-            batch index ("image 3: ...") or "images" for a batch array.
+            batch index ("image 3: ...") or "images" for a batch array. A dtype
+            is checked before the device is resolved and before any copy, so
+            ``device="gpu"`` raises it too on a machine without a GPU.
         gpu_media.DeviceError: device "gpu" without a usable GPU backend.
     """
+    images = _arrays.check_images(images)
     dev = resolve_device(device, _arrays.on_gpu(images))
     groups, n = _arrays.image_groups(images, layout, dev)
     return normalize_groups(groups, n, normalize, get_backend(dev))
