@@ -124,10 +124,7 @@ def input_dtype(obj):
         except TypeError:
             return name
     for attr in ("__cuda_array_interface__", "__array_interface__"):
-        try:
-            iface = getattr(obj, attr, None)
-        except Exception:  # some objects raise instead of lacking the attribute
-            iface = None
+        iface = getattr(obj, attr, None)
         if isinstance(iface, dict) and "typestr" in iface:
             try:
                 return np.dtype(iface["typestr"])

@@ -143,8 +143,7 @@ FLOAT_SIZES = (2, 4, 8)
 def dtype_name(dtype: Any) -> str:
     """How messages spell a dtype: NumPy's ``str`` (``"float32"``, ``"<U1"``), a
     PyTorch dtype without its ``"torch."`` prefix (``"bfloat16"``), a name as given."""
-    text = str(dtype)
-    return text[len("torch."):] if text.startswith("torch.") else text
+    return str(dtype).removeprefix("torch.")
 
 
 def is_supported_dtype(dtype: Any, kinds: str = NUMERIC_KINDS) -> bool:
