@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .checks import check_dtype
-from .errors import ImageError, MediaError
+from .errors import DeviceError, ImageError, MediaError
 
 MAX_DIMENSION = 65500  # wandb.Image.MAX_DIMENSION, Pillow's limit
 LAYOUTS = ("NHWC", "NCHW", "HWC", "CHW", "HW", "NHW")
@@ -208,6 +208,16 @@ def check_images(images):
     return check_input(images, IMAGE_DTYPES, "images")
 
 
+def _cupy():
+    """CuPy, or DeviceError when a CUDA array was given where CuPy is not installed."""
+    try:
+        import cupy
+    except ImportError as exc:
+        raise DeviceError(f"a CUDA array was given, and reading it needs CuPy ({exc}); install gpu-media[gpu] "
+                          "or pass a host array") from None
+    return cupy
+
+
 def to_array(obj, device: str, *, rule: DtypeRule | None = None, where: str = "", index: int | None = None,
              key=None):
     """One array-like -> (array on ``device``'s library, channel_first_default, is_pil).
@@ -235,8 +245,7 @@ def to_array(obj, device: str, *, rule: DtypeRule | None = None, where: str = ""
     elif isinstance(obj, np.ndarray):
         arr = obj
     elif _is_cupy(obj) or hasattr(obj, "__cuda_array_interface__") or on_gpu(obj):
-        import cupy
-
+        cupy = _cupy()
         if _is_cupy(obj):
             arr = obj
         elif hasattr(obj, "__cuda_array_interface__"):
@@ -253,6 +262,8 @@ def to_array(obj, device: str, *, rule: DtypeRule | None = None, where: str = ""
         if device == "gpu":
             import cupy
 
+            if not arr.dtype.isnative:  # big-endian input ("I;16B" mask files): swapped on the host
+                arr = arr.astype(arr.dtype.newbyteorder("="))
             arr = cupy.asarray(arr)
     return arr, channel_first, pil
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from media_helpers import host
 
 import gpu_media as gm
 from gpu_media import BoxError, DeviceError, ImageError, MaskError, checks
@@ -128,7 +129,7 @@ def test_ragged_nested_list_is_an_image_error(device):
 
 def test_nested_lists_of_numbers_are_still_images(device):
     out = gm.normalize([[[0, 255], [255, 0]], np.full((2, 2), 255, np.uint8)], device=device)
-    assert np.array_equal(np.asarray(out if isinstance(out, np.ndarray) else out.get())[..., 0],
+    assert np.array_equal(host(out)[..., 0],
                           [[[0, 255], [255, 0]], [[255, 255], [255, 255]]])
 
 
@@ -165,9 +166,37 @@ def test_cuda_interface_with_bad_dtype_needs_no_cupy(device):
         gm.normalize([np.zeros((2, 2, 3)), CudaLike()], device=device)
 
 
+def test_cuda_interface_without_cupy_is_a_device_error():
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("CuPy is installed here")
+
+    class CudaLike:
+        __cuda_array_interface__: ClassVar = {"shape": (1, 2, 2, 3), "typestr": "<f4", "data": (0, False),
+                                              "version": 3}
+
+    with pytest.raises(DeviceError, match=r"a CUDA array was given, and reading it needs CuPy"):
+        gm.normalize(CudaLike(), device="cpu")
+
+
+def test_big_endian_inputs_equal_native_ones(device):
+    rng = np.random.default_rng(5)
+    x = rng.random((2, 3, 4, 3)).astype("<f4")
+    m = rng.integers(0, 256, (2, 3, 4)).astype("<u2")
+    got = gm.normalize(x.astype(">f4"), device=device)
+    want = gm.normalize(x, device="cpu")
+    assert np.array_equal(host(got), want)
+    assert gm.validate_masks({"m": {"mask_data": m.astype(">u2")}}, (3, 4), device=device) == \
+        gm.validate_masks({"m": {"mask_data": m}}, (3, 4), device="cpu")
+
+
 # --------------------------------------------------------------------------- torch
 
 
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
 def test_torch_dtypes(device):
     torch = pytest.importorskip("torch")
     with pytest.raises(ImageError, match=r"^images: dtype complex64 is not supported"):
@@ -175,6 +204,10 @@ def test_torch_dtypes(device):
     # bfloat16: NumPy has no such dtype (torch's .numpy() raises TypeError); named as torch names it
     err = raised(lambda: gm.normalize(torch.zeros((1, 3, 2, 2), dtype=torch.bfloat16), device=device), ImageError)
     assert str(err).startswith("images: dtype bfloat16 is not supported")
+    for name in ("float8_e4m3fn", "complex32"):
+        if hasattr(torch, name):
+            with pytest.raises(ImageError, match=rf"^image 0: dtype {name} is not supported"):
+                gm.normalize([torch.zeros((3, 2, 2), dtype=getattr(torch, name))], device=device)
     with pytest.raises(MaskError, match=r"^image 1, mask key 'm': mask dtype bfloat16 is not supported"):
         gm.validate_masks({"m": {"mask_data": [torch.zeros((2, 2)), torch.zeros((2, 2), dtype=torch.bfloat16)]}},
                           (2, 2), device=device)
