@@ -17,7 +17,7 @@ from .backend import gpu_available
 from .boxes import PALETTE, draw_boxes
 from .dump import write_dump
 from .encode import encode
-from .errors import BoxError, DeviceError, ImageError, MaskError, MediaError
+from .errors import BoxError, DeviceError, DumpExistsError, ImageError, MaskError, MediaError
 from .masks import validate_masks
 from .normalize import normalize
 from .wandb_compat import to_wandb
@@ -26,5 +26,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "normalize", "validate_masks", "draw_boxes", "encode", "write_dump", "to_wandb",
-    "MediaError", "ImageError", "MaskError", "BoxError", "DeviceError", "PALETTE", "gpu_available",
+    "MediaError", "ImageError", "MaskError", "BoxError", "DumpExistsError", "DeviceError", "PALETTE", "gpu_available",
 ]

@@ -72,7 +72,7 @@ def _print_locations(summary: dict, out_dir, stream) -> None:
 
 
 def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, device, compression_level=None,
-             stream=None) -> dict:
+             overwrite=False, durable=True, stream=None) -> dict:
     """Load, validate and write one dump; print and return a summary."""
     stream = sys.stdout if stream is None else stream
     kwargs = load_npz(input_path)
@@ -80,7 +80,7 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
     check_out_dir(out_dir)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, device=device, progress=True, layout=kwargs.get("layout"),
-                          classes=kwargs.get("classes"))
+                          classes=kwargs.get("classes"), overwrite=overwrite, durable=durable)
     part = {name: kwargs.get(name) for name in ("images", "masks", "boxes", "captions")}
     t0 = time.perf_counter()
     dicts = write_batches(out_dir, [part], options, key=key, step=step)
@@ -98,7 +98,8 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
 
 
 def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, skip_bad, key, step, file_type,
-             quality, draw_boxes, device, compression_level=None, batch_size=64, stream=None) -> dict:
+             quality, draw_boxes, device, compression_level=None, batch_size=64, overwrite=False, durable=True,
+             stream=None) -> dict:
     """Check and dump a COCO folder (:mod:`gpu_media.formats.coco`); print and return a summary."""
     import warnings
 
@@ -108,7 +109,7 @@ def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, sk
     check_key_step(key, step)
     check_out_dir(out_dir)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
-                          draw_boxes=draw_boxes, device=device, progress=True)
+                          draw_boxes=draw_boxes, device=device, progress=True, overwrite=overwrite, durable=durable)
     reader = None
     if device == "gpu":
         from . import dali_reader
@@ -164,6 +165,10 @@ def main(argv=None) -> int:
         a.add_argument("--compression-level", type=int, default=None,
                        help="PNG zlib level 0..9 (default: fast level 1 + RLE; 6 = wandb's bytes)")
         a.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+        a.add_argument("--overwrite", action="store_true",
+                       help="replace the dump of this key and step if OUT_DIR has one (else that is an error)")
+        a.add_argument("--no-durable", dest="durable", action="store_false",
+                       help="skip the fsyncs: faster, but a power cut may leave an index naming short files")
     d.add_argument("--draw-boxes", action="store_true", help="burn box outlines into the images")
     d.add_argument("--coco", metavar="INSTANCES_JSON", help="COCO instances file: INPUT is the images folder")
     d.add_argument("--predictions", metavar="RESULTS_JSON", help="COCO results file (needs --coco)")
@@ -189,7 +194,8 @@ def main(argv=None) -> int:
             run_coco(args.input, args.out_dir, instances=args.coco, predictions=args.predictions,
                      score_threshold=args.score_threshold, skip_bad=args.skip_bad, key=args.key or "coco",
                      step=args.step, file_type=args.file_type, quality=args.quality, draw_boxes=args.draw_boxes,
-                     device=args.device, compression_level=args.compression_level, batch_size=args.batch_size)
+                     device=args.device, compression_level=args.compression_level, batch_size=args.batch_size,
+                     overwrite=args.overwrite, durable=args.durable)
             return 0
         if args.command == "dump":
             for flag in ("predictions", "score_threshold"):
@@ -199,7 +205,8 @@ def main(argv=None) -> int:
         else:
             source, key = demo_input(), args.key or "demo"
         run_dump(source, args.out_dir, key=key, step=args.step, file_type=args.file_type, quality=args.quality,
-                 draw_boxes=args.draw_boxes, device=args.device, compression_level=args.compression_level)
+                 draw_boxes=args.draw_boxes, device=args.device, compression_level=args.compression_level,
+                 overwrite=args.overwrite, durable=args.durable)
     except (MediaError, DeviceError, OSError, ValueError) as exc:  # MediaError is a ValueError; the disk: OSError
         print(_error_line(exc), file=sys.stderr)
         return 2

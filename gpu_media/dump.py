@@ -7,20 +7,27 @@ Layout under ``out_dir`` (wandb 0.31's run ``files/`` layout)::
     media/metadata/boxes2D/<key>_<step>_<sha256[:20]>.boxes2D.json     boxes
     <key>_<step>.index.json                                            the index, written last
 
-Every file goes to a hidden temporary name in its folder and is renamed into place,
-so a name that exists is complete; the index is renamed into place last, so an index
-that exists describes a complete dump. File names are content-addressed, so running
-the same dump again (after an interruption, say) writes the missing files only and
-the same index.
+Every file goes to a hidden temporary name in its folder, is fsynced and renamed into
+place, so a name that exists is complete; the folders are fsynced and the index is
+renamed into place last, so an index that exists describes a complete dump, even after
+a power cut. File names are content-addressed, so running the same dump again (after
+an interruption, say) writes the missing files only and the same index. The index and
+``index.html`` are written under the folder's inter-process lock, so dumps running at
+once into one folder all appear in its viewer; a dump whose index exists already is
+an error unless ``overwrite=True`` (docs/SPEC.md 6.4).
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
+import posixpath
 import re
 import sys
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,8 +40,8 @@ from .backend import Backend, get_backend, resolve_device
 from .boxes import BoxTable, box_colors, check_box_inputs, check_thickness, parse_boxes, render
 from .checks import check_int, is_integer
 from .encode import check_format, drop_alpha_for_jpeg
-from .errors import MediaError
-from .fileio import write_atomic
+from .errors import DumpExistsError, MediaError
+from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps, write_atomic
 from .masks import check_mask_inputs, mask_report, parse_class_labels, parse_masks
 from .normalize import normalize_groups
 
@@ -86,8 +93,12 @@ class DumpOptions:
         strict_masks: every class id present in a mask must be in its labels.
         chunk_size: images normalized and encoded at once (None: about 64 MiB of
             pixels per worker on the CPU, the GPU backend's own budget there).
-        progress: show a progress bar on stderr when there is more than one chunk.
+        progress: show a progress bar on stderr when the dump takes more than one chunk.
         viewer: (re)write ``out_dir/index.html`` after the index.
+        overwrite: replace an existing index of the same key and step (else
+            :class:`gpu_media.DumpExistsError`); files only the old index named are
+            removed once the new one is in place.
+        durable: fsync every file and folder before the index names them (docs/SPEC.md 6.4).
         codec: derived from ``file_type``: "png", "jpg" or "bmp" (not an argument).
 
     Raises:
@@ -110,6 +121,8 @@ class DumpOptions:
     chunk_size: int | None = None
     progress: bool = False
     viewer: bool = True
+    overwrite: bool = False
+    durable: bool = True
     codec: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +136,8 @@ class DumpOptions:
         put(self, "draw_boxes", bool(self.draw_boxes))
         put(self, "normalize", bool(self.normalize))
         put(self, "strict_masks", bool(self.strict_masks))
+        put(self, "overwrite", bool(self.overwrite))
+        put(self, "durable", bool(self.durable))
 
 
 class Plan(NamedTuple):
@@ -352,9 +367,8 @@ def separated_json(dicts: list, captions: list) -> dict:
     return meta
 
 
-def _progress(total: int, enabled):
-    if not enabled or total <= 1:
-        return None
+def _progress(total: int | None):
+    """A progress bar of ``total`` images (None: unknown) on stderr: tqdm's, else plain lines."""
     try:
         from tqdm.auto import tqdm
 
@@ -366,7 +380,8 @@ def _progress(total: int, enabled):
 
             def update(self, k):
                 self.done += k
-                print(f"gpu-media dump: {self.done}/{total} images", file=sys.stderr, flush=True)
+                of = "" if total is None else f"/{total}"
+                print(f"gpu-media dump: {self.done}{of} images", file=sys.stderr, flush=True)
 
             def close(self):
                 pass
@@ -376,7 +391,8 @@ def _progress(total: int, enabled):
 
 def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions=None, classes=None,
                file_type="png", quality=75, compression_level=None, draw_boxes=False, normalize=True, layout=None,
-               device="auto", thickness=2, colors=None, chunk_size=None, progress=False, viewer=True):
+               device="auto", thickness=2, colors=None, chunk_size=None, progress=False, viewer=True,
+               overwrite=False, durable=True):
     """Write a batch as wandb's media files plus an index, for offline evaluation (SPEC 6).
 
     Args:
@@ -401,11 +417,18 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
         thickness, colors: as for :func:`gpu_media.draw_boxes`.
         chunk_size: images normalized and encoded at once (default: about 64 MiB
             of pixels), which bounds memory.
-        progress: show a progress bar on stderr (tqdm when installed) when there is
-            more than one chunk.
+        progress: show a progress bar on stderr (tqdm when installed) when the dump
+            takes more than one chunk.
         viewer: also (re)write ``out_dir/index.html``, the self-contained page that
             shows every dump in the folder (:func:`gpu_media.viewer.write_viewer`),
-            after the index.
+            after the index, under the folder's lock (docs/SPEC.md 6.4).
+        overwrite: replace the index of ``key`` at ``step`` if the folder has one
+            (else that is an error); once the new index is in place, the files that
+            only the old index named are removed. The whole dump then holds the
+            folder's lock.
+        durable: fsync each file (and the folders) before the index names it, so
+            that after a crash or power cut an index never names a missing or short
+            file (docs/SPEC.md 6.4).
 
     Returns:
         list of N wandb ``image-file`` dicts (``caption``, ``_type``, ``sha256``,
@@ -413,6 +436,10 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
         as ``wandb.Image.to_json`` gives, with paths relative to ``out_dir``.
 
     Raises:
+        gpu_media.DumpExistsError: ``out_dir`` has an index of ``key`` at ``step``
+            and ``overwrite`` is False: raised before any file is written (or, when
+            another dump of the same key and step finished meanwhile, at the end,
+            with this dump's files removed again).
         gpu_media.ImageError, MaskError, BoxError, MediaError: bad input, raised
             before any file is written (naming the batch index and key).
         OSError: the disk; files already renamed into place are complete, and
@@ -422,14 +449,15 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
                           thickness=thickness, colors=colors, classes=classes, chunk_size=chunk_size,
-                          progress=progress, viewer=viewer)
+                          progress=progress, viewer=viewer, overwrite=overwrite, durable=durable)
     batch = {"images": images, "masks": masks, "boxes": boxes, "captions": captions}
     return write_batches(out_dir, [batch], options, key=key, step=step)
 
 
 def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=None, file_type="png", quality=75,
                        compression_level=None, draw_boxes=False, normalize=True, layout=None, device="auto",
-                       thickness=2, colors=None, chunk_size=None, progress=False, viewer=True):
+                       thickness=2, colors=None, chunk_size=None, progress=False, viewer=True, overwrite=False,
+                       durable=True):
     """:func:`write_dump` of a batch too large to hold at once, given as consecutive parts.
 
     Args:
@@ -452,13 +480,21 @@ def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=Non
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
                           thickness=thickness, colors=colors, classes=classes, chunk_size=chunk_size,
-                          progress=progress, viewer=viewer)
+                          progress=progress, viewer=viewer, overwrite=overwrite, durable=durable)
     return write_batches(out_dir, batches, options, key=key, step=step, total=total)
 
 
 def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key: str, step: int | str = 0,
                   total: int | None = None) -> list[dict]:
     """The dump itself, given its options: what :func:`write_dump_batches` does once it has built them.
+
+    The order of the writes (docs/SPEC.md 6.4): the existing-index check; then, with
+    the first part validated, the removal of the temporary files that killed dumps
+    left in the folder (:func:`gpu_media.fileio.remove_stale_temps`); the media
+    files (each fsynced in the writer threads); an fsync of every folder that
+    received one; then, under the folder's lock, the index (temporary name, fsync,
+    rename, fsync of the folder), with ``overwrite`` the removal of the files only
+    the old index named, and ``index.html``.
 
     Args:
         out_dir: as for :func:`write_dump`.
@@ -475,58 +511,189 @@ def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key
     """
     check_key_step(key, step)
     root = os.path.abspath(os.fspath(out_dir))
+    check_overwrite(root, key, step, options.overwrite)
     stem = f"{safe_name(key)}_{safe_name(str(step))}"
     dicts, captions, report = [], [], []
     mask_labels, box_labels = {}, {}
-    bar = None
-    try:
-        for part in batches:
-            plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
-                           captions=part.get("captions"))
-            if not dicts:
-                for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
-                    os.makedirs(os.path.join(root, *sub.split("/")), exist_ok=True)
-            chunks = _chunks(plan)
-            if bar is None:
-                bar = _progress(total or plan.n, options.progress and (total or 0) + len(chunks) > 1)
+    with contextlib.ExitStack() as held:
+        started, bar, n_chunks = False, None, 0
+        try:
+            for part in batches:
+                plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
+                               captions=part.get("captions"))
+                if not started:  # the first file is about to be written
+                    os.makedirs(root, exist_ok=True)
+                    if options.overwrite:  # no other dump may remove or replace files while this one runs
+                        held.enter_context(folder_lock(root))
+                    remove_stale_temps(_dump_folders(root))
+                    started = True
+                chunks = _chunks(plan)
+                n_chunks += len(chunks)
+                if bar is None and options.progress and n_chunks > 1:  # more than one chunk: a bar
+                    one_part = isinstance(batches, (list, tuple)) and len(batches) == 1
+                    bar = _progress(plan.n if total is None and one_part else total)
+                    if dicts:
+                        bar.update(len(dicts))
 
-            def write_chunk(bounds, plan=plan):
-                return [image_json(rec, root, stem, plan) for rec in encode_chunk(plan, *bounds)]
+                def write_chunk(bounds, plan=plan):
+                    with durable_writes(options.durable):  # the files image_json writes, in this thread
+                        return [image_json(rec, root, stem, plan) for rec in encode_chunk(plan, *bounds)]
 
-            if plan.backend.name == "gpu":
-                write_chunk = _on_caller_stream(write_chunk)
-            for done in _ordered(write_chunk, chunks, _workers(plan)):
-                dicts.extend(done)
-                if bar is not None:
-                    bar.update(len(done))
-            captions.extend(plan.captions)
-            report.extend(plan.report)
-            for k, lab in plan.mask_labels.items():
-                mask_labels.setdefault(k, {}).update(lab)
-            for k, lab in (plan.boxes.class_labels if plan.boxes is not None else {}).items():
-                box_labels.setdefault(k, {}).update(lab)
-    finally:
-        if bar is not None:
-            bar.close()
-    if not dicts:
-        raise MediaError("images: the batch is empty")
-    cls = options.classes
-    index = {
-        "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": len(dicts),
-        "images": dicts,
-        "separated": separated_json(dicts, captions),
-        "mask_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in mask_labels.items()},
-        "box_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in box_labels.items()},
-        "classes": None if cls is None else [{"id": c, "name": v} for c, v in cls.items()],
-        "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in report],
-        "boxes_drawn": options.draw_boxes,
-    }
-    write_atomic(index_path(root, key, step), _json_bytes(index), overwrite=True)
-    if options.viewer:
-        from .viewer import write_viewer  # here, not at the top: the viewer's http.server import is slow
-
-        write_viewer(root)
+                if plan.backend.name == "gpu":
+                    write_chunk = _on_caller_stream(write_chunk)
+                for done in _ordered(write_chunk, chunks, _workers(plan)):
+                    dicts.extend(done)
+                    if bar is not None:
+                        bar.update(len(done))
+                captions.extend(plan.captions)
+                report.extend(plan.report)
+                for k, lab in plan.mask_labels.items():
+                    mask_labels.setdefault(k, {}).update(lab)
+                for k, lab in (plan.boxes.class_labels if plan.boxes is not None else {}).items():
+                    box_labels.setdefault(k, {}).update(lab)
+        finally:
+            if bar is not None:
+                bar.close()
+        if not dicts:
+            raise MediaError("images: the batch is empty")
+        cls = options.classes
+        index = {
+            "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": len(dicts),
+            "images": dicts,
+            "separated": separated_json(dicts, captions),
+            "mask_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in mask_labels.items()},
+            "box_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in box_labels.items()},
+            "classes": None if cls is None else [{"id": c, "name": v} for c, v in cls.items()],
+            "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in report],
+            "boxes_drawn": options.draw_boxes,
+        }
+        ours = _paths_of(index)
+        if options.durable:  # the files' names on the disk before an index names them
+            for folder in _folders_up(root, ours):
+                fsync_dir(folder)
+        if not options.overwrite:
+            held.enter_context(folder_lock(root))
+        _finish(root, index_path(root, key, step), _json_bytes(index), ours, options, key, step)
     return dicts
+
+
+def check_overwrite(out_dir, key: str, step: int | str, overwrite: bool) -> None:
+    """Raise :class:`gpu_media.DumpExistsError` if ``out_dir`` has an index of ``key`` at ``step``
+    and ``overwrite`` is False (docs/SPEC.md 6.4); the dump's first check, before any file is written.
+
+    Raises:
+        gpu_media.DumpExistsError: naming the index's path; ``key`` is the key, ``item`` the path.
+    """
+    path = index_path(out_dir, key, step)
+    if not overwrite and os.path.exists(path):
+        raise _exists_error(path, key, step)
+
+
+def _exists_error(path: str, key: str, step, meanwhile: bool = False) -> DumpExistsError:
+    when = "was written meanwhile by another dump" if meanwhile else "exists"
+    return DumpExistsError(f"the index of key {key!r} at step {step!r} {when}: {path}; pass overwrite=True "
+                           f"(gpu-media: --overwrite) to replace it", key=key, item=path)
+
+
+def _dump_folders(root: str) -> list[str]:
+    """``root`` and every folder under ``root/media``: where a dump's temporary files can be."""
+    folders = [root]
+    for d, _, _ in os.walk(os.path.join(root, "media")):
+        folders.append(d)
+    return folders
+
+
+def _paths_of(index) -> set[str]:
+    """The relative paths of the files an index names (images, masks, boxes2D JSON) that lie
+    under ``media/`` (anything else in a hand-edited index is never touched)."""
+    out = set()
+    images = index.get("images") if isinstance(index, dict) else None
+    for d in images if isinstance(images, list) else []:
+        if not isinstance(d, dict):
+            continue
+        entries = [d]
+        for kind in ("masks", "boxes"):
+            if isinstance(d.get(kind), dict):
+                entries.extend(v for v in d[kind].values() if isinstance(v, dict))
+        for e in entries:
+            p = e.get("path")
+            if (isinstance(p, str) and p.startswith("media/") and "\\" not in p and ":" not in p
+                    and all(s not in ("", ".", "..") for s in p.split("/"))):
+                out.add(p)
+    return out
+
+
+def _folders_up(root: str, rel_paths: Iterable[str]) -> list[str]:
+    """The folders holding ``rel_paths`` and every folder between them and ``root``, deepest first,
+    then ``root``: what to fsync so that the files' names (and the new folders') are on the disk."""
+    rels = set()
+    for p in rel_paths:
+        r = posixpath.dirname(p)
+        while r:
+            rels.add(r)
+            r = posixpath.dirname(r)
+    deepest_first = sorted(rels, key=lambda r: (-r.count("/"), r))
+    return [os.path.join(root, *r.split("/")) for r in deepest_first] + [root]
+
+
+def _referenced(root: str) -> set[str] | None:
+    """The paths every ``*.index.json`` of ``root`` names, or None if one of them cannot be read."""
+    out = set()
+    for path in glob.glob(os.path.join(glob.escape(root), "*.index.json")):
+        try:
+            with open(path, "rb") as f:
+                out |= _paths_of(json.loads(f.read().decode("utf-8")))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"gpu-media: {path} cannot be read ({exc}); no file is removed", stacklevel=4)
+            return None
+    return out
+
+
+def _remove_unreferenced(root: str, candidates: set[str]) -> None:
+    """Remove the ``candidates`` (relative paths) that no index in ``root`` names, then the folders
+    left empty by that. Called under the folder's lock."""
+    referenced = _referenced(root)
+    if referenced is None:
+        return
+    folders = set()
+    for rel in sorted(candidates - referenced):
+        try:
+            os.unlink(os.path.join(root, *rel.split("/")))
+        except FileNotFoundError:
+            pass
+        folders.add(os.path.dirname(rel))
+    for rel in sorted(folders, key=lambda r: -r.count("/")):
+        while rel and rel != "media":
+            try:
+                os.rmdir(os.path.join(root, *rel.split("/")))
+            except OSError:  # not empty (or gone)
+                break
+            rel = os.path.dirname(rel)
+
+
+def _finish(root: str, index_file: str, data: bytes, ours: set[str], options: DumpOptions, key: str, step) -> None:
+    """The dump's last steps, under the folder's lock: the index, the old index's orphans, index.html."""
+    old: set[str] = set()
+    if os.path.exists(index_file):
+        if not options.overwrite:  # another dump of this key and step finished while this one ran
+            _remove_unreferenced(root, ours)
+            raise _exists_error(index_file, key, step, meanwhile=True)
+        try:
+            with open(index_file, "rb") as f:
+                old = _paths_of(json.loads(f.read().decode("utf-8")))
+        except (OSError, ValueError):
+            old = set()  # not a readable index: it names nothing this dump could remove
+    write_atomic(index_file, data, overwrite=True, durable=options.durable)
+    if options.durable:
+        fsync_dir(root)
+    if old - ours:
+        _remove_unreferenced(root, old - ours)
+    if options.viewer:
+        from .viewer import write_viewer_locked  # here, not at the top: the viewer's http.server import is slow
+
+        write_viewer_locked(root, durable=options.durable)
 
 
 def index_path(out_dir, key, step=0) -> str:

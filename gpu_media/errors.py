@@ -51,5 +51,12 @@ class BoxError(MediaError):
     """A box set that breaks SPEC section 4 (wandb's box rules, NaN/inf, min > max)."""
 
 
+class DumpExistsError(MediaError):
+    """A dump whose key and step already have an index in the folder, without ``overwrite=True`` (SPEC 6.4).
+
+    ``key`` is the log key and ``item`` the existing index's path.
+    """
+
+
 class DeviceError(RuntimeError):
     """``device="gpu"`` (or ``GPU_MEDIA_DEVICE=gpu``) was asked for but no usable GPU backend exists."""

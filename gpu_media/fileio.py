@@ -2,36 +2,87 @@
 
 Every file of a dump (images, masks, boxes2D JSON, the index) and the viewer page is
 written by :func:`write_atomic`, so a name that exists is always complete: a crash
-leaves at most a hidden ``.<name>.<pid>.<random>.tmp`` beside it, never a truncated
-file under the real name.
+leaves at most a hidden ``.<name>.<pid>.<8 hex>.tmp`` beside it, never a truncated
+file under the real name. With ``durable=True`` the file's bytes are on the disk
+(``fsync``) before it gets its real name, and :func:`fsync_dir` puts the names
+themselves on the disk, so that even a power cut never leaves a name that exists with
+fewer bytes than it was written with (docs/SPEC.md 6.4).
+
+:func:`folder_lock` is the inter-process lock of a dump folder (its ``.gpu-media.lock``
+file); :func:`remove_stale_temps` removes the temporary files of a dump that was
+killed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import re
 import uuid
+from typing import Iterable, Iterator
+
+#: The lock file of a dump folder (docs/SPEC.md 6.4); an empty file, left in place.
+LOCK_NAME = ".gpu-media.lock"
+
+#: ``.<final name>.<pid>.<8 hex>.tmp``: the temporary name of :func:`write_atomic`.
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp$")
 
 
-def write_atomic(path: str, data: bytes, *, overwrite: bool = False) -> None:
+_DURABLE: contextvars.ContextVar[bool] = contextvars.ContextVar("gpu_media_durable_writes", default=True)
+
+
+@contextlib.contextmanager
+def durable_writes(durable: bool) -> Iterator[None]:
+    """Make ``durable`` the default of :func:`write_atomic` in this thread for the ``with`` block.
+
+    How a dump's option reaches the files its writer threads write (each thread sets
+    it around its own work; threads do not inherit it).
+    """
+    token = _DURABLE.set(bool(durable))
+    try:
+        yield
+    finally:
+        _DURABLE.reset(token)
+
+
+def write_atomic(path: str, data: bytes, *, overwrite: bool = False, durable: bool | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     Args:
-        path: the file to write; its folder must exist.
+        path: the file to write; its folder is created if missing.
         data: the file's bytes.
         overwrite: replace an existing file. Without it an existing ``path`` is left
             as it is: the dump's file names are content-addressed and renamed into
             place only when complete, so an existing name already holds these bytes.
+        durable: ``fsync`` the temporary file before the rename, so that the name,
+            once it is on the disk (:func:`fsync_dir` of the folder), never names
+            fewer bytes, even after a power cut. None: as :func:`durable_writes`
+            set it in this thread (True unless set).
 
     Raises:
         OSError: the disk; the temporary file is removed and ``path`` is unchanged.
     """
     if not overwrite and os.path.exists(path):
         return  # content-addressed and renamed into place: already complete
+    if durable is None:
+        durable = _DURABLE.get()
     d, base = os.path.split(path)
     tmp = os.path.join(d, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    for attempt in range(3):
+        try:
+            f = open(tmp, "wb")
+            break
+        except FileNotFoundError:  # the folder is made with its first file (or was just removed as empty)
+            if attempt == 2:
+                raise
+            os.makedirs(d, exist_ok=True)
     try:
-        with open(tmp, "wb") as f:
+        with f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -39,3 +90,104 @@ def write_atomic(path: str, data: bytes, *, overwrite: bool = False) -> None:
         except OSError:
             pass
         raise
+
+
+def fsync_dir(path: str) -> None:
+    """``fsync`` a folder, so that the names renamed or created in it are on the disk.
+
+    A no-op where folders cannot be opened (Windows).
+
+    Raises:
+        OSError: the disk.
+    """
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str) -> Iterator[None]:
+    """Hold the inter-process lock of ``folder`` (its :data:`LOCK_NAME` file) for the ``with`` block.
+
+    :class:`filelock.FileLock` when the ``filelock`` package is installed (a core
+    dependency), else ``fcntl.flock`` on the same file (what filelock itself uses on
+    POSIX, so the two exclude each other); where neither exists the block runs
+    unlocked. Blocks until the lock is free; a process that dies releases it. Not
+    reentrant: a second ``folder_lock`` of the same folder inside the block waits
+    forever. The lock file is created if missing and never removed (removing it
+    would let two processes hold "the" lock on two files).
+
+    Args:
+        folder: an existing folder.
+
+    Raises:
+        OSError: the lock file cannot be created or opened.
+    """
+    path = os.path.join(folder, LOCK_NAME)
+    try:
+        from filelock import FileLock  # lazily: gpu_media works without it
+    except ImportError:
+        FileLock = None
+    if FileLock is not None:
+        with FileLock(path):
+            yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # neither filelock nor fcntl: no lock
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (``os.kill(pid, 0)``); True where unknown."""
+    if pid <= 0 or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process (an impossible pid included)
+        return False
+    except OSError:  # PermissionError: someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folders: Iterable[str]) -> list[str]:
+    """Remove the :func:`write_atomic` temporary files whose writer process is gone.
+
+    Only names that match :data:`TEMP_NAME` and whose ``<pid>`` is not alive
+    (:func:`pid_alive`) are removed; a live writer's files are never touched.
+
+    Args:
+        folders: folders to look in (not recursively); missing ones are skipped.
+
+    Returns:
+        the paths removed.
+    """
+    removed = []
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            m = TEMP_NAME.match(name)
+            if m is None or pid_alive(int(m.group("pid"))):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                os.unlink(path)
+            except OSError:  # another dump removed it first (or it is a folder)
+                continue
+            removed.append(path)
+    return removed

@@ -44,7 +44,7 @@ from importlib import resources
 
 from .boxes import PALETTE
 from .checks import is_integer, is_number
-from .fileio import write_atomic
+from .fileio import folder_lock, fsync_dir, write_atomic
 
 INDEX_HTML = "index.html"
 _DATA_MARK = "__GPU_MEDIA_DATA__"
@@ -220,8 +220,11 @@ def render_html(data: dict) -> str:
 def write_viewer(out_dir) -> str:
     """(Re)write ``out_dir/index.html`` from every ``*.index.json`` there; returns its path.
 
-    Written to a temporary name and renamed into place. A folder without any index
-    still gets a page (saying so), so it can be opened before the first dump.
+    Built and written under the folder's inter-process lock
+    (:func:`gpu_media.fileio.folder_lock`, as every dump's last step), so a page
+    written while dumps finish in the same folder lists them all (docs/SPEC.md 6.4).
+    Written to a temporary name, fsynced and renamed into place. A folder without
+    any index still gets a page (saying so), so it can be opened before the first dump.
 
     Raises:
         NotADirectoryError: ``out_dir`` is not a folder.
@@ -229,9 +232,17 @@ def write_viewer(out_dir) -> str:
     root = os.path.abspath(os.fspath(out_dir))
     if not os.path.isdir(root):
         raise NotADirectoryError(f"{out_dir!r} is not a folder")
+    with folder_lock(root):
+        return write_viewer_locked(root)
+
+
+def write_viewer_locked(root: str, *, durable: bool = True) -> str:
+    """:func:`write_viewer` for a caller that already holds ``root``'s :func:`~gpu_media.fileio.folder_lock`."""
     data = render_html(viewer_data(root)).encode("utf-8")
     path = os.path.join(root, INDEX_HTML)
-    write_atomic(path, data, overwrite=True)  # temp name + rename, as every file of a dump
+    write_atomic(path, data, overwrite=True, durable=durable)  # temp name + rename, as every file of a dump
+    if durable:
+        fsync_dir(root)
     return path
 
 

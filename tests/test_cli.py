@@ -386,7 +386,7 @@ def test_demo_twice_gives_identical_index(device, tmp_path, capsys):
     assert run_cli(capsys, "demo", a, "--device", device)[0] == 0
     first = read(a, "demo_0.index.json")
     files_first = all_files(a)
-    assert run_cli(capsys, "demo", a, "--device", device)[0] == 0  # again, into the same folder
+    assert run_cli(capsys, "demo", a, "--device", device, "--overwrite")[0] == 0  # again, into the same folder
     assert read(a, "demo_0.index.json") == first
     assert all_files(a) == files_first  # content-addressed: no new or temporary files
     assert run_cli(capsys, "demo", b, "--device", device)[0] == 0  # and into a fresh one

@@ -17,6 +17,7 @@ from importlib import resources
 import pytest
 
 from gpu_media import cli
+from gpu_media.fileio import LOCK_NAME
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden_dumps.json")
 COCO = str(resources.files("gpu_media.demo").joinpath("coco"))
@@ -29,10 +30,12 @@ CASES = {
 
 
 def tree_digest(root: str) -> dict:
-    """{relative path: sha256} of every file under ``root``."""
+    """{relative path: sha256} of every file under ``root`` but the folder's (empty) lock file."""
     out = {}
     for dirpath, _, files in os.walk(root):
         for f in files:
+            if f == LOCK_NAME and dirpath == root:
+                continue
             p = os.path.join(dirpath, f)
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, root).replace(os.sep, "/")] = hashlib.sha256(fh.read()).hexdigest()

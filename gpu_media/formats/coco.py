@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checks import is_finite_number, is_integer
-from ..dump import DumpOptions, check_key_step, write_batches
+from ..dump import DumpOptions, check_key_step, check_overwrite, write_batches
 from ..errors import MediaError
 
 __all__ = [
@@ -445,6 +445,8 @@ def write_coco_dump(out_dir, images_dir, instances, predictions=None, *, key="co
         counts) and the image-file dicts of the dump.
 
     Raises:
+        gpu_media.DumpExistsError: ``out_dir`` has an index of ``key`` at ``step``
+            and ``overwrite=True`` is not given (before the files are read).
         gpu_media.MediaError: a bad key, step or dump option (first, before the
             files are read); as :func:`load_coco`, before anything is written;
             a ``segmentation`` without pycocotools installed; an image that fails
@@ -477,6 +479,7 @@ def dump_coco(out_dir, images_dir, instances, predictions, options: DumpOptions,
     """
     if options.classes is not None:
         options = dataclasses.replace(options, classes=None)
+    check_overwrite(out_dir, key, step, options.overwrite)  # before the (slow) reading of the dataset
     ds = load_coco(images_dir, instances, predictions, score_threshold=score_threshold, skip_bad=skip_bad)
     if ds.has_gt_masks or ds.has_pred_masks:
         _mask_api()  # fail before writing anything
