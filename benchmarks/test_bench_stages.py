@@ -67,3 +67,16 @@ def test_write_dump(benchmark, device, photos, masks, file_type):
         lambda: gm.write_dump(os.path.join(root, str(next(runs))), x, key="bench", file_type=file_type,
                               masks={"pred": {"mask_data": masks}}, device=device),
         rounds=3, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "no-fsync"])
+def test_write_dump_durable(benchmark, device, photos, masks, durable):
+    """What the fsyncs of a durable dump cost (docs/SPEC.md 6.4; benchmarks/durable.py compares them in turn)."""
+    n = 8  # the demo's size: small files, where the fsyncs weigh most
+    x = on(device, photos[:n])
+    root = tempfile.mkdtemp(prefix="gpu-media-bench-")
+    runs = iter(range(10**9))
+    benchmark.pedantic(
+        lambda: gm.write_dump(os.path.join(root, str(next(runs))), x, key="bench", durable=durable,
+                              masks={"pred": {"mask_data": masks[:n]}}, device=device),
+        rounds=5, warmup_rounds=1)

@@ -16,10 +16,10 @@ KEY, STEP = "crash", 3
 
 
 def kill_batch() -> dict:
-    """:func:`gpu_media.write_dump` keyword arguments of the SIGKILL test's dump: 48 images 96x96
-    with two mask keys and two box keys (about 250 files), a few tenths of a second on 2 cores."""
+    """:func:`gpu_media.write_dump` keyword arguments of the SIGKILL test's dump: 40 images 96x96
+    with two mask keys and two box keys (about 200 files), half a second or so on 2 cores."""
     rng = np.random.default_rng(7)
-    n, h, w = 48, 96, 96
+    n, h, w = 40, 96, 96
     xy = rng.uniform(0, 60, (3 * n, 2))
     return dict(
         images=rng.random((n, h, w, 3), dtype=np.float32),
@@ -44,13 +44,32 @@ def kill_dump(out_dir: str, kw: dict | None = None) -> None:
     gm.write_dump(out_dir, overwrite=os.path.exists(index_path(out_dir, KEY, STEP)), **kw)
 
 
-def concurrent_worker(out_base: str, key: str, rounds: int, barrier) -> None:
+def concurrent_worker(out_base: str, key: str, rounds: int, barrier, seed: int) -> None:
     """``rounds`` small dumps under ``key``, into ``out_base/<round>``, each started together with
-    the other worker's (``barrier``: a ``multiprocessing.Barrier`` of 2)."""
+    the other worker's (``barrier``: a ``multiprocessing.Barrier`` of 2).
+
+    The viewer page of each round is built slowly, 0 to 50 ms at random (``seed``): as
+    a big page or a busy disk would, which widens the window in which, without the
+    folder lock, a page built from the indexes of before the other dump's index
+    replaces that dump's page.
+    """
+    import random
+    import time
+
     import gpu_media as gm
+    from gpu_media import viewer
 
     rng = np.random.default_rng(sum(map(ord, key)))
     x = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    delays = random.Random(seed)
+    render = viewer.render_html
+
+    def slow_render(data):
+        page = render(data)
+        time.sleep(delays.uniform(0, 0.05))
+        return page
+
+    viewer.render_html = slow_render
     for r in range(rounds):
         barrier.wait(timeout=60)
         gm.write_dump(os.path.join(out_base, str(r)), x, key=key, device="cpu")
