@@ -414,3 +414,25 @@ def test_no_empty_mask_or_box_folders(device, tmp_path):
     gm.write_dump(tmp_path / "boxes", key="k", device=device, **small(0, masks=False))
     assert folders_under(tmp_path / "boxes") == [".", "media", "media/images", "media/metadata",
                                                  "media/metadata/boxes2D"]
+
+
+def test_filelock_is_imported_only_when_a_lock_is_taken():
+    code = ("import sys, gpu_media, gpu_media.dump, gpu_media.viewer, gpu_media.cli\n"
+            "assert 'filelock' not in sys.modules, 'imported at import time'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env())
+
+
+def test_coco_dump_twice_needs_overwrite(tmp_path, capsys):
+    from importlib import resources
+
+    coco = str(resources.files("gpu_media.demo").joinpath("coco"))
+    argv = ["dump", os.path.join(coco, "images"), str(tmp_path), "--coco", os.path.join(coco, "instances.json"),
+            "--device", "cpu"]
+    assert cli.main(argv) == 0
+    before = files_under(tmp_path)
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "gpu-media: error: " in err and "--overwrite" in err
+    assert cli.main(argv + ["--overwrite"]) == 0
+    assert files_under(tmp_path) == before
