@@ -194,7 +194,7 @@ def test_stale_temporary_files_are_removed_only_when_their_writer_is_gone(tmp_pa
              tmp_path / "media" / "images" / "mask" / f".b.mask.png.{dead}.00000000.tmp",
              tmp_path / "media" / "metadata" / "boxes2D" / f".c.boxes2D.json.{dead}.ffffffff.tmp"]
     live = [tmp_path / "media" / "images" / f".a.png.{alive}.0123abcd.tmp",
-            tmp_path / "media" / "images" / f".a.png.1.0123abcd.tmp"]  # pid 1 is always alive
+            tmp_path / "media" / "images" / ".a.png.1.0123abcd.tmp"]  # pid 1 is always alive
     others = [tmp_path / "media" / "images" / f"a.png.{dead}.deadbeef.tmp",  # not hidden: not ours
               tmp_path / "media" / "images" / f".a.png.{dead}.xyz.tmp"]
     for p in stale + live + others:
