@@ -26,6 +26,7 @@ PALETTE = (
 _POS_ERR = (
     "Each box must contain a position with: middle, width, and height or minX, maxX, minY, maxY."
 )
+_NO_CLASS_ID = "A box needs a class_id (an integer); wandb raises KeyError without one"
 _LIMIT = float(2**40)  # coordinates beyond this are clipped: same outline for any image <= 65500
 
 
@@ -34,9 +35,9 @@ class BoxTable(NamedTuple):
 
     image_index: np.ndarray  # (M,) int64
     bounds: np.ndarray  # (M,4) float64 minX, minY, maxX, maxY in pixels
-    class_id: np.ndarray  # (M,) int64, class used for colour (0 when none)
-    per_image: list  # per image: {key: {"box_data": [...], "class_labels": {...}}} (wandb JSON form)
-    class_labels: dict  # {key: {int: str}} across the batch
+    class_id: np.ndarray  # (M,) int64, class used for colour
+    per_image: list  # per image: {key: {"box_data": [...]}} (wandb's boxes2D JSON; "class_labels" when given)
+    class_labels: dict  # {key: {int: str}} across the batch; wandb's {c: "class_<c>"} where none given
 
 
 def _has_num(d, k) -> bool:
@@ -140,19 +141,23 @@ def _parse_list(boxes, sizes):
             data = spec["box_data"]
             if not isinstance(data, list):
                 raise BoxError(f"{where}: Boxes must be a list", index=i, key=key, item=data)
+            vals = [_bounds(box, f"{where}, box {j}", i, key) for j, box in enumerate(data)]
+            for j, box in enumerate(data):  # after every position, as wandb (validate, then KeyError)
+                if "class_id" not in box:
+                    raise BoxError(f"{where}, box {j}: {_NO_CLASS_ID}", index=i, key=key, item=box)
             jboxes = []
-            for j, box in enumerate(data):
-                vals = _bounds(box, f"{where}, box {j}", i, key)
+            for box, v in zip(data, vals):
                 idx.append(i)
-                bnd.append(_to_pixels(vals, box.get("domain") == "pixel", h, w))
-                cid = box.get("class_id")
-                cls.append(0 if cid is None else int(_py(cid)))
+                bnd.append(_to_pixels(v, box.get("domain") == "pixel", h, w))
+                cls.append(int(_py(box["class_id"])))
                 jboxes.append(_jsonable(box))
-            if labels is None:
-                ids = sorted({int(_py(b["class_id"])) for b in data if "class_id" in b})
-                labels = {c: f"class_{c}" for c in ids}
+            entry = {"box_data": jboxes}
+            if labels is not None:  # wandb writes class_labels into the file only when given
+                entry["class_labels"] = {str(k): v for k, v in labels.items()}
+            else:  # the index (and so the viewer) gets wandb's defaults, {c: "class_<c>"}
+                labels = {c: f"class_{c}" for c in sorted({int(_py(b["class_id"])) for b in data})}
             labels_all.setdefault(key, {}).update(labels)
-            per_image[i][key] = {"box_data": jboxes, "class_labels": {str(k): v for k, v in labels.items()}}
+            per_image[i][key] = entry
     return idx, bnd, cls, per_image, labels_all
 
 
@@ -237,8 +242,9 @@ def _parse_batched(boxes, sizes):
             raise BoxError(f"box key {key!r}: scores must be a dictionary {{name: (M,) array}}", key=key)
         scores = {str(k): _column(scores, k, m, key, "f").astype(np.float64) for k in scores}
         domain = spec.get("domain", "pixel")
-        labels = parse_class_labels(spec.get("class_labels"), f"box key {key!r}", BoxError, key=key)
-        if labels is None:
+        given = parse_class_labels(spec.get("class_labels"), f"box key {key!r}", BoxError, key=key)
+        labels = given
+        if labels is None:  # the index (and so the viewer) gets wandb's defaults, {c: "class_<c>"}
             labels = {c: f"class_{c}" for c in sorted(set(cid.tolist()))} if cid is not None else {}
         labels_all.setdefault(key, {}).update(labels)
         for j in range(m):
@@ -258,6 +264,10 @@ def _parse_batched(boxes, sizes):
             for k, s in scores.items():
                 if not math.isfinite(s[j]):
                     raise BoxError(f"{where}: score {k!r} must be finite, got {s[j]!r}", **fields)
+        if cid is None and m:  # after every box, as in the per-image form
+            i = int(img[0])
+            raise BoxError(f"image {i}, box key {key!r}, box 0: {_NO_CLASS_ID} (give 'class_id' (M,))",
+                           index=i, key=key, item=[float(v) for v in xyxy[0]])
         jpos = np.argsort(img, kind="stable")
         h_w = np.array(sizes, dtype=np.float64).reshape(-1, 2)
         for j in jpos.tolist():
@@ -266,22 +276,22 @@ def _parse_batched(boxes, sizes):
             box = {"position": {"minX": x0, "maxX": x1, "minY": y0, "maxY": y1}}
             if domain == "pixel":
                 box["domain"] = "pixel"
-            c = None if cid is None else int(cid[j])
-            if c is not None:
-                box["class_id"] = c
+            c = int(cid[j])
+            box["class_id"] = c
             sc = {k: float(s[j]) for k, s in scores.items()}
-            name = labels.get(c, f"class_{c}") if c is not None else key
+            name = labels.get(c, f"class_{c}")
             box["box_caption"] = f"{name} {next(iter(sc.values())):.2f}" if sc else name
             if sc:
                 box["scores"] = sc
-            entry = per_image[i].setdefault(key, {"box_data": [], "class_labels": {}})
+            entry = per_image[i].setdefault(key, {"box_data": []})
             entry["box_data"].append(box)
             idx.append(i)
             bnd.append(_to_pixels((x0, y0, x1, y1), domain == "pixel", *(int(v) for v in h_w[i])))
-            cls.append(0 if c is None else c)
-        for i in range(n):
-            if key in per_image[i]:
-                per_image[i][key]["class_labels"] = {str(k): v for k, v in labels.items()}
+            cls.append(c)
+        if given is not None:  # wandb writes class_labels into the file only when given
+            for i in range(n):
+                if key in per_image[i]:
+                    per_image[i][key]["class_labels"] = {str(k): v for k, v in given.items()}
     return idx, bnd, cls, per_image, labels_all
 
 
@@ -374,7 +384,7 @@ def draw_boxes(images_u8, boxes, *, thickness=2, colors=None, device="auto"):
             "fraction"}}`` (domain defaults to "pixel").
         thickness: outline width in pixels (>= 1), growing inward.
         colors: ``{class_id: (r, g, b)}``; other classes use :data:`PALETTE`
-            entry ``class_id % 20``; a box without class_id uses class 0.
+            entry ``class_id % 20``.
         device: "auto", "cpu" or "gpu" (``gpu_media.backend``).
 
     Returns:
@@ -383,10 +393,11 @@ def draw_boxes(images_u8, boxes, *, thickness=2, colors=None, device="auto"):
 
     Raises:
         gpu_media.BoxError: naming the image index, box key and box: wandb's box
-            validation rules, NaN/inf coordinates, min > max, an ``image_index``
-            out of range, bad ``colors`` or ``thickness``; a batched-form column
-            whose dtype is not bool, integer or float16/32/64 (checked before the
-            device is resolved).
+            validation rules, a box without ``class_id`` (required in both forms;
+            wandb raises KeyError), NaN/inf coordinates, min > max, an
+            ``image_index`` out of range, bad ``colors`` or ``thickness``; a
+            batched-form column whose dtype is not bool, integer or
+            float16/32/64 (checked before the device is resolved).
         gpu_media.ImageError: images that are not uint8 NHWC.
     """
     t = check_thickness(thickness)

@@ -13,20 +13,26 @@ from spec_reference import draw_reference, outline_pixels
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
 
-def mm(min_x, max_x, min_y, max_y, domain="pixel", **extra):
-    """A wandb box with position {minX, maxX, minY, maxY}."""
-    box = {"position": {"minX": min_x, "maxX": max_x, "minY": min_y, "maxY": max_y}, **extra}
+NO_CLASS = object()  # mm(..., class_id=NO_CLASS): a box without class_id
+
+
+def _make_box(position, domain, class_id, extra):
+    box = {"position": position, **extra}
     if domain is not None:
         box["domain"] = domain
+    if class_id is not NO_CLASS:
+        box["class_id"] = class_id
     return box
 
 
-def mid(x, y, w, h, domain="pixel", **extra):
-    """A wandb box with position {middle: [x, y], width, height}."""
-    box = {"position": {"middle": [x, y], "width": w, "height": h}, **extra}
-    if domain is not None:
-        box["domain"] = domain
-    return box
+def mm(min_x, max_x, min_y, max_y, domain="pixel", class_id=0, **extra):
+    """A wandb box with position {minX, maxX, minY, maxY} (class_id 0 unless given)."""
+    return _make_box({"minX": min_x, "maxX": max_x, "minY": min_y, "maxY": max_y}, domain, class_id, extra)
+
+
+def mid(x, y, w, h, domain="pixel", class_id=0, **extra):
+    """A wandb box with position {middle: [x, y], width, height} (class_id 0 unless given)."""
+    return _make_box({"middle": [x, y], "width": w, "height": h}, domain, class_id, extra)
 
 
 def key(*boxes, **spec):
@@ -298,7 +304,7 @@ def test_colours_from_colors_and_palette(device):
     boxes = [
         mm(0, 5, 0, 4, class_id=3),
         mm(5, 10, 0, 4, class_id=23),  # PALETTE[23 % 20]
-        mm(10, 15, 0, 4),  # no class_id -> class 0
+        mm(10, 15, 0, 4),  # class 0
         mm(15, 20, 0, 4, class_id=7),  # from colors
         mm(20, 25, 0, 4, class_id=40),  # 40 % 20 == 0
         mm(25, 30, 0, 4, class_id=19),
@@ -312,10 +318,31 @@ def test_colours_from_colors_and_palette(device):
     assert tuple(out[0][0, 25]) == tuple(PALETTE[19])
 
 
-def test_colors_for_class_zero_apply_to_boxes_without_class_id(device):
+def test_colors_for_class_zero(device):
     img = blank(4, 4)
     out = draw(img, [{"k": key(mm(0, 4, 0, 4))}], device, thickness=1, colors={0: BLUE})
     assert tuple(out[0][0, 0]) == BLUE
+
+
+def test_box_without_class_id_is_an_error(device):
+    # wandb raises KeyError('class_id') for it (tests/test_wandb_cases.py); ours is a BoxError naming the box
+    img = blank(5, 5, n=2)
+    bad = mm(0, 1, 0, 1, class_id=NO_CLASS)
+    with pytest.raises(BoxError, match=r"^image 1, box key 'k', box 1: A box needs a class_id") as info:
+        draw(img, [None, {"k": key(mm(0, 1, 0, 1), bad)}], device)
+    assert (info.value.index, info.value.key, info.value.item) == (1, "k", bad)
+    # with class_labels too (wandb then accepts it; SPEC 4 requires class_id in both forms)
+    with pytest.raises(BoxError, match=r"^image 0, box key 'k', box 0: A box needs a class_id"):
+        draw(img, [{"k": key(bad, class_labels={0: "a"})}, None], device)
+    # every position is checked first, as wandb validates before it builds its labels
+    with pytest.raises(BoxError, match=r"^image 0, box key 'k', box 1: Each box must contain a position"):
+        draw(img, [{"k": key(bad, {"position": {}})}, None], device)
+    # the batched form: a missing class_id column names the first box and its image
+    with pytest.raises(BoxError, match=r"^image 1, box key 'p', box 0: A box needs a class_id") as info:
+        draw(img, {"p": {"xyxy": [[0, 0, 1, 1], [0, 0, 2, 2]], "image_index": [1, 0]}}, device)
+    assert (info.value.index, info.value.key) == (1, "p")
+    # an empty batched set needs none
+    np.testing.assert_array_equal(draw(img, {"p": {"xyxy": np.zeros((0, 4)), "image_index": []}}, device), img)
 
 
 def test_negative_class_id_uses_python_modulo(device):
@@ -409,8 +436,8 @@ def test_batched_form_equals_the_list_form(device):
 
 def test_batched_form_defaults(device):
     img = blank(6, 6)
-    # no class_id -> class 0; no domain -> pixel; one image -> image_index optional
-    out = draw(img, {"k": {"xyxy": [[1, 1, 5, 5]]}}, device, thickness=1)
+    # no domain -> pixel; one image -> image_index optional
+    out = draw(img, {"k": {"xyxy": [[1, 1, 5, 5]], "class_id": [0]}}, device, thickness=1)
     np.testing.assert_array_equal(out[0], draw_reference(img[0], [(1, 1, 5, 5, 0)], 1, None))
 
 
@@ -588,7 +615,7 @@ def test_first_bad_box_is_named(device):
 
 def test_middle_as_numpy_array(device):
     img = blank(6, 6)
-    box = {"position": {"middle": np.array([3.0, 3.0]), "width": 4, "height": 4}, "domain": "pixel"}
+    box = {"position": {"middle": np.array([3.0, 3.0]), "width": 4, "height": 4}, "domain": "pixel", "class_id": 0}
     out = draw(img, [{"k": key(box)}], device, thickness=1)
     np.testing.assert_array_equal(out[0], draw_reference(img[0], [(1, 1, 5, 5, 0)], 1, None))
 
@@ -718,7 +745,7 @@ def _box(draw_):
     """(wandb box dict, pixel bounds as a function of (H, W), class id used for colour)."""
     pixel = draw_(st.booleans())
     coord = _coord_pixel if pixel else _coord_fraction
-    cid = draw_(st.one_of(st.none(), st.integers(0, 45)))
+    cid = draw_(st.integers(0, 45))
     a, b = sorted(draw_(st.tuples(coord, coord)))
     c, d = sorted(draw_(st.tuples(coord, coord)))
     if draw_(st.booleans()):
@@ -729,11 +756,9 @@ def _box(draw_):
         w, h = b - a, d - c
         pos = {"middle": [x, y], "width": w, "height": h}
         bounds = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)  # SPEC 4 step 1
-    box = {"position": pos}
+    box = {"position": pos, "class_id": cid}
     if pixel:
         box["domain"] = "pixel"
-    if cid is not None:
-        box["class_id"] = cid
 
     def to_px(hh, ww):
         if pixel:
@@ -741,7 +766,7 @@ def _box(draw_):
         x0, y0, x1, y1 = bounds
         return (x0 * ww, y0 * hh, x1 * ww, y1 * hh)  # fractions times W (x), H (y)
 
-    return box, to_px, 0 if cid is None else cid
+    return box, to_px, cid
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

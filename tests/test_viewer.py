@@ -128,7 +128,7 @@ def test_script_json_escapes():
 def test_viewer_data_is_defensive(tmp_path):
     gpu_media.write_dump(tmp_path, np.zeros((2, 4, 4, 3), np.uint8), key="k", device="cpu",
                          boxes=[{"b": {"box_data": [{"position": {"minX": 0, "maxX": 1, "minY": 0, "maxY": 1},
-                                                     "scores": {"s": 0.5}}]}}, None])
+                                                     "class_id": 0, "scores": {"s": 0.5}}]}}, None])
     idx = json.loads((tmp_path / "k_0.index.json").read_text())
     box_file = tmp_path / idx["images"][0]["boxes"]["b"]["path"]
     box_file.write_text(box_file.read_text().replace("0.5", "NaN"))
