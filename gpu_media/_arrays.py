@@ -13,7 +13,6 @@ import numpy as np
 from .checks import check_dtype
 from .errors import DeviceError, ImageError, MediaError
 
-MAX_DIMENSION = 65500  # wandb.Image.MAX_DIMENSION, Pillow's limit
 LAYOUTS = ("NHWC", "NCHW", "HWC", "CHW", "HW", "NHW")
 _PER_IMAGE = {"NHWC": "HWC", "NCHW": "CHW", "NHW": "HW"}
 _CUDA_DLPACK_DEVICES = (2, 3, 13)  # kDLCUDA, kDLCUDAHost, kDLCUDAManaged
@@ -322,11 +321,6 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
     if h == 0 or w == 0:
         raise ImageError(f"{where}: image of height {h} and width {w}: both must be at least 1", index=index,
                          item=shape)
-    if h > MAX_DIMENSION or w > MAX_DIMENSION:
-        raise ImageError(
-            f"{where}: image of height {h} and width {w} exceeds the maximum dimension {MAX_DIMENSION}",
-            index=index, item=shape,
-        )
     return arr, layout
 
 

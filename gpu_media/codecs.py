@@ -46,6 +46,10 @@ class Codec:
             alpha first, with one ``UserWarning`` (wandb does the same).
         uses_quality: reads ``quality`` (1..100, libjpeg's scale).
         uses_compression_level: reads ``compression_level`` (zlib level 0..9).
+        max_side: the largest H and W its encoders take, or None for any size the
+            format holds (JPEG: 65500, wandb's ``Image.MAX_DIMENSION``, under
+            libjpeg's 65535; PNG and BMP: None, as wandb; SPEC 2). Checked by
+            ``gpu_media.encode.check_size`` before anything is encoded.
         encoders: ``{backend name: "module:function"}``, the encoder of this codec on
             each registered backend. The function's signature is the backend's own:
             ``cpu_fallback``'s take one ``(H,W,C)`` image,
@@ -63,6 +67,7 @@ class Codec:
     uses_quality: bool
     uses_compression_level: bool
     encoders: Mapping[str, str]
+    max_side: int | None = None
 
     @property
     def spellings(self) -> tuple[str, ...]:
@@ -81,7 +86,8 @@ CODECS: tuple[Codec, ...] = (
           encoders=_encoders(cpu="cpu_fallback.encode:encode_png", gpu="gpu_media.cupy_backend:encode_on_host")),
     Codec("jpg", ("jpeg",), "JPEG", "jpeg", (1, 3), lossless=False, alpha=False, uses_quality=True,
           uses_compression_level=False,
-          encoders=_encoders(cpu="cpu_fallback.encode:encode_jpeg", gpu="gpu_media.cupy_backend:encode_jpeg")),
+          encoders=_encoders(cpu="cpu_fallback.encode:encode_jpeg", gpu="gpu_media.cupy_backend:encode_jpeg"),
+          max_side=65500),
     Codec("bmp", (), "BMP", "bmp", (1, 3, 4), lossless=True, alpha=True, uses_quality=False,
           uses_compression_level=False,
           encoders=_encoders(cpu="cpu_fallback.encode:encode_bmp", gpu="gpu_media.cupy_backend:encode_on_host")),

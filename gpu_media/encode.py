@@ -10,7 +10,7 @@ from .checks import check_int
 from .codecs import FILE_TYPES, lookup
 from .errors import ImageError
 
-__all__ = ["FILE_TYPES", "check_format", "drop_alpha_for_jpeg", "encode"]
+__all__ = ["FILE_TYPES", "check_format", "check_size", "drop_alpha_for_jpeg", "encode"]
 
 
 def check_format(file_type, quality, compression_level=None) -> str:
@@ -32,6 +32,29 @@ def check_format(file_type, quality, compression_level=None) -> str:
     codec = lookup(file_type)
     check_int(quality, "quality", lo=1, hi=100)
     return codec.name
+
+
+def check_size(sizes, codec: str) -> None:
+    """Every image's H and W at most the codec's ``max_side`` (JPEG: 65500; PNG, BMP: any; SPEC 2, 5).
+
+    The one check of both backends: the public :func:`encode` and the dump call it
+    before anything is encoded or written.
+
+    Args:
+        sizes: ``(H, W)`` of each image, in batch order.
+        codec: a ``file_type`` spelling (``gpu_media.codecs``).
+
+    Raises:
+        gpu_media.ImageError: naming the first image (batch index) over the limit.
+    """
+    c = lookup(codec)
+    if c.max_side is None:
+        return
+    for i, (h, w) in enumerate(sizes):
+        if h > c.max_side or w > c.max_side:
+            raise ImageError(
+                f"image {i}: image of height {h} and width {w} exceeds {c.label}'s maximum dimension "
+                f"{c.max_side} (PNG and BMP have no such limit)", index=i, item=(h, w))
 
 
 def drop_alpha_for_jpeg(images_u8, codec: str):
@@ -79,7 +102,8 @@ def encode(images_u8, *, file_type="png", quality=75, compression_level=None, de
     Raises:
         gpu_media.MediaError: an unknown ``file_type``, a quality outside 1..100,
             a compression_level outside 0..9.
-        gpu_media.ImageError: images that are not uint8 or not 1/3/4 channels.
+        gpu_media.ImageError: images that are not uint8 or not 1/3/4 channels; for
+            JPEG, H or W above 65500 (the codec table's ``max_side``).
     """
     codec = check_format(file_type, quality, compression_level)
     images_u8 = _arrays.check_images(images_u8)
@@ -93,5 +117,6 @@ def encode(images_u8, *, file_type="png", quality=75, compression_level=None, de
         arr = g.array.transpose(0, 2, 3, 1) if g.layout == "NCHW" else g.array
         for k, i in enumerate(g.indices):
             items[i] = arr[k]
+    check_size([tuple(int(v) for v in a.shape[:2]) for a in items], codec)
     batch = groups[0].array if len(groups) == 1 and groups[0].layout == "NHWC" else items
     return get_backend(dev).encode(drop_alpha_for_jpeg(batch, codec), codec, int(quality), compression_level)

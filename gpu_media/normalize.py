@@ -33,11 +33,12 @@ def normalize(images, *, layout=None, normalize=True, device="auto"):
         images of different shapes, a list of uint8 ``(H,W,C)`` arrays instead.
 
     Raises:
-        gpu_media.ImageError: a shape, layout or dtype outside SPEC 1, H or W of 0
-            or above 65500 (wandb's ``MAX_DIMENSION``); the message names the
-            batch index ("image 3: ...") or "images" for a batch array. A dtype
-            is checked before the device is resolved and before any copy, so
-            ``device="gpu"`` raises it too on a machine without a GPU.
+        gpu_media.ImageError: a shape, layout or dtype outside SPEC 1, H or W of 0;
+            the message names the batch index ("image 3: ...") or "images" for a
+            batch array. A dtype is checked before the device is resolved and
+            before any copy, so ``device="gpu"`` raises it too on a machine without
+            a GPU. (Any larger size is accepted, as in wandb; only JPEG encoding
+            limits H and W, to 65500: :func:`gpu_media.encode`.)
         gpu_media.DeviceError: device "gpu" without a usable GPU backend.
     """
     images = _arrays.check_images(images)

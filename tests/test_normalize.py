@@ -197,12 +197,19 @@ def test_list_of_equal_sizes_is_stacked(device):
 @pytest.mark.parametrize("shape,match", [
     ((2, 4, 5, 5), r"channels must be 1, 3 or 4"),
     ((2, 0, 5, 3), r"height 0 and width 5"),
-    ((1, 3, 65501, 1), r"exceeds the maximum dimension 65500"),
 ])
 def test_bad_shapes(device, shape, match):
     x = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=shape, strides=(0,) * len(shape))
     with pytest.raises(gm.ImageError, match=match):
         gm.normalize(x, device=device)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 65501, 1), (1, 65501, 2, 3)])
+def test_no_size_limit_above_65500(device, shape):
+    # wandb 0.31 takes any size (its MAX_DIMENSION is unused); only JPEG encoding limits it (test_encode.py)
+    x = np.lib.stride_tricks.as_strided(np.full(1, 7, np.uint8), shape=shape, strides=(0,) * len(shape))
+    got = host(gm.normalize(x, device=device))
+    assert got.shape == shape and (got == 7).all()
 
 
 def test_bad_list_element_names_batch_index(device):
