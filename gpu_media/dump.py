@@ -1,11 +1,13 @@
 """Stage 5: batches written as wandb's own media files and JSON (SPEC 6).
 
-Layout under ``out_dir`` (wandb 0.31's run ``files/`` layout)::
+Layout under ``out_dir`` (wandb 0.31's run ``files/`` layout; ``path(key)`` is the key
+as ``wandb.util.make_file_path_upload_safe`` makes it, so ``/`` makes sub-folders)::
 
-    media/images/<key>_<step>_<sha256[:20]>.<ext>                    images
-    media/images/mask/<key>_<step>_<sha256[:20]>.mask.png              masks
-    media/metadata/boxes2D/<key>_<step>_<sha256[:20]>.boxes2D.json     boxes
-    <key>_<step>.index.json                                            the index, written last
+    media/images/<path(key)>_<step>_<sha256[:20]>.<ext>                    images
+    media/images/mask/<path(key)>_<step>_<sha256[:20]>.mask.png             masks (mask_data)
+    media/images/mask/<path(key)>_<step>_<sha256[:20]><ext of the file>     masks ({"path": file})
+    media/metadata/boxes2D/<path(key)>_<step>_<sha256[:20]>.boxes2D.json    boxes
+    <enc(key)>_<enc_step(step)>.index.json                                   the index, written last
 
 Every file goes to a hidden temporary name in its folder, is fsynced and renamed into
 place, so a name that exists is complete; the folders are fsynced and the index is
@@ -25,8 +27,8 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import sys
+import urllib.parse
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +41,7 @@ from . import _arrays
 from .backend import Backend, get_backend, resolve_device
 from .boxes import BoxTable, box_colors, check_box_inputs, check_thickness, parse_boxes, render
 from .checks import check_int, is_integer
-from .encode import check_format, drop_alpha_for_jpeg
+from .encode import check_format, check_size, drop_alpha_for_jpeg
 from .errors import DumpExistsError, MediaError
 from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps, write_atomic
 from .masks import check_mask_inputs, mask_report, parse_class_labels, parse_masks
@@ -155,26 +157,122 @@ class Plan(NamedTuple):
     options: DumpOptions
 
 
-def safe_name(key: str) -> str:
-    """A key as one path component: no separators, no leading dot (so never ``..``)."""
-    name = re.sub(r"[^\w.\-]", "_", str(key))
-    return name if name and not name.startswith(".") else "_" + name
+#: The longest fixed suffix of a dump's file names (``check_key_step`` sizes names with it).
+_LONGEST_EXT = ".boxes2D.json"
+_NAME_MAX = 255  # bytes in one path component (Linux, macOS)
+#: a file is written as ``.<name>.<pid>.<8 hex>.tmp`` first (:func:`gpu_media.fileio.write_atomic`):
+#: its name leaves room for that (a pid of up to 7 digits), folders need none
+_TMP_ROOM = len("..1234567.12345678.tmp")
+
+
+def key_path(key: str) -> str:
+    """The log key as a relative path, exactly as wandb 0.31 makes it (SPEC 6.2).
+
+    ``wandb.util.make_file_path_upload_safe`` on Linux and macOS: leading ``/``
+    removed, then each ``/``-separated component that is exactly ``.`` becomes ``_``
+    and one that is exactly ``..`` becomes ``__``; everything else stays as written.
+    ``"val/pred"`` -> ``"val/pred"`` (a sub-folder), ``"/a/../b"`` -> ``"a/__/b"``.
+
+    Args:
+        key: the log key (str).
+
+    Returns:
+        the ``/``-separated relative path (no component is ``.`` or ``..``).
+    """
+    parts = key.lstrip("/").split("/")
+    return "/".join("_" if p == "." else "__" if p == ".." else p for p in parts)
+
+
+def step_str(step) -> str:
+    """The step as it appears in file names: ``str(int(step))`` for an integer, else the str itself."""
+    return str(int(step)) if is_integer(step) else str(step)
+
+
+def _enc(s: str) -> str:
+    """SPEC 6.3 ``enc``: percent-encoding with only ``A-Z a-z 0-9 . _ -`` literal, never a leading dot."""
+    e = urllib.parse.quote(s, safe="").replace("~", "%7E")
+    return "%2E" + e[1:] if e.startswith(".") else e
+
+
+def index_name(key: str, step) -> str:
+    """The index file name of ``key`` at ``step``: ``<enc(key)>_<enc_step(step)>.index.json`` (SPEC 6.3).
+
+    ``enc_step`` also encodes ``_``, so the last ``_`` separates the two parts and the
+    name differs for every different (key, step): ``a/b`` -> ``a%2Fb_0.index.json``,
+    ``a_b`` -> ``a_b_0.index.json``, ``demo`` -> ``demo_0.index.json``.
+    """
+    return f"{_enc(key)}_{_enc(step_str(step)).replace('_', '%5F')}.index.json"
+
+
+def _utf8_len(s: str) -> int:
+    return len(s.encode("utf-8"))
 
 
 def check_key_step(key: Any, step: Any) -> None:
-    """Check a dump's log key (a non-empty str) and step (an integer or a str).
+    """Check a dump's log key and step, and that every name they make fits (SPEC 6.2, 6.3).
 
     Args:
-        key: the log key.
-        step: the step.
+        key: the log key: a non-empty str without NUL.
+        step: an integer (Python or NumPy), or a str without ``/`` or NUL.
 
     Raises:
-        gpu_media.MediaError: with ``key`` (and ``item``) set to the bad value.
+        gpu_media.MediaError: with ``key`` (and ``item``) set to the bad value: a key
+            or step of another type, NUL in either, ``/`` in a str step, text that is
+            not valid UTF-8 (lone surrogates), or a path component too long in
+            UTF-8: a folder made from the key over 255 bytes; a file name with its
+            ``_<step>_<sha20>.boxes2D.json`` suffix, or the index file name, over
+            233 bytes (255 less the room its temporary name takes).
     """
     if not isinstance(key, str) or not key:
         raise MediaError(f"key must be a non-empty string, got {key!r}", key=key, item=key)
     if not (isinstance(step, str) or is_integer(step)):
         raise MediaError(f"step must be an integer or a string, got {step!r}", key=key, item=step)
+    if "\x00" in key:
+        raise MediaError(f"key must not contain NUL, got {key!r}", key=key, item=key)
+    if isinstance(step, str) and ("/" in step or "\x00" in step):
+        raise MediaError(f"step must not contain '/' or NUL, got {step!r}", key=key, item=step)
+    for what, text in (("key", key), ("step", step_str(step))):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MediaError(f"{what} must be valid UTF-8 text, got {text!r}", key=key, item=text) from None
+    *folders, last = key_path(key).split("/")
+    names = [(f, f"folder {f!r} of key {key!r}", _NAME_MAX) for f in folders]
+    names.append((f"{last}_{step_str(step)}_{'0' * 20}{_LONGEST_EXT}", f"file names of key {key!r} at step {step!r}",
+                  _NAME_MAX - _TMP_ROOM))
+    names.append((index_name(key, step), f"index file name of key {key!r} at step {step!r}", _NAME_MAX - _TMP_ROOM))
+    for name, what, limit in names:
+        if _utf8_len(name) > limit:
+            room = "" if limit == _NAME_MAX else f" ({_NAME_MAX} less room for its temporary name)"
+            raise MediaError(f"{what}: {_utf8_len(name)} bytes in UTF-8, above the {limit} a name may have{room}",
+                             key=key, item=name)
+
+
+def file_stem(root: str, key: str, step) -> str:
+    """``<path(key)>_<step>`` of :func:`key_path`, checked to stay inside ``root`` once resolved.
+
+    Args:
+        root: the dump folder (absolute).
+        key, step: checked by :func:`check_key_step`.
+
+    Returns:
+        the ``/``-separated stem of every media file of the dump.
+
+    Raises:
+        gpu_media.MediaError: a folder the files would go to resolves (through a
+            symbolic link) outside ``root``; raised before anything is written.
+    """
+    stem = f"{key_path(key)}_{step_str(step)}"
+    folders = stem.split("/")[:-1]
+    for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
+        _inside(root, os.path.join(root, *sub.split("/"), *folders), f"{sub}/{stem}")
+    return stem
+
+
+def _inside(root: str, path: str, rel: str) -> None:
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise MediaError(f"refusing to write {rel!r}: it resolves outside {root!r}", item=rel)
 
 
 def _captions(captions, n) -> list:
@@ -221,6 +319,7 @@ def prepare(images, options: DumpOptions, *, masks=None, boxes=None, captions=No
     for g in groups:
         for i in g.indices:
             sizes[i] = _arrays.hw_of(g)
+    check_size(sizes, options.codec)
     caps = _captions(captions, n)
     cls = options.classes
     msets = parse_masks(_with_default_labels(masks, cls), sizes, dev)
@@ -303,8 +402,12 @@ def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
         else:
             u8 = render(u8, plan.boxes, be, opt.thickness, opt.colors, lo=lo)
     images = be.encode(drop_alpha_for_jpeg(u8, opt.codec), opt.codec, opt.quality, opt.compression_level)
-    mask_bytes = {}
+    mask_bytes, mask_ext = {}, {}
     for ms in plan.masks:
+        if ms.files is not None:  # {"path": file}: the file's own bytes and extension, as wandb copies it
+            mask_bytes[ms.key] = [data for data, _ in ms.files[lo:hi]]
+            mask_ext[ms.key] = [ext for _, ext in ms.files[lo:hi]]
+            continue
         part = ms.data[lo:hi]
         if isinstance(part, list):
             mask_bytes[ms.key] = [be.encode(p.astype("uint8")[None, :, :, None], "png", 75, opt.compression_level)[0]
@@ -318,6 +421,7 @@ def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
         records.append({
             "index": i, "image": images[k], "height": h, "width": w,
             "masks": {key: mb[k] for key, mb in mask_bytes.items()},
+            "mask_ext": {key: ext[k] for key, ext in mask_ext.items()},
             "boxes": {key: _json_bytes(v) for key, v in per.items()},
         })
     return records
@@ -325,12 +429,12 @@ def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
 
 def _file_entry(root, subdir, stem, ext, data, write=True) -> dict:
     sha = hashlib.sha256(data).hexdigest()
-    rel = f"{subdir}/{stem}_{sha[:20]}{ext}"
+    # "a//b" is the folder a/b, and wandb's JSON path is os.path.relpath's: no empty parts
+    rel = "/".join(p for p in f"{subdir}/{stem}_{sha[:20]}{ext}".split("/") if p)
     path = os.path.join(root, *rel.split("/"))
-    real_root = os.path.realpath(root)
-    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-        raise MediaError(f"refusing to write {rel!r} outside {root!r}")
+    _inside(root, path, rel)
     if write:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         write_atomic(path, data)
     return {"sha256": sha, "size": len(data), "path": rel}
 
@@ -347,7 +451,8 @@ def image_json(rec: dict, root: str, stem: str, plan: Plan) -> dict:
         out["boxes"] = {k: {"_type": "boxes2D", **_file_entry(root, BOX_DIR, stem, ".boxes2D.json", b)}
                         for k, b in rec["boxes"].items()}
     if rec["masks"]:
-        out["masks"] = {k: {"_type": "mask", **_file_entry(root, MASK_DIR, stem, ".mask.png", m)}
+        exts = rec.get("mask_ext", {})
+        out["masks"] = {k: {"_type": "mask", **_file_entry(root, MASK_DIR, stem, exts.get(k, ".mask.png"), m)}
                         for k, m in rec["masks"].items()}
     return out
 
@@ -397,16 +502,22 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
 
     Args:
         out_dir: folder (created if missing); files go under ``media/`` as in a
-            wandb run's ``files/`` folder, the index to ``<key>_<step>.index.json``.
+            wandb run's ``files/`` folder, the index to ``<enc(key)>_<enc_step(step)>.index.json``
+            (:func:`index_name`).
         images: a batch as for :func:`gpu_media.normalize` (N images).
-        key: the log key (str); it names the files, made safe as one path
-            component (``../../x`` becomes ``_.._.._x``).
-        step: the step (int >= 0 or str), part of the file names.
+        key: the log key (str); it names the files as wandb names them
+            (:func:`key_path`: ``val/pred`` makes the sub-folder ``val``, a component
+            ``.`` becomes ``_`` and ``..`` becomes ``__``, a leading ``/`` is dropped)
+            and the index (:func:`index_name`, one per key and step).
+        step: the step (an integer, or a str without ``/``), part of the file names.
         masks: ``{key: {"mask_data": (N,H,W) or list, "class_labels": {int: str}}}``
-            (see :func:`gpu_media.validate_masks`); each becomes an 8-bit
-            grayscale PNG (pixel = class id).
+            or ``{key: {"path": file or [files]}}`` (see
+            :func:`gpu_media.validate_masks`); ``mask_data`` becomes an 8-bit grayscale
+            PNG (pixel = class id) named ``....mask.png``, a ``path`` file is copied
+            unchanged and keeps its last extension, as wandb does.
         boxes: either form of :func:`gpu_media.draw_boxes`; written as wandb's
-            ``boxes2D`` JSON files.
+            ``boxes2D`` JSON files (``{"box_data": [...]}``, plus ``class_labels``
+            when the box set or ``classes`` gives labels).
         captions: N captions (str or None); only ever written inside JSON.
         classes: ``{id: name}``, wandb's ``[{"id", "name"}]`` or a ``wandb.Classes``:
             the class labels of every mask and box key that gives none.
@@ -512,7 +623,7 @@ def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key
     check_key_step(key, step)
     root = os.path.abspath(os.fspath(out_dir))
     check_overwrite(root, key, step, options.overwrite)
-    stem = f"{safe_name(key)}_{safe_name(str(step))}"
+    stem = file_stem(root, key, step)
     dicts, captions, report = [], [], []
     mask_labels, box_labels = {}, {}
     with contextlib.ExitStack() as held:
@@ -697,5 +808,5 @@ def _finish(root: str, index_file: str, data: bytes, ours: set[str], options: Du
 
 
 def index_path(out_dir, key, step=0) -> str:
-    """Where :func:`write_dump` puts the index of ``key`` at ``step``."""
-    return os.path.join(os.fspath(out_dir), f"{safe_name(key)}_{safe_name(str(step))}.index.json")
+    """Where :func:`write_dump` puts the index of ``key`` at ``step``: ``out_dir/`` + :func:`index_name`."""
+    return os.path.join(os.fspath(out_dir), index_name(key, step))

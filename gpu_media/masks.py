@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -20,6 +21,7 @@ class MaskSet(NamedTuple):
     key: str
     data: Any
     class_labels: dict | None  # {int: str} as given, or None
+    files: list | None = None  # {"path": ...} form: (bytes, extension) per image, written unchanged
 
 
 def parse_class_labels(labels, where: str, error=MaskError, *, index: int | None = None,
@@ -55,13 +57,21 @@ def parse_class_labels(labels, where: str, error=MaskError, *, index: int | None
 
 
 def _load_path(path, where, index=None, key=None):
+    """A mask file -> ``(pixels, (bytes, extension))``: the bytes are what a dump copies, unchanged,
+    and the extension is the last one of the file name (``os.path.splitext``), as wandb names it."""
+    import io
+
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            return np.asarray(im)
-    except OSError as exc:
+        with open(path, "rb") as f:
+            data = f.read()
+        with Image.open(io.BytesIO(data)) as im:
+            pixels = np.asarray(im)
+    except (OSError, TypeError, ValueError) as exc:
         raise MaskError(f"{where}: cannot read mask file {path!r}: {exc}", index=index, key=key, item=path) from None
+    ext = os.path.splitext(os.path.basename(os.fsdecode(path)))[1]
+    return pixels, (data, ext)
 
 
 #: Masks (SPEC 3): the image dtypes; float masks must then hold integers only.
@@ -117,12 +127,14 @@ def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
         if not isinstance(spec, dict) or not ("mask_data" in spec or "path" in spec):
             raise MaskError(f"mask key {key!r}: needs 'mask_data' (an array) or 'path' (a mask file)", key=key)
         labels = parse_class_labels(spec.get("class_labels"), f"mask key {key!r}", key=key)
+        files = None
         if "mask_data" in spec:
             data = spec["mask_data"]
         else:
             paths = spec["path"]
             paths = [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else list(paths)
-            data = [_load_path(p, f"image {i}, mask key {key!r}", i, key) for i, p in enumerate(paths)]
+            loaded = [_load_path(p, f"image {i}, mask key {key!r}", i, key) for i, p in enumerate(paths)]
+            data, files = [d for d, _ in loaded], [f for _, f in loaded]
         if isinstance(data, (list, tuple)):
             if len(data) != n:
                 raise MaskError(f"mask key {key!r}: {len(data)} masks for a batch of {n} images", key=key,
@@ -155,7 +167,7 @@ def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
             continue
         if isinstance(arrays, list) and len(set(shapes)) == 1 and len({str(a.dtype) for a in arrays}) == 1:
             arrays = _arrays._xp(arrays[0]).stack(arrays)
-        out.append(MaskSet(key, arrays, labels))
+        out.append(MaskSet(key, arrays, labels, files))
     if shape_errors:
         i, _, message, key, shape = min(shape_errors, key=lambda e: e[:2])  # lowest image index, then key order
         raise MaskError(message, index=i, key=key, item=shape)
@@ -224,7 +236,8 @@ def validate_masks(masks, image_sizes, *, strict=False, device="auto"):
 
     Args:
         masks: ``{key: {"mask_data": masks, "class_labels": {int: str}}}`` or
-            ``{key: {"path": file or [files]}}`` (wandb's ``ImageMask`` forms);
+            ``{key: {"path": file or [files]}}`` (wandb's ``ImageMask`` forms; a file
+            is any single-band image Pillow reads, and a dump copies it unchanged);
             ``masks`` is ``(N,H,W)`` or a list of N ``(H,W)`` arrays (NumPy, CuPy,
             PyTorch, DLPack), integers in [0, 255]; bool masks are 0/1; float
             masks only when every value is integral.

@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import sys
+import urllib.parse
 from importlib import resources
 
 from .boxes import PALETTE
@@ -122,8 +123,9 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
         raise ValueError("not a gpu-media dump index (no 'images' list)")
     key = index.get("key")
     step = index.get("step", 0)
-    if not isinstance(key, str):
-        key = name[: -len(".index.json")]
+    if not isinstance(key, str):  # the key back from the name: <enc(key)>_<enc_step(step)>.index.json
+        enc_key, sep, _ = name[: -len(".index.json")].rpartition("_")
+        key = urllib.parse.unquote(enc_key if sep else name[: -len(".index.json")])
     if not (isinstance(step, str) or is_integer(step)):
         step = str(step)
     mask_labels = {str(k): _labels(v) for k, v in (index.get("mask_class_labels") or {}).items()}

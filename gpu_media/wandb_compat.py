@@ -45,8 +45,10 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
 
     Returns:
         list of N ``wandb.Image``, each with its caption, its masks (as
-        ``ImageMask`` with the key's class labels) and its boxes (wandb's
-        ``box_data`` form). Files wait in a temporary folder until wandb moves
+        ``ImageMask``: ``mask_data`` with the key's class labels, or wandb's default
+        ``{c: "class_<c>"}`` for the values in that image's mask; a ``{"path": file}``
+        mask as wandb's path form, the file's bytes unchanged) and its boxes (wandb's
+        ``box_data`` form, with ``class_labels`` when given). Files wait in a temporary folder until wandb moves
         them into the run; the folder is removed when the process exits.
 
     Raises:
@@ -63,23 +65,39 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
                           draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
                           thickness=thickness, colors=colors, classes=classes)
     plan = prepare(images, options, masks=masks, boxes=boxes, captions=captions)
+    given_labels = {ms.key: ms.class_labels for ms in plan.masks}
     out = []
     for lo, hi in _chunks(plan):
         for rec in encode_chunk(plan, lo, hi):
             i = rec["index"]
             wmasks = {}
             for key, data in rec["masks"].items():
+                ext = rec["mask_ext"].get(key)
+                if ext is not None:
+                    # {"path": file}: wandb's own ImageMask of that form (no labels, named with the
+                    # file's extension); only the file it moves into the run is our copy of the bytes
+                    m = ImageMask({"path": _write(data, ext)}, key)
+                    m._is_tmp = True
+                    wmasks[key] = m
+                    continue
                 path = _write(data, ".mask.png")
                 m = ImageMask({"path": path}, key)
                 # wandb moves (not copies) the file into the run, named like its own masks
                 m._set_file(path, is_tmp=True, extension=".mask.png")
-                # the path form of ImageMask keeps no labels; give it what mask_data would have
+                # the path form of ImageMask keeps no labels; give it what mask_data would have:
+                # the labels given, else wandb's {c: "class_<c>"} for the values in this image's mask
+                labels = given_labels[key]
+                if labels is None:
+                    labels = {c: f"class_{c}" for c in plan.report[i][key]}
                 m._key = key
-                m._val = {"class_labels": dict(plan.mask_labels[key])}
+                m._val = {"class_labels": dict(labels)}
                 wmasks[key] = m
             per = plan.boxes.per_image[i] if plan.boxes is not None else {}
-            wboxes = {k: {"box_data": v["box_data"], "class_labels": {int(c): n for c, n in v["class_labels"].items()}}
-                      for k, v in per.items()}
+            wboxes = {}
+            for k, v in per.items():  # class_labels only when given: wandb then makes its defaults itself
+                wboxes[k] = {"box_data": v["box_data"]}
+                if "class_labels" in v:
+                    wboxes[k]["class_labels"] = {int(c): n for c, n in v["class_labels"].items()}
             img = wandb.Image(_write(rec["image"], "." + options.file_type), caption=plan.captions[i],
                               masks=wmasks or None, boxes=wboxes or None,
                               classes=None if options.classes is None else

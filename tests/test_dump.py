@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -121,16 +122,158 @@ def test_draw_boxes_burns_outlines(device, tmp_path):
     assert not got[~ring].any()
 
 
-@pytest.mark.parametrize("key", ["../../x", "/etc/passwd", "a/../../b", "..", ".", "a\\..\\..\\b", "~", "\x00"])
-def test_keys_and_captions_never_escape(device, tmp_path, key):
+@pytest.mark.parametrize("key,path", [
+    ("../../x", "__/__/x"), ("/etc/passwd", "etc/passwd"), ("a/../../b", "a/__/__/b"), ("..", "__"), (".", "_"),
+    ("a\\..\\..\\b", "a\\..\\..\\b"), ("~", "~"), ("///a//b/", "a/b/"), ("x/./y", "x/_/y"),
+])
+def test_keys_and_captions_never_escape(device, tmp_path, key, path):
+    # SPEC 6.2: wandb's make_file_path_upload_safe (tests/test_wandb_cases.py checks it against wandb)
     out = tmp_path / "a" / "b"
-    gm.write_dump(out, np.zeros((1, 2, 2, 3), np.uint8), key=key, step="../..", captions=["../../../evil"],
-                  masks={"../m": {"mask_data": np.zeros((1, 2, 2), np.uint8)}}, device=device)
+    (d,) = gm.write_dump(out, np.zeros((1, 2, 2, 3), np.uint8), key=key, step="..", captions=["../../../evil"],
+                         masks={"../m": {"mask_data": np.zeros((1, 2, 2), np.uint8)}}, device=device)
     assert sorted(os.listdir(tmp_path)) == ["a"] and os.listdir(tmp_path / "a") == ["b"]
     for rel in files_under(out):
         assert not rel.startswith("..") and not os.path.isabs(rel)
     assert sorted(os.listdir(out)) == sorted(["media", "index.html", ".gpu-media.lock",
-                                              os.path.basename(index_path(out, key, "../.."))])
+                                              os.path.basename(index_path(out, key, ".."))])
+    stem = path + "_.._"
+    assert d["path"].startswith(f"media/images/{stem}") and d["masks"]["../m"]["path"].startswith(
+        f"media/images/mask/{stem}")
+    assert (out / d["path"]).is_file() and (out / d["masks"]["../m"]["path"]).is_file()
+
+
+@pytest.mark.parametrize("key,step,match", [
+    ("\x00", 0, "key must not contain NUL"),
+    ("a/b\x00c", 0, "key must not contain NUL"),
+    ("k", "../..", "step must not contain '/' or NUL"),
+    ("k", "a\x00", "step must not contain '/' or NUL"),
+    ("\udc80", 0, "key must be valid UTF-8"),
+    ("a" * 256 + "/x", 0, "folder 'a+' of key .*: 256 bytes"),
+    ("\u00e9" * 99, 0, "file names of key .*: 234 bytes in UTF-8, above the 233"),  # + _0_<20>.boxes2D.json
+    ("a/" * 55 + "b", 0, "index file name of key .*: 234 bytes"),  # each / is %2F in the index name
+    ("k", "s" * 240, "file names of key"),
+])
+def test_bad_keys_and_steps_raise_before_writing(device, tmp_path, key, step, match):
+    with pytest.raises(gm.MediaError, match=match) as info:
+        gm.write_dump(tmp_path / "o", np.zeros((1, 2, 2, 3), np.uint8), key=key, step=step, device=device)
+    assert info.value.key == key
+    assert not (tmp_path / "o").exists()
+
+
+def test_names_that_just_fit(device, tmp_path):
+    # the file b*197_0_<20 hex>.boxes2D.json of 233 bytes (255 less the room the temporary name
+    # .<name>.<pid>.<8 hex>.tmp takes); an index name of 233 bytes
+    box = [{"b": {"box_data": [{"position": {"minX": 0, "maxX": 1, "minY": 0, "maxY": 1}, "class_id": 0}]}}]
+    key = "b" * 197
+    (d,) = gm.write_dump(tmp_path, np.zeros((1, 2, 2, 3), np.uint8), key=key, device=device, boxes=box)
+    assert len(os.path.basename(d["boxes"]["b"]["path"]).encode()) == 233
+    key2 = "a/" * 54 + "b" * 4  # a%2F * 54 + bbbb + _0.index.json
+    gm.write_dump(tmp_path, np.zeros((1, 2, 2, 3), np.uint8), key=key2, device=device, boxes=box)
+    assert len(os.path.basename(index_path(tmp_path, key2))) == 233 and os.path.exists(index_path(tmp_path, key2))
+
+
+def test_symlink_out_of_the_dump_folder_is_refused(device, tmp_path):
+    out, elsewhere = tmp_path / "dump", tmp_path / "elsewhere"
+    (out / "media" / "images").mkdir(parents=True)
+    elsewhere.mkdir()
+    os.symlink(elsewhere, out / "media" / "images" / "val")
+    with pytest.raises(gm.MediaError, match=r"refusing to write 'media/images/val/pred_0': it resolves outside"):
+        gm.write_dump(out, np.zeros((1, 2, 2, 3), np.uint8), key="val/pred", device=device)
+    assert os.listdir(elsewhere) == [] and not list(out.glob("*.index.json"))
+    gm.write_dump(out, np.zeros((1, 2, 2, 3), np.uint8), key="other/pred", device=device)  # other folders: fine
+
+
+def test_index_names_are_injective(device, tmp_path):
+    pairs = [("a/b", 0), ("a_b", 0), ("a%2Fb", 0), ("x", "1_2"), ("x_1", 2), ("x_1", "2"), (".h", 0), ("%2Eh", 0),
+             ("~", 0), ("%7E", 0), ("demo", 0), ("sp ace", "s p"), ("\u00fc", 0)]
+    names = {index_path("", k, s) for k, s in pairs}
+    assert len(names) == len(pairs) - 1  # only ("x_1", 2) and ("x_1", "2") share the step text "2"
+    assert index_path("", "a/b", 0) == "a%2Fb_0.index.json" and index_path("", "a_b", 0) == "a_b_0.index.json"
+    assert index_path("", "demo", 0) == "demo_0.index.json" and index_path("", "x", "1_2") == "x_1%5F2.index.json"
+    assert index_path("", ".h", 0) == "%2Eh_0.index.json" and index_path("", "~", 0) == "%7E_0.index.json"
+    for name in names:
+        assert re.fullmatch(r"[A-Za-z0-9%_.-]+", name) and not name.startswith(".")
+    # two keys of one folder: each index and its files stay as written
+    rng = np.random.default_rng(9)
+    x, y = rng.integers(0, 256, (2, 1, 3, 3, 3), dtype=np.uint8)
+    da = gm.write_dump(tmp_path, x, key="a/b", device=device)
+    db = gm.write_dump(tmp_path, y, key="a_b", device=device)
+    for key, dicts, img in (("a/b", da, x), ("a_b", db, y)):
+        index = json.load(open(index_path(tmp_path, key)))
+        assert index["key"] == key and index["images"] == dicts
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / dicts[0]["path"])), img[0])
+    assert da[0]["path"].startswith("media/images/a/b_0_") and db[0]["path"].startswith("media/images/a_b_0_")
+
+
+def test_sub_folder_keys_in_the_viewer(device, tmp_path):
+    from gpu_media import viewer
+
+    m = np.zeros((1, 4, 4), np.uint8)
+    m[0, 1:3, 1:3] = 2
+    (d,) = gm.write_dump(tmp_path, np.zeros((1, 4, 4, 3), np.uint8), key="val/pred", step=3, device=device,
+                         masks={"m": {"mask_data": m}},
+                         boxes=[{"b": {"box_data": [{"position": {"minX": 0, "maxX": 2, "minY": 0, "maxY": 2},
+                                                     "domain": "pixel", "class_id": 1}]}}])
+    assert re.fullmatch(r"media/images/val/pred_3_[0-9a-f]{20}\.png", d["path"])
+    assert re.fullmatch(r"media/images/mask/val/pred_3_[0-9a-f]{20}\.mask\.png", d["masks"]["m"]["path"])
+    assert re.fullmatch(r"media/metadata/boxes2D/val/pred_3_[0-9a-f]{20}\.boxes2D\.json", d["boxes"]["b"]["path"])
+    (dump,) = viewer.viewer_data(tmp_path)["dumps"]
+    assert (dump["key"], dump["step"], dump["file"]) == ("val/pred", 3, "val%2Fpred_3.index.json")
+    im = dump["images"][0]
+    assert (im["path"], im["masks"]["m"]) == (d["path"], d["masks"]["m"]["path"])
+    assert im["boxes"]["b"][0]["class_id"] == 1 and dump["box_labels"] == {"b": {"1": "class_1"}}
+    # an index without its "key" gets it back from the file name
+    idx = json.load(open(index_path(tmp_path, "val/pred", 3)))
+    del idx["key"]
+    (tmp_path / "val%2Fpred_3.index.json").write_text(json.dumps(idx))
+    assert viewer.viewer_data(tmp_path)["dumps"][0]["key"] == "val/pred"
+
+
+def test_boxes2D_files_hold_class_labels_only_when_given(device, tmp_path):
+    box = {"position": {"minX": 0, "maxX": 2, "minY": 0, "maxY": 2}, "domain": "pixel", "class_id": 4}
+    x = np.zeros((1, 4, 4, 3), np.uint8)
+    cases = {
+        "none": ({}, [{"b": {"box_data": [box]}}], None),
+        "batched": ({}, {"b": {"xyxy": [[0, 0, 2, 2]], "class_id": [4]}}, None),
+        "given": ({}, [{"b": {"box_data": [box], "class_labels": {4: "cat"}}}], {"4": "cat"}),
+        "batched_given": ({}, {"b": {"xyxy": [[0, 0, 2, 2]], "class_id": [4], "class_labels": {4: "cat"}}},
+                          {"4": "cat"}),
+        "classes": ({"classes": {4: "dog"}}, [{"b": {"box_data": [box]}}], {"4": "dog"}),
+    }
+    for key, (kw, boxes, labels) in cases.items():
+        (d,) = gm.write_dump(tmp_path, x, key=key, boxes=boxes, device=device, **kw)
+        doc = json.load(open(tmp_path / d["boxes"]["b"]["path"]))
+        assert list(doc) == (["box_data"] if labels is None else ["box_data", "class_labels"])
+        assert doc.get("class_labels") == labels
+        index = json.load(open(index_path(tmp_path, key)))
+        assert index["box_class_labels"] == {"b": labels or {"4": "class_4"}}  # what the viewer shows
+
+
+def test_path_masks_keep_their_bytes_and_extension(device, tmp_path):
+    m = np.array([[0, 1, 1], [2, 2, 0]], np.uint8)
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(m).save(src / "a.mask.png", compress_level=9, optimize=True)
+    Image.fromarray(m * 3).save(src / "b.PNG.bmp")
+    Image.fromarray(m).save(src / "noext", format="PNG")
+    out = tmp_path / "out"
+    dicts = gm.write_dump(out, np.zeros((3, 2, 3, 3), np.uint8), key="k/v", device=device,
+                          masks={"gt": {"path": [src / "a.mask.png", str(src / "b.PNG.bmp"),
+                                                 os.fsencode(src / "noext")]}})
+    for d, name, ext in zip(dicts, ["a.mask.png", "b.PNG.bmp", "noext"], [".png", ".bmp", ""]):
+        data = (src / name).read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        assert d["masks"]["gt"] == {"_type": "mask", "sha256": sha, "size": len(data),
+                                    "path": f"media/images/mask/k/v_0_{sha[:20]}{ext}"}
+        assert (out / d["masks"]["gt"]["path"]).read_bytes() == data
+    index = json.load(open(index_path(out, "k/v")))
+    assert index["mask_report"][1]["gt"] == {"0": 2, "3": 2, "6": 2}
+    assert index["mask_class_labels"] == {"gt": {"0": "class_0", "1": "class_1", "2": "class_2", "3": "class_3",
+                                                 "6": "class_6"}}
+    with pytest.raises(gm.MaskError, match=r"^image 0, mask key 'gt': cannot read mask file"):
+        gm.write_dump(tmp_path / "bad", np.zeros((1, 2, 3, 3), np.uint8), key="k", device=device,
+                      masks={"gt": {"path": src / "missing.png"}})
+    assert not (tmp_path / "bad").exists()
 
 
 def test_same_dump_twice_is_identical(device, tmp_path):

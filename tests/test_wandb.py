@@ -340,6 +340,29 @@ def test_mask_files_named_like_wandb(device, tmp_path):
         assert m["pred"]["path"].endswith(".mask.png"), m["pred"]["path"]
 
 
+def test_path_masks_logged_as_wandb_logs_them(device, tmp_path):
+    # {"path": file}: the file's bytes and last extension, no labels (SPEC 3), as wandb's own ImageMask
+    images, pred, _ = _batch(n=2)
+    paths = []
+    for i, ext in enumerate((".mask.png", ".bmp")):
+        paths.append(str(tmp_path / f"m{i}{ext}"))
+        Image.fromarray(pred[i]).save(paths[-1], **({"compress_level": 9} if ext.endswith("png") else {}))
+    with offline_run(tmp_path) as run:
+        run.log({"ours": gm.to_wandb(images, masks={"gt": {"path": paths}}, device=device)}, step=0)
+        run.log({"plain": [wandb.Image(images[i], masks={"gt": {"path": paths[i]}}) for i in range(2)]}, step=1)
+    rows, cfg = recorded(tmp_path)
+    a, b = logged(rows, "ours")["all_masks"], logged(rows, "plain")["all_masks"]
+    for i in range(2):
+        ours, plain = a[i]["gt"], b[i]["gt"]
+        assert ours["path"].startswith("media/images/mask/ours_") and plain["path"].startswith("media/images/mask/plain_")
+        assert ours["path"].split("_")[-1] == plain["path"].split("_")[-1]  # <sha256[:20]><last extension>
+        assert {k: v for k, v in ours.items() if k != "path"} == {k: v for k, v in plain.items() if k != "path"}
+        with open(paths[i], "rb") as f:
+            assert read(tmp_path, ours["path"]) == f.read()
+    assert a[1]["gt"]["path"].endswith(".bmp")
+    assert "mask/class_labels" not in cfg  # wandb keeps no labels for a path mask
+
+
 def test_boxes_list_form_same_json_as_wandb(device, tmp_path):
     images, _, _ = _batch(n=2)
     per_image = [
