@@ -621,6 +621,7 @@ def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key
         as :func:`write_dump_batches`.
     """
     check_key_step(key, step)
+    step = int(step) if is_integer(step) else step  # a NumPy integer step: a plain int in the index JSON
     root = os.path.abspath(os.fspath(out_dir))
     check_overwrite(root, key, step, options.overwrite)
     stem = file_stem(root, key, step)

@@ -160,6 +160,13 @@ def test_bad_keys_and_steps_raise_before_writing(device, tmp_path, key, step, ma
     assert not (tmp_path / "o").exists()
 
 
+def test_numpy_integer_step(device, tmp_path):
+    (d,) = gm.write_dump(tmp_path, np.zeros((1, 2, 2, 3), np.uint8), key="k", step=np.int64(3), device=device)
+    assert d["path"].startswith("media/images/k_3_")
+    index = json.load(open(index_path(tmp_path, "k", 3)))
+    assert index["step"] == 3 and index_path(tmp_path, "k", np.uint8(3)) == index_path(tmp_path, "k", 3)
+
+
 def test_names_that_just_fit(device, tmp_path):
     # the file b*197_0_<20 hex>.boxes2D.json of 233 bytes (255 less the room the temporary name
     # .<name>.<pid>.<8 hex>.tmp takes); an index name of 233 bytes
