@@ -43,7 +43,7 @@ from .boxes import BoxTable, box_colors, check_box_inputs, check_thickness, pars
 from .checks import check_int, is_integer
 from .encode import check_format, check_size, drop_alpha_for_jpeg
 from .errors import DumpExistsError, MediaError
-from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps, write_atomic
+from .fileio import durable_writes, folder_lock, fsync_dir, relative_path, remove_stale_temps, write_atomic
 from .masks import check_mask_inputs, mask_report, parse_class_labels, parse_masks
 from .normalize import normalize_groups
 
@@ -729,8 +729,7 @@ def _paths_of(index) -> set[str]:
                 entries.extend(v for v in d[kind].values() if isinstance(v, dict))
         for e in entries:
             p = e.get("path")
-            if (isinstance(p, str) and p.startswith("media/") and "\\" not in p and ":" not in p
-                    and all(s not in ("", ".", "..") for s in p.split("/"))):
+            if relative_path(p) and p.startswith("media/"):
                 out.add(p)
     return out
 

@@ -29,6 +29,30 @@ LOCK_NAME = ".gpu-media.lock"
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp$")
 
 
+def relative_path(p: object) -> str | None:
+    """``p`` if it is a safe ``/``-separated path relative to a dump folder, else None.
+
+    Safe: a non-empty str, not absolute, without NUL and without an empty, ``.`` or
+    ``..`` component; on Windows also without ``\\`` or ``:`` (a drive or a second
+    separator there). ``:`` and ``\\`` are ordinary name characters elsewhere, and the
+    dump writes keys that hold them as they are (docs/SPEC.md 6.2). Used wherever a
+    path is read back from an index (the viewer, overwrite's orphan removal).
+
+    Examples:
+        >>> relative_path("media/images/a:b_0_0123.png")
+        'media/images/a:b_0_0123.png'
+        >>> relative_path("media/../x.png") is None
+        True
+    """
+    if not isinstance(p, str) or not p or p.startswith("/") or "\x00" in p:
+        return None
+    if os.name == "nt" and ("\\" in p or ":" in p):
+        return None
+    if any(s in ("", ".", "..") for s in p.split("/")):
+        return None
+    return p
+
+
 _DURABLE: contextvars.ContextVar[bool] = contextvars.ContextVar("gpu_media_durable_writes", default=True)
 
 

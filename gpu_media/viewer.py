@@ -45,7 +45,7 @@ from importlib import resources
 
 from .boxes import PALETTE
 from .checks import is_integer, is_number
-from .fileio import folder_lock, fsync_dir, write_atomic
+from .fileio import folder_lock, fsync_dir, relative_path, write_atomic
 
 INDEX_HTML = "index.html"
 _DATA_MARK = "__GPU_MEDIA_DATA__"
@@ -55,16 +55,6 @@ _APP_SCRIPT = re.compile(r'<script id="gpu-media-app">(.*?)</script>', re.DOTALL
 
 def _template() -> str:
     return resources.files(__package__).joinpath("viewer_template.html").read_text(encoding="utf-8")
-
-
-def _rel_path(p) -> str | None:
-    """A path from an index as a safe relative URL path (``/``-separated), or None."""
-    if not isinstance(p, str) or not p or "\\" in p or ":" in p or p.startswith("/"):
-        return None
-    parts = p.split("/")
-    if any(s in ("", ".", "..") for s in parts):
-        return None
-    return p
 
 
 def _finite(v):
@@ -137,7 +127,7 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
         d = d if isinstance(d, dict) else {}
         w, h = d.get("width"), d.get("height")
         im = {
-            "path": _rel_path(d.get("path")),
+            "path": relative_path(d.get("path")),
             "width": int(w) if isinstance(w, int) and w > 0 else None,
             "height": int(h) if isinstance(h, int) and h > 0 else None,
             "caption": d.get("caption") if isinstance(d.get("caption"), str) else None,
@@ -148,12 +138,12 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
         for k, v in (d.get("masks") or {}).items():
             if k not in mask_keys:
                 mask_keys.append(k)
-            im["masks"][k] = _rel_path(v.get("path")) if isinstance(v, dict) else None
+            im["masks"][k] = relative_path(v.get("path")) if isinstance(v, dict) else None
         problems = []
         for k, v in (d.get("boxes") or {}).items():
             if k not in box_keys:
                 box_keys.append(k)
-            rel = _rel_path(v.get("path")) if isinstance(v, dict) else None
+            rel = relative_path(v.get("path")) if isinstance(v, dict) else None
             try:
                 boxes, labels = _read_boxes(root, rel, box_cache)
             except (OSError, ValueError) as exc:

@@ -131,6 +131,24 @@ def test_overwrite_replaces_and_removes_the_old_files(device, tmp_path):
     assert {"media/images/mask", "media/metadata/boxes2D"} <= set(folders_under(tmp_path))
 
 
+@pytest.mark.skipif(os.name == "nt", reason="':' and '\\' are not file name characters on Windows")
+def test_keys_with_colon_and_backslash_are_shown_and_cleaned_up(tmp_path):
+    key = "val:a\\b/pred"  # ':' and '\\' stay in the names (docs/SPEC.md 6.2)
+    gm.write_dump(tmp_path, key=key, device="cpu", **small(0))
+    old = json.load(open(index_path(tmp_path, key)))
+    assert all(":" in d["path"] and "\\" in d["path"] for d in old["images"])
+    # the viewer shows them (a path it refuses becomes None: a missing image)
+    (dump,) = viewer_data(tmp_path)["dumps"]
+    assert [im["path"] for im in dump["images"]] == [d["path"] for d in old["images"]]
+    assert all(im["masks"]["m"] for im in dump["images"])
+    # overwrite removes every file only the old index named
+    gm.write_dump(tmp_path, key=key, device="cpu", overwrite=True, **small(1, masks=False, boxes=False))
+    for d in old["images"]:
+        assert not (tmp_path / d["path"]).exists()
+        assert not (tmp_path / d["masks"]["m"]["path"]).exists()
+    assert not (tmp_path / "media" / "images" / "mask").exists()
+
+
 def test_overwrite_keeps_files_another_index_names(tmp_path):
     gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
     # a second index naming the same files (a copy kept by hand, say)
