@@ -35,16 +35,20 @@ def is_integer(x: Any) -> bool:
 
 
 def is_number(x: Any) -> bool:
-    """Whether ``x`` is a numeric scalar that is not a bool (wandb's ``numbers.Number`` rule).
+    """Whether ``x`` is a real numeric scalar that is not a bool.
+
+    wandb checks ``numbers.Number``, which lets a complex number through to fail later
+    with a raw ``TypeError``; gpu_media takes real numbers only (``numbers.Real``).
 
     Args:
         x: any object.
 
     Returns:
-        True for ``int``, ``float`` and NumPy numeric scalars (NaN and inf included);
-        False for ``bool``, ``numpy.bool_``, strings and arrays.
+        True for ``int``, ``float`` and NumPy integer and floating scalars (NaN and
+        inf included); False for ``bool``, ``numpy.bool_``, complex numbers, strings
+        and arrays.
     """
-    return isinstance(x, numbers.Number) and not isinstance(x, bool)
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def is_finite_number(x: Any) -> bool:

@@ -108,7 +108,8 @@ def encode(images_u8, *, file_type="png", quality=75, compression_level=None, de
     codec = check_format(file_type, quality, compression_level)
     images_u8 = _arrays.check_images(images_u8)
     dev = resolve_device(device, _arrays.on_gpu(images_u8))
-    layout = None if isinstance(images_u8, (list, tuple)) else ("NHWC" if len(images_u8.shape) == 4 else None)
+    shape = getattr(images_u8, "shape", None)  # lists and PIL images have none: layout by wandb's rule
+    layout = "NHWC" if shape is not None and len(shape) == 4 else None
     groups, n = _arrays.image_groups(images_u8, layout, dev)
     items = [None] * n
     for g in groups:

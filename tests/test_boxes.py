@@ -481,6 +481,8 @@ def test_missing_position(device, box):
         {"middle": [1, 2], "width": 1},
         {"middle": [1, 2], "width": "1", "height": 1},
         {"middle": ["a", 2], "width": 1, "height": 1},
+        {"minX": 1j, "maxX": 1, "minY": 0, "maxY": 1},
+        {"middle": [1, 2], "width": 1, "height": complex(1, 0)},
         {"x": 1, "y": 2, "w": 3, "h": 4},
         {},
     ],

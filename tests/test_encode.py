@@ -34,6 +34,19 @@ def test_list_of_differing_sizes(device):
     assert decode(out[0])[2].shape == (3, 4, 3)
 
 
+@pytest.mark.parametrize("mode,shape", [("L", (4, 5)), ("RGB", (4, 5, 3)), ("RGBA", (4, 5, 4))])
+def test_pil_images_are_encoded_as_they_are(device, mode, shape):
+    """SPEC 1: PIL images are taken as they are, alone or in a list with arrays."""
+    a = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
+    im = Image.fromarray(a, mode)
+    (one,) = gm.encode(im, device=device)
+    fmt, got_mode, got = decode(one)
+    assert (fmt, got_mode) == ("PNG", mode)
+    np.testing.assert_array_equal(got, a)
+    mixed = gm.encode([im, np.zeros((2, 3, 3), np.uint8)], device=device)
+    np.testing.assert_array_equal(decode(mixed[0])[2], a)
+
+
 @pytest.mark.parametrize("file_type", ["jpg", "jpeg"])
 def test_jpeg_quality(device, file_type):
     yy, xx = np.mgrid[0:64, 0:64]
