@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
-HEADERS = ("common.cuh", "normalize.cuh", "masks.cuh", "boxes.cuh")
+HEADERS = ("common.cuh", "normalize.cuh", "masks.cuh", "boxes.cuh", "png.cuh")
 SOURCE = "kernels.cu"
 # --fmad=false: no a*b+c contraction anywhere (SPEC 2 rounds after each operation).
 NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
@@ -41,7 +41,8 @@ _SIGN = np.uint64(1 << 63)
 
 def kernel_names() -> list[str]:
     """Every ``extern "C"`` kernel of ``kernels.cu`` that this module launches."""
-    return [f"gm_{k}_{s}" for k in ("range", "convert", "mask") for s in SUFFIXES] + ["gm_codes", "gm_outlines"]
+    return [f"gm_{k}_{s}" for k in ("range", "convert", "mask") for s in SUFFIXES] + [
+        "gm_codes", "gm_outlines", "gm_png_filter", "gm_png_adler"]
 
 
 def source() -> str:
@@ -247,6 +248,33 @@ def draw_outlines(images, rects, image_index, colors, thickness: int, *, xp, lau
            (images, out, *_i64(n, h, w, c), xp.asarray(r), xp.asarray(col), xp.asarray(offsets),
             np.int64(thickness)))
     return out
+
+
+def png_rows(images, *, xp, launch, stride=None):
+    """uint8 (N,H,W,C) -> (filtered (N, stride) uint8, adler (N,) uint32) (SPEC 5, PNG).
+
+    ``stride`` (default and least ``per = H*(1+W*C)``) is the distance between images in
+    bytes, so image starts can be aligned for nvCOMP; bytes past ``per`` are left
+    unwritten. Row y of image i is ``filtered[i, y*(1+W*C) : (y+1)*(1+W*C)]``: its PNG filter type
+    (libpng's rule: the least sum of absolute values of the five filters, see
+    ``kernels/png.cuh``) then its filtered bytes, so ``filtered[i]`` is the data a PNG's
+    zlib stream compresses; ``adler[i]`` its Adler-32. Two launches for the batch:
+    ``gm_png_filter`` (one warp per row) and ``gm_png_adler`` (one thread per image).
+    """
+    images = xp.ascontiguousarray(images)
+    n, h, w, c = (int(v) for v in images.shape)
+    per = h * (1 + w * c)
+    stride = per if stride is None else int(stride)
+    if stride < per:
+        raise ValueError(f"stride {stride} < {per} bytes per image")
+    filtered = xp.empty((n, stride), dtype=xp.uint8)
+    adler = xp.ones(n, dtype=xp.uint32)
+    if n == 0 or h == 0:
+        return filtered, adler
+    row_adler = xp.empty(n * h, dtype=xp.uint32)
+    launch("gm_png_filter", blocks_for(n * h, BLOCK // 32), (images, filtered, row_adler, *_i64(n, h, w, c, stride)))
+    launch("gm_png_adler", blocks_for(n), (row_adler, adler, *_i64(n, h, 1 + w * c)))
+    return filtered, adler
 
 
 def _numpy(a):

@@ -2,7 +2,8 @@
 
 Satisfies :class:`gpu_media.backend.Backend` (``normalize``, ``mask_stats``,
 ``draw_outlines``, ``encode``, ``to_host``, ``chunk_bytes``, ``name``, ``xp``) and holds
-the codec table's GPU encoders (:func:`encode_jpeg`, :func:`encode_on_host`). ``gpu_media.backend`` imports
+the codec table's GPU encoders (:func:`encode_jpeg`, :func:`encode_png`,
+:func:`encode_on_host`). ``gpu_media.backend`` imports
 this module only once CuPy and a CUDA device are known to work; nothing else imports
 it, so ``import gpu_media`` never imports CuPy.
 
@@ -25,9 +26,11 @@ import cupy
 import numpy as np
 
 import cpu_fallback
+from cpu_fallback.encode import _executor as _encode_pool  # the CPU backend's encode threads
 
 from . import codecs
 from . import cuda_kernels as _k
+from . import png as _png
 
 name = "gpu"
 xp = cupy
@@ -36,6 +39,7 @@ _lock = threading.Lock()
 _modules: dict = {}  # device id -> cupy.RawModule
 _functions: dict = {}  # (device id, kernel name) -> cupy.RawKernel
 _jpeg_state: dict = {}
+_png_state: dict = {}
 
 CHUNK_MIN = 16 << 20  # chunk_bytes() bounds
 CHUNK_MAX = 1 << 30
@@ -152,6 +156,91 @@ def _host_pinned(images):
     return out
 
 
+def _png_encoder():
+    """``gpu_media.nvcomp_deflate`` when nvCOMP is installed and imports, else None."""
+    if "module" not in _png_state:
+        from . import nvcomp_deflate as nd
+
+        _png_state["module"] = nd if nd.available() else None
+    return _png_state["module"]
+
+
+def _png_group(images, compression_level, nd) -> list:
+    """uint8 CuPy (N,H,W,C), one shape -> PNG bytes per image, filtered and deflated on the device.
+
+    ``gm_png_filter`` + ``gm_png_adler`` (kernels/png.cuh) write each image's filtered
+    rows at a 16-byte aligned offset and their Adler-32; nvCOMP deflates each image
+    as one raw stream; the compressed bytes come back in one pinned host buffer (one
+    asynchronous copy per image on the current stream); the files are assembled with
+    their CRCs by :func:`gpu_media.png.assemble` in the encode thread pool.
+    """
+    import cupyx
+
+    images = cupy.ascontiguousarray(images)
+    n, h, w, c = (int(v) for v in images.shape)
+    per = h * (1 + w * c)
+    stream = cupy.cuda.get_current_stream()
+    filtered, adler = _k.png_rows(images, xp=cupy, launch=_launch, stride=nd.stride(per))
+    keep, pointers, sizes = nd.deflate(filtered, n, per, nd.algorithm_type(compression_level),
+                                       device_id=cupy.cuda.Device().id, stream_ptr=int(stream.ptr))
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    host = cupyx.empty_pinned((max(1, int(offsets[-1])),), dtype=np.uint8)
+    base = host.ctypes.data
+    for k in range(n):
+        cupy.cuda.runtime.memcpyAsync(base + int(offsets[k]), pointers[k], sizes[k],
+                                      cupy.cuda.runtime.memcpyDeviceToHost, stream.ptr)
+    adler_host = cupy.asnumpy(adler, stream=stream)
+    stream.synchronize()
+    del keep, filtered
+
+    def one(k):
+        return _png.assemble(w, h, c, host[offsets[k]:offsets[k + 1]], int(adler_host[k]), compression_level)
+
+    if n <= 1:
+        return [one(k) for k in range(n)]
+    return list(_encode_pool().map(one, range(n)))
+
+
+def _encode_png_device(images, compression_level, nd) -> list:
+    """A batch, or a list of images of differing shapes (grouped by shape), -> PNG bytes in order."""
+    if not isinstance(images, (list, tuple)):
+        return _png_group(images, compression_level, nd)
+    items = [cupy.asarray(a) for a in images]
+    groups: dict = {}
+    for i, a in enumerate(items):
+        groups.setdefault(tuple(a.shape), []).append(i)
+    out = [None] * len(items)
+    for idx in groups.values():
+        batch = items[idx[0]][None] if len(idx) == 1 else cupy.stack([items[i] for i in idx])
+        for i, data in zip(idx, _png_group(batch, compression_level, nd)):
+            out[i] = data
+    return out
+
+def encode_png(images, codec, quality: int, compression_level=None) -> list:
+    """The codec table's GPU PNG encoder: uint8 CuPy (N,H,W,C) or a list of (H,W,C), C in {1,3,4} -> ``list[bytes]``.
+
+    With nvCOMP installed (``nvidia-nvcomp-cu13``, in the ``gpu`` extra): the rows are
+    filtered on the device (libpng's per-row choice among the five PNG filters), their
+    Adler-32 summed there, each image deflated by nvCOMP as one raw stream
+    (``compression_level`` -> nvCOMP algorithm type, see
+    :data:`gpu_media.nvcomp_deflate.ALGORITHM_TYPES`), and the files assembled on the
+    host (:mod:`gpu_media.png`): lossless like the CPU backend's (SPEC 5), other bytes.
+    Without nvCOMP, or when it fails (one warning, then the host for the rest of the
+    process): :func:`encode_on_host`, the CPU backend's bytes.
+    """
+    nd = _png_encoder()
+    if nd is not None:
+        from .errors import DeviceError
+
+        try:
+            return _encode_png_device(images, compression_level, nd)
+        except DeviceError as exc:
+            _png_state["module"] = None
+            warnings.warn(f"nvCOMP PNG encoding failed, PNG is encoded on the CPU from now on: {exc}",
+                          RuntimeWarning, stacklevel=4)
+    return encode_on_host(images, codec, quality, compression_level)
+
+
 def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
     """The codec table's GPU JPEG encoder: uint8 CuPy (N,H,W,C) or a list of (H,W,C), C in {1,3} -> ``list[bytes]``.
 
@@ -185,11 +274,12 @@ def encode(images, file_type: str, quality: int, compression_level=None):
     """uint8 CuPy (N,H,W,C) or a list of (H,W,C) -> ``list[bytes]`` (SPEC 5).
 
     Dispatches through the codec table (``gpu_media.codecs``, its ``"gpu"`` entries):
-    :func:`encode_jpeg` for "jpg"/"jpeg", :func:`encode_on_host` for "png"/"bmp".
+    :func:`encode_jpeg` for "jpg"/"jpeg", :func:`encode_png` for "png" (nvCOMP on the
+    device, else the host), :func:`encode_on_host` for "bmp".
     """
     codec = codecs.lookup(file_type)
     return codecs.encoder(codec.name, name)(images, codec, quality, compression_level)
 
 
-__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "mask_stats", "name", "normalize",
-           "to_host", "xp"]
+__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "encode_png", "mask_stats", "name",
+           "normalize", "to_host", "xp"]

@@ -97,6 +97,8 @@ def fake_cupy(lib, log: list | None = None):
             return kernel
 
     class Stream:
+        ptr = 0
+
         def synchronize(self):
             pass
 
@@ -118,8 +120,12 @@ def fake_cupy(lib, log: list | None = None):
     cp.RawModule = RawModule
     cp.asnumpy = asnumpy
     cp.get_default_memory_pool = Pool
-    cp.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=Device,
-                                    get_current_stream=Stream, Stream=Stream)
+    def memcpy_async(dst, src, size, kind, stream):  # host "device" pointers: a plain copy
+        assert kind == 2 and size >= 0  # cudaMemcpyDeviceToHost
+        ctypes.memmove(dst, src, size)
+
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, memcpyAsync=memcpy_async, memcpyDeviceToHost=2)
+    cp.cuda = types.SimpleNamespace(runtime=runtime, Device=Device, get_current_stream=Stream, Stream=Stream)
     cpx = types.ModuleType("cupyx")
     cpx.empty_pinned = lambda shape, dtype=float, order="C": np.empty(shape, dtype=dtype, order=order)
     return cp, cpx
