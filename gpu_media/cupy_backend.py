@@ -26,7 +26,8 @@ import cupy
 import numpy as np
 
 import cpu_fallback
-from cpu_fallback.encode import _executor as _encode_pool  # the CPU backend's encode threads
+# the CPU backend's encode threads also assemble the GPU's PNG files
+from cpu_fallback.encode import _executor as _encode_pool
 
 from . import codecs
 from . import cuda_kernels as _k
