@@ -26,6 +26,7 @@ import cupy
 import numpy as np
 
 import cpu_fallback
+
 # the CPU backend's encode threads also assemble the GPU's PNG files
 from cpu_fallback.encode import _executor as _encode_pool
 
