@@ -29,6 +29,12 @@ NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
 # subnormals are flushed to zero. The kernels are written to give NumPy's results under
 # it (see f32_to_f64 in common.cuh); the compile tests use it too.
 CUPY_APPENDED_OPTIONS = ("-ftz=true",)
+# The precompiled kernels shipped in the package (scripts/build_kernels.py): machine code
+# for each of these architectures, plus PTX of the first, which the driver compiles for
+# any later GPU. The stamp beside the fatbin names the source digest it was built from.
+FATBIN = os.path.join(KERNEL_DIR, "kernels.fatbin")
+FATBIN_STAMP = FATBIN + ".json"
+FATBIN_ARCHS = (80, 86, 89, 90, 100)
 BLOCK = 256  # GM_BLOCK in kernels.cu: every kernel is launched with this many threads
 TILE = 1 << 14  # elements per block-tile of the range and mask reductions
 MAX_BLOCKS = 1 << 16  # grid cap; the kernels loop (grid-stride) over the rest
@@ -59,6 +65,36 @@ def source() -> str:
     with open(os.path.join(KERNEL_DIR, SOURCE), encoding="utf-8") as f:
         code = f.read()
     return f"// headers sha256 {digest.hexdigest()}\n{code}"
+
+
+def source_digest() -> str:
+    """sha256 of what the kernels are built from: :func:`source` (kernels.cu and its headers' digest),
+    the compile options and :data:`FATBIN_ARCHS`."""
+    h = hashlib.sha256(source().encode())
+    h.update(repr((NVRTC_OPTIONS, CUPY_APPENDED_OPTIONS, FATBIN_ARCHS)).encode())
+    return h.hexdigest()
+
+
+def fatbin_path():
+    """The shipped fatbin when its stamp matches the current sources, else None (then compile with NVRTC)."""
+    import json
+
+    try:
+        with open(FATBIN_STAMP, encoding="utf-8") as f:
+            stamp = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if stamp.get("source_sha256") != source_digest() or not os.path.isfile(FATBIN):
+        return None
+    return FATBIN
+
+
+def nvcc_fatbin_command(nvcc: str, src: str, out: str) -> list:
+    """The nvcc command that builds the fatbin from ``src`` (a copy of :func:`source`), with the backend's options."""
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in FATBIN_ARCHS]
+    gencode.append(f"-gencode=arch=compute_{FATBIN_ARCHS[0]},code=compute_{FATBIN_ARCHS[0]}")
+    return [nvcc, "-fatbin", "-Xfatbin=-compress-all", *gencode, *NVRTC_OPTIONS, *CUPY_APPENDED_OPTIONS, f"-I{KERNEL_DIR}",
+            "--Werror", "all-warnings", "-o", out, src]
 
 
 def suffix(dtype) -> str:

@@ -7,9 +7,11 @@ the codec table's GPU encoders (:func:`encode_jpeg`, :func:`encode_png`,
 this module only once CuPy and a CUDA device are known to work; nothing else imports
 it, so ``import gpu_media`` never imports CuPy.
 
-The per-pixel work runs in the kernels of ``gpu_media/kernels/kernels.cu``, compiled
-once per device with NVRTC through :class:`cupy.RawModule` (``--fmad=false``, so every
-float operation is rounded as NumPy rounds it) and driven by
+The per-pixel work runs in the kernels of ``gpu_media/kernels/kernels.cu``: loaded from
+the fatbin shipped beside it (nvcc, sm_80/86/89/90/100 + PTX, ``scripts/build_kernels.py``)
+or, when that is stale or does not load, compiled once per device with NVRTC through
+:class:`cupy.RawModule`; both with ``--fmad=false``, so every float operation is
+rounded as NumPy rounds it. They are driven by
 :mod:`gpu_media.cuda_kernels`. Every launch, allocation and copy goes to CuPy's
 current stream (``cupy.cuda.get_current_stream()``); arrays come in as CuPy arrays (the
 dispatcher has already taken PyTorch, DLPack and ``__cuda_array_interface__`` inputs
@@ -47,15 +49,41 @@ CHUNK_MIN = 16 << 20  # chunk_bytes() bounds
 CHUNK_MAX = 1 << 30
 
 
+def _load_fatbin():
+    """The shipped precompiled kernels (``kernels/kernels.fatbin``) loaded on the current device, or None.
+
+    None when the fatbin is missing or stale (its stamp's digest differs from the
+    sources: see ``scripts/build_kernels.py``), when ``GPU_MEDIA_KERNELS=nvrtc`` asks
+    for a compile, or when the driver cannot load it (no code for this GPU and no
+    usable PTX). Loading a function forces the module load, so failures show here.
+    """
+    import os
+
+    path = _k.fatbin_path()
+    if path is None or os.environ.get("GPU_MEDIA_KERNELS", "").lower() == "nvrtc":
+        return None
+    try:
+        mod = cupy.RawModule(path=path)
+        mod.get_function(_k.kernel_names()[0])
+        return mod
+    except Exception:  # noqa: BLE001 - cupy's CUDADriverError and friends: compile instead
+        return None
+
+
+def _compile_nvrtc():
+    """kernels.cu compiled for the current device with NVRTC (CuPy caches the binary on disk)."""
+    return cupy.RawModule(code=_k.source(), options=_k.NVRTC_OPTIONS + (f"-I{_k.KERNEL_DIR}",))
+
+
 def _module():
-    """The compiled kernels of the current device (compiled on first use, then cached)."""
+    """The kernels of the current device: the shipped fatbin, else compiled by NVRTC; loaded once, then cached."""
     dev = cupy.cuda.Device().id
     mod = _modules.get(dev)
     if mod is None:
         with _lock:
             mod = _modules.get(dev)
             if mod is None:
-                mod = cupy.RawModule(code=_k.source(), options=_k.NVRTC_OPTIONS + (f"-I{_k.KERNEL_DIR}",))
+                mod = _load_fatbin() or _compile_nvrtc()
                 _modules[dev] = mod
     return mod
 

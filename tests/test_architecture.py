@@ -32,7 +32,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("backends", ["cpu_fallback", "cpu_fallback.*", "gpu_media.cupy_backend", "gpu_media.cuda_kernels",
                   "gpu_media.nvimgcodec_encode", "gpu_media.nvcomp_deflate", "gpu_media.dali_reader"]),
     ("dispatch", ["gpu_media.backend"]),
-    ("stages", ["gpu_media.normalize", "gpu_media.masks", "gpu_media.boxes", "gpu_media.encode"]),
+    ("stages", ["gpu_media.normalize", "gpu_media.masks", "gpu_media.boxes", "gpu_media.encode",
+                "gpu_media.warmup"]),
     ("viewer", ["gpu_media.viewer"]),  # written by dump after the index, so below it
     ("dump", ["gpu_media.dump"]),
     ("front ends", ["gpu_media.formats", "gpu_media.formats.*", "gpu_media.coco", "gpu_media.wandb_compat"]),

@@ -80,7 +80,21 @@ def test_stand_in_normalize_masks_boxes(stand_in):
     rects = np.array([[0, 0, 5, 5], [2, 2, 7, 7]], np.int64)
     args = (rects, np.array([0, 0]), np.array([[1, 2, 3], [4, 5, 6]], np.uint8), 2)
     np.testing.assert_array_equal(stand_in.draw_outlines(u8, *args), cpu_fallback.draw_outlines(u8, *args))
-    assert len(stand_in._modules) == 1  # compiled once, then cached
+    assert len(stand_in._modules) == 1  # loaded once, then cached
+
+
+def test_stand_in_kernels_from_fatbin_or_nvrtc(stand_in, monkeypatch):
+    """The shipped fatbin while its stamp matches the sources; NVRTC when stale or asked for."""
+    assert cuda_kernels.fatbin_path() == cuda_kernels.FATBIN  # committed up to date (see test_kernels_compile)
+    assert stand_in._module().options == ("fatbin",)
+    monkeypatch.setattr(stand_in, "_modules", {})
+    monkeypatch.setenv("GPU_MEDIA_KERNELS", "nvrtc")
+    assert "--fmad=false" in stand_in._module().options
+    monkeypatch.delenv("GPU_MEDIA_KERNELS")
+    monkeypatch.setattr(stand_in, "_modules", {})
+    monkeypatch.setattr(cuda_kernels, "source_digest", lambda: "0" * 64)  # a kernel changed, not rebuilt
+    assert cuda_kernels.fatbin_path() is None
+    assert "--fmad=false" in stand_in._module().options
 
 
 def test_stand_in_encode_and_host_copies(stand_in, monkeypatch):
@@ -370,6 +384,34 @@ def _nvcomp_or_skip():
     if be._png_encoder() is None:
         pytest.skip("the GPU PNG encoder was switched off by an earlier failure")
     return be
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_fatbin_loads_and_equals_nvrtc():
+    """The shipped fatbin loads on this GPU, and its kernels give the NVRTC build's bits."""
+    import cupy
+
+    be = gpu_media.backend.get_backend("gpu")
+    fat, rtc = be._load_fatbin(), be._compile_nvrtc()
+    assert fat is not None, "the shipped fatbin did not load on this GPU"
+    rng = np.random.default_rng(40)
+
+    def launcher(mod):
+        def launch(name, blocks, args):
+            mod.get_function(name)((blocks,), (cuda_kernels.BLOCK,), tuple(args))
+        return launch
+
+    for dtype in ("float16", "float32", "float64", "int16", "uint8"):
+        x = cupy.asarray(_values(rng, dtype, (4, 67, 45, 3)))
+        a = cuda_kernels.normalize(x, "NHWC", True, xp=cupy, launch=launcher(fat))
+        b = cuda_kernels.normalize(x, "NHWC", True, xp=cupy, launch=launcher(rtc))
+        np.testing.assert_array_equal(a.get(), b.get())
+    u8 = cupy.asarray(rng.integers(0, 256, (3, 31, 29, 4), dtype=np.uint8))
+    fa, aa = cuda_kernels.png_rows(u8, xp=cupy, launch=launcher(fat))
+    fb, ab = cuda_kernels.png_rows(u8, xp=cupy, launch=launcher(rtc))
+    np.testing.assert_array_equal(fa.get(), fb.get())
+    np.testing.assert_array_equal(aa.get(), ab.get())
 
 
 @gpu
