@@ -121,7 +121,8 @@ def deflate(buffer, n: int, per: int, algo: int, *, device_id: int, stream_ptr: 
     nvcomp = load()
     step = stride(per)
     try:
-        src = nvcomp.as_arrays(buffer, [i * step for i in range(n)], [per] * n, cuda_stream=stream_ptr)
+        flat = buffer.reshape(-1) if hasattr(buffer, "reshape") else buffer
+        src = nvcomp.as_arrays(flat, [i * step for i in range(n)], [per] * n, cuda_stream=stream_ptr)
         out = codec(device_id, stream_ptr, algo, per).encode(src)
         sizes = [int(s) for s in out.buffer_sizes]
         pointers = [int(out[i].__cuda_array_interface__["data"][0]) for i in range(n)]
