@@ -24,7 +24,7 @@ from PIL import Image
 
 import cpu_fallback
 import gpu_media
-from gpu_media import cuda_kernels
+from gpu_media import codecs, cuda_kernels
 
 DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
           "float16", "float32", "float64")
@@ -46,10 +46,12 @@ def stand_in(lib, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupyx", cpx)
     monkeypatch.delitem(sys.modules, "gpu_media.cupy_backend", raising=False)
     monkeypatch.delattr(gpu_media, "cupy_backend", raising=False)
+    codecs._resolve.cache_clear()  # the codec table's encoders must be this module's functions
     module = importlib.import_module("gpu_media.cupy_backend")
     module.launches = log
     yield module
     sys.modules.pop("gpu_media.cupy_backend", None)  # monkeypatch then restores any real one
+    codecs._resolve.cache_clear()
     if getattr(gpu_media, "cupy_backend", None) is module:
         delattr(gpu_media, "cupy_backend")
 
