@@ -395,8 +395,14 @@ with tempfile.TemporaryDirectory() as d:
     gm.write_dump(os.path.join(d, "first"), x[:16], key="first", file_type="png", device="gpu")
     cupy.cuda.Device().synchronize()
     out["first_call_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     gm.write_dump(os.path.join(d, "second"), x[:16], key="second", file_type="png", device="gpu")
     cupy.cuda.Device().synchronize()
+    out["second_call_seconds"] = time.perf_counter() - t0
+    from gpu_media import cupy_backend
+    out["kernels_from"] = "fatbin" if cupy_backend._load_fatbin() is not None else "nvrtc"
+    cache = os.environ.get("CUPY_CACHE_DIR")
+    out["cupy_kernels_compiled"] = sorted(os.listdir(cache)) if cache and os.path.isdir(cache) else None
     free0, total = cupy.cuda.runtime.memGetInfo()
     rss0 = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     peak = [total - free0]
@@ -422,7 +428,7 @@ print(json.dumps(out))
 """
 
 
-def gpu_fresh_case(n: int, size: int) -> dict:
+def gpu_fresh_case(n: int, size: int, cold: bool = True) -> dict:
     """First-call time and memory of GPU dumps, in a fresh process (CUDA initialized by torch first).
 
     The process starts with an empty CuPy kernel cache (``CUPY_CACHE_DIR``), so an NVRTC
@@ -435,14 +441,15 @@ def gpu_fresh_case(n: int, size: int) -> dict:
     """
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as cache:  # an empty CuPy kernel cache: a first call on a new machine
-        env = dict(os.environ, CUPY_CACHE_DIR=cache)
+        env = dict(os.environ, CUPY_CACHE_DIR=cache) if cold else dict(os.environ)
         r = subprocess.run([sys.executable, "-c", GPU_FRESH_SCRIPT, str(n), str(size)], capture_output=True,
                            text=True, cwd=here, check=False, timeout=300, env=env)
     if r.returncode != 0:
         return {"case": "gpu fresh process", "error": r.stderr[-2000:]}
     m = json.loads(r.stdout.strip().splitlines()[-1])
     chunk = min(m["chunk_bytes"], m["uint8_batch_bytes"] // 3 * 4)
-    m.update(case=f"gpu dumps of {n} x {size}x{size} float32 NCHW in a fresh process",
+    m.update(case=f"gpu dumps of {n} x {size}x{size} float32 NCHW in a fresh process"
+                  + (" (empty CuPy kernel cache)" if cold else " (CuPy kernel cache kept)"),
              device_extra_over_two_chunks=m["device_extra_peak_bytes"] / (2 * chunk),
              host_peak_over_uint8_batch=max(0, m["host_maxrss_after"] - m["host_rss_before"]) / m["uint8_batch_bytes"])
     return m
@@ -509,6 +516,10 @@ def main(argv=None) -> int:
         gpu_cases(args.gpu_n, args.gpu_size, args.rounds, results, checks, report)
         fresh = gpu_fresh_case(args.gpu_n, args.gpu_size)
         results.append(fresh)
+        warm_cache = gpu_fresh_case(16, args.gpu_size, cold=False)
+        results.append(warm_cache)
+        if "first_call_seconds" in warm_cache:
+            checks["first_call_seconds_cupy_cache_kept"] = warm_cache["first_call_seconds"]
         for k in ("first_call_seconds", "device_extra_over_two_chunks", "host_peak_over_uint8_batch"):
             if k in fresh:
                 checks[k if k == "first_call_seconds" else f"gpu_dump_{k}"] = fresh[k]

@@ -149,11 +149,15 @@ def _strided(a, xp):
 
 
 def init_keys(n: int, kind: str, xp):
-    """(n, 2) uint64 keys: column 0 the identity of min, column 1 of max, for ``kind``."""
-    keys = xp.empty((n, 2), dtype=xp.uint64)
+    """(n, 2) uint64 keys: column 0 the identity of min, column 1 of max, for ``kind``.
+
+    Made on the host and copied (``xp.asarray``): no CuPy elementwise kernel, which
+    CuPy would compile with NVRTC on a first call.
+    """
+    keys = np.empty((n, 2), dtype=np.uint64)
     keys[:, 0] = np.uint64(_MIN_INIT[kind])
     keys[:, 1] = np.uint64(_MAX_INIT[kind])
-    return keys
+    return xp.asarray(keys)
 
 
 def decode_keys(keys, dtype, xp):
@@ -215,7 +219,7 @@ def normalize(x, layout: str, normalize: bool = True, *, xp, launch):
         codes = xp.empty(n, dtype=xp.uint8)
         launch("gm_codes", blocks_for(n), (keys, codes, np.int64(n), np.int32(ord(key_kind(x.dtype)))))
     else:
-        codes = xp.full(n, 2, dtype=xp.uint8)
+        codes = xp.asarray(np.full(n, 2, dtype=np.uint8))  # a copy, not a CuPy fill kernel
     launch(f"gm_convert_{suffix(x.dtype)}", blocks_for(n * h * w),
            (x, out, *_i64(n, h, w, c, sn, sh, sw, sc), codes))
     return out
@@ -304,9 +308,9 @@ def png_rows(images, *, xp, launch, stride=None):
     if stride < per:
         raise ValueError(f"stride {stride} < {per} bytes per image")
     filtered = xp.empty((n, stride), dtype=xp.uint8)
-    adler = xp.ones(n, dtype=xp.uint32)
     if n == 0 or h == 0:
-        return filtered, adler
+        return filtered, xp.asarray(np.ones(n, dtype=np.uint32))
+    adler = xp.empty(n, dtype=xp.uint32)  # gm_png_adler writes every entry
     row_adler = xp.empty(n * h, dtype=xp.uint32)
     launch("gm_png_filter", blocks_for(n * h, BLOCK // 32), (images, filtered, row_adler, *_i64(n, h, w, c, stride)))
     launch("gm_png_adler", blocks_for(n), (row_adler, adler, *_i64(n, h, 1 + w * c)))
