@@ -46,6 +46,10 @@ _jpeg_state: dict = {}
 _png_state: dict = {}
 
 CHUNK_MIN = 16 << 20  # chunk_bytes() bounds
+# Images per nvCOMP call of the GPU PNG encoder: the host assembles one part's files while
+# the device compresses the next. nvCOMP compresses one image per chunk, so a part
+# should hold at least a chunk per SM (about 132 on an H100) to keep the device busy.
+PNG_PART_IMAGES = 128
 CHUNK_MAX = 1 << 30
 
 
@@ -199,10 +203,12 @@ def _png_group(images, compression_level, nd) -> list:
     """uint8 CuPy (N,H,W,C), one shape -> PNG bytes per image, filtered and deflated on the device.
 
     ``gm_png_filter`` + ``gm_png_adler`` (kernels/png.cuh) write each image's filtered
-    rows at a 16-byte aligned offset and their Adler-32; nvCOMP deflates each image
-    as one raw stream; the compressed bytes come back in one pinned host buffer (one
-    asynchronous copy per image on the current stream); the files are assembled with
-    their CRCs by :func:`gpu_media.png.assemble` in the encode thread pool.
+    rows at a 16-byte aligned offset and their Adler-32, for the whole batch at once.
+    Then, per part of :data:`PNG_PART_IMAGES` images: nvCOMP deflates each image as one
+    raw stream, the compressed bytes come back into one pinned host buffer (one
+    asynchronous copy per image on the current stream), and the files are assembled
+    with their CRCs by :func:`gpu_media.png.assemble` in the encode thread pool while
+    the device compresses the next part.
     """
     import cupyx
 
@@ -211,24 +217,32 @@ def _png_group(images, compression_level, nd) -> list:
     per = h * (1 + w * c)
     stream = cupy.cuda.get_current_stream()
     filtered, adler = _k.png_rows(images, xp=cupy, launch=_launch, stride=nd.stride(per))
-    keep, pointers, sizes = nd.deflate(filtered, n, per, nd.algorithm_type(compression_level),
-                                       device_id=cupy.cuda.Device().id, stream_ptr=int(stream.ptr))
-    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-    host = cupyx.empty_pinned((max(1, int(offsets[-1])),), dtype=np.uint8)
-    base = host.ctypes.data
-    for k in range(n):
-        cupy.cuda.runtime.memcpyAsync(base + int(offsets[k]), pointers[k], sizes[k],
-                                      cupy.cuda.runtime.memcpyDeviceToHost, stream.ptr)
-    adler_host = cupy.asnumpy(adler, stream=stream)
-    stream.synchronize()
-    del keep, filtered
+    adler_host = cupy.asnumpy(adler, stream=stream)  # waits for the filter kernels
+    algo, device_id = nd.algorithm_type(compression_level), cupy.cuda.Device().id
+    pool = _encode_pool() if n > 1 else None
+    out = []
+    for lo in range(0, n, PNG_PART_IMAGES):
+        hi = min(n, lo + PNG_PART_IMAGES)
+        keep, pointers, sizes = nd.deflate(filtered[lo:hi], hi - lo, per, algo, device_id=device_id,
+                                           stream_ptr=int(stream.ptr))
+        offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        host = cupyx.empty_pinned((max(1, int(offsets[-1])),), dtype=np.uint8)
+        base = host.ctypes.data
+        for k in range(hi - lo):
+            cupy.cuda.runtime.memcpyAsync(base + int(offsets[k]), pointers[k], sizes[k],
+                                          cupy.cuda.runtime.memcpyDeviceToHost, stream.ptr)
+        stream.synchronize()
+        del keep
 
-    def one(k):
-        return _png.assemble(w, h, c, host[offsets[k]:offsets[k + 1]], int(adler_host[k]), compression_level)
+        def one(k, host=host, offsets=offsets, lo=lo):
+            return _png.assemble(w, h, c, host[offsets[k]:offsets[k + 1]], int(adler_host[lo + k]),
+                                 compression_level)
 
-    if n <= 1:
-        return [one(k) for k in range(n)]
-    return list(_encode_pool().map(one, range(n)))
+        if pool is None:
+            out.extend(one(k) for k in range(hi - lo))
+        else:
+            out.extend(pool.submit(one, k) for k in range(hi - lo))
+    return out if pool is None else [f.result() for f in out]
 
 
 def _encode_png_device(images, compression_level, nd) -> list:

@@ -157,12 +157,15 @@ class FakeNvcomp:
 
 def test_stand_in_png_through_nvcomp(stand_in, monkeypatch):
     """The device PNG path's plumbing: kernels (host twins), nvCOMP calls, copies, assembly, order."""
+    from test_png import zlib_read_png
+
     from gpu_media import nvcomp_deflate
 
     fake = FakeNvcomp()
     monkeypatch.setattr(nvcomp_deflate, "_state", {"module": fake})
     monkeypatch.setattr(nvcomp_deflate, "_local", threading.local())
     monkeypatch.setitem(stand_in._png_state, "module", nvcomp_deflate)
+    monkeypatch.setattr(stand_in, "PNG_PART_IMAGES", 2)  # parts of 2, 1 images: the pipeline's order
     rng = np.random.default_rng(11)
     for c in (1, 3, 4):
         batch = rng.integers(0, 256, (3, 7, 5, c), dtype=np.uint8)
@@ -175,6 +178,7 @@ def test_stand_in_png_through_nvcomp(stand_in, monkeypatch):
                 assert data[:8] == b"\x89PNG\r\n\x1a\n"
                 with Image.open(io.BytesIO(data)) as im:
                     np.testing.assert_array_equal(np.asarray(im).reshape(img.shape), img)
+                np.testing.assert_array_equal(zlib_read_png(data), img)  # CRCs, Adler-32 too
     items = [rng.integers(0, 256, s, dtype=np.uint8) for s in ((4, 3, 3), (1, 1, 3), (4, 3, 3), (2, 9, 4))]
     for data, img in zip(stand_in.encode(items, "png", 75, None), items):
         with Image.open(io.BytesIO(data)) as im:
