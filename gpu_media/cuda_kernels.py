@@ -290,6 +290,12 @@ def draw_outlines(images, rects, image_index, colors, thickness: int, *, xp, lau
     return out
 
 
+# Longest PNG row (filter byte + W*C bytes) gm_png_filter takes: its per-row sums (filter
+# scores in 32 bits, Adler-32 parts in 64 bits before their one reduction) are exact up
+# to here. Longer rows are encoded on the host.
+PNG_MAX_ROW = 1 << 24
+
+
 def png_rows(images, *, xp, launch, stride=None):
     """uint8 (N,H,W,C) -> (filtered (N, stride) uint8, adler (N,) uint32) (SPEC 5, PNG).
 
@@ -304,6 +310,8 @@ def png_rows(images, *, xp, launch, stride=None):
     images = xp.ascontiguousarray(images)
     n, h, w, c = (int(v) for v in images.shape)
     per = h * (1 + w * c)
+    if 1 + w * c > PNG_MAX_ROW:
+        raise ValueError(f"PNG rows of {1 + w * c} bytes are longer than {PNG_MAX_ROW}")
     stride = per if stride is None else int(stride)
     if stride < per:
         raise ValueError(f"stride {stride} < {per} bytes per image")

@@ -270,10 +270,12 @@ def encode_png(images, codec, quality: int, compression_level=None) -> list:
     :data:`gpu_media.nvcomp_deflate.ALGORITHM_TYPES`), and the files assembled on the
     host (:mod:`gpu_media.png`): lossless like the CPU backend's (SPEC 5), other bytes.
     Without nvCOMP, or when it fails (one warning, then the host for the rest of the
-    process): :func:`encode_on_host`, the CPU backend's bytes.
+    process), or for rows longer than ``cuda_kernels.PNG_MAX_ROW`` bytes (16 MiB):
+    :func:`encode_on_host`, the CPU backend's bytes.
     """
     nd = _png_encoder()
-    if nd is not None:
+    items = images if isinstance(images, (list, tuple)) else [images[0]] if len(images) else []
+    if nd is not None and all(1 + a.shape[1] * a.shape[2] <= _k.PNG_MAX_ROW for a in items):
         from .errors import DeviceError
 
         try:

@@ -183,6 +183,13 @@ def test_stand_in_png_through_nvcomp(stand_in, monkeypatch):
     for data, img in zip(stand_in.encode(items, "png", 75, None), items):
         with Image.open(io.BytesIO(data)) as im:
             np.testing.assert_array_equal(np.asarray(im).reshape(img.shape), img)
+    # rows longer than the kernel's exact sums allow: the host (Pillow's bytes), no kernel launched
+    monkeypatch.setattr(cuda_kernels, "PNG_MAX_ROW", 3 * 5)
+    stand_in.launches.clear()
+    wide = rng.integers(0, 256, (2, 3, 5, 3), dtype=np.uint8)
+    assert stand_in.encode(wide, "png", 75, None) == cpu_fallback.encode(wide, "png", 75, None)
+    assert stand_in.encode(list(wide), "png", 75, None) == cpu_fallback.encode(wide, "png", 75, None)
+    assert stand_in.launches == []
 
 
 def test_stand_in_png_falls_back_when_nvcomp_fails(stand_in, monkeypatch):
