@@ -8,8 +8,14 @@ Cases: ``wandb.Image`` built one image at a time (wandb 0.31, fed uint8 since it
 longer normalizes), gpu_media on CPU (dump from float32, PNG and JPEG; encode
 alone; normalize alone next to NumPy's plain ``(x * 255).astype(np.uint8)``), and
 where a GPU is usable gpu_media on GPU and ``torchvision.io.encode_jpeg`` on CUDA
-tensors. The batch is the demo's photographs (``gpu_media/demo/demo.npz``) resized
-to the size asked and repeated to N images, as float32 in [0, 1].
+tensors. The CPU batch is the demo's photographs (``gpu_media/demo/demo.npz``)
+resized to the size asked and repeated to N images, as float32 in [0, 1]. The GPU
+batch is crops of the same photographs at full resolution (scikit-image's samples,
+where scikit-image is installed; else the demo's, resized), float32 NCHW on the GPU.
+
+The JSON's ``goals`` lists issue 11's goals (:data:`GOALS`) with the measured value
+and whether it is met; ``checks`` has the measured values under the same names.
+Without a usable GPU the GPU goals are reported as skipped, never estimated.
 """
 
 from __future__ import annotations
@@ -42,6 +48,70 @@ def photo_batch(n: int, size: int) -> np.ndarray:
         photos = np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.LANCZOS)) for p in photos])
     reps = -(-n // len(photos))
     return (np.concatenate([photos] * reps)[:n].astype(np.float32) / np.float32(255))
+
+
+def photo_crops(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """(n, size, size, 3) float32 in [0, 1]: random square crops of the demo's photographs.
+
+    The full-resolution originals come from scikit-image (``skimage.data``, the
+    demo's source, see gpu_media/demo/SOURCES.md) when it is installed; a crop
+    smaller than ``size`` (a photograph's short side) is resized up to it. Without
+    scikit-image, :func:`photo_batch`. Returns (batch, where the photographs came from).
+    """
+    try:
+        from skimage import data as skd
+    except ImportError:
+        return photo_batch(n, size), "gpu_media/demo/demo.npz (resized)"
+    names = ["astronaut", "camera", "chelsea", "clock", "coffee", "hubble_deep_field", "retina", "rocket"]
+    photos = []
+    for name in names:
+        p = getattr(skd, name)()
+        photos.append(np.stack([p] * 3, -1) if p.ndim == 2 else p[..., :3])
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        p = photos[i % len(photos)]
+        side = min(size, *p.shape[:2])
+        y = int(rng.integers(0, p.shape[0] - side + 1))
+        x = int(rng.integers(0, p.shape[1] - side + 1))
+        crop = p[y:y + side, x:x + side]
+        if side < size:
+            crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.LANCZOS))
+        out[i] = crop
+    return out.astype(np.float32) / np.float32(255), "scikit-image samples (crops)"
+
+
+# Issue 11's goals, measured on the GPU batch (256 crops 512x512 float32 NCHW on one GPU):
+# name -> (comparison, threshold, what is measured).
+GOALS = {
+    "gpu_png_encode_images_per_s": (">=", 10_000, "gm.encode(CUDA uint8 NHWC, 'png') -> bytes on the host"),
+    "gpu_png_dump_images_per_s": (">=", 5_000, "gm.write_dump(CUDA float32 NCHW, file_type='png')"),
+    "gpu_png_bytes_vs_pillow6": ("<=", 1.10, "GPU PNG bytes (default level) / Pillow compress_level=6 bytes"),
+    "gpu_jpeg_dump_vs_torchvision_by_hand": (">=", 1.5, ("time of torch normalize + torchvision encode_jpeg + "
+                                                       "writing files / time of gm.write_dump jpg")),
+    "gpu_jpeg_encode_vs_torchvision": (">=", 1.0, "torchvision.io.encode_jpeg time / gm.encode jpg time (CUDA uint8)"),
+    "gpu_normalize_fraction_of_copy_bandwidth": (">=", 0.7, "normalize bytes/s (read f32 + write u8) / copy bytes/s"),
+    "gpu_dump_device_extra_over_two_chunks": ("<=", 1.0, ("peak device memory above the input during a dump / "
+                                                          "two chunks")),
+    "gpu_dump_host_peak_over_uint8_batch": ("<=", 1.5, "peak host RSS growth during a dump / the uint8 RGB batch"),
+    "first_call_seconds": ("<=", 0.5, ("first gm.write_dump (16 images, png) in a fresh process with CUDA "
+                                      "already initialized")),
+}
+
+
+def goal_report(checks: dict, skipped: str | None) -> dict:
+    """{name: {goal, measures, value, met}} for :data:`GOALS`; value/met None and ``skipped`` when not measured."""
+    out = {}
+    for name, (op, limit, what) in GOALS.items():
+        v = checks.get(name)
+        entry = {"goal": f"{op} {limit}", "measures": what}
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            entry.update(value=v, met=bool(v >= limit if op == ">=" else v <= limit))
+        else:
+            entry.update(value=None, met=None, skipped=skipped or "not measured")
+            checks[name] = "skipped"
+        out[name] = entry
+    return out
 
 
 def timed(fn, rounds: int):
@@ -162,59 +232,227 @@ def cpu_cases(x: np.ndarray, rounds: int, results: list, checks: dict) -> None:
     checks["normalize_fraction_of_numpy"] = frac
 
 
-def gpu_cases(n: int, size: int, rounds: int, results: list, checks: dict) -> None:
+def gpu_cases(n: int, size: int, rounds: int, results: list, checks: dict, report: dict) -> None:
     import cupy
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(photo_batch(n, size).transpose(0, 3, 1, 2))).cuda()  # NCHW
+    import cpu_fallback
 
-    def ours():
-        out = gm.encode(gm.normalize(x, device="gpu"), file_type="jpg", quality=75, device="gpu")
-        torch.cuda.synchronize()
-        return out
-
-    sec, out = timed(ours, rounds)
-    results.append(row("gpu_media gpu: CUDA float32 NCHW -> jpg q75 bytes", sec, n, x.numel() * 4,
-                       [len(b) for b in out]))
-    try:
-        import torchvision.io as tvio
-
-        u8 = (x * 255).to(torch.uint8)
-        tensors = list(u8)
-
-        def tv():
-            out = tvio.encode_jpeg(tensors, quality=75)
-            torch.cuda.synchronize()
-            return [bytes(t.cpu().numpy()) for t in out]
-
-        sec_tv, out_tv = timed(tv, rounds)
-        results.append(row("torchvision.io.encode_jpeg (CUDA uint8)", sec_tv, n, u8.numel(), [len(b) for b in out_tv]))
-        sec_u8, _ = timed(lambda: gm.encode(u8.permute(0, 2, 3, 1), file_type="jpg", device="gpu"), rounds)
-        results.append(row("gpu_media gpu: encode jpg q75 (same CUDA uint8)", sec_u8, n, u8.numel(), None))
-        checks["gpu_encode_vs_torchvision"] = sec_tv / sec_u8
-    except ImportError:
-        pass
+    host, source = photo_crops(n, size)
+    report["gpu_batch"] = {"n": n, "size": size, "layout": "NCHW float32 CUDA", "photographs": source}
+    x = torch.from_numpy(np.ascontiguousarray(host.transpose(0, 3, 1, 2))).cuda()  # NCHW float32
     xc = cupy.asarray(x)
-    moved = 2 * xc.nbytes
+    u8 = gm.normalize(xc, layout="NCHW", device="gpu")  # (N,H,W,3) uint8 CuPy
+    host_u8 = cupy.asnumpy(u8)
+    tmp = tempfile.mkdtemp(prefix="gpu-media-bench-gpu-")
+    counter = iter(range(10**9))
 
+    def sync():
+        torch.cuda.synchronize()
+        cupy.cuda.Device().synchronize()
+
+    def dump(file_type):
+        def run():
+            root = os.path.join(tmp, f"d{next(counter)}")
+            out = gm.write_dump(root, x, key="bench", file_type=file_type, device="gpu")
+            sync()
+            shutil.rmtree(root, ignore_errors=True)  # the disk holds one dump at a time
+            return out
+        return run
+
+    def encode(file_type, level=None):
+        def run():
+            out = gm.encode(u8, file_type=file_type, compression_level=level, device="gpu")
+            sync()
+            return out
+        return run
+
+    try:
+        # --- PNG: encode alone, whole dump, size against Pillow level 6, the level table ---
+        from gpu_media import cupy_backend, nvcomp_deflate
+
+        png_device = cupy_backend._png_encoder() is not None
+        report["gpu_png_encoder"] = "nvCOMP deflate on the GPU" if png_device else (
+            "host (Pillow): nvCOMP is not installed, " + str(nvcomp_deflate._state.get("error", "")))
+        sec, out = timed(encode("png"), rounds)
+        results.append(row("gpu_media gpu: encode png (CUDA uint8 -> bytes)", sec, n, u8.nbytes, [len(b) for b in out]))
+        checks["gpu_png_encode_images_per_s"] = n / sec
+        pillow6 = cpu_fallback.encode(host_u8[: min(n, 64)], "png", 75, 6)
+        ours = out[: len(pillow6)]
+        checks["gpu_png_bytes_vs_pillow6"] = sum(map(len, ours)) / sum(map(len, pillow6))
+        exact = all(np.array_equal(decode(b), a) for b, a in zip(out[:16], host_u8[:16]))
+        checks["gpu_png_decodes_exactly"] = exact
+        sec, out = timed(dump("png"), rounds)
+        results.append(row("gpu_media gpu: write_dump png (CUDA float32 NCHW in)", sec, n, x.numel() * 4,
+                           [d["size"] for d in out]))
+        checks["gpu_png_dump_images_per_s"] = n / sec
+        levels = []
+        for level in (None, 4, 7):
+            algo = nvcomp_deflate.algorithm_type(level)
+            sec, out = timed(encode("png", level), max(2, rounds // 2))
+            size = sum(map(len, out[: len(pillow6)])) / sum(map(len, pillow6))
+            levels.append({"compression_level": level, "nvcomp_algorithm_type": algo if png_device else None,
+                           "images_per_s": n / sec, "bytes_vs_pillow6": size})
+            results.append(row(f"gpu_media gpu: encode png level {level} (nvCOMP type {algo})", sec, n, u8.nbytes,
+                               [len(b) for b in out]))
+        report["gpu_png_levels"] = levels
+
+        # --- JPEG: our dump against torch + torchvision by hand, encode alone against torchvision ---
+        (t_ours_dump, t_hand), _ = _jpeg_dumps(x, tmp, counter, rounds, sync)
+        results.append(row("gpu_media gpu: write_dump jpg q75 (CUDA float32 NCHW in)", statistics.median(t_ours_dump),
+                           n, x.numel() * 4, None))
+        if t_hand is not None:
+            results.append(row("by hand: torch normalize + torchvision encode_jpeg + files", statistics.median(t_hand),
+                               n, x.numel() * 4, None))
+            checks["gpu_jpeg_dump_vs_torchvision_by_hand"] = statistics.median(
+                [h / o for h, o in zip(t_hand, t_ours_dump)])
+        sec, out = timed(encode("jpg"), rounds)
+        results.append(row("gpu_media gpu: encode jpg q75 (CUDA uint8)", sec, n, u8.nbytes, [len(b) for b in out]))
+        try:
+            import torchvision.io as tvio
+
+            tensors = list(torch.as_tensor(u8, device="cuda").permute(0, 3, 1, 2))
+
+            def tv():
+                out = tvio.encode_jpeg(tensors, quality=75)
+                torch.cuda.synchronize()
+                return [bytes(t.cpu().numpy()) for t in out]
+
+            (t_tv, t_gm), outs = interleaved([tv, encode("jpg")], rounds)
+            results.append(row("torchvision.io.encode_jpeg (CUDA uint8)", statistics.median(t_tv), n, u8.nbytes,
+                               [len(b) for b in outs[0]]))
+            checks["gpu_jpeg_encode_vs_torchvision"] = statistics.median([a / b for a, b in zip(t_tv, t_gm)])
+        except ImportError:
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # --- normalize against a device copy ---
     def copy():
         y = xc.copy()
         cupy.cuda.Device().synchronize()
         return y
-
-    sec_copy, _ = timed(copy, rounds)
 
     def norm():
         y = gm.normalize(xc, layout="NCHW", device="gpu")
         cupy.cuda.Device().synchronize()
         return y
 
-    sec_norm, _ = timed(norm, rounds)
-    copy_bw = moved / sec_copy
+    (t_copy, t_norm), outs = interleaved([copy, norm], rounds)
+    checks["gpu_normalize_equals_cpu"] = bool(np.array_equal(cupy.asnumpy(outs[1]),
+                                                             gm.normalize(host, device="cpu")))
+    sec_copy, sec_norm = statistics.median(t_copy), statistics.median(t_norm)
+    copy_bw = 2 * xc.nbytes / sec_copy
     norm_bw = (xc.nbytes + xc.nbytes // 4) / sec_norm
     results.append(row("cupy copy (device bandwidth)", sec_copy, n, xc.nbytes, None, GB_per_s=copy_bw / 1e9))
     results.append(row("gpu_media gpu: normalize kernel", sec_norm, n, xc.nbytes, None, GB_per_s=norm_bw / 1e9))
     checks["gpu_normalize_fraction_of_copy_bandwidth"] = norm_bw / copy_bw
+
+
+def _jpeg_dumps(x, tmp, counter, rounds, sync):
+    """Interleaved: gm.write_dump jpg, and torch normalize + torchvision.io.encode_jpeg + files by hand."""
+    import torch
+
+    def ours():
+        root = os.path.join(tmp, f"j{next(counter)}")
+        gm.write_dump(root, x, key="bench", file_type="jpg", device="gpu")
+        sync()
+        shutil.rmtree(root, ignore_errors=True)
+
+    try:
+        import torchvision.io as tvio
+    except ImportError:
+        times, _ = interleaved([ours], rounds)
+        return (times[0], None), None
+
+    def by_hand():
+        root = os.path.join(tmp, f"h{next(counter)}")
+        os.makedirs(root)
+        u8 = (x * 255).clamp(0, 255).to(torch.uint8)
+        for i, b in enumerate(tvio.encode_jpeg(list(u8), quality=75)):
+            with open(os.path.join(root, f"{i}.jpg"), "wb") as f:
+                f.write(b.cpu().numpy().tobytes())
+        shutil.rmtree(root, ignore_errors=True)
+
+    times, _ = interleaved([ours, by_hand], rounds)
+    return (times[0], times[1]), None
+
+
+GPU_FRESH_SCRIPT = """
+import json, os, resource, sys, tempfile, threading, time
+sys.path.insert(0, "benchmarks")
+import numpy as np, torch, cupy
+from compare import photo_crops
+n, size = int(sys.argv[1]), int(sys.argv[2])
+host, _ = photo_crops(n, size)
+x = torch.from_numpy(np.ascontiguousarray(host.transpose(0, 3, 1, 2))).cuda()
+torch.cuda.synchronize()
+del host
+import gpu_media as gm
+out = {}
+with tempfile.TemporaryDirectory() as d:
+    t0 = time.perf_counter()
+    gm.write_dump(os.path.join(d, "first"), x[:16], key="first", file_type="png", device="gpu")
+    cupy.cuda.Device().synchronize()
+    out["first_call_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gm.write_dump(os.path.join(d, "second"), x[:16], key="second", file_type="png", device="gpu")
+    cupy.cuda.Device().synchronize()
+    out["second_call_seconds"] = time.perf_counter() - t0
+    from gpu_media import cupy_backend
+    out["kernels_from"] = "fatbin" if cupy_backend._load_fatbin() is not None else "nvrtc"
+    cache = os.environ.get("CUPY_CACHE_DIR")
+    out["cupy_kernels_compiled"] = sorted(os.listdir(cache)) if cache and os.path.isdir(cache) else None
+    free0, total = cupy.cuda.runtime.memGetInfo()
+    rss0 = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    peak = [total - free0]
+    stop = threading.Event()
+    def poll():
+        while not stop.is_set():
+            peak[0] = max(peak[0], total - cupy.cuda.runtime.memGetInfo()[0])
+            time.sleep(0.0005)
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    from gpu_media import cupy_backend
+    chunk = cupy_backend.chunk_bytes()
+    for ft in ("png", "jpg"):
+        gm.write_dump(os.path.join(d, ft), x, key="mem", file_type=ft, device="gpu")
+        cupy.cuda.Device().synchronize()
+    stop.set()
+    th.join()
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+n_, c, h, w = x.shape
+out.update(input_bytes=x.numel() * 4, uint8_batch_bytes=n_ * h * w * 3, chunk_bytes=chunk,
+           device_extra_peak_bytes=peak[0] - (total - free0), host_rss_before=rss0, host_maxrss_after=maxrss)
+print(json.dumps(out))
+"""
+
+
+def gpu_fresh_case(n: int, size: int, cold: bool = True) -> dict:
+    """First-call time and memory of GPU dumps, in a fresh process (CUDA initialized by torch first).
+
+    The process starts with an empty CuPy kernel cache (``CUPY_CACHE_DIR``), so an NVRTC
+    compile would count; the shipped fatbin is what keeps the first call short.
+
+    Device: the peak of the device's used memory (polled every 0.5 ms) during a PNG and
+    a JPEG dump of the batch, above what was in use before (the input included), against
+    two chunks (a chunk: ``min(cupy_backend.chunk_bytes(), the batch as uint8 RGBA)``).
+    Host: the peak RSS after, above the RSS before, against the uint8 RGB batch.
+    """
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as cache:  # an empty CuPy kernel cache: a first call on a new machine
+        env = dict(os.environ, CUPY_CACHE_DIR=cache) if cold else dict(os.environ)
+        r = subprocess.run([sys.executable, "-c", GPU_FRESH_SCRIPT, str(n), str(size)], capture_output=True,
+                           text=True, cwd=here, check=False, timeout=300, env=env)
+    if r.returncode != 0:
+        return {"case": "gpu fresh process", "error": r.stderr[-2000:]}
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    chunk = min(m["chunk_bytes"], m["uint8_batch_bytes"] // 3 * 4)
+    m.update(case=f"gpu dumps of {n} x {size}x{size} float32 NCHW in a fresh process"
+                  + (" (empty CuPy kernel cache)" if cold else " (CuPy kernel cache kept)"),
+             device_extra_over_two_chunks=m["device_extra_peak_bytes"] / (2 * chunk),
+             host_peak_over_uint8_batch=max(0, m["host_maxrss_after"] - m["host_rss_before"]) / m["uint8_batch_bytes"])
+    return m
 
 
 MEMORY_SCRIPT = """
@@ -264,23 +502,45 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--memory", action="store_true", help="also measure peak RSS of a 1024 x 512x512 CPU dump")
     p.add_argument("--json", default=None, help="write the results here as JSON")
+    p.add_argument("--gpu-only", action="store_true", help="skip the CPU cases")
     args = p.parse_args(argv)
     results, checks = [], {}
-    x = photo_batch(args.n, args.size)
-    cpu_cases(x, args.rounds, results, checks)
-    if gm.gpu_available():
-        gpu_cases(args.gpu_n, args.gpu_size, args.rounds, results, checks)
-    if args.memory:
-        results.append(memory_case(1024, 512))
-        checks["memory_peak_over_uint8_batch"] = results[-1]["peak_over_batch"]
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
               "machine": machine(), "config": vars(args), "results": results, "checks": checks}
+    if not args.gpu_only:
+        x = photo_batch(args.n, args.size)
+        cpu_cases(x, args.rounds, results, checks)
+    skipped = None
+    if gm.gpu_available():
+        gpu_cases(args.gpu_n, args.gpu_size, args.rounds, results, checks, report)
+        fresh = gpu_fresh_case(args.gpu_n, args.gpu_size)
+        results.append(fresh)
+        warm_cache = gpu_fresh_case(16, args.gpu_size, cold=False)
+        results.append(warm_cache)
+        if "first_call_seconds" in warm_cache:
+            checks["first_call_seconds_cupy_cache_kept"] = warm_cache["first_call_seconds"]
+        for k in ("first_call_seconds", "device_extra_over_two_chunks", "host_peak_over_uint8_batch"):
+            if k in fresh:
+                checks[k if k == "first_call_seconds" else f"gpu_dump_{k}"] = fresh[k]
+    else:
+        from gpu_media import backend
+
+        skipped = "no usable GPU: " + (backend._gpu_state.get("error") or "gpu_available() is False")
+        print(f"GPU goals skipped, {skipped}", file=sys.stderr)
+    if args.memory:
+        results.append(memory_case(1024, 512))
+        checks["memory_peak_over_uint8_batch"] = results[-1]["peak_over_batch"]
+    report["goals"] = goal_report(checks, skipped)
     print(f"{args.n} photographs {args.size}x{args.size} RGB, median of {args.rounds} rounds, "
           f"{report['machine']['cores']} cores ({report['machine']['cpu']})")
     print(table(results))
     for k, v in checks.items():
         print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+    for name, g in report["goals"].items():
+        status = "skipped" if g["met"] is None else ("met" if g["met"] else "NOT met")
+        value = "" if g["value"] is None else f"{g['value']:.3f} "
+        print(f"goal {name} {g['goal']}: {value}{status}")
     for r in results:
         if "peak_rss_bytes" in r:
             print(f"{r['case']}: {r['peak_rss_bytes'] / 2**20:.0f} MiB = {r['peak_over_batch']:.2f} x the uint8 batch")

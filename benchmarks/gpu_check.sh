@@ -2,12 +2,13 @@
 # One run on a lent GPU machine: install the carried wheels, the whole test suite (GPU
 # half included), compare.py's GPU cases, pytest-benchmark, and a summary, all in $OUT.
 #
-#   bash scripts/fetch_gpu_wheels.sh             # here, once: fills .whl/ (about 30 MB)
-#   bash benchmarks/gpu_check.sh                 # there, through the device tool, carry [".whl"]
+#   bash scripts/fetch_gpu_wheels.sh             # here, once: .whl/ -> site/ -> site.tar.xz (about 35 MB)
+#   bash benchmarks/gpu_check.sh                 # there, through the device tool, carry ["site.tar.xz"]
 #
 # The GPU machine has Python 3.12, CuPy, NumPy, Pillow, pytest, pytest-benchmark, torch
-# and torchvision, and no network: nvImageCodec/nvJPEG (and hypothesis, tqdm, setuptools)
-# come from .whl/. $OUT gets at most 8 files, no folders:
+# and torchvision, and no network: nvImageCodec/nvJPEG, nvCOMP (and hypothesis, tqdm,
+# setuptools) come from site.tar.xz (or, the older way, from .whl/ when that is carried
+# instead). $OUT gets at most 8 files, no folders:
 #   summary.md  env.log  tests.log  tests-junit.xml  compare.log  compare.json  bench.log  bench.json
 # Each step has its own time limit; the whole run stays under 9 minutes.
 set -uo pipefail
@@ -39,20 +40,23 @@ step() {  # step NAME LIMIT_S LOG CMD...: run within min(LIMIT_S, time left), re
     eval "RC_$name=$rc"
 }
 
-# --- 1. carried wheels and gpu-media itself, outside the system site-packages ---
+# --- 1. carried packages (site.tar.xz, or wheels) and gpu-media itself, outside the system site-packages ---
 SITE=/tmp/gpu-check-site
 GM=/tmp/gpu-check-gm
 rm -rf "$SITE" "$GM"
-if ls .whl/*.whl >/dev/null 2>&1; then
+if [ -f site.tar.xz ]; then
+    mkdir -p "$SITE"
+    step install_wheels 60 "$ENVLOG" tar -xJf site.tar.xz -C "$SITE" --strip-components=1
+elif ls .whl/*.whl >/dev/null 2>&1; then
     step install_wheels 60 "$ENVLOG" "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --upgrade --target "$SITE" .whl/*.whl
-    # nvImageCodec's wheel makes "nvidia" a regular package; let it share the name with
-    # the nvidia/ folders of the system (CUDA wheels of torch/CuPy, DALI)
-    if [ -f "$SITE/nvidia/__init__.py" ]; then
-        echo '__path__ = __import__("pkgutil").extend_path(__path__, __name__)' > "$SITE/nvidia/__init__.py"
-    fi
 else
-    echo "no .whl/ carried: nvImageCodec tests will skip (run scripts/fetch_gpu_wheels.sh, carry .whl)" | tee -a "$ENVLOG"
+    echo "neither site.tar.xz nor .whl/ carried: nvImageCodec/nvCOMP tests will skip (run scripts/fetch_gpu_wheels.sh, carry site.tar.xz)" | tee -a "$ENVLOG"
+fi
+# nvImageCodec's wheel makes "nvidia" a regular package; let it share the name with the
+# nvidia/ folders of the system (CUDA wheels of torch/CuPy, DALI) as a namespace
+if [ -d "$SITE/nvidia" ]; then
+    echo '__path__ = __import__("pkgutil").extend_path(__path__, __name__)' > "$SITE/nvidia/__init__.py"
 fi
 export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 # installed (not editable) only for its metadata and console script; $PWD comes first on the path
@@ -71,7 +75,7 @@ unset GPU_MEDIA_DEVICE
 import importlib, platform, sys
 print("python", sys.version.split()[0], platform.platform())
 for name in ["numpy", "PIL", "cupy", "torch", "torchvision", "pytest", "pytest_benchmark", "hypothesis",
-             "wandb", "gpu_media"]:
+             "wandb", "gpu_media", "nvidia.nvcomp"]:
     try:
         m = importlib.import_module(name)
         print(f"{name:20s} {getattr(m, '__version__', '?'):20s} {getattr(m, '__file__', '')}")
@@ -85,6 +89,8 @@ try:  # through the wrapper: quiet, and its error names what is missing
 except Exception as exc:
     print(f"{'nvidia.nvimgcodec':20s} MISSING ({type(exc).__name__}: {exc})")
 print("gpu_media.gpu_available():", gpu_media.gpu_available(), backend._gpu_state.get("error", ""))
+from gpu_media import nvcomp_deflate
+print("gpu_media.nvcomp_deflate.available():", nvcomp_deflate.available(), nvcomp_deflate._state.get("error", ""))
 try:
     import cupy
     print("cupy device 0:", cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
@@ -128,11 +134,11 @@ step tests 300 "$OUT/tests.log" "$PY" -m pytest tests -q -rfEs -p no:cacheprovid
     --junitxml="$OUT/tests-junit.xml"
 
 # --- 4. compare.py (CPU cases, then the GPU cases where the GPU backend is usable) ---
-step compare 120 "$OUT/compare.log" "$PY" benchmarks/compare.py --rounds 5 --gpu-n 256 --gpu-size 512 \
+step compare 200 "$OUT/compare.log" "$PY" benchmarks/compare.py --rounds 5 --gpu-n 256 --gpu-size 512 \
     --json "$OUT/compare.json"
 
 # --- 5. pytest-benchmark, each stage on each backend ---
-step bench 120 "$OUT/bench.log" "$PY" -m pytest benchmarks -q -rfEs -p no:cacheprovider \
+step bench 100 "$OUT/bench.log" "$PY" -m pytest benchmarks -q -rfEs -p no:cacheprovider \
     --benchmark-json="$OUT/bench.json" --benchmark-max-time=0.5 --benchmark-min-rounds=3 --benchmark-sort=name
 
 # --- 6. summary.md ---
@@ -161,14 +167,15 @@ def smi(query):
 print("# GPU check\n")
 print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
 print(f"- device: {smi('name,memory.total,driver_version')}")
-print("- command: `bash benchmarks/gpu_check.sh` (device tool, carry `[\".whl\"]`), "
+print("- command: `bash benchmarks/gpu_check.sh` (device tool, carry `[\"site.tar.xz\"]`), "
       f"{os.environ['CHECK_SECONDS']} s in all")
 print("- exit codes: " + ", ".join(f"{k} {os.environ.get('RC_' + k, '?')}"
                                    for k in ("install_wheels", "install_gpu_media", "tests", "compare", "bench")))
 env = read("env.log")
 for line in env.splitlines():
-    if line.startswith(("python ", "gpu_media.gpu_available", "cupy device", "nvimgcodec GPU encoder", "nvimgcodec probe")) \
-            or re.match(r"(numpy|cupy|torch|nvidia\.nvimgcodec) ", line):
+    if line.startswith(("python ", "gpu_media.gpu_available", "gpu_media.nvcomp_deflate", "cupy device",
+                        "nvimgcodec GPU encoder", "nvimgcodec probe")) \
+            or re.match(r"(numpy|cupy|torch|nvidia\.nvimgcodec|nvidia\.nvcomp) ", line):
         print(f"- `{line.strip()}`")
 
 print("\n## Tests\n")
@@ -212,6 +219,22 @@ try:
             print(f"| {r['case']} | {r['images_per_s']:.1f} | {r['input_MB_per_s']:.1f} | {b} |")
     for k, v in rep.get("checks", {}).items():
         print(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
+    if rep.get("goals"):
+        print("\n| goal (issue 11) | target | measured | met |\n| --- | --- | ---: | --- |")
+        for k, g in rep["goals"].items():
+            val = "" if g["value"] is None else f"{g['value']:.3f}"
+            met = "skipped" if g["met"] is None else ("yes" if g["met"] else "**no**")
+            print(f"| {k} | {g['goal']} | {val} | {met} |")
+        why = {g["skipped"] for g in rep["goals"].values() if g.get("skipped")}
+        for w in sorted(why):
+            print(f"\nskipped: {w}")
+    for r in rep.get("gpu_png_levels", []):
+        print(f"- PNG level {r['compression_level']} (nvCOMP type {r['nvcomp_algorithm_type']}): "
+              f"{r['images_per_s']:.0f} images/s, {r['bytes_vs_pillow6']:.3f}x Pillow level 6 bytes")
+    for r in rep["results"]:
+        if "device_extra_peak_bytes" in r or "error" in r:
+            print(f"- {r['case']}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                for k, v in r.items() if k != "case"))
 except Exception as exc:
     print(f"no compare.json ({type(exc).__name__}: {exc}); see compare.log")
 

@@ -7,7 +7,8 @@ The pipeline, one module per stage (the contract is SPEC.md; both backends share
 - :func:`draw_boxes` -- box outlines burned into the pixels (both wandb box forms);
 - :func:`encode` -- PNG / JPEG / BMP bytes per image;
 - :func:`write_dump` -- wandb's file layout and JSON on disk, for offline evaluation;
-- :func:`to_wandb` -- ``wandb.Image`` objects from our encoded files.
+- :func:`to_wandb` -- ``wandb.Image`` objects from our encoded files;
+- :func:`warmup` -- the first call's one-time work (kernels, encoders, threads) done ahead.
 
 ``device=`` is "auto", "cpu" or "gpu"; see :mod:`gpu_media.backend` for the rule.
 Only numpy and pillow are needed; the GPU backend needs ``gpu-media[gpu]``.
@@ -21,10 +22,12 @@ from .errors import BoxError, DeviceError, DumpExistsError, ImageError, MaskErro
 from .masks import validate_masks
 from .normalize import normalize
 from .wandb_compat import to_wandb
+from .warmup import warmup
 
 __version__ = "0.1.0"
 
 __all__ = [
     "normalize", "validate_masks", "draw_boxes", "encode", "write_dump", "to_wandb",
     "MediaError", "ImageError", "MaskError", "BoxError", "DumpExistsError", "DeviceError", "PALETTE", "gpu_available",
+    "warmup",
 ]

@@ -83,7 +83,7 @@ def _encoders(**by_backend: str) -> Mapping[str, str]:
 CODECS: tuple[Codec, ...] = (
     Codec("png", (), "PNG", "png", (1, 3, 4), lossless=True, alpha=True, uses_quality=False,
           uses_compression_level=True,
-          encoders=_encoders(cpu="cpu_fallback.encode:encode_png", gpu="gpu_media.cupy_backend:encode_on_host")),
+          encoders=_encoders(cpu="cpu_fallback.encode:encode_png", gpu="gpu_media.cupy_backend:encode_png")),
     Codec("jpg", ("jpeg",), "JPEG", "jpeg", (1, 3), lossless=False, alpha=False, uses_quality=True,
           uses_compression_level=False,
           encoders=_encoders(cpu="cpu_fallback.encode:encode_jpeg", gpu="gpu_media.cupy_backend:encode_jpeg"),

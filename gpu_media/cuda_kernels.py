@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
-HEADERS = ("common.cuh", "normalize.cuh", "masks.cuh", "boxes.cuh")
+HEADERS = ("common.cuh", "normalize.cuh", "masks.cuh", "boxes.cuh", "png.cuh")
 SOURCE = "kernels.cu"
 # --fmad=false: no a*b+c contraction anywhere (SPEC 2 rounds after each operation).
 NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
@@ -29,6 +29,12 @@ NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
 # subnormals are flushed to zero. The kernels are written to give NumPy's results under
 # it (see f32_to_f64 in common.cuh); the compile tests use it too.
 CUPY_APPENDED_OPTIONS = ("-ftz=true",)
+# The precompiled kernels shipped in the package (scripts/build_kernels.py): machine code
+# for each of these architectures, plus PTX of the first, which the driver compiles for
+# any later GPU. The stamp beside the fatbin names the source digest it was built from.
+FATBIN = os.path.join(KERNEL_DIR, "kernels.fatbin")
+FATBIN_STAMP = FATBIN + ".json"
+FATBIN_ARCHS = (80, 86, 89, 90, 100)
 BLOCK = 256  # GM_BLOCK in kernels.cu: every kernel is launched with this many threads
 TILE = 1 << 14  # elements per block-tile of the range and mask reductions
 MAX_BLOCKS = 1 << 16  # grid cap; the kernels loop (grid-stride) over the rest
@@ -41,7 +47,8 @@ _SIGN = np.uint64(1 << 63)
 
 def kernel_names() -> list[str]:
     """Every ``extern "C"`` kernel of ``kernels.cu`` that this module launches."""
-    return [f"gm_{k}_{s}" for k in ("range", "convert", "mask") for s in SUFFIXES] + ["gm_codes", "gm_outlines"]
+    return [f"gm_{k}_{s}" for k in ("range", "convert", "mask") for s in SUFFIXES] + [
+        "gm_codes", "gm_outlines", "gm_png_filter", "gm_png_adler"]
 
 
 def source() -> str:
@@ -58,6 +65,36 @@ def source() -> str:
     with open(os.path.join(KERNEL_DIR, SOURCE), encoding="utf-8") as f:
         code = f.read()
     return f"// headers sha256 {digest.hexdigest()}\n{code}"
+
+
+def source_digest() -> str:
+    """sha256 of what the kernels are built from: :func:`source` (kernels.cu and its headers' digest),
+    the compile options and :data:`FATBIN_ARCHS`."""
+    h = hashlib.sha256(source().encode())
+    h.update(repr((NVRTC_OPTIONS, CUPY_APPENDED_OPTIONS, FATBIN_ARCHS)).encode())
+    return h.hexdigest()
+
+
+def fatbin_path():
+    """The shipped fatbin when its stamp matches the current sources, else None (then compile with NVRTC)."""
+    import json
+
+    try:
+        with open(FATBIN_STAMP, encoding="utf-8") as f:
+            stamp = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if stamp.get("source_sha256") != source_digest() or not os.path.isfile(FATBIN):
+        return None
+    return FATBIN
+
+
+def nvcc_fatbin_command(nvcc: str, src: str, out: str) -> list:
+    """The nvcc command that builds the fatbin from ``src`` (a copy of :func:`source`), with the backend's options."""
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in FATBIN_ARCHS]
+    gencode.append(f"-gencode=arch=compute_{FATBIN_ARCHS[0]},code=compute_{FATBIN_ARCHS[0]}")
+    return [nvcc, "-fatbin", "-Xfatbin=-compress-all", *gencode, *NVRTC_OPTIONS, *CUPY_APPENDED_OPTIONS, f"-I{KERNEL_DIR}",
+            "--Werror", "all-warnings", "-o", out, src]
 
 
 def suffix(dtype) -> str:
@@ -112,11 +149,15 @@ def _strided(a, xp):
 
 
 def init_keys(n: int, kind: str, xp):
-    """(n, 2) uint64 keys: column 0 the identity of min, column 1 of max, for ``kind``."""
-    keys = xp.empty((n, 2), dtype=xp.uint64)
+    """(n, 2) uint64 keys: column 0 the identity of min, column 1 of max, for ``kind``.
+
+    Made on the host and copied (``xp.asarray``): no CuPy elementwise kernel, which
+    CuPy would compile with NVRTC on a first call.
+    """
+    keys = np.empty((n, 2), dtype=np.uint64)
     keys[:, 0] = np.uint64(_MIN_INIT[kind])
     keys[:, 1] = np.uint64(_MAX_INIT[kind])
-    return keys
+    return xp.asarray(keys)
 
 
 def decode_keys(keys, dtype, xp):
@@ -178,7 +219,7 @@ def normalize(x, layout: str, normalize: bool = True, *, xp, launch):
         codes = xp.empty(n, dtype=xp.uint8)
         launch("gm_codes", blocks_for(n), (keys, codes, np.int64(n), np.int32(ord(key_kind(x.dtype)))))
     else:
-        codes = xp.full(n, 2, dtype=xp.uint8)
+        codes = xp.asarray(np.full(n, 2, dtype=np.uint8))  # a copy, not a CuPy fill kernel
     launch(f"gm_convert_{suffix(x.dtype)}", blocks_for(n * h * w),
            (x, out, *_i64(n, h, w, c, sn, sh, sw, sc), codes))
     return out
@@ -247,6 +288,41 @@ def draw_outlines(images, rects, image_index, colors, thickness: int, *, xp, lau
            (images, out, *_i64(n, h, w, c), xp.asarray(r), xp.asarray(col), xp.asarray(offsets),
             np.int64(thickness)))
     return out
+
+
+# Longest PNG row (filter byte + W*C bytes) gm_png_filter takes: its per-row sums (filter
+# scores in 32 bits, Adler-32 parts in 64 bits before their one reduction) are exact up
+# to here. Longer rows are encoded on the host.
+PNG_MAX_ROW = 1 << 24
+
+
+def png_rows(images, *, xp, launch, stride=None):
+    """uint8 (N,H,W,C) -> (filtered (N, stride) uint8, adler (N,) uint32) (SPEC 5, PNG).
+
+    ``stride`` (default and least ``per = H*(1+W*C)``) is the distance between images in
+    bytes, so image starts can be aligned for nvCOMP; bytes past ``per`` are left
+    unwritten. Row y of image i is ``filtered[i, y*(1+W*C) : (y+1)*(1+W*C)]``: its PNG filter type
+    (libpng's rule: the least sum of absolute values of the five filters, see
+    ``kernels/png.cuh``) then its filtered bytes, so ``filtered[i]`` is the data a PNG's
+    zlib stream compresses; ``adler[i]`` its Adler-32. Two launches for the batch:
+    ``gm_png_filter`` (one warp per row) and ``gm_png_adler`` (one thread per image).
+    """
+    images = xp.ascontiguousarray(images)
+    n, h, w, c = (int(v) for v in images.shape)
+    per = h * (1 + w * c)
+    if 1 + w * c > PNG_MAX_ROW:
+        raise ValueError(f"PNG rows of {1 + w * c} bytes are longer than {PNG_MAX_ROW}")
+    stride = per if stride is None else int(stride)
+    if stride < per:
+        raise ValueError(f"stride {stride} < {per} bytes per image")
+    filtered = xp.empty((n, stride), dtype=xp.uint8)
+    if n == 0 or h == 0:
+        return filtered, xp.asarray(np.ones(n, dtype=np.uint32))
+    adler = xp.empty(n, dtype=xp.uint32)  # gm_png_adler writes every entry
+    row_adler = xp.empty(n * h, dtype=xp.uint32)
+    launch("gm_png_filter", blocks_for(n * h, BLOCK // 32), (images, filtered, row_adler, *_i64(n, h, w, c, stride)))
+    launch("gm_png_adler", blocks_for(n), (row_adler, adler, *_i64(n, h, 1 + w * c)))
+    return filtered, adler
 
 
 def _numpy(a):

@@ -2,13 +2,16 @@
 
 Satisfies :class:`gpu_media.backend.Backend` (``normalize``, ``mask_stats``,
 ``draw_outlines``, ``encode``, ``to_host``, ``chunk_bytes``, ``name``, ``xp``) and holds
-the codec table's GPU encoders (:func:`encode_jpeg`, :func:`encode_on_host`). ``gpu_media.backend`` imports
+the codec table's GPU encoders (:func:`encode_jpeg`, :func:`encode_png`,
+:func:`encode_on_host`). ``gpu_media.backend`` imports
 this module only once CuPy and a CUDA device are known to work; nothing else imports
 it, so ``import gpu_media`` never imports CuPy.
 
-The per-pixel work runs in the kernels of ``gpu_media/kernels/kernels.cu``, compiled
-once per device with NVRTC through :class:`cupy.RawModule` (``--fmad=false``, so every
-float operation is rounded as NumPy rounds it) and driven by
+The per-pixel work runs in the kernels of ``gpu_media/kernels/kernels.cu``: loaded from
+the fatbin shipped beside it (nvcc, sm_80/86/89/90/100 + PTX, ``scripts/build_kernels.py``)
+or, when that is stale or does not load, compiled once per device with NVRTC through
+:class:`cupy.RawModule`; both with ``--fmad=false``, so every float operation is
+rounded as NumPy rounds it. They are driven by
 :mod:`gpu_media.cuda_kernels`. Every launch, allocation and copy goes to CuPy's
 current stream (``cupy.cuda.get_current_stream()``); arrays come in as CuPy arrays (the
 dispatcher has already taken PyTorch, DLPack and ``__cuda_array_interface__`` inputs
@@ -26,8 +29,12 @@ import numpy as np
 
 import cpu_fallback
 
+# the CPU backend's encode threads also assemble the GPU's PNG files
+from cpu_fallback.encode import _executor as _encode_pool
+
 from . import codecs
 from . import cuda_kernels as _k
+from . import png as _png
 
 name = "gpu"
 xp = cupy
@@ -36,20 +43,51 @@ _lock = threading.Lock()
 _modules: dict = {}  # device id -> cupy.RawModule
 _functions: dict = {}  # (device id, kernel name) -> cupy.RawKernel
 _jpeg_state: dict = {}
+_png_state: dict = {}
 
 CHUNK_MIN = 16 << 20  # chunk_bytes() bounds
+# Images per nvCOMP call of the GPU PNG encoder: the host assembles one part's files while
+# the device compresses the next. nvCOMP compresses one image per chunk, so a part
+# should hold at least a chunk per SM (about 132 on an H100) to keep the device busy.
+PNG_PART_IMAGES = 128
 CHUNK_MAX = 1 << 30
 
 
+def _load_fatbin():
+    """The shipped precompiled kernels (``kernels/kernels.fatbin``) loaded on the current device, or None.
+
+    None when the fatbin is missing or stale (its stamp's digest differs from the
+    sources: see ``scripts/build_kernels.py``), when ``GPU_MEDIA_KERNELS=nvrtc`` asks
+    for a compile, or when the driver cannot load it (no code for this GPU and no
+    usable PTX). Loading a function forces the module load, so failures show here.
+    """
+    import os
+
+    path = _k.fatbin_path()
+    if path is None or os.environ.get("GPU_MEDIA_KERNELS", "").lower() == "nvrtc":
+        return None
+    try:
+        mod = cupy.RawModule(path=path)
+        mod.get_function(_k.kernel_names()[0])
+        return mod
+    except Exception:  # noqa: BLE001 - cupy's CUDADriverError and friends: compile instead
+        return None
+
+
+def _compile_nvrtc():
+    """kernels.cu compiled for the current device with NVRTC (CuPy caches the binary on disk)."""
+    return cupy.RawModule(code=_k.source(), options=_k.NVRTC_OPTIONS + (f"-I{_k.KERNEL_DIR}",))
+
+
 def _module():
-    """The compiled kernels of the current device (compiled on first use, then cached)."""
+    """The kernels of the current device: the shipped fatbin, else compiled by NVRTC; loaded once, then cached."""
     dev = cupy.cuda.Device().id
     mod = _modules.get(dev)
     if mod is None:
         with _lock:
             mod = _modules.get(dev)
             if mod is None:
-                mod = cupy.RawModule(code=_k.source(), options=_k.NVRTC_OPTIONS + (f"-I{_k.KERNEL_DIR}",))
+                mod = _load_fatbin() or _compile_nvrtc()
                 _modules[dev] = mod
     return mod
 
@@ -152,6 +190,103 @@ def _host_pinned(images):
     return out
 
 
+def _png_encoder():
+    """``gpu_media.nvcomp_deflate`` when nvCOMP is installed and imports, else None."""
+    if "module" not in _png_state:
+        from . import nvcomp_deflate as nd
+
+        _png_state["module"] = nd if nd.available() else None
+    return _png_state["module"]
+
+
+def _png_group(images, compression_level, nd) -> list:
+    """uint8 CuPy (N,H,W,C), one shape -> PNG bytes per image, filtered and deflated on the device.
+
+    ``gm_png_filter`` + ``gm_png_adler`` (kernels/png.cuh) write each image's filtered
+    rows at a 16-byte aligned offset and their Adler-32, for the whole batch at once.
+    Then, per part of :data:`PNG_PART_IMAGES` images: nvCOMP deflates each image as one
+    raw stream, the compressed bytes come back into one pinned host buffer (one
+    asynchronous copy per image on the current stream), and the files are assembled
+    with their CRCs by :func:`gpu_media.png.assemble` in the encode thread pool while
+    the device compresses the next part.
+    """
+    import cupyx
+
+    images = cupy.ascontiguousarray(images)
+    n, h, w, c = (int(v) for v in images.shape)
+    per = h * (1 + w * c)
+    stream = cupy.cuda.get_current_stream()
+    filtered, adler = _k.png_rows(images, xp=cupy, launch=_launch, stride=nd.stride(per))
+    adler_host = cupy.asnumpy(adler, stream=stream)  # waits for the filter kernels
+    algo, device_id = nd.algorithm_type(compression_level), cupy.cuda.Device().id
+    pool = _encode_pool() if n > 1 else None
+    out = []
+    for lo in range(0, n, PNG_PART_IMAGES):
+        hi = min(n, lo + PNG_PART_IMAGES)
+        keep, pointers, sizes = nd.deflate(filtered[lo:hi], hi - lo, per, algo, device_id=device_id,
+                                           stream_ptr=int(stream.ptr))
+        offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        host = cupyx.empty_pinned((max(1, int(offsets[-1])),), dtype=np.uint8)
+        base = host.ctypes.data
+        for k in range(hi - lo):
+            cupy.cuda.runtime.memcpyAsync(base + int(offsets[k]), pointers[k], sizes[k],
+                                          cupy.cuda.runtime.memcpyDeviceToHost, stream.ptr)
+        stream.synchronize()
+        del keep
+
+        def one(k, host=host, offsets=offsets, lo=lo):
+            return _png.assemble(w, h, c, host[offsets[k]:offsets[k + 1]], int(adler_host[lo + k]),
+                                 compression_level)
+
+        if pool is None:
+            out.extend(one(k) for k in range(hi - lo))
+        else:
+            out.extend(pool.submit(one, k) for k in range(hi - lo))
+    return out if pool is None else [f.result() for f in out]
+
+
+def _encode_png_device(images, compression_level, nd) -> list:
+    """A batch, or a list of images of differing shapes (grouped by shape), -> PNG bytes in order."""
+    if not isinstance(images, (list, tuple)):
+        return _png_group(images, compression_level, nd)
+    items = [cupy.asarray(a) for a in images]
+    groups: dict = {}
+    for i, a in enumerate(items):
+        groups.setdefault(tuple(a.shape), []).append(i)
+    out = [None] * len(items)
+    for idx in groups.values():
+        batch = items[idx[0]][None] if len(idx) == 1 else cupy.stack([items[i] for i in idx])
+        for i, data in zip(idx, _png_group(batch, compression_level, nd)):
+            out[i] = data
+    return out
+
+def encode_png(images, codec, quality: int, compression_level=None) -> list:
+    """The codec table's GPU PNG encoder: uint8 CuPy (N,H,W,C) or a list of (H,W,C), C in {1,3,4} -> ``list[bytes]``.
+
+    With nvCOMP installed (``nvidia-nvcomp-cu13``, in the ``gpu`` extra): the rows are
+    filtered on the device (libpng's per-row choice among the five PNG filters), their
+    Adler-32 summed there, each image deflated by nvCOMP as one raw stream
+    (``compression_level`` -> nvCOMP algorithm type, see
+    :data:`gpu_media.nvcomp_deflate.ALGORITHM_TYPES`), and the files assembled on the
+    host (:mod:`gpu_media.png`): lossless like the CPU backend's (SPEC 5), other bytes.
+    Without nvCOMP, or when it fails (one warning, then the host for the rest of the
+    process), or for rows longer than ``cuda_kernels.PNG_MAX_ROW`` bytes (16 MiB):
+    :func:`encode_on_host`, the CPU backend's bytes.
+    """
+    nd = _png_encoder()
+    items = images if isinstance(images, (list, tuple)) else [images[0]] if len(images) else []
+    if nd is not None and all(1 + a.shape[1] * a.shape[2] <= _k.PNG_MAX_ROW for a in items):
+        from .errors import DeviceError
+
+        try:
+            return _encode_png_device(images, compression_level, nd)
+        except DeviceError as exc:
+            _png_state["module"] = None
+            warnings.warn(f"nvCOMP PNG encoding failed, PNG is encoded on the CPU from now on: {exc}",
+                          RuntimeWarning, stacklevel=4)
+    return encode_on_host(images, codec, quality, compression_level)
+
+
 def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
     """The codec table's GPU JPEG encoder: uint8 CuPy (N,H,W,C) or a list of (H,W,C), C in {1,3} -> ``list[bytes]``.
 
@@ -185,11 +320,12 @@ def encode(images, file_type: str, quality: int, compression_level=None):
     """uint8 CuPy (N,H,W,C) or a list of (H,W,C) -> ``list[bytes]`` (SPEC 5).
 
     Dispatches through the codec table (``gpu_media.codecs``, its ``"gpu"`` entries):
-    :func:`encode_jpeg` for "jpg"/"jpeg", :func:`encode_on_host` for "png"/"bmp".
+    :func:`encode_jpeg` for "jpg"/"jpeg", :func:`encode_png` for "png" (nvCOMP on the
+    device, else the host), :func:`encode_on_host` for "bmp".
     """
     codec = codecs.lookup(file_type)
     return codecs.encoder(codec.name, name)(images, codec, quality, compression_level)
 
 
-__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "mask_stats", "name", "normalize",
-           "to_host", "xp"]
+__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "encode_png", "mask_stats", "name",
+           "normalize", "to_host", "xp"]

@@ -1,40 +1,50 @@
 #!/usr/bin/env bash
-# Download into .whl/ the wheels that benchmarks/gpu_check.sh installs on a GPU machine
-# that has no network: nvImageCodec and nvJPEG for CPython 3.12, manylinux x86_64, and
-# the small tools of the test extra that machine lacks (hypothesis, tqdm, pycocotools)
-# plus setuptools/wheel to install gpu-media itself there without build isolation.
-# (wandb is left out: too big; its tests skip.)
+# Download into .whl/ the wheels that benchmarks/gpu_check.sh needs on a GPU machine
+# that has no network: nvImageCodec and nvJPEG, nvCOMP (the GPU PNG encoder) for
+# CPython 3.12, manylinux x86_64, and the small tools of the test extra that machine
+# lacks (hypothesis, tqdm, pycocotools) plus setuptools/wheel to install gpu-media
+# itself there without build isolation. (wandb is left out: too big; its tests skip.)
 #
-#   bash scripts/fetch_gpu_wheels.sh        # then run benchmarks/gpu_check.sh with .whl carried
+# With nvCOMP the wheels exceed what the device tool carries (64 MiB), so they are
+# installed here into site/ (pip install --no-deps --target, for CPython 3.12), thinned
+# (the extension modules of other Pythons, libnvcomp's bin/ and include/ go) and packed
+# as site.tar.xz, which gpu_check.sh unpacks:
 #
-# Versions are pinned (override: NVIMGCODEC_VERSION=... NVJPEG_VERSION=... bash scripts/...).
+#   bash scripts/fetch_gpu_wheels.sh        # then: benchmarks/gpu_check.sh, carry ["site.tar.xz"]
+#
+# Versions are pinned (override: NVIMGCODEC_VERSION=... NVJPEG_VERSION=... NVCOMP_VERSION=...).
 # Each wheel's unconditional Requires-Dist is fetched as well, except what the GPU
-# machine already has (numpy, cupy). .whl/ stays out of git (.git/info/exclude).
+# machine already has (numpy, cupy). .whl/, site/ and site.tar.xz stay out of git
+# (the repository's info/exclude).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NVIMGCODEC_VERSION=${NVIMGCODEC_VERSION:-0.9.0.20}
 NVJPEG_VERSION=${NVJPEG_VERSION:-13.3.2.43}
+NVCOMP_VERSION=${NVCOMP_VERSION:-6.0.0.12}
 PY=${PYTHON:-python3}
 DEST=.whl
+PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
+           --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
 
-# keep the wheels out of git
-if [ -d .git ]; then
-    mkdir -p .git/info
-    touch .git/info/exclude
-    grep -qxF '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
+# keep the wheels and what is made of them out of git (a worktree shares the main exclude file)
+if GITDIR=$(git rev-parse --git-common-dir 2>/dev/null); then
+    mkdir -p "$GITDIR/info"
+    touch "$GITDIR/info/exclude"
+    for pat in '/.whl/' '/site/' '/site.tar.xz'; do
+        grep -qxF "$pat" "$GITDIR/info/exclude" || echo "$pat" >> "$GITDIR/info/exclude"
+    done
 fi
 mkdir -p "$DEST"
 
 download() {  # NAME==VERSION or NAME
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d "$DEST" "$1"
+        "${PLATFORMS[@]}" -d "$DEST" "$1"
 }
 
 download "nvidia-nvimgcodec-cu13==${NVIMGCODEC_VERSION}"
 download "nvidia-nvjpeg==${NVJPEG_VERSION}"
+download "nvidia-nvcomp-cu13==${NVCOMP_VERSION}"
 for spec in hypothesis==6.170.15 sortedcontainers==2.4.0 tqdm==4.70.1 setuptools==84.2.1 wheel==0.48.0 pycocotools==2.0.11; do
     download "$spec"
 done
@@ -75,3 +85,16 @@ done
 echo "wheels in $DEST:"
 ls -l "$DEST"
 du -ch "$DEST"/*.whl | tail -1
+
+# site/: the wheels installed for CPython 3.12 (no dependency resolution: the loop above
+# fetched them), then thinned, then packed
+rm -rf site site.tar.xz
+"$PY" -m pip install -q --no-index --no-deps --no-compile --only-binary=:all: --python-version 3.12 \
+    --implementation cp "${PLATFORMS[@]}" --target site "$DEST"/*.whl
+find site -name '*.so' -name '*cpython-*' ! -name '*cpython-312-*' -print -delete | sed 's/^/thinned: /'
+find site -name '*.so' -name '*.abi3.so' -print | sed 's/^/kept (stable ABI): /'
+rm -rf site/nvidia/libnvcomp/bin site/nvidia/libnvcomp/include site/bin
+find site -name '__pycache__' -prune -exec rm -rf {} +
+du -sh site
+XZ_OPT=${XZ_OPT:--6T0} tar -cJf site.tar.xz site
+echo "site.tar.xz: $(du -h site.tar.xz | cut -f1) ($(stat -c %s site.tar.xz) bytes; the device tool carries 64 MiB)"

@@ -13,6 +13,7 @@
 #include "normalize.cuh"
 #include "masks.cuh"
 #include "boxes.cuh"
+#include "png.cuh"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -177,4 +178,76 @@ extern "C" void gmh_on_outline(const long long* xy, long long n, const long long
                                unsigned char* out) {
     for (long long i = 0; i < n; ++i)
         out[i] = on_outline(xy[2 * i], xy[2 * i + 1], rect[0], rect[1], rect[2], rect[3], t) ? 1 : 0;
+}
+
+// ---- SPEC 5, PNG (png.cuh) --------------------------------------------------------------
+// Serial twin of gm_png_filter: each row through png_filter_row; each row's Adler-32 from
+// its bytes split into 32 strided parts, as the kernel's lanes split it (adler_add,
+// adler_part_mod, adler_mod_add, adler_from_sums).
+extern "C" void gm_png_filter(const unsigned char* img, unsigned char* out, unsigned int* row_adler, long long n,
+                              long long h, long long w, long long c, long long stride) {
+    const long long rowbytes = w * c, len = 1 + rowbytes;
+    for (long long r = 0; r < n * h; ++r) {
+        const unsigned char* row = img + r * rowbytes;
+        unsigned char* dst = out + (r / h) * stride + (r % h) * len;
+        png_filter_row(row, (r % h) ? row - rowbytes : nullptr, rowbytes, (int)c, dst);
+        u32 ma = 0, mb = 0;
+        for (int lane = 0; lane < 32; ++lane) {
+            u64 sa = 0, sb = 0;
+            for (long long j = lane; j < len; j += 32) adler_add(&sa, &sb, dst[j], j, len);
+            ma = adler_mod_add(ma, adler_part_mod(sa));
+            mb = adler_mod_add(mb, adler_part_mod(sb));
+        }
+        row_adler[r] = adler_from_sums(ma, mb, len);
+    }
+}
+
+extern "C" void gm_png_adler(const unsigned int* row_adler, unsigned int* adler, long long n, long long h,
+                             long long len) {
+    for (long long i = 0; i < n; ++i) adler[i] = adler32_join(row_adler + i * h, h, len);
+}
+
+// One row (rowbytes bytes, prev null for a first row) -> out (1 + rowbytes); returns the filter.
+extern "C" int gmh_png_filter_row(const unsigned char* row, const unsigned char* prev, long long rowbytes, int bpp,
+                                  unsigned char* out) {
+    return png_filter_row(row, prev, rowbytes, bpp, out);
+}
+
+// One filter type over a whole image (n rows of rowbytes): out (h, 1 + rowbytes).
+extern "C" void gmh_png_filter_fixed(const unsigned char* img, long long h, long long rowbytes, int bpp, int f,
+                                     unsigned char* out) {
+    for (long long y = 0; y < h; ++y) {
+        const unsigned char* row = img + y * rowbytes;
+        const unsigned char* prev = y ? row - rowbytes : nullptr;
+        out[y * (1 + rowbytes)] = (unsigned char)f;
+        for (long long i = 0; i < rowbytes; ++i) {
+            int a, b, c;
+            png_neighbours(row, prev, i, bpp, &a, &b, &c);
+            out[y * (1 + rowbytes) + 1 + i] = png_filter_byte(f, row[i], a, b, c);
+        }
+    }
+}
+
+extern "C" void gmh_paeth(const int* abc, long long n, int* out) {
+    for (long long i = 0; i < n; ++i) out[i] = paeth_predictor(abc[3 * i], abc[3 * i + 1], abc[3 * i + 2]);
+}
+
+extern "C" unsigned int gmh_adler32(unsigned int adler, const unsigned char* p, long long n) {
+    return adler32_update(adler, p, n);
+}
+
+extern "C" unsigned int gmh_adler32_combine(unsigned int a1, unsigned int a2, long long len2) {
+    return adler32_combine(a1, a2, len2);
+}
+
+// Adler-32 of n bytes split into `parts` strided parts (byte j in part j % parts), as a warp splits a row.
+extern "C" unsigned int gmh_adler32_strided(const unsigned char* p, long long n, int parts) {
+    u32 ma = 0, mb = 0;
+    for (int k = 0; k < parts; ++k) {
+        u64 sa = 0, sb = 0;
+        for (long long j = k; j < n; j += parts) adler_add(&sa, &sb, p[j], j, n);
+        ma = adler_mod_add(ma, adler_part_mod(sa));
+        mb = adler_mod_add(mb, adler_part_mod(sb));
+    }
+    return adler_from_sums(ma, mb, n);
 }

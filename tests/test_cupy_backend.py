@@ -11,15 +11,20 @@ dtype, strided inputs and non-default streams, compared bit for bit with the CPU
 from __future__ import annotations
 
 import importlib
+import io
 import sys
+import threading
+import types
+import zlib
 
 import kernels_host
 import numpy as np
 import pytest
+from PIL import Image
 
 import cpu_fallback
 import gpu_media
-from gpu_media import cuda_kernels
+from gpu_media import codecs, cuda_kernels
 
 DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
           "float16", "float32", "float64")
@@ -41,10 +46,12 @@ def stand_in(lib, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupyx", cpx)
     monkeypatch.delitem(sys.modules, "gpu_media.cupy_backend", raising=False)
     monkeypatch.delattr(gpu_media, "cupy_backend", raising=False)
+    codecs._resolve.cache_clear()  # the codec table's encoders must be this module's functions
     module = importlib.import_module("gpu_media.cupy_backend")
     module.launches = log
     yield module
     sys.modules.pop("gpu_media.cupy_backend", None)  # monkeypatch then restores any real one
+    codecs._resolve.cache_clear()
     if getattr(gpu_media, "cupy_backend", None) is module:
         delattr(gpu_media, "cupy_backend")
 
@@ -75,12 +82,27 @@ def test_stand_in_normalize_masks_boxes(stand_in):
     rects = np.array([[0, 0, 5, 5], [2, 2, 7, 7]], np.int64)
     args = (rects, np.array([0, 0]), np.array([[1, 2, 3], [4, 5, 6]], np.uint8), 2)
     np.testing.assert_array_equal(stand_in.draw_outlines(u8, *args), cpu_fallback.draw_outlines(u8, *args))
-    assert len(stand_in._modules) == 1  # compiled once, then cached
+    assert len(stand_in._modules) == 1  # loaded once, then cached
+
+
+def test_stand_in_kernels_from_fatbin_or_nvrtc(stand_in, monkeypatch):
+    """The shipped fatbin while its stamp matches the sources; NVRTC when stale or asked for."""
+    assert cuda_kernels.fatbin_path() == cuda_kernels.FATBIN  # committed up to date (see test_kernels_compile)
+    assert stand_in._module().options == ("fatbin",)
+    monkeypatch.setattr(stand_in, "_modules", {})
+    monkeypatch.setenv("GPU_MEDIA_KERNELS", "nvrtc")
+    assert "--fmad=false" in stand_in._module().options
+    monkeypatch.delenv("GPU_MEDIA_KERNELS")
+    monkeypatch.setattr(stand_in, "_modules", {})
+    monkeypatch.setattr(cuda_kernels, "source_digest", lambda: "0" * 64)  # a kernel changed, not rebuilt
+    assert cuda_kernels.fatbin_path() is None
+    assert "--fmad=false" in stand_in._module().options
 
 
 def test_stand_in_encode_and_host_copies(stand_in, monkeypatch):
     rng = np.random.default_rng(1)
     u8 = rng.integers(0, 256, (3, 6, 5, 4), dtype=np.uint8)
+    monkeypatch.setitem(stand_in._png_state, "module", None)  # no nvCOMP: Pillow's PNG
     for ft in ("png", "bmp"):
         assert stand_in.encode(u8, ft, 75) == cpu_fallback.encode(u8, ft, 75)
     items = [u8[0], u8[1, :4, :3], u8[2, :, :, :1]]
@@ -91,6 +113,114 @@ def test_stand_in_encode_and_host_copies(stand_in, monkeypatch):
     assert stand_in.encode(rgb, "jpeg", 80) == cpu_fallback.encode(rgb, "jpg", 80)  # the table's alias
     assert stand_in.CHUNK_MIN <= stand_in.chunk_bytes() <= stand_in.CHUNK_MAX
     assert isinstance(stand_in.to_host(u8), np.ndarray)
+
+
+class FakeNvcomp:
+    """nvidia.nvcomp as gpu_media.nvcomp_deflate calls it, over host memory: zlib's raw deflate."""
+
+    class BitstreamKind:
+        RAW = "RAW"
+
+    def __init__(self):
+        self.codecs = []
+
+    @staticmethod
+    def as_arrays(buffer, offsets, sizes, cuda_stream=None):
+        flat = buffer.reshape(-1)
+        assert all(o % 16 == 0 for o in offsets)  # aligned image starts
+        return [flat[o:o + s] for o, s in zip(offsets, sizes)]
+
+    def Codec(self, **kw):  # nvcomp's name
+        self.codecs.append(kw)
+        assert kw["algorithm"] == "Deflate" and kw["bitstream_kind"] == "RAW"
+
+        class Out:
+            def __init__(self, arrays):
+                self.arrays = arrays
+                self.buffer_sizes = [len(a) for a in arrays]
+
+            def __getitem__(self, i):
+                a = self.arrays[i]
+                return types.SimpleNamespace(__cuda_array_interface__={"data": (a.ctypes.data, False)})
+
+        class Codec:
+            def encode(self, src):
+                assert all(len(a) == kw["uncomp_chunk_size"] for a in src)  # one chunk per image
+                outs = []
+                for a in src:
+                    comp = zlib.compressobj(1, zlib.DEFLATED, -15)
+                    outs.append(np.frombuffer(comp.compress(a.tobytes()) + comp.flush(), np.uint8).copy())
+                return Out(outs)
+
+        return Codec()
+
+
+def test_stand_in_png_through_nvcomp(stand_in, monkeypatch):
+    """The device PNG path's plumbing: kernels (host twins), nvCOMP calls, copies, assembly, order."""
+    from test_png import zlib_read_png
+
+    from gpu_media import nvcomp_deflate
+
+    fake = FakeNvcomp()
+    monkeypatch.setattr(nvcomp_deflate, "_state", {"module": fake})
+    monkeypatch.setattr(nvcomp_deflate, "_local", threading.local())
+    monkeypatch.setitem(stand_in._png_state, "module", nvcomp_deflate)
+    monkeypatch.setattr(stand_in, "PNG_PART_IMAGES", 2)  # parts of 2, 1 images: the pipeline's order
+    rng = np.random.default_rng(11)
+    for c in (1, 3, 4):
+        batch = rng.integers(0, 256, (3, 7, 5, c), dtype=np.uint8)
+        for level, algo in ((None, 0), (6, 2), (9, 4)):
+            stand_in.launches.clear()
+            out = stand_in.encode(batch, "png", 75, level)
+            assert stand_in.launches == ["gm_png_filter", "gm_png_adler"]
+            assert fake.codecs[-1]["algorithm_type"] == algo and fake.codecs[-1]["uncomp_chunk_size"] == 7 * (1 + 5 * c)
+            for data, img in zip(out, batch):
+                assert data[:8] == b"\x89PNG\r\n\x1a\n"
+                with Image.open(io.BytesIO(data)) as im:
+                    np.testing.assert_array_equal(np.asarray(im).reshape(img.shape), img)
+                np.testing.assert_array_equal(zlib_read_png(data), img)  # CRCs, Adler-32 too
+    items = [rng.integers(0, 256, s, dtype=np.uint8) for s in ((4, 3, 3), (1, 1, 3), (4, 3, 3), (2, 9, 4))]
+    for data, img in zip(stand_in.encode(items, "png", 75, None), items):
+        with Image.open(io.BytesIO(data)) as im:
+            np.testing.assert_array_equal(np.asarray(im).reshape(img.shape), img)
+    # rows longer than the kernel's exact sums allow: the host (Pillow's bytes), no kernel launched
+    monkeypatch.setattr(cuda_kernels, "PNG_MAX_ROW", 3 * 5)
+    stand_in.launches.clear()
+    wide = rng.integers(0, 256, (2, 3, 5, 3), dtype=np.uint8)
+    assert stand_in.encode(wide, "png", 75, None) == cpu_fallback.encode(wide, "png", 75, None)
+    assert stand_in.encode(list(wide), "png", 75, None) == cpu_fallback.encode(wide, "png", 75, None)
+    assert stand_in.launches == []
+
+
+def test_stand_in_png_falls_back_when_nvcomp_fails(stand_in, monkeypatch):
+    from gpu_media import nvcomp_deflate
+
+    class Broken:
+        class BitstreamKind:
+            RAW = "RAW"
+
+        @staticmethod
+        def as_arrays(*args, **kwargs):
+            raise RuntimeError("no device")
+
+    monkeypatch.setattr(nvcomp_deflate, "_state", {"module": Broken})
+    monkeypatch.setitem(stand_in._png_state, "module", nvcomp_deflate)
+    u8 = np.random.default_rng(12).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    with pytest.warns(RuntimeWarning, match="nvCOMP PNG encoding failed.*no device"):
+        out = stand_in.encode(u8, "png", 75, None)
+    assert out == cpu_fallback.encode(u8, "png", 75, None)  # Pillow's bytes from then on
+    assert stand_in._png_state["module"] is None
+
+
+def test_nvcomp_wrapper_without_nvcomp(monkeypatch):
+    from gpu_media import nvcomp_deflate
+
+    monkeypatch.setattr(nvcomp_deflate, "_state", {"error": "ModuleNotFoundError: No module named 'nvidia.nvcomp'"})
+    assert nvcomp_deflate.available() is False
+    with pytest.raises(gpu_media.DeviceError, match="nvidia-nvcomp-cu13"):
+        nvcomp_deflate.load()
+    assert [nvcomp_deflate.algorithm_type(v) for v in (None, 0, 3, 4, 6, 7, 9)] == [0, 0, 0, 2, 2, 4, 4]
+    assert [nvcomp_deflate.stride(v) for v in (1, 16, 17)] == [16, 16, 32]
 
 
 # ---- on a GPU ---------------------------------------------------------------------------------
@@ -200,7 +330,9 @@ def test_gpu_encode_and_chunk_bytes():
     rng = np.random.default_rng(5)
     u8 = rng.integers(0, 256, (3, 40, 30, 4), dtype=np.uint8)
     d = cupy.asarray(u8)
-    assert be.encode(d, "png", 75, None) == cpu_fallback.encode(u8, "png", 75, None)
+    for data, img in zip(be.encode(d, "png", 75, None), u8):  # nvCOMP's bytes differ from Pillow's; pixels do not
+        with Image.open(io.BytesIO(data)) as im:
+            np.testing.assert_array_equal(np.asarray(im), img)
     assert be.encode([d[0], d[1, :20]], "bmp", 75) == cpu_fallback.encode([u8[0], u8[1, :20]], "bmp", 75)
     assert len(be.encode(d[..., :3], "jpg", 90)) == 3
     assert be.CHUNK_MIN <= be.chunk_bytes() <= be.CHUNK_MAX
@@ -209,11 +341,36 @@ def test_gpu_encode_and_chunk_bytes():
         be._module().get_function(name)
 
 
+def _without_file_bytes(rec):
+    """A dump record without what depends on the encoder's bytes (sha256, size, path)."""
+    if isinstance(rec, dict):
+        return {k: _without_file_bytes(v) for k, v in rec.items() if k not in ("sha256", "size", "path")}
+    return rec
+
+
+def _same_pixels(root_a, root_b, rec_a, rec_b):
+    files = [(rec_a["path"], rec_b["path"])] + [(rec_a["masks"][k]["path"], rec_b["masks"][k]["path"])
+                                                 for k in rec_a.get("masks") or {}]
+    for fa, fb in files:
+        with Image.open(root_a / fa) as a, Image.open(root_b / fb) as b:
+            assert a.mode == b.mode
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 @gpu
 @pytest.mark.gpu
-def test_gpu_dump_in_chunks_on_a_caller_stream_equals_cpu(tmp_path):
-    """Chunks in flight in two threads, all on the caller's stream: the CPU dump's files."""
+@pytest.mark.parametrize("png_on_gpu", [False, True], ids=["host-png", "nvcomp-png"])
+def test_gpu_dump_in_chunks_on_a_caller_stream_equals_cpu(tmp_path, monkeypatch, png_on_gpu):
+    """Chunks in flight in two threads, all on the caller's stream: the CPU dump's files
+    (byte for byte with PNG encoded on the host; pixel for pixel with nvCOMP's PNG)."""
     import cupy
+
+    from gpu_media import nvcomp_deflate
+
+    be = gpu_media.backend.get_backend("gpu")
+    if png_on_gpu and not nvcomp_deflate.available():
+        pytest.skip("nvCOMP (nvidia-nvcomp-cu13) is not installed")
+    monkeypatch.setitem(be._png_state, "module", nvcomp_deflate if png_on_gpu else None)
 
     rng = np.random.default_rng(5)
     x = rng.random((9, 33, 17, 3), dtype=np.float32)
@@ -223,4 +380,100 @@ def test_gpu_dump_in_chunks_on_a_caller_stream_equals_cpu(tmp_path):
         gpu = gpu_media.write_dump(tmp_path / "gpu", cupy.asarray(x), key="k",
                                    masks={"m": {"mask_data": cupy.asarray(masks["m"]["mask_data"])}},
                                    chunk_size=2, device="auto")
-    assert gpu == cpu
+    if not png_on_gpu:
+        assert gpu == cpu
+        return
+    assert [_without_file_bytes(r) for r in gpu] == [_without_file_bytes(r) for r in cpu]
+    for a, b in zip(gpu, cpu):
+        _same_pixels(tmp_path / "gpu", tmp_path / "cpu", a, b)
+
+
+def _nvcomp_or_skip():
+    from gpu_media import nvcomp_deflate
+
+    if not nvcomp_deflate.available():
+        pytest.skip("nvCOMP (nvidia-nvcomp-cu13) is not installed")
+    be = gpu_media.backend.get_backend("gpu")
+    if be._png_encoder() is None:
+        pytest.skip("the GPU PNG encoder was switched off by an earlier failure")
+    return be
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_fatbin_loads_and_equals_nvrtc():
+    """The shipped fatbin loads on this GPU, and its kernels give the NVRTC build's bits."""
+    import cupy
+
+    be = gpu_media.backend.get_backend("gpu")
+    fat, rtc = be._load_fatbin(), be._compile_nvrtc()
+    assert fat is not None, "the shipped fatbin did not load on this GPU"
+    rng = np.random.default_rng(40)
+
+    def launcher(mod):
+        def launch(name, blocks, args):
+            mod.get_function(name)((blocks,), (cuda_kernels.BLOCK,), tuple(args))
+        return launch
+
+    for dtype in ("float16", "float32", "float64", "int16", "uint8"):
+        x = cupy.asarray(_values(rng, dtype, (4, 67, 45, 3)))
+        a = cuda_kernels.normalize(x, "NHWC", True, xp=cupy, launch=launcher(fat))
+        b = cuda_kernels.normalize(x, "NHWC", True, xp=cupy, launch=launcher(rtc))
+        np.testing.assert_array_equal(a.get(), b.get())
+    u8 = cupy.asarray(rng.integers(0, 256, (3, 31, 29, 4), dtype=np.uint8))
+    fa, aa = cuda_kernels.png_rows(u8, xp=cupy, launch=launcher(fat))
+    fb, ab = cuda_kernels.png_rows(u8, xp=cupy, launch=launcher(rtc))
+    np.testing.assert_array_equal(fa.get(), fb.get())
+    np.testing.assert_array_equal(aa.get(), ab.get())
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("c", [1, 3, 4])
+def test_gpu_png_rows_equal_the_reference(c):
+    """gm_png_filter / gm_png_adler on the device: libpng's rows (NumPy reference) and zlib's Adler-32."""
+    import cupy
+
+    from gpu_media import png
+
+    be = gpu_media.backend.get_backend("gpu")
+    rng = np.random.default_rng(20 + c)
+    for n, h, w in ((1, 1, 1), (5, 37, 29), (3, 300, 257), (2, 1, 6000)):
+        host = rng.integers(0, 256, (n, h, w, c), dtype=np.uint8)
+        host[0] = (np.add.outer(np.arange(h), np.arange(w))[..., None] * (np.arange(c) + 1) % 256).astype(np.uint8)
+        per = h * (1 + w * c)
+        filtered, adler = cuda_kernels.png_rows(cupy.asarray(host), xp=cupy, launch=be._launch,
+                                                stride=-(-per // 16) * 16)
+        filtered, adler = filtered.get(), adler.get()
+        for i in range(n):
+            rows, _ = png.filter_rows(host[i])
+            np.testing.assert_array_equal(filtered[i, :per], rows)
+            assert int(adler[i]) == zlib.adler32(rows.tobytes())
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("level", [None, 0, 4, 6, 9])
+def test_gpu_png_decodes_exactly(level):
+    """nvCOMP PNGs: Pillow and a zlib-only reader (CRCs, zlib header, Adler-32) give back every pixel."""
+    import cupy
+    from test_png import zlib_read_png
+
+    be = _nvcomp_or_skip()
+    rng = np.random.default_rng(30)
+    from gpu_media.cli import demo_input
+
+    with np.load(demo_input()) as z:
+        photo = z["images"][0]
+    cases = [rng.integers(0, 256, (3, 17, 31, c), dtype=np.uint8) for c in (1, 3, 4)]
+    cases += [np.stack([photo[:201, :133], photo[50:251, 7:140]]), np.zeros((2, 1, 1, 3), np.uint8)]
+    for batch in cases:
+        out = be.encode(cupy.asarray(batch), "png", 75, level)
+        for data, img in zip(out, batch):
+            with Image.open(io.BytesIO(data)) as im:
+                np.testing.assert_array_equal(np.asarray(im).reshape(img.shape), img)
+            np.testing.assert_array_equal(zlib_read_png(data), img)
+    items = [cupy.asarray(rng.integers(0, 256, s, dtype=np.uint8)) for s in ((5, 3, 3), (9, 2, 3), (5, 3, 3))]
+    for data, img in zip(gpu_media.encode(items, file_type="png", compression_level=level, device="gpu"), items):
+        np.testing.assert_array_equal(zlib_read_png(data), img.get())
+    assert be._png_state["module"] is not None  # nothing fell back to the host

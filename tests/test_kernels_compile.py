@@ -175,3 +175,43 @@ def test_nvrtc_reports_errors():
     with pytest.raises(NvrtcError, match="error"):
         nvrtc_compile(NVRTC, 'extern "C" __global__ void k() { undefined_symbol(); }',
                       ["--gpu-architecture=compute_80"], cubin=False)
+
+
+def test_shipped_fatbin_is_built_from_the_current_sources():
+    """kernels.fatbin's stamp names the digest of today's kernels.cu, headers and options
+    (after a kernel change: ``python scripts/build_kernels.py``, commit both files)."""
+    import json
+
+    with open(cuda_kernels.FATBIN_STAMP, encoding="utf-8") as f:
+        stamp = json.load(f)
+    assert stamp["source_sha256"] == cuda_kernels.source_digest(), "run scripts/build_kernels.py"
+    assert stamp["archs"] == list(cuda_kernels.FATBIN_ARCHS)
+    assert cuda_kernels.fatbin_path() == cuda_kernels.FATBIN
+
+
+def _cuobjdump():
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    if NVCC:
+        cand = os.path.join(os.path.dirname(NVCC), "cuobjdump")
+        if os.path.isfile(cand):
+            return cand
+    return None
+
+
+@pytest.mark.skipif(_cuobjdump() is None, reason="cuobjdump (CUDA toolkit) is not installed")
+def test_shipped_fatbin_holds_every_arch_and_ptx():
+    out = subprocess.run([_cuobjdump(), "--list-elf", "--list-ptx", cuda_kernels.FATBIN], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    archs = {int(a) for a in re.findall(r"\.sm_(\d+)\.cubin", out)}
+    assert archs == set(cuda_kernels.FATBIN_ARCHS), out
+    assert re.search(rf"\.sm_{cuda_kernels.FATBIN_ARCHS[0]}\.ptx", out), out
+
+
+def test_fatbin_command_uses_the_backend_options(tmp_path):
+    cmd = cuda_kernels.nvcc_fatbin_command("nvcc", "k.cu", "k.fatbin")
+    for opt in (*cuda_kernels.NVRTC_OPTIONS, *cuda_kernels.CUPY_APPENDED_OPTIONS):
+        assert opt in cmd
+    for a in cuda_kernels.FATBIN_ARCHS:
+        assert f"-gencode=arch=compute_{a},code=sm_{a}" in cmd

@@ -11,6 +11,8 @@
 //   gm_convert_<t>  SPEC 2    one pass: any-strided (N,H,W,C) input -> uint8 NHWC
 //   gm_mask_<t>     SPEC 3    per-image 256-bin histogram, min/max keys, bad count
 //   gm_outlines     SPEC 4    box outlines burned into a copy, the last box wins
+//   gm_png_filter   SPEC 5    PNG rows: filter byte + filtered bytes, per-row Adler-32
+//   gm_png_adler    SPEC 5    per-image Adler-32 from the per-row ones
 //
 // <t> is one of u8 i8 u16 i16 u32 i32 u64 i64 f16 f32 f64 (bool is read as u8).
 // Launch contract: GM_BLOCK threads per block, any grid size (grid-stride loops).
@@ -18,6 +20,7 @@
 #include "normalize.cuh"
 #include "masks.cuh"
 #include "boxes.cuh"
+#include "png.cuh"
 
 #define GM_BLOCK 256
 
@@ -204,4 +207,57 @@ extern "C" __global__ void __launch_bounds__(GM_BLOCK)
     const long long stride = (long long)gridDim.x * GM_BLOCK;
     for (long long p = (long long)blockIdx.x * GM_BLOCK + threadIdx.x; p < pixels; p += stride)
         gm::outline_pixel(img, out, p, h, w, c_in, rects, colors, offsets, thickness);
+}
+
+// SPEC 5, PNG: one warp per row. img (n, h, w, c) uint8 contiguous -> out: image i's h
+// rows of 1 + w*c bytes from out + i*stride (stride >= h*(1 + w*c)), each row's filter type (libpng's least sum of absolute values, png.cuh) and its
+// filtered bytes, i.e. the zlib stream's uncompressed data; row_adler[i*h + y] the
+// Adler-32 of that output row (1 + w*c bytes, from the initial 1). Lanes stride over
+// the row (coalesced), score the five filters, agree on one by shuffles, then write.
+extern "C" __global__ void __launch_bounds__(GM_BLOCK)
+    gm_png_filter(const unsigned char* __restrict__ img, unsigned char* __restrict__ out,
+                  unsigned int* __restrict__ row_adler, long long n, long long h, long long w, long long c,
+                  long long stride) {
+    const long long rowbytes = w * c, len = 1 + rowbytes, rows = n * h;
+    const int lane = threadIdx.x & 31;
+    const long long warps = (long long)gridDim.x * (GM_BLOCK / 32);
+    for (long long r = ((long long)blockIdx.x * GM_BLOCK + threadIdx.x) >> 5; r < rows; r += warps) {
+        const long long y = r % h, i = r / h;  // row y of image i
+        const unsigned char* row = img + r * rowbytes;
+        const unsigned char* prev = y ? row - rowbytes : nullptr;
+        unsigned int sad[gm::PNG_FILTERS] = {0, 0, 0, 0, 0};
+        for (long long i = lane; i < rowbytes; i += 32) gm::png_score_byte(row, prev, i, (int)c, sad);
+        for (int f = 0; f < gm::PNG_FILTERS; ++f)
+            for (int o = 16; o > 0; o >>= 1) sad[f] += __shfl_xor_sync(0xffffffffu, sad[f], o);
+        const int f = gm::png_pick_filter(sad);  // the same in every lane
+        unsigned char* dst = out + i * stride + y * len;
+        unsigned long long sa = 0, sb = 0;
+        if (lane == 0) {
+            dst[0] = (unsigned char)f;
+            gm::adler_add(&sa, &sb, (unsigned char)f, 0, len);
+        }
+        for (long long i = lane; i < rowbytes; i += 32) {
+            int a, b, cc;
+            gm::png_neighbours(row, prev, i, (int)c, &a, &b, &cc);
+            const unsigned char v = gm::png_filter_byte(f, row[i], a, b, cc);
+            dst[1 + i] = v;
+            gm::adler_add(&sa, &sb, v, 1 + i, len);
+        }
+        unsigned int ma = gm::adler_part_mod(sa), mb = gm::adler_part_mod(sb);
+        for (int o = 16; o > 0; o >>= 1) {
+            ma = gm::adler_mod_add(ma, __shfl_xor_sync(0xffffffffu, ma, o));
+            mb = gm::adler_mod_add(mb, __shfl_xor_sync(0xffffffffu, mb, o));
+        }
+        if (lane == 0) row_adler[r] = gm::adler_from_sums(ma, mb, len);
+    }
+}
+
+// SPEC 5, PNG: adler[i] = Adler-32 of image i's h rows of `len` bytes, joined in order
+// from row_adler (gm_png_filter's). One thread per image.
+extern "C" __global__ void __launch_bounds__(GM_BLOCK)
+    gm_png_adler(const unsigned int* __restrict__ row_adler, unsigned int* __restrict__ adler, long long n,
+                 long long h, long long len) {
+    const long long stride = (long long)gridDim.x * GM_BLOCK;
+    for (long long i = (long long)blockIdx.x * GM_BLOCK + threadIdx.x; i < n; i += stride)
+        adler[i] = gm::adler32_join(row_adler + i * h, h, len);
 }
