@@ -3,7 +3,8 @@
     python benchmarks/profile_cpu.py
 
 1. the CPU work of a PNG dump of 64 demo photographs (256x256, float32 in), stage
-   by stage on one core, next to ``write_dump``'s wall time on all cores; 2. Pillow's PNG encoder alone, one core, per image, at zlib
+   by stage on one core, next to ``write_dump``'s wall time on all cores;
+2. Pillow's PNG encoder alone, one core, per image, at zlib
    level 0 (no deflate at all), 1 + Z_RLE (our default) and 6 (wandb's): the part
    that no zlib setting removes is Pillow's per-row filter selection.
 """

@@ -7,7 +7,21 @@ table's ``"cpu"`` entries (``cpu_fallback.encode.encode_png`` and so on).
 Work is vectorized over the whole batch (per-image ranges come from one reduction
 over the batch); encoding runs in a thread pool, since Pillow releases the GIL
 while it compresses.
+
+Examples:
+    >>> import numpy as np
+    >>> import cpu_fallback
+    >>> u8 = cpu_fallback.normalize(np.array([[[[0.0], [0.5], [1.0]]]]), "NHWC")
+    >>> u8.ravel().tolist()
+    [0, 127, 255]
+    >>> files = cpu_fallback.encode(np.repeat(u8, 3, axis=3), "png", 75, None)
+    >>> len(files), files[0][1:4]
+    (1, b'PNG')
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -20,13 +34,23 @@ name = "cpu"
 xp = np
 
 
-def to_host(x):
-    """Return ``x`` as a NumPy array (it already is one on this backend)."""
+def to_host(x: Any) -> np.ndarray:
+    """Return ``x`` as a NumPy array (it already is one on this backend).
+
+    Examples:
+        >>> to_host([1, 2]).tolist()
+        [1, 2]
+    """
     return np.asarray(x)
 
 
 def chunk_bytes() -> int:
-    """Bytes of uint8 pixels a dump normalizes and encodes at once on this backend (64 MiB)."""
+    """Bytes of uint8 pixels a dump normalizes and encodes at once on this backend (64 MiB).
+
+    Examples:
+        >>> chunk_bytes() // 2**20
+        64
+    """
     return 64 << 20
 
 

@@ -1,9 +1,12 @@
 """SPEC 4 in NumPy: paint box outlines, later boxes over earlier ones."""
 
+from __future__ import annotations
+
 import numpy as np
 
 
-def draw_outlines(images, rects, image_index, colors, thickness: int):
+def draw_outlines(images: np.ndarray, rects: np.ndarray, image_index: np.ndarray, colors: np.ndarray,
+                  thickness: int) -> np.ndarray:
     """Burn outlines into a copy of ``images``.
 
     images: uint8 (N,H,W,C), C in {1,3,4}; C=1 becomes RGB. rects: int64 (M,4) with
@@ -11,6 +14,14 @@ def draw_outlines(images, rects, image_index, colors, thickness: int):
     colors: uint8 (M,3). A pixel is on a box's outline when it is inside the box and
     closer than ``thickness`` to one of its edges; boxes are painted in order, so the
     later box wins where outlines overlap; RGBA outline pixels get alpha 255.
+
+    Examples:
+        >>> out = draw_outlines(np.zeros((1, 4, 5, 1), np.uint8), np.array([[0, 0, 3, 2]]), np.array([0]),
+        ...                     np.array([[9, 9, 9]], np.uint8), 1)
+        >>> out.shape
+        (1, 4, 5, 3)
+        >>> out[0, :, :, 0].tolist()
+        [[9, 9, 9, 9, 0], [9, 0, 0, 9, 0], [9, 9, 9, 9, 0], [0, 0, 0, 0, 0]]
     """
     out = np.repeat(images, 3, axis=3) if images.shape[3] == 1 else images.copy()
     _, h, w, c = out.shape

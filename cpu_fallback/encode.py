@@ -1,5 +1,9 @@
-"""SPEC 5 with Pillow: the CPU encoders of the codec table (``gpu_media.codecs``), one image per task
-in a shared thread pool."""
+"""SPEC 5 with Pillow: the CPU encoders of the codec table (``gpu_media.codecs``).
+
+One image per task in a shared thread pool.
+"""
+
+from __future__ import annotations
 
 import io
 import os
@@ -7,7 +11,9 @@ import struct
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
 
+import numpy as np
 from PIL import Image
 
 from gpu_media import codecs
@@ -23,7 +29,7 @@ _pool = None
 _pool_lock = threading.Lock()
 
 
-def _executor():
+def _executor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -31,12 +37,22 @@ def _executor():
         return _pool
 
 
-def bmp_rgba(a) -> bytes:
+def bmp_rgba(a: np.ndarray) -> bytes:
     """uint8 (H,W,4) -> a 32-bit BMP with a BITMAPV4HEADER and an alpha mask (BI_BITFIELDS).
 
     Pillow writes RGBA as 32-bit BI_RGB, whose fourth byte readers (Pillow
     included) ignore; with explicit channel masks the alpha survives, so BMP stays
     lossless for "RGBA" as SPEC 5 requires.
+
+    Examples:
+        >>> import io
+        >>> from PIL import Image
+        >>> a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+        >>> data = bmp_rgba(a)
+        >>> data[:2], len(data)
+        (b'BM', 146)
+        >>> np.array_equal(np.asarray(Image.open(io.BytesIO(data))), a)
+        True
     """
     h, w = a.shape[:2]
     pixels = a[::-1, :, [2, 1, 0, 3]].tobytes()  # bottom-up rows, BGRA
@@ -47,15 +63,19 @@ def bmp_rgba(a) -> bytes:
     return head + info + pixels
 
 
-def _pil(a) -> Image.Image:
+def _pil(a: np.ndarray) -> Image.Image:
     return Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
 
 
-def encode_png(a, quality: int = 75, compression_level=None) -> bytes:
+def encode_png(a: np.ndarray, quality: int = 75, compression_level: int | None = None) -> bytes:
     """uint8 (H,W,C), C in {1,3,4} -> PNG bytes ("L", "RGB", "RGBA"; lossless; SPEC 5).
 
     ``compression_level``: zlib level 0..9 with Pillow's default strategy (6 gives
     wandb.Image's bytes), or None for :data:`FAST_PNG`. ``quality`` is not used.
+
+    Examples:
+        >>> encode_png(np.zeros((2, 2, 1), np.uint8))[1:4]
+        b'PNG'
     """
     buf = io.BytesIO()
     opts = FAST_PNG if compression_level is None else {"compress_level": int(compression_level)}
@@ -63,21 +83,29 @@ def encode_png(a, quality: int = 75, compression_level=None) -> bytes:
     return buf.getvalue()
 
 
-def encode_jpeg(a, quality: int = 75, compression_level=None) -> bytes:
+def encode_jpeg(a: np.ndarray, quality: int = 75, compression_level: int | None = None) -> bytes:
     """uint8 (H,W,C), C in {1,3} -> baseline JPEG bytes at ``quality`` 1..100 (Pillow's defaults, 4:2:0).
 
     ``compression_level`` is not used. RGBA is not accepted (``gpu_media.encode``
     drops the alpha first).
+
+    Examples:
+        >>> encode_jpeg(np.zeros((8, 8, 3), np.uint8), quality=90)[:2].hex()
+        'ffd8'
     """
     buf = io.BytesIO()
     _pil(a).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
-def encode_bmp(a, quality: int = 75, compression_level=None) -> bytes:
+def encode_bmp(a: np.ndarray, quality: int = 75, compression_level: int | None = None) -> bytes:
     """uint8 (H,W,C), C in {1,3,4} -> BMP bytes, lossless (RGBA through :func:`bmp_rgba`).
 
     ``quality`` and ``compression_level`` are not used.
+
+    Examples:
+        >>> encode_bmp(np.zeros((2, 2, 3), np.uint8))[:2]
+        b'BM'
     """
     if a.shape[2] == 4:
         return bmp_rgba(a)
@@ -86,22 +114,32 @@ def encode_bmp(a, quality: int = 75, compression_level=None) -> bytes:
     return buf.getvalue()
 
 
-def encode_one(a, file_type: str, quality: int, compression_level=None) -> bytes:
+def encode_one(a: np.ndarray, file_type: str, quality: int, compression_level: int | None = None) -> bytes:
     """One uint8 (H,W,C) image to file bytes with this backend's encoder of ``file_type``.
 
     ``file_type``: any spelling of ``gpu_media.codecs.FILE_TYPES``; the encoder is the
     codec table's ``"cpu"`` entry (:func:`encode_png`, :func:`encode_jpeg`, :func:`encode_bmp`).
+
+    Examples:
+        >>> encode_one(np.zeros((2, 2, 3), np.uint8), "jpeg", 75)[:2].hex()
+        'ffd8'
     """
     return codecs.encoder(file_type, "cpu")(a, quality, compression_level)
 
 
-def encode(images, file_type: str, quality: int, compression_level=None):
+def encode(images: np.ndarray | Sequence[np.ndarray], file_type: str, quality: int,
+           compression_level: int | None = None) -> list[bytes]:
     """uint8 (N,H,W,C) or a list of (H,W,C) -> list of ``bytes``, one per image, in order.
 
     ``file_type``: a spelling of ``gpu_media.codecs.FILE_TYPES`` ("png", "jpg"/"jpeg",
     "bmp"), dispatched through the codec table; ``quality``: JPEG 1..100;
     ``compression_level``: PNG zlib level 0..9, or None for :data:`FAST_PNG`.
     Images are encoded one per task in a shared thread pool.
+
+    Examples:
+        >>> files = encode(np.zeros((3, 2, 2, 3), np.uint8), "bmp", 75)
+        >>> [f[:2] for f in files]
+        [b'BM', b'BM', b'BM']
     """
     fn = codecs.encoder(file_type, "cpu")
     items = list(images)

@@ -1,14 +1,23 @@
 """SPEC 3 in NumPy: one 256-bin histogram per mask, plus the range/integrality facts."""
 
+from __future__ import annotations
+
 import numpy as np
 
 
-def mask_stats(masks):
+def mask_stats(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(N,H,W) masks of any dtype -> (hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64).
 
     ``hist[i, v]`` counts pixels of value v for integral v in [0, 255]; ``lo``/``hi``
     are the smallest/largest finite value of each mask (+inf/-inf when none is
     finite); ``bad`` counts non-finite or non-integral values.
+
+    Examples:
+        >>> hist, lo, hi, bad = mask_stats(np.array([[[0, 2], [2, 2]]], np.float32))
+        >>> hist[0, :3].tolist(), lo.tolist(), hi.tolist(), bad.tolist()
+        ([1, 0, 3], [0.0], [2.0], [0])
+        >>> mask_stats(np.array([[[0.5, 300.0]]]))[3].tolist()
+        [1]
     """
     n = masks.shape[0]
     if masks.dtype == np.bool_:

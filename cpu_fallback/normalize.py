@@ -5,6 +5,8 @@ cache (``BLOCK_BYTES``): each block is read from memory once, for its min/max,
 and the conversion passes that follow hit the cache.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 # Per-row constants of SPEC 2, written as y = (x + add) * scale so that every row is
@@ -15,11 +17,16 @@ _SCALE = np.array([255.0, 127.5, 1.0])
 BLOCK_BYTES = 1 << 20
 
 
-def image_ranges(x):
+def image_ranges(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """Per-image (lo, hi, nonfinite) of a 4-D batch (axis 0 = image), over finite values.
 
     Images without a finite value get lo=+inf, hi=-inf; ``nonfinite`` tells whether
     any NaN/inf is present. Integer/bool input: plain min/max.
+
+    Examples:
+        >>> lo, hi, nonfinite = image_ranges(np.array([[0.5, np.nan, 2.0], [np.inf, -1.0, 0.0]]))
+        >>> lo.tolist(), hi.tolist(), nonfinite
+        ([0.5, -1.0], [2.0, 0.0], True)
     """
     axes = tuple(range(1, x.ndim))
     lo = x.min(axis=axes)
@@ -35,8 +42,14 @@ def image_ranges(x):
     return lo, hi, bool(bad.any())
 
 
-def branch_codes(x, normalize: bool):
-    """SPEC 2 row per image (0 = [0,1] -> *255, 1 = [-1,1] -> (x+1)*127.5, 2 = clip) and the non-finite flag."""
+def branch_codes(x: np.ndarray, normalize: bool) -> tuple[np.ndarray, bool]:
+    """SPEC 2 row per image (0 = [0,1] -> *255, 1 = [-1,1] -> (x+1)*127.5, 2 = clip) and the non-finite flag.
+
+    Examples:
+        >>> code, nonfinite = branch_codes(np.array([[0.0, 1.0], [-1.0, 1.0], [0.0, 2.0]]), True)
+        >>> code.tolist(), nonfinite
+        ([0, 1, 2], False)
+    """
     n = x.shape[0]
     if not normalize:
         return np.full(n, 2, dtype=np.intp), True
@@ -47,7 +60,7 @@ def branch_codes(x, normalize: bool):
     return code, nonfinite
 
 
-def _convert_float(x, code, nonfinite, out):
+def _convert_float(x: np.ndarray, code: np.ndarray, nonfinite: bool, out: np.ndarray) -> None:
     dt = x.dtype
     bshape = (-1,) + (1,) * (x.ndim - 1)
     scale = _SCALE[code].astype(dt).reshape(bshape)
@@ -64,7 +77,7 @@ def _convert_float(x, code, nonfinite, out):
     np.copyto(out, y, casting="unsafe")  # float -> uint8 truncates toward zero
 
 
-def _convert_int(x, code, out):
+def _convert_int(x: np.ndarray, code: np.ndarray, out: np.ndarray) -> None:
     # Clamp to [-1, 255] first (exact: values outside only matter to the clip row),
     # then y = ((x + add) * mult) >> shift, exact in int32.
     bshape = (-1,) + (1,) * (x.ndim - 1)
@@ -80,12 +93,18 @@ def _convert_int(x, code, out):
     np.copyto(out, y, casting="unsafe")
 
 
-def normalize(x, layout: str, normalize: bool = True):
+def normalize(x: np.ndarray, layout: str, normalize: bool = True) -> np.ndarray:
     """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" of any supported dtype -> uint8 (N,H,W,C).
 
     SPEC 2: per image, floats computed in their own type and rounded after each
     operation (NumPy's own float16 semantics), integers exactly, NaN -> 0, +inf ->
     255, -inf -> 0, then truncation.
+
+    Examples:
+        >>> normalize(np.array([[[[-1.0]], [[0.0]], [[1.0]]]], np.float32), "NCHW").ravel().tolist()
+        [0, 127, 255]
+        >>> normalize(np.array([[[[300], [-5]]]], np.int16), "NHWC").ravel().tolist()
+        [255, 0]
     """
     if layout == "NCHW":
         x = x.transpose(0, 2, 3, 1)

@@ -22,9 +22,12 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @runtime_checkable
@@ -41,7 +44,7 @@ class Backend(Protocol):
     #: its array module (``numpy`` for "cpu", ``cupy`` for "gpu")
     xp: Any
 
-    def normalize(self, x, layout: str, normalize: bool = True) -> Any:
+    def normalize(self, x: Any, layout: str, normalize: bool = True) -> Any:
         """SPEC 2: images of any supported dtype -> uint8 ``(N,H,W,C)``.
 
         ``x`` is ``(N,H,W,C)`` ("NHWC") or ``(N,C,H,W)`` ("NCHW"); per-image ranges
@@ -49,7 +52,7 @@ class Backend(Protocol):
         """
         ...
 
-    def mask_stats(self, masks) -> tuple:
+    def mask_stats(self, masks: Any) -> tuple:
         """SPEC 3: ``masks (N,H,W)`` -> ``(hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64)``.
 
         ``lo``/``hi``: min/max over all values (in the mask's dtype, bool as uint8);
@@ -57,7 +60,8 @@ class Backend(Protocol):
         """
         ...
 
-    def draw_outlines(self, images, rects, image_index, colors, thickness: int) -> Any:
+    def draw_outlines(self, images: Any, rects: np.ndarray, image_index: np.ndarray, colors: np.ndarray,
+                      thickness: int) -> Any:
         """SPEC 4: uint8 NHWC images + host box arrays -> a new uint8 NHWC array (C=1 becomes 3).
 
         ``rects (M,4) int64`` inclusive x0, y0, x1, y1; ``image_index (M,)``;
@@ -66,7 +70,7 @@ class Backend(Protocol):
         """
         ...
 
-    def encode(self, images, file_type: str, quality: int, compression_level=None) -> list:
+    def encode(self, images: Any, file_type: str, quality: int, compression_level: int | None = None) -> list[bytes]:
         """SPEC 5: uint8 ``(N,H,W,C)`` or a list of ``(H,W,C)`` -> ``list[bytes]``, one file per image.
 
         ``file_type``: a spelling of :data:`gpu_media.codecs.FILE_TYPES` whose
@@ -76,7 +80,7 @@ class Backend(Protocol):
         """
         ...
 
-    def to_host(self, x) -> Any:
+    def to_host(self, x: Any) -> np.ndarray:
         """Any array of this backend (or a NumPy array) -> ``numpy.ndarray``."""
         ...
 
@@ -120,7 +124,20 @@ def _load_gpu():
 
 
 def gpu_available() -> bool:
-    """True when the GPU backend can be used on this machine (CuPy, a CUDA device, the backend)."""
+    """True when the GPU backend can be used on this machine (CuPy, a CUDA device, the backend).
+
+    The answer is found once per process (CuPy is imported and asked for a device on
+    the first call) and remembered.
+
+    Returns:
+        whether ``device="gpu"`` works here; when False, ``device="gpu"`` raises
+        :class:`gpu_media.DeviceError` saying why.
+
+    Examples:
+        >>> import gpu_media
+        >>> gpu_media.gpu_available() in (True, False)
+        True
+    """
     try:
         _load_gpu()
         return True
@@ -152,6 +169,21 @@ def register_backend(name: str, loader: Callable[[], Any]) -> None:
 
     Raises:
         ValueError: a bad name, a name already registered, or a loader that is not callable.
+
+    Examples:
+        A backend is usually a module; here the CPU one, registered a second time
+        under another name (its ``name`` must match):
+
+        >>> import types
+        >>> import cpu_fallback
+        >>> twin = types.SimpleNamespace(**{k: getattr(cpu_fallback, k) for k in cpu_fallback.__all__})
+        >>> twin.name = "cpu-twin"
+        >>> register_backend("cpu-twin", lambda: twin)
+        >>> "cpu-twin" in backends()
+        True
+        >>> get_backend("cpu-twin") is twin
+        True
+        >>> unregister_backend("cpu-twin")
     """
     if not isinstance(name, str) or not name or name == "auto":
         raise ValueError(f"a backend name must be a non-empty string other than 'auto', got {name!r}")
@@ -166,8 +198,21 @@ def register_backend(name: str, loader: Callable[[], Any]) -> None:
 def unregister_backend(name: str) -> None:
     """Remove a backend added with :func:`register_backend` ("cpu" and "gpu" stay).
 
+    Args:
+        name: a name given to :func:`register_backend`.
+
     Raises:
         ValueError: "cpu"/"gpu", or a name that is not registered.
+
+    Examples:
+        >>> register_backend("later", lambda: None)
+        >>> unregister_backend("later")
+        >>> "later" in backends()
+        False
+        >>> unregister_backend("cpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: the built-in backend 'cpu' cannot be unregistered
     """
     if name in _BUILTIN:
         raise ValueError(f"the built-in backend {name!r} cannot be unregistered")
@@ -179,17 +224,39 @@ def unregister_backend(name: str) -> None:
 
 
 def backends() -> tuple[str, ...]:
-    """The registered device names, built-ins first: ``("cpu", "gpu", ...)`` (usable or not)."""
+    """The registered device names, built-ins first: ``("cpu", "gpu", ...)`` (usable or not).
+
+    Returns:
+        the names, in registration order.
+
+    Examples:
+        >>> backends()[:2]
+        ('cpu', 'gpu')
+    """
     return tuple(_registry)
 
 
 def get_backend(device: str) -> Backend:
     """The backend registered as ``device`` (a resolved name, e.g. "cpu" or "gpu").
 
+    Args:
+        device: a name of :func:`backends` (not "auto": see :func:`resolve_device`).
+
+    Returns:
+        the backend, loaded on first use and then cached.
+
     Raises:
         ValueError: ``device`` is not registered.
         DeviceError: its loader says it is unusable here ("gpu" without CuPy and a GPU).
         TypeError: its loader returned something that does not satisfy :class:`Backend`.
+
+    Examples:
+        >>> import numpy as np
+        >>> cpu = get_backend("cpu")
+        >>> cpu.name, cpu.xp is np, isinstance(cpu, Backend)
+        ('cpu', True, True)
+        >>> cpu.normalize(np.ones((1, 1, 2, 1), np.float32), "NHWC").ravel().tolist()
+        [255, 255]
     """
     backend = _loaded.get(device)
     if backend is not None:
@@ -222,6 +289,19 @@ def resolve_device(device: str | None, on_gpu: bool = False) -> str:
     Raises:
         ValueError: another value (of ``device`` or of ``GPU_MEDIA_DEVICE``).
         DeviceError: "gpu" (or another backend) that is not usable here.
+
+    Examples:
+        Host arrays stay on the CPU under "auto" (unless ``GPU_MEDIA_DEVICE`` says otherwise):
+
+        >>> import os
+        >>> "GPU_MEDIA_DEVICE" in os.environ or resolve_device("auto", on_gpu=False) == "cpu"
+        True
+        >>> resolve_device("cpu")
+        'cpu'
+        >>> resolve_device("tpu")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: device must be one of ('auto', 'cpu', 'gpu'...), got 'tpu'
     """
     device = "auto" if device is None else device
     names = ("auto", *backends())

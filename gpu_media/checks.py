@@ -30,6 +30,11 @@ def is_integer(x: Any) -> bool:
     Returns:
         True for ``int`` and NumPy integer scalars (``np.int64(3)``); False for
         ``bool``, ``numpy.bool_``, floats (even ``3.0``), strings and arrays.
+
+    Examples:
+        >>> import numpy as np
+        >>> is_integer(3), is_integer(np.uint8(3)), is_integer(True), is_integer(3.0)
+        (True, True, False, False)
     """
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
@@ -47,6 +52,11 @@ def is_number(x: Any) -> bool:
         True for ``int``, ``float`` and NumPy integer and floating scalars (NaN and
         inf included); False for ``bool``, ``numpy.bool_``, complex numbers, strings
         and arrays.
+
+    Examples:
+        >>> import numpy as np
+        >>> is_number(0.5), is_number(float("nan")), is_number(np.float32(1)), is_number(False), is_number(1j)
+        (True, True, True, False, False)
     """
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
@@ -60,6 +70,10 @@ def is_finite_number(x: Any) -> bool:
     Returns:
         True for finite ``int``/``float`` (and NumPy real scalars); False otherwise,
         complex numbers included.
+
+    Examples:
+        >>> is_finite_number(2.5), is_finite_number(float("inf")), is_finite_number(1j)
+        (True, False, False)
     """
     return is_number(x) and isinstance(x, numbers.Real) and math.isfinite(x)
 
@@ -108,6 +122,17 @@ def check_int(
 
     Raises:
         MediaError: (``error``) with ``item=value``, ``index`` and ``key`` set.
+
+    Examples:
+        >>> import numpy as np
+        >>> check_int(np.int16(90), "quality", lo=1, hi=100)
+        90
+        >>> check_int(None, "compression_level", lo=0, hi=9, optional=True) is None
+        True
+        >>> check_int(0, "quality", lo=1, hi=100)
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: quality must be an integer from 1 to 100, got 0
     """
     if optional and value is None:
         return None
@@ -132,6 +157,14 @@ def check_choice(value: Any, name: str, choices: tuple | list, *, error: type[Me
     Raises:
         MediaError: (``error``) ``"<name> must be one of [...], got <value!r>"``
             with ``item=value``.
+
+    Examples:
+        >>> check_choice("NCHW", "layout", ("NHWC", "NCHW"))
+        'NCHW'
+        >>> check_choice("CHWN", "layout", ("NHWC", "NCHW"))
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: layout must be one of ['NHWC', 'NCHW'], got 'CHWN'
     """
     if value not in choices:
         raise error(f"{name} must be one of {list(choices)}, got {value!r}", item=value)

@@ -1,5 +1,8 @@
-"""The ``gpu-media`` command: ``dump`` an .npz batch or a COCO folder to wandb's layout, run the
-``demo``, or ``view`` a dump in the browser."""
+"""The ``gpu-media`` command.
+
+``dump`` an .npz batch or a COCO folder to wandb's layout, run the ``demo``, or
+``view`` a dump in the browser.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import sys
 import tempfile
 import time
 from importlib import resources
+from typing import Any, Sequence, TextIO
 
 from . import __version__
 from .codecs import FILE_TYPES
@@ -25,7 +29,7 @@ NPZ_HELP = (
 )
 
 
-def check_out_dir(out_dir) -> None:
+def check_out_dir(out_dir: str | os.PathLike) -> None:
     """Fail early, writing nothing, when ``out_dir`` cannot take a dump.
 
     ``out_dir`` must be a folder or not exist yet (it is created by the dump). A probe
@@ -66,13 +70,14 @@ def _error_line(exc: BaseException) -> str:
     return "gpu-media: error: " + " ".join(text.split("\n"))
 
 
-def _print_locations(summary: dict, out_dir, stream) -> None:
+def _print_locations(summary: dict, out_dir: str | os.PathLike, stream: TextIO) -> None:
     print(f"index: {summary['index']}", file=stream)
     print(f"viewer: {os.path.join(summary['out_dir'], 'index.html')}  (or: gpu-media view {out_dir})", file=stream)
 
 
-def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, device, compression_level=None,
-             overwrite=False, durable=True, stream=None) -> dict:
+def run_dump(input_path: str | os.PathLike, out_dir: str | os.PathLike, *, key: str, step: int | str,
+             file_type: str, quality: int, draw_boxes: bool, device: str, compression_level: int | None = None,
+             overwrite: bool = False, durable: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
     """Load, validate and write one dump; print and return a summary."""
     stream = sys.stdout if stream is None else stream
     kwargs = load_npz(input_path)
@@ -97,9 +102,11 @@ def run_dump(input_path, out_dir, *, key, step, file_type, quality, draw_boxes, 
     return summary
 
 
-def run_coco(images_dir, out_dir, *, instances, predictions, score_threshold, skip_bad, key, step, file_type,
-             quality, draw_boxes, device, compression_level=None, batch_size=64, overwrite=False, durable=True,
-             stream=None) -> dict:
+def run_coco(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, instances: str | os.PathLike,
+             predictions: str | os.PathLike | None, score_threshold: float | None, skip_bad: bool, key: str,
+             step: int | str, file_type: str, quality: int, draw_boxes: bool, device: str,
+             compression_level: int | None = None, batch_size: int = 64, overwrite: bool = False,
+             durable: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
     """Check and dump a COCO folder (:mod:`gpu_media.formats.coco`); print and return a summary."""
     import warnings
 
@@ -145,7 +152,7 @@ def demo_input() -> str:
     return str(resources.files("gpu_media.demo").joinpath("demo.npz"))
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``gpu-media``: returns the exit status (0; 2 for a failure, as one line on stderr; 130 on Ctrl-C)."""
     p = argparse.ArgumentParser(prog="gpu-media", description="Batches of images to wandb-compatible media files.",
                                 epilog="A failure prints one line 'gpu-media: error: ...' and exits with status 2.")

@@ -71,7 +71,12 @@ class Codec:
 
     @property
     def spellings(self) -> tuple[str, ...]:
-        """``(name, *aliases)``: every accepted ``file_type`` for this codec."""
+        """``(name, *aliases)``: every accepted ``file_type`` for this codec.
+
+        Examples:
+            >>> lookup("jpg").spellings
+            ('jpg', 'jpeg')
+        """
         return (self.name, *self.aliases)
 
 
@@ -99,7 +104,7 @@ FILE_TYPES: tuple[str, ...] = tuple(s for c in CODECS for s in c.spellings)
 _BY_SPELLING: dict[str, Codec] = {s: c for c in CODECS for s in c.spellings}
 
 
-def lookup(file_type, what: str = "file_type") -> Codec:
+def lookup(file_type: str, what: str = "file_type") -> Codec:
     """The :class:`Codec` of a ``file_type`` spelling ("png", "jpg", "jpeg", "bmp").
 
     Args:
@@ -112,6 +117,15 @@ def lookup(file_type, what: str = "file_type") -> Codec:
     Raises:
         gpu_media.MediaError: ``"file_type must be one of ['png', 'jpg', 'jpeg', 'bmp'], got 'gif'"``
             (as ``gpu_media.checks.check_choice``), with ``item`` set.
+
+    Examples:
+        >>> c = lookup("jpeg")
+        >>> c.name, c.label, c.channels, c.lossless
+        ('jpg', 'JPEG', (1, 3), False)
+        >>> lookup("gif")
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: file_type must be one of ['png', 'jpg', 'jpeg', 'bmp'], got 'gif'
     """
     check_choice(file_type, what, FILE_TYPES)
     return _BY_SPELLING[file_type]
@@ -128,9 +142,24 @@ def encoder(file_type: str, backend: str) -> Callable:
     Imports the module named in :attr:`Codec.encoders` on first use (so the GPU
     backend's entries are only imported by the GPU backend).
 
+    Args:
+        file_type: any spelling in :data:`FILE_TYPES`.
+        backend: a backend name ("cpu", "gpu", or one added with the codec's ``encoders``).
+
+    Returns:
+        the encoder function, with the backend's own signature (see :class:`Codec`).
+
     Raises:
         gpu_media.MediaError: an unknown ``file_type``.
         KeyError: the codec has no encoder for ``backend``.
+
+    Examples:
+        >>> import numpy as np
+        >>> fn = encoder("png", "cpu")
+        >>> fn.__module__, fn.__name__
+        ('cpu_fallback.encode', 'encode_png')
+        >>> fn(np.zeros((2, 2, 3), np.uint8), 75, None)[1:4]
+        b'PNG'
     """
     codec = lookup(file_type)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any, Sequence
 
 from . import _arrays
 from .backend import get_backend, resolve_device
@@ -13,7 +14,7 @@ from .errors import ImageError
 __all__ = ["FILE_TYPES", "check_format", "check_size", "drop_alpha_for_jpeg", "encode"]
 
 
-def check_format(file_type, quality, compression_level=None) -> str:
+def check_format(file_type: str, quality: int, compression_level: int | None = None) -> str:
     """Validate ``file_type``/``quality``/``compression_level``; return the canonical codec name.
 
     Args:
@@ -27,6 +28,14 @@ def check_format(file_type, quality, compression_level=None) -> str:
     Raises:
         gpu_media.MediaError: the first bad argument, checked in the order
             compression_level, file_type, quality.
+
+    Examples:
+        >>> check_format("jpeg", 90)
+        'jpg'
+        >>> check_format("png", 75, compression_level=10)
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: compression_level must be None or an integer from 0 to 9, got 10
     """
     check_int(compression_level, "compression_level", lo=0, hi=9, optional=True)
     codec = lookup(file_type)
@@ -34,7 +43,7 @@ def check_format(file_type, quality, compression_level=None) -> str:
     return codec.name
 
 
-def check_size(sizes, codec: str) -> None:
+def check_size(sizes: Sequence[tuple[int, int]], codec: str) -> None:
     """Every image's H and W at most the codec's ``max_side`` (JPEG: 65500; PNG, BMP: any; SPEC 2, 5).
 
     The one check of both backends: the public :func:`encode` and the dump call it
@@ -46,6 +55,13 @@ def check_size(sizes, codec: str) -> None:
 
     Raises:
         gpu_media.ImageError: naming the first image (batch index) over the limit.
+
+    Examples:
+        >>> check_size([(480, 640), (70000, 10)], "png")
+        >>> check_size([(480, 640), (70000, 10)], "jpg")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.ImageError: image 1: image of height 70000 and width 10 exceeds JPEG's maximum dimension ...
     """
     c = lookup(codec)
     if c.max_side is None:
@@ -57,10 +73,30 @@ def check_size(sizes, codec: str) -> None:
                 f"{c.max_side} (PNG and BMP have no such limit)", index=i, item=(h, w))
 
 
-def drop_alpha_for_jpeg(images_u8, codec: str):
+def drop_alpha_for_jpeg(images_u8: Any, codec: str) -> Any:
     """A codec without alpha (the table's ``alpha=False``: JPEG): RGBA -> RGB, one warning per call.
 
     wandb does the same. Other codecs' images come back unchanged.
+
+    Args:
+        images_u8: uint8 ``(N,H,W,C)`` or a list of ``(H,W,C)`` (any array library).
+        codec: a spelling of :data:`FILE_TYPES`.
+
+    Returns:
+        ``images_u8`` without the fourth channel when ``codec`` has no alpha, else unchanged.
+
+    Examples:
+        >>> import warnings
+        >>> import numpy as np
+        >>> rgba = np.zeros((1, 2, 2, 4), np.uint8)
+        >>> drop_alpha_for_jpeg(rgba, "png").shape
+        (1, 2, 2, 4)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     drop_alpha_for_jpeg(rgba, "jpg").shape
+        (1, 2, 2, 3)
+        >>> str(caught[0].message)
+        'JPEG does not support transparency: the alpha channel is dropped'
     """
     c = lookup(codec)
     if c.alpha:
@@ -78,7 +114,8 @@ def drop_alpha_for_jpeg(images_u8, codec: str):
     return items
 
 
-def encode(images_u8, *, file_type="png", quality=75, compression_level=None, device="auto"):
+def encode(images_u8: Any, *, file_type: str = "png", quality: int = 75, compression_level: int | None = None,
+           device: str = "auto") -> list[bytes]:
     """Encode uint8 images, one file's bytes per image.
 
     Args:
@@ -104,6 +141,22 @@ def encode(images_u8, *, file_type="png", quality=75, compression_level=None, de
             a compression_level outside 0..9.
         gpu_media.ImageError: images that are not uint8 or not 1/3/4 channels; for
             JPEG, H or W above 65500 (the codec table's ``max_side``).
+
+    Examples:
+        Two RGB images to PNG; PNG is lossless, so Pillow decodes the exact pixels:
+
+        >>> import io
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from gpu_media import encode
+        >>> u8 = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+        >>> files = encode(u8, device="cpu")
+        >>> len(files), files[0][1:4]
+        (2, b'PNG')
+        >>> np.array_equal(np.asarray(Image.open(io.BytesIO(files[1]))), u8[1])
+        True
+        >>> encode(u8, file_type="jpg", quality=90, device="cpu")[0][:3].hex()  # a JPEG's SOI marker
+        'ffd8ff'
     """
     codec = check_format(file_type, quality, compression_level)
     images_u8 = _arrays.check_images(images_u8)
@@ -114,7 +167,8 @@ def encode(images_u8, *, file_type="png", quality=75, compression_level=None, de
     items = [None] * n
     for g in groups:
         if str(g.array.dtype) != "uint8":
-            raise ImageError(f"image {g.indices[0]}: encode takes uint8 images, got {g.array.dtype} (call normalize first)")
+            raise ImageError(f"image {g.indices[0]}: encode takes uint8 images, got {g.array.dtype} "
+                             "(call normalize first)")
         arr = g.array.transpose(0, 2, 3, 1) if g.layout == "NCHW" else g.array
         for k, i in enumerate(g.indices):
             items[i] = arr[k]

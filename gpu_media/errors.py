@@ -30,9 +30,19 @@ class MediaError(ValueError):
         index: as the argument.
         key: as the argument.
         item: as the argument.
+
+    Examples:
+        >>> import numpy as np
+        >>> import gpu_media
+        >>> try:
+        ...     gpu_media.validate_masks({"pred": {"mask_data": np.zeros((2, 4, 4))}}, [(4, 4), (4, 5)])
+        ... except gpu_media.MediaError as err:
+        ...     print(type(err).__name__, err.index, err.key, err.item)
+        MaskError 1 pred (4, 4)
     """
 
     def __init__(self, message: str = "", *, index: int | None = None, key: Any = None, item: Any = None) -> None:
+        """Store the message and the structured fields (see the class docstring)."""
         super().__init__(message)
         self.index = index
         self.key = key

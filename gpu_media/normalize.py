@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _arrays
-from .backend import get_backend, resolve_device
+from .backend import Backend, get_backend, resolve_device
 
 
-def normalize(images, *, layout=None, normalize=True, device="auto"):
+def normalize(images: Any, *, layout: str | None = None, normalize: bool = True, device: str = "auto") -> Any:
     """Convert a batch of images to uint8, channel-last, one range rule per image.
 
     Args:
@@ -40,6 +42,23 @@ def normalize(images, *, layout=None, normalize=True, device="auto"):
             a GPU. (Any larger size is accepted, as in wandb; only JPEG encoding
             limits H and W, to 65500: :func:`gpu_media.encode`.)
         gpu_media.DeviceError: device "gpu" without a usable GPU backend.
+
+    Examples:
+        A [0, 1] float image is scaled by 255 and truncated; an integer one in
+        [0, 255] is kept as it is (SPEC 2):
+
+        >>> import numpy as np
+        >>> from gpu_media import normalize
+        >>> u8 = normalize(np.array([[[0.0, 0.5, 1.0]], [[0, 100, 255]]]), layout="NHW", device="cpu")
+        >>> u8.shape, u8.dtype
+        ((2, 1, 3, 1), dtype('uint8'))
+        >>> u8[..., 0].tolist()
+        [[[0, 127, 255]], [[0, 100, 255]]]
+
+        Channel-first input with ``layout="NCHW"``, and [-1, 1] floats:
+
+        >>> normalize(np.full((1, 3, 2, 2), -0.5, np.float32), layout="NCHW", device="cpu")[0, 0, 0].tolist()
+        [63, 63, 63]
     """
     images = _arrays.check_images(images)
     dev = resolve_device(device, _arrays.on_gpu(images))
@@ -47,8 +66,29 @@ def normalize(images, *, layout=None, normalize=True, device="auto"):
     return normalize_groups(groups, n, normalize, get_backend(dev))
 
 
-def normalize_groups(groups, n, normalize, backend, lo=0, hi=None):
-    """Normalize images ``lo:hi`` (batch indices) of parsed groups; see :func:`normalize`."""
+def normalize_groups(groups: list[_arrays.Group], n: int, normalize: bool, backend: Backend, lo: int = 0,
+                     hi: int | None = None) -> Any:
+    """Normalize images ``lo:hi`` (batch indices) of parsed groups; see :func:`normalize`.
+
+    Args:
+        groups: :func:`gpu_media._arrays.image_groups`'s groups of the batch.
+        n: the batch size (images in all groups).
+        normalize: as for :func:`normalize`.
+        backend: the backend that does the conversion.
+        lo: first batch index.
+        hi: one past the last batch index (None: ``n``).
+
+    Returns:
+        uint8 ``(hi-lo,H,W,C)`` of ``backend.xp``, or a list of ``(H,W,C)`` when the sizes differ.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gpu_media import _arrays
+        >>> from gpu_media.backend import get_backend
+        >>> groups, n = _arrays.image_groups(np.zeros((3, 2, 2, 1), np.float32), None, "cpu")
+        >>> normalize_groups(groups, n, True, get_backend("cpu"), lo=1).shape
+        (2, 2, 2, 1)
+    """
     hi = n if hi is None else hi
     if len(groups) == 1 and lo == 0 and hi == n:
         g = groups[0]

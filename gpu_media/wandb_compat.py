@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from typing import Any, Mapping, Sequence
 
 from .dump import DumpOptions, _chunks, encode_chunk, prepare
 
@@ -27,9 +28,11 @@ def _write(data: bytes, ext: str) -> str:
     return path
 
 
-def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, file_type="png", quality=75,
-             compression_level=None, draw_boxes=False, normalize=True, layout=None, device="auto", thickness=2,
-             colors=None):
+def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = None, boxes: Any = None,
+             captions: Sequence[str | None] | None = None, classes: Any = None, file_type: str = "png",
+             quality: int = 75, compression_level: int | None = None, draw_boxes: bool = False,
+             normalize: bool = True, layout: str | None = None, device: str = "auto", thickness: int = 2,
+             colors: Mapping[int, Sequence[int]] | None = None) -> list[Any]:
     """A list of ``wandb.Image`` built from gpu_media's own encoded files.
 
     ``run.log({"val": gpu_media.to_wandb(batch, masks=..., boxes=...)})`` logs what
@@ -38,10 +41,21 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
     the finished files into the run (it does not decode-and-re-encode them).
 
     Args:
-        images, masks, boxes, captions, classes, file_type, quality,
-        compression_level, draw_boxes, normalize, layout, device, thickness,
-        colors: as for :func:`gpu_media.write_dump` (``compression_level=6``
+        images: a batch as for :func:`gpu_media.normalize` (N images).
+        masks: as for :func:`gpu_media.write_dump`.
+        boxes: as for :func:`gpu_media.write_dump` (either form of :func:`gpu_media.draw_boxes`).
+        captions: as for :func:`gpu_media.write_dump`.
+        classes: as for :func:`gpu_media.write_dump`; also passed to ``wandb.Image``.
+        file_type: as for :func:`gpu_media.encode`.
+        quality: as for :func:`gpu_media.encode`.
+        compression_level: as for :func:`gpu_media.encode` (``compression_level=6``
             gives the very bytes ``wandb.Image`` would write).
+        draw_boxes: as for :func:`gpu_media.write_dump`.
+        normalize: as for :func:`gpu_media.normalize`.
+        layout: as for :func:`gpu_media.normalize`.
+        device: as for :func:`gpu_media.normalize`.
+        thickness: as for :func:`gpu_media.draw_boxes`.
+        colors: as for :func:`gpu_media.draw_boxes`.
 
     Returns:
         list of N ``wandb.Image``, each with its caption, its masks (as
@@ -55,6 +69,17 @@ def to_wandb(images, *, masks=None, boxes=None, captions=None, classes=None, fil
         ImportError: wandb is not installed (``pip install gpu-media[wandb]``).
         gpu_media.ImageError, MaskError, BoxError, MediaError: bad input, before
             anything is encoded.
+
+    Examples:
+        Needs wandb (``pip install "gpu-media[wandb]"``); no run is needed to build the images:
+
+        >>> import numpy as np
+        >>> import wandb
+        >>> import gpu_media
+        >>> masks = {"pred": {"mask_data": np.ones((2, 8, 8), np.uint8), "class_labels": {1: "car"}}}
+        >>> imgs = gpu_media.to_wandb(np.zeros((2, 8, 8, 3), np.uint8), masks=masks, captions=["a", "b"])
+        >>> len(imgs), isinstance(imgs[0], wandb.Image), imgs[0].format, imgs[0].image.size
+        (2, True, 'png', (8, 8))
     """
     try:
         import wandb

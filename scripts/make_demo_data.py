@@ -57,12 +57,11 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import skimage
+import skimage.data
 from PIL import Image
 from scipy import ndimage as ndi
 from scipy.cluster import hierarchy
-
-import skimage
-import skimage.data
 from skimage import color, filters, measure, morphology, segmentation
 from skimage.data._registry import registry as skimage_registry
 
@@ -183,16 +182,21 @@ PHOTOS = [
 
 
 def _plain_doc(loader: str) -> str:
-    """Docstring of ``skimage.data.<loader>`` with whitespace normalised and
-    RST hyperlinks (`text <url>`_) reduced to their text."""
+    """Docstring of ``skimage.data.<loader>``, whitespace normalised, RST links reduced to their text.
+
+    An RST hyperlink (`text <url>`_) becomes its text.
+    """
     doc = getattr(skimage.data, loader).__doc__ or ""
     doc = re.sub(r"`([^`<]*?)\s*<[^>`]*>`_+", r"\1", doc)
     return " ".join(doc.split())
 
 
 def check_licenses() -> None:
-    """Every license quote must appear verbatim in the skimage.data docstring,
-    and every photo must be a file bundled in the installed wheel."""
+    """Check every license quote and bundled photo.
+
+    Every license quote must appear verbatim in the skimage.data docstring,
+    and every photo must be a file bundled in the installed wheel.
+    """
     for p in PHOTOS:
         doc = _plain_doc(p["loader"])
         if " ".join(p["license_quote"].split()) not in doc:
@@ -244,9 +248,11 @@ def _clean(mask: np.ndarray, min_px: int = 64) -> np.ndarray:
 
 # --------------------------------------------------------------- method A (prediction)
 def _border_plane(lum: np.ndarray, width: int = 8, iters: int = 3) -> np.ndarray:
-    """Robust least-squares plane a + b*x + c*y fitted to the border ring of
-    ``lum`` (trimmed: refit on the 60 % border pixels with smallest residual).
-    Models the background and its illumination gradient (sky, wall, table)."""
+    """Robust least-squares plane a + b*x + c*y fitted to the border ring of ``lum``.
+
+    Trimmed: refit on the 60 % border pixels with smallest residual.
+    Models the background and its illumination gradient (sky, wall, table).
+    """
     h, w = lum.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     xx, yy = xx / (w - 1) * 2 - 1, yy / (h - 1) * 2 - 1
@@ -382,8 +388,11 @@ def boxes_from_mask(mask: np.ndarray, margin=None):
 
 # ------------------------------------------------------------------- writing
 def write_npz_deterministic(path: Path, arrays: dict) -> None:
-    """Same layout as ``np.savez_compressed`` (deflated ``<key>.npy`` members)
-    but with a fixed timestamp and attributes, so reruns are byte-identical."""
+    """Write an .npz like ``np.savez_compressed``, but byte-identical on reruns.
+
+    Same layout as ``np.savez_compressed`` (deflated ``<key>.npy`` members)
+    but with a fixed timestamp and attributes, so reruns are byte-identical.
+    """
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key, value in arrays.items():

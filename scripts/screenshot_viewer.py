@@ -35,7 +35,8 @@ def screenshot(dump_dir: str, out: str, width: int = 1400, height: int = 1000, s
         page.wait_for_function("window.gpuMediaViewer !== undefined")
 
         def set_value(selector, value):
-            page.eval_on_selector(selector, """(e, v) => { e.value = v; e.dispatchEvent(new Event('input', {bubbles: true}));
+            page.eval_on_selector(selector, """(e, v) => { e.value = v;
+                                              e.dispatchEvent(new Event('input', {bubbles: true}));
                                               e.dispatchEvent(new Event('change', {bubbles: true})); }""", str(value))
 
         set_value("#thumb-select", 192)

@@ -232,7 +232,7 @@ def test_the_codec_table_is_the_one_source_of_formats():
 
 
 def test_viewer_and_dump_are_not_entangled():
-    """dump writes the viewer page after the index; the viewer reads only files, and writes through fileio."""
+    """``dump`` writes the viewer page after the index; the viewer reads only files, and writes through fileio."""
     assert "gpu_media.dump" not in GRAPH["gpu_media.viewer"]
     assert "gpu_media.fileio" in GRAPH["gpu_media.viewer"]
 

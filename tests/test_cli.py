@@ -19,8 +19,8 @@ from PIL import Image
 
 import gpu_media as gm
 from gpu_media import cli
-from spec_reference import draw_reference, normalize_image
 from media_helpers import decode_image, hwc, read_rel
+from spec_reference import draw_reference, normalize_image
 
 LABELS = {0: "background", 1: "car", 2: "road"}
 

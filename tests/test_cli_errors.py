@@ -229,7 +229,7 @@ def _root_proof_unwritable_folder():
 
 @pytest.mark.parametrize("exists", [True, False])
 def test_output_folder_on_a_read_only_file_system(tmp_path, exists):
-    """sysfs refuses new files to root as well, so this case runs as root too."""
+    """The sysfs refuses new files to root as well, so this case runs as root too."""
     folder = _root_proof_unwritable_folder()
     if folder is None:
         pytest.skip("no folder here refuses new files to this user (not Linux, or no sysfs)")

@@ -75,7 +75,7 @@ def boxes_of(out, entry, key):
 
 
 def expected_mask(coco_api, anns, h, w, order):
-    """pycocotools' annToMask per instance, painted in the documented order."""
+    """The annToMask of pycocotools per instance, painted in the documented order."""
     items = []
     for k, a in enumerate(anns):
         m = coco_api.annToMask(a).astype(bool)
@@ -257,7 +257,8 @@ def test_annotations_of_a_skipped_image_are_dropped_quietly(tmp_path):
 
 
 def test_predictions_file_errors(tmp_path):
-    img_dir, inst, res = make_dataset(tmp_path, [], predictions=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
+    img_dir, inst, res = make_dataset(tmp_path, [],
+                                      predictions=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
     with pytest.raises(gm.MediaError, match=r"predictions file: detections\[0\]: score must be a finite number"):
         load_coco(img_dir, inst, res)
     with open(res, "w") as f:

@@ -17,13 +17,13 @@ import threading
 import types
 import zlib
 
-import kernels_host
 import numpy as np
 import pytest
 from PIL import Image
 
 import cpu_fallback
 import gpu_media
+import kernels_host
 from gpu_media import codecs, cuda_kernels
 
 DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
@@ -260,7 +260,8 @@ def test_gpu_normalize_parity_large(dtype):
         for view in (d, d[:, ::-1], d[::2]):
             want = cpu_fallback.normalize(cupy.asnumpy(view), layout, True)
             np.testing.assert_array_equal(cupy.asnumpy(be.normalize(view, layout, True)), want)
-        np.testing.assert_array_equal(cupy.asnumpy(be.normalize(d, layout, False)), cpu_fallback.normalize(arr, layout, False))
+        np.testing.assert_array_equal(cupy.asnumpy(be.normalize(d, layout, False)),
+                                      cpu_fallback.normalize(arr, layout, False))
 
 
 @gpu

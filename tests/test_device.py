@@ -42,7 +42,8 @@ def test_imports_and_works_with_only_numpy_and_pillow(tmp_path):
         import sys, importlib.abc
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {{"wandb", "torch", "cupy", "tqdm", "hypothesis", "nvidia", "skimage", "scipy"}}:
+                if name.split(".")[0] in {{"wandb", "torch", "cupy", "tqdm", "hypothesis", "nvidia", "skimage",
+                                           "scipy"}}:
                     raise ImportError("blocked " + name)
         sys.meta_path.insert(0, Block())
         import numpy as np, gpu_media as gm

@@ -205,6 +205,6 @@ def test_readme_python_example_runs(start, code, tmp_path):
     env.update(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true")
     script = tmp_path / "example.py"
     script.write_text(code)
-    r = subprocess.run([sys.executable, str(script)], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run([sys.executable, str(script)], check=False, cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, f"README.md:{start} failed:\n{r.stdout}\n{r.stderr}"

@@ -1,7 +1,8 @@
 """The CUDA kernels compile for Ampere (sm_80) and Hopper (sm_90), without a GPU.
 
 Two compilers, each tested where it is present: ``nvcc`` (CUDA toolkit in PATH or
-CUDA_HOME; ``GPU_MEDIA_NVCC`` names another, or none when empty) and NVRTC, the run-time compiler that CuPy itself uses, loaded with ctypes
+CUDA_HOME; ``GPU_MEDIA_NVCC`` names another, or none when empty) and NVRTC, the run-time
+compiler that CuPy itself uses, loaded with ctypes
 from the ``nvidia-cuda-nvrtc`` wheel (``nvidia/cu13/lib/libnvrtc.so.13``; the CUDA 12
 wheel's ``nvidia/cuda_nvrtc/lib/libnvrtc.so.12`` also works) or from the system
 (``GPU_MEDIA_NVRTC`` names another library, or none when empty). Both
@@ -157,8 +158,10 @@ def test_ptx_defines_every_launched_kernel(compiler, tmp_path):
 
 
 def test_source_is_self_contained():
-    """Only our own headers are included (no CuPy header, no cuda_fp16.h, no system header),
-    and the source the backend compiles carries their digest (CuPy's cache key)."""
+    """Only our own headers are included (no CuPy header, no cuda_fp16.h, no system header).
+
+    The source the backend compiles carries their digest (CuPy's cache key).
+    """
     code = cuda_kernels.source()
     assert code.startswith("// headers sha256 ")
     texts = [code]

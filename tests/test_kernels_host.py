@@ -26,13 +26,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 
-import kernels_host
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cpu_fallback
+import kernels_host
 from cpu_fallback.normalize import _convert_float, _convert_int
 from gpu_media import cuda_kernels
 
@@ -274,7 +274,8 @@ def test_mask_classes(lib, dtype, ftz):
 
 def _cpu_outline_mask(rect, t, h, w):
     img = np.zeros((1, h, w, 3), np.uint8)
-    out = cpu_fallback.draw_outlines(img, np.array([rect], np.int64), np.array([0]), np.array([[255, 255, 255]], np.uint8), t)
+    out = cpu_fallback.draw_outlines(img, np.array([rect], np.int64), np.array([0]),
+                                     np.array([[255, 255, 255]], np.uint8), t)
     return out[0, :, :, 0] == 255
 
 
@@ -297,7 +298,8 @@ EDGE_RECTS = [
 @pytest.mark.parametrize("t", [1, 2, 3, 4, 5, 2**31])
 def test_outline_edge_boxes(lib, t):
     for rect in EDGE_RECTS:
-        np.testing.assert_array_equal(_on_outline(lib, rect, t, 9, 12), _cpu_outline_mask(rect, t, 9, 12), err_msg=str(rect))
+        np.testing.assert_array_equal(_on_outline(lib, rect, t, 9, 12), _cpu_outline_mask(rect, t, 9, 12),
+                                      err_msg=str(rect))
 
 
 coord = st.one_of(st.integers(-4, 16), st.sampled_from([-BIG, BIG, -BIG + 1, BIG - 1]))
@@ -398,7 +400,8 @@ def test_normalize_every_float16_and_no_finite_images(lib, dtype):
     every = np.arange(65536, dtype=np.uint16).view(np.float16).astype(dtype).reshape(256, 256, 1)
     with np.errstate(invalid="ignore"):
         scaled = np.where(np.isfinite(every), every / 65504, every)
-    x = np.stack([every, np.full_like(every, np.nan), np.full_like(every, np.inf), np.full_like(every, -np.inf), scaled])
+    x = np.stack([every, np.full_like(every, np.nan), np.full_like(every, np.inf), np.full_like(every, -np.inf),
+                  scaled])
     for layout, arr in (("NHWC", x), ("NCHW", x.transpose(0, 3, 1, 2))):
         with np.errstate(all="ignore"):
             want = cpu_fallback.normalize(arr, layout, True)
@@ -430,7 +433,8 @@ def _mask_values(rng, dtype, shape):
 
 @SETTINGS
 @given(dtype=st.sampled_from(ALL_DTYPES), n=st.integers(1, 4), h=st.integers(1, 7), w=st.integers(1, 7),
-       view=st.sampled_from(["plain", "reversed", "transposed", "step"]), tile=st.sampled_from([cuda_kernels.TILE, 1, 4]),
+       view=st.sampled_from(["plain", "reversed", "transposed", "step"]),
+       tile=st.sampled_from([cuda_kernels.TILE, 1, 4]),
        seed=st.integers(0, 2**32 - 1), ftz=st.booleans())
 def test_mask_stats_matches_cpu(lib, dtype, n, h, w, view, tile, seed, ftz):
     rng = np.random.default_rng(seed)
@@ -492,8 +496,10 @@ def test_images_dense():
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_subnormal_decides_the_range_under_ftz(lib, dtype):
-    """A [0, 1] image holding one tiny negative subnormal takes the [-1, 1] row on the CPU,
-    so it must on the GPU too, where CuPy's -ftz=true flushes float32 subnormals."""
+    """A [0, 1] image holding one tiny negative subnormal takes the [-1, 1] row on the CPU and GPU.
+
+    It must on the GPU too, where CuPy's -ftz=true flushes float32 subnormals.
+    """
     x = np.full((1, 2, 3, 1), 0.5, dtype)
     x[0, 0, 0, 0] = -np.finfo(dtype).smallest_subnormal
     want = cpu_fallback.normalize(x, "NHWC", True)

@@ -235,7 +235,8 @@ float_dtypes = st.sampled_from([np.float16, np.float32, np.float64])
 @st.composite
 def float_batches(draw):
     dtype = draw(float_dtypes)
-    n, h, w, c = draw(st.integers(1, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.sampled_from([1, 3, 4]))
+    n, h, w = draw(st.integers(1, 4)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    c = draw(st.sampled_from([1, 3, 4]))
     scale = draw(st.sampled_from([1.0, 2.0, 300.0, 1e4]))
     elems = st.one_of(
         st.floats(-scale, scale, width=np.dtype(dtype).itemsize * 8, allow_nan=False),
@@ -253,7 +254,8 @@ def test_property_floats_match_per_image_reference(device, x, norm):
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=hnp.arrays(st.sampled_from([np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint16]),
-                    hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=4).filter(lambda s: s[3] in (1, 3, 4))))
+                    hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=4)
+                    .filter(lambda s: s[3] in (1, 3, 4))))
 def test_property_integers_match_per_image_reference(device, x):
     np.testing.assert_array_equal(host(gm.normalize(x, device=device)), ref_batch(x))
 

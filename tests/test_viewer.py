@@ -1,5 +1,6 @@
-"""The static viewer (``gpu_media.viewer``): the page's data and, in real headless Chromium,
-what it draws, opened as ``file://`` and served over HTTP by :func:`gpu_media.viewer.serve`.
+"""The static viewer (``gpu_media.viewer``): the page's data and what it draws in headless Chromium.
+
+The page is opened as ``file://`` and served over HTTP by :func:`gpu_media.viewer.serve`.
 
 Browser tests need Debian's ``chromium`` and the ``playwright`` package (no
 ``playwright install``: the system browser is used). Without them they fail, telling
@@ -394,7 +395,8 @@ def test_mask_layers_colour_the_classes(page):
     _assert_color(px[48, 64], PAL[1])  # prediction's background hidden: ground truth's class 1 shows
     _assert_color(px[144, 4], PAL[1])  # prediction's class 1 strip
     # the legend's swatches are the classes' colours
-    sw = page.eval_on_selector_all(f"{_layer('mask', 1)} .swatch", "l => l.map(e => getComputedStyle(e).backgroundColor)")
+    sw = page.eval_on_selector_all(f"{_layer('mask', 1)} .swatch",
+                                   "l => l.map(e => getComputedStyle(e).backgroundColor)")
     assert sw == [f"rgb({c[0]}, {c[1]}, {c[2]})" for c in PAL[:4]]
 
 
@@ -454,7 +456,8 @@ def test_summary_table(page, dump_dir, index):
         Array.from(r.querySelectorAll('td[data-value]')).map(td => Number(td.dataset.value))])""")
     heads = page.eval_on_selector_all("#summary-table thead tr:nth-child(2) th",
                                       "l => l.map(e => [e.dataset.kind, e.textContent])")
-    assert heads == [["mask", "ground_truth"], ["mask", "prediction"], ["boxes", "ground_truth"], ["boxes", "prediction"]]
+    assert heads == [["mask", "ground_truth"], ["mask", "prediction"],
+                     ["boxes", "ground_truth"], ["boxes", "prediction"]]
     pixels = {k: {} for k in ("ground_truth", "prediction")}
     for rep in index["mask_report"]:
         for k, counts in rep.items():

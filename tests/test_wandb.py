@@ -319,7 +319,8 @@ def test_same_bytes_as_plain_wandb_image(device, tmp_path, channels):
             assert da == db
             assert os.path.basename(ra).split("_", 1)[1] == os.path.basename(rb).split("_", 1)[1]
         ma, mb = a["all_masks"][i]["m"], b["all_masks"][i]["m"]
-        np.testing.assert_array_equal(decode_image(read(tmp_path, ma["path"])), decode_image(read(tmp_path, mb["path"])))
+        np.testing.assert_array_equal(decode_image(read(tmp_path, ma["path"])),
+                                      decode_image(read(tmp_path, mb["path"])))
         np.testing.assert_array_equal(decode_image(read(tmp_path, ma["path"])), masks[i])
         if device == "cpu":
             assert (ma["sha256"], ma["size"]) == (mb["sha256"], mb["size"])

@@ -8,8 +8,10 @@ is an error rather than silently ignored data. :data:`NPZ_HELP` documents the en
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +35,7 @@ NPZ_HELP = """\
 _BOX_FIELDS = {"xyxy": "xyxy", "image_index": "image_index", "class_id": "class_id", "score": "score"}
 
 
-def load_npz(path: str) -> dict:
+def load_npz(path: str | os.PathLike) -> dict[str, Any]:
     """Read an .npz batch into :func:`gpu_media.write_dump`'s keyword arguments (no pickles).
 
     Args:
@@ -53,6 +55,22 @@ def load_npz(path: str) -> dict:
             unpickled, for safety), no ``images`` entry, an unknown
             entry or box field, a box key without ``xyxy``, malformed
             ``class_labels`` (the message names the file and the entry).
+
+    Examples:
+        >>> import json, os, tempfile
+        >>> import numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "batch.npz")
+        >>> np.savez(path, images=np.zeros((2, 4, 4, 3), np.uint8), masks__pred=np.ones((2, 4, 4), np.uint8),
+        ...          boxes__pred__xyxy=np.array([[0, 0, 2, 2]]), boxes__pred__image_index=np.array([1]),
+        ...          boxes__pred__class_id=np.array([1]), class_labels=json.dumps({"1": "car"}))
+        >>> kw = load_npz(path)
+        >>> sorted(kw), kw["classes"], kw["boxes"]["pred"]["domain"]
+        (['boxes', 'classes', 'images', 'masks'], {1: 'car'}, 'pixel')
+        >>> np.savez(path, pixels=np.zeros((1, 2, 2)))
+        >>> load_npz(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: ...batch.npz: no 'images' entry (entries: ['pixels'])
     """
     with _open(path) as archive:
         names = set(archive.files)
