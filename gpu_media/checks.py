@@ -178,14 +178,27 @@ FLOAT_SIZES = (2, 4, 8)
 
 
 def dtype_name(dtype: Any) -> str:
-    """How messages spell a dtype: NumPy's ``str`` (``"float32"``, ``"<U1"``), a
-    PyTorch dtype without its ``"torch."`` prefix (``"bfloat16"``), a name as given."""
+    """How messages spell a dtype.
+
+    NumPy's ``str`` (``"float32"``, ``"<U1"``), a PyTorch dtype without its
+    ``"torch."`` prefix (``"bfloat16"``), a name as given.
+
+    Args:
+        dtype: a NumPy, CuPy or PyTorch dtype, or a name.
+
+    Returns:
+        the dtype's name for a message.
+
+    Examples:
+        >>> import numpy as np
+        >>> dtype_name(np.dtype("float32")), dtype_name(np.dtype("<U1")), dtype_name("torch.bfloat16")
+        ('float32', '<U1', 'bfloat16')
+    """
     return str(dtype).removeprefix("torch.")
 
 
 def is_supported_dtype(dtype: Any, kinds: str = NUMERIC_KINDS) -> bool:
-    """Whether an array dtype is one of ``kinds`` (NumPy ``kind`` letters), floats
-    being float16, float32 or float64 only.
+    """Whether an array dtype is one of ``kinds`` (NumPy ``kind`` letters), floats being float16/32/64 only.
 
     Args:
         dtype: a NumPy dtype (CuPy arrays have NumPy dtypes), or anything else, e.g.
@@ -197,6 +210,13 @@ def is_supported_dtype(dtype: Any, kinds: str = NUMERIC_KINDS) -> bool:
     Returns:
         False for object, string, bytes, void (structured), datetime, timedelta and
         complex dtypes, for float128 and for dtypes unknown to NumPy.
+
+    Examples:
+        >>> import numpy as np
+        >>> [is_supported_dtype(np.dtype(t)) for t in ("bool", "int64", "float16", "complex64", "<U1")]
+        [True, True, True, False, False]
+        >>> is_supported_dtype(np.dtype("float32"), kinds="iu"), is_supported_dtype("bfloat16")
+        (False, False)
     """
     kind = getattr(dtype, "kind", None)
     if not isinstance(kind, str) or kind not in kinds:
@@ -238,6 +258,14 @@ def check_dtype(
 
     Raises:
         MediaError: (``error``) with ``item=dtype``, ``index`` and ``key`` set.
+
+    Examples:
+        >>> import numpy as np
+        >>> check_dtype(np.dtype("uint16"), "image 0")
+        >>> check_dtype(np.dtype("complex64"), "image 2", index=2, use="uint8 or float32")
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: image 2: dtype complex64 is not supported; use uint8 or float32
     """
     if not is_supported_dtype(dtype, kinds):
         raise error(f"{where}: {label} {dtype_name(dtype)} is not supported; use {use}", index=index, key=key,

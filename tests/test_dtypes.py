@@ -14,11 +14,11 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from media_helpers import host
 
 import gpu_media as gm
 from gpu_media import BoxError, DeviceError, ImageError, MaskError, checks
 from gpu_media._arrays import input_dtype
+from media_helpers import host
 
 #: Dtypes neither backend takes; float128 only where NumPy has a 16-byte float.
 BAD_DTYPES = [object, np.str_, np.bytes_, np.dtype([("a", np.uint8), ("b", np.uint8)]), "datetime64[s]",
@@ -234,8 +234,8 @@ def test_mask_array_dtype(device, dtype):
 def test_list_of_masks_names_the_bad_one(device, k):
     data = [np.zeros((3, 4), np.uint8) for _ in range(3)]
     data[k] = bad((3, 4), np.complex64)
-    err = raised(lambda: gm.validate_masks({"ok": {"mask_data": np.zeros((3, 3, 4), np.uint8)}, "m": {"mask_data": data}},
-                                           (3, 4), device=device), MaskError)
+    masks = {"ok": {"mask_data": np.zeros((3, 3, 4), np.uint8)}, "m": {"mask_data": data}}
+    err = raised(lambda: gm.validate_masks(masks, (3, 4), device=device), MaskError)
     assert str(err).startswith(f"image {k}, mask key 'm': mask dtype complex64 is not supported")
     assert (err.index, err.key) == (k, "m")
 
