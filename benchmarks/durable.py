@@ -28,8 +28,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import gpu_media as gm  # noqa: E402
 from compare import photo_batch  # noqa: E402
+
+import gpu_media as gm  # noqa: E402
 from gpu_media.formats.npz import load_npz  # noqa: E402
 
 

@@ -16,8 +16,11 @@ KEY, STEP = "crash", 3
 
 
 def kill_batch() -> dict:
-    """:func:`gpu_media.write_dump` keyword arguments of the SIGKILL test's dump: 40 images 96x96
-    with two mask keys and two box keys (about 200 files), half a second or so on 2 cores."""
+    """:func:`gpu_media.write_dump` keyword arguments of the SIGKILL test's dump.
+
+    40 images 96x96 with two mask keys and two box keys (about 200 files), half a
+    second or so on 2 cores.
+    """
     rng = np.random.default_rng(7)
     n, h, w = 40, 96, 96
     xy = rng.uniform(0, 60, (3 * n, 2))
@@ -35,8 +38,10 @@ def kill_batch() -> dict:
 
 
 def kill_dump(out_dir: str, kw: dict | None = None) -> None:
-    """The SIGKILL test's dump (``kw``: :func:`kill_batch`) into ``out_dir``, with ``overwrite=True``
-    when its index exists."""
+    """The SIGKILL test's dump (``kw``: :func:`kill_batch`) into ``out_dir``.
+
+    With ``overwrite=True`` when its index exists.
+    """
     import gpu_media as gm
     from gpu_media.dump import index_path
 
@@ -45,8 +50,9 @@ def kill_dump(out_dir: str, kw: dict | None = None) -> None:
 
 
 def concurrent_worker(out_base: str, key: str, rounds: int, barrier, seed: int) -> None:
-    """``rounds`` small dumps under ``key``, into ``out_base/<round>``, each started together with
-    the other worker's (``barrier``: a ``multiprocessing.Barrier`` of 2).
+    """``rounds`` small dumps under ``key``, into ``out_base/<round>``, each started with the other worker's.
+
+    (``barrier``: a ``multiprocessing.Barrier`` of 2.)
 
     The viewer page of each round is built slowly, 0 to 50 ms at random (``seed``): as
     a big page or a busy disk would, which widens the window in which, without the

@@ -1,5 +1,7 @@
-"""SPEC 6.4: concurrent dumps, crashes and power loss lose nothing; overwrite; stale temporary files;
-the progress bar and the folders a dump makes."""
+"""SPEC 6.4: concurrent dumps, crashes and power loss lose nothing; overwrite; stale temporary files.
+
+Also the progress bar and the folders a dump makes.
+"""
 
 import json
 import multiprocessing
@@ -11,11 +13,10 @@ import time
 
 import numpy as np
 import pytest
+from dump_workers import KEY, STEP, concurrent_worker, kill_batch, kill_dump
 
 import gpu_media as gm
-from gpu_media import cli
-from dump_workers import KEY, STEP, concurrent_worker, kill_batch, kill_dump
-from gpu_media import fileio
+from gpu_media import cli, fileio
 from gpu_media.dump import index_path
 from gpu_media.viewer import render_html, viewer_data
 
@@ -96,8 +97,10 @@ def test_existing_index_is_an_error_before_any_file_is_written(device, tmp_path)
 
 
 def test_same_key_finished_meanwhile_is_an_error_and_leaves_no_orphans(tmp_path):
-    """Another dump of the same key and step writes its index while this one runs: this one raises
-    at its end, under the lock, and removes the files only it wrote."""
+    """Another dump of the same key and step writes its index while this one runs: this one raises.
+
+    It raises at its end, under the lock, and removes the files only it wrote.
+    """
     other = small(1)
 
     def parts():
@@ -208,7 +211,8 @@ def test_cli_demo_twice_needs_overwrite(tmp_path, capsys):
 def test_stale_temporary_files_are_removed_only_when_their_writer_is_gone(tmp_path):
     gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
     dead, alive = dead_pid(), os.getpid()
-    stale = [tmp_path / f".k_0_x.png.{dead}.deadbeef.tmp", tmp_path / "media" / "images" / f".a.png.{dead}.0123abcd.tmp",
+    stale = [tmp_path / f".k_0_x.png.{dead}.deadbeef.tmp",
+             tmp_path / "media" / "images" / f".a.png.{dead}.0123abcd.tmp",
              tmp_path / "media" / "images" / "mask" / f".b.mask.png.{dead}.00000000.tmp",
              tmp_path / "media" / "metadata" / "boxes2D" / f".c.boxes2D.json.{dead}.ffffffff.tmp"]
     live = [tmp_path / "media" / "images" / f".a.png.{alive}.0123abcd.tmp",
@@ -280,9 +284,11 @@ def test_durable_is_an_option(tmp_path):
 
 
 def test_concurrent_dumps_into_one_folder_all_appear_in_index_html(tmp_path):
-    """Two processes started together (a barrier before each round), 20 rounds. Each builds its page
-    0-50 ms slower at random (see ``concurrent_worker``); without the lock 2 to 4 rounds in 20
-    lost a dump from index.html."""
+    """Two processes started together (a barrier before each round), 20 rounds.
+
+    Each builds its page 0-50 ms slower at random (see ``concurrent_worker``); without
+    the lock 2 to 4 rounds in 20 lost a dump from index.html.
+    """
     rounds = 20
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
@@ -296,11 +302,12 @@ def test_concurrent_dumps_into_one_folder_all_appear_in_index_html(tmp_path):
     missing = [r for r in range(rounds) if html_keys(tmp_path / str(r)) != ["alpha", "beta"]]
     assert not missing, f"rounds whose index.html lacks a dump: {missing}"
     for r in range(rounds):  # the page is the one the folder's indexes make
-        assert (tmp_path / str(r) / "index.html").read_text(encoding="utf-8") == render_html(viewer_data(tmp_path / str(r)))
+        page = (tmp_path / str(r) / "index.html").read_text(encoding="utf-8")
+        assert page == render_html(viewer_data(tmp_path / str(r)))
 
 
 def test_folder_lock_uses_filelock_and_excludes_flock(tmp_path):
-    """filelock's lock, when held, is the flock that the fallback (another process) takes."""
+    """The lock of filelock, when held, is the flock that the fallback (another process) takes."""
     import filelock
 
     probe = ("import fcntl, os, sys\n"

@@ -355,7 +355,8 @@ def test_path_masks_logged_as_wandb_logs_them(device, tmp_path):
     a, b = logged(rows, "ours")["all_masks"], logged(rows, "plain")["all_masks"]
     for i in range(2):
         ours, plain = a[i]["gt"], b[i]["gt"]
-        assert ours["path"].startswith("media/images/mask/ours_") and plain["path"].startswith("media/images/mask/plain_")
+        assert ours["path"].startswith("media/images/mask/ours_")
+        assert plain["path"].startswith("media/images/mask/plain_")
         assert ours["path"].split("_")[-1] == plain["path"].split("_")[-1]  # <sha256[:20]><last extension>
         assert {k: v for k, v in ours.items() if k != "path"} == {k: v for k, v in plain.items() if k != "path"}
         with open(paths[i], "rb") as f:

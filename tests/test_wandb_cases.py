@@ -64,8 +64,11 @@ def _no_sha(obj):
 
 
 def _same_json(got, want, device):
-    """CPU at compression_level=6 writes wandb's PNG bytes: the whole JSON is equal. The GPU backend
-    promises the pixels only (SPEC 5), so there images and masks are compared by name without the hash."""
+    """CPU at compression_level=6 writes wandb's PNG bytes: the whole JSON is equal.
+
+    The GPU backend promises the pixels only (SPEC 5), so there images and masks are
+    compared by name without the hash.
+    """
     if device == "cpu":
         assert got == want
     else:
