@@ -53,9 +53,11 @@ def _is_cupy(obj) -> bool:
 
 
 def dali_batch(obj):
-    """A DALI ``TensorListCPU``/``TensorListGPU`` as one tensor (uniform shapes) or a list of
-    its samples; anything else unchanged. No copy: DALI tensors expose
-    ``__cuda_array_interface__`` (GPU) or the buffer protocol (CPU)."""
+    """A DALI ``TensorListCPU``/``TensorListGPU`` as one tensor (uniform shapes) or a list of its samples.
+
+    Anything else comes back unchanged. No copy: DALI tensors expose
+    ``__cuda_array_interface__`` (GPU) or the buffer protocol (CPU).
+    """
     t = type(obj)
     if not (t.__module__.startswith("nvidia.dali") and t.__name__.startswith("TensorList")):
         return obj
@@ -148,7 +150,8 @@ def _read_host(obj, rule: DtypeRule | None, where: str, index, key) -> np.ndarra
     """A host object (list, scalar, ``__array__`` or DLPack object) as a NumPy array.
 
     With a ``rule``, what NumPy cannot read (ragged nested lists, a DLPack dtype NumPy
-    lacks) raises ``rule.error`` instead of NumPy's own exception."""
+    lacks) raises ``rule.error`` instead of NumPy's own exception.
+    """
     try:
         if hasattr(obj, "__dlpack__"):
             return np.from_dlpack(obj)

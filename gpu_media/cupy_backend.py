@@ -310,9 +310,11 @@ def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
 
 
 def encode_on_host(images, codec, quality: int, compression_level=None) -> list:
-    """The codec table's GPU encoder of the formats without a device encoder (PNG, BMP): one copy
-    to pinned host memory, then ``cpu_fallback.encode`` (Pillow in a thread pool), so the bytes
-    are the CPU backend's bytes."""
+    """The codec table's GPU encoder of the formats without a device encoder (PNG, BMP).
+
+    One copy to pinned host memory, then ``cpu_fallback.encode`` (Pillow in a thread
+    pool), so the bytes are the CPU backend's bytes.
+    """
     return cpu_fallback.encode(_host_pinned(images), codec.name, quality, compression_level)
 
 

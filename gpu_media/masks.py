@@ -57,8 +57,11 @@ def parse_class_labels(labels, where: str, error=MaskError, *, index: int | None
 
 
 def _load_path(path, where, index=None, key=None):
-    """A mask file -> ``(pixels, (bytes, extension))``: the bytes are what a dump copies, unchanged,
-    and the extension is the last one of the file name (``os.path.splitext``), as wandb names it."""
+    """A mask file -> ``(pixels, (bytes, extension))``.
+
+    The bytes are what a dump copies, unchanged, and the extension is the last one of
+    the file name (``os.path.splitext``), as wandb names it.
+    """
     import io
 
     from PIL import Image
@@ -157,7 +160,8 @@ def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
             shapes = [tuple(int(s) for s in arr.shape[1:])] * n
         for i, shape in enumerate(shapes):
             if len(shape) != 2:
-                shape_errors.append((i, len(out), f"image {i}, mask key {key!r}: mask must be 2-D (H, W), got shape {shape}",
+                shape_errors.append((i, len(out),
+                                     f"image {i}, mask key {key!r}: mask must be 2-D (H, W), got shape {shape}",
                                      key, shape))
             elif shape != tuple(sizes[i]):
                 shape_errors.append((i, len(out), f"image {i}, mask key {key!r}: mask shape {shape} does not match "

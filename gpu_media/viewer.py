@@ -42,6 +42,7 @@ import shutil
 import sys
 import urllib.parse
 from importlib import resources
+from typing import Any, TextIO
 
 from .boxes import PALETTE
 from .checks import is_integer, is_number
@@ -175,8 +176,23 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
     }
 
 
-def viewer_data(out_dir) -> dict:
-    """What the page embeds: every ``*.index.json`` of ``out_dir`` with its box JSON read in."""
+def viewer_data(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """What the page embeds: every ``*.index.json`` of ``out_dir`` with its box JSON read in.
+
+    Args:
+        out_dir: a dump folder.
+
+    Returns:
+        ``{"generator", "version", "palette", "dumps", "errors"}``: one entry of
+        ``dumps`` per index, sorted by key and step; ``errors`` names the files that
+        could not be read (the page shows them).
+
+    Examples:
+        >>> import tempfile
+        >>> data = viewer_data(tempfile.mkdtemp())
+        >>> data["dumps"], data["errors"], data["palette"][0]
+        ([], [], [31, 119, 180])
+    """
     root = os.path.abspath(os.fspath(out_dir))
     dumps, errors, cache = [], [], {}
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(root), "*.index.json")))
@@ -190,15 +206,39 @@ def viewer_data(out_dir) -> dict:
             "dumps": dumps, "errors": errors}
 
 
-def script_json(obj) -> str:
-    """JSON safe inside a ``<script>`` element: ``<``, ``>``, ``&``, U+2028, U+2029 as ``\\uXXXX``."""
+def script_json(obj: Any) -> str:
+    r"""JSON safe inside a ``<script>`` element: ``<``, ``>``, ``&``, U+2028, U+2029 as ``\uXXXX``.
+
+    Args:
+        obj: JSON-serializable data (no NaN or infinity).
+
+    Returns:
+        compact ASCII JSON that cannot end the ``<script>`` element.
+
+    Examples:
+        >>> print(script_json({"caption": "</script><b>&"}))
+        {"caption":"\u003c/script\u003e\u003cb\u003e\u0026"}
+    """
     s = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return (s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def render_html(data: dict) -> str:
-    """The page for ``data`` (from :func:`viewer_data`)."""
+def render_html(data: dict[str, Any]) -> str:
+    """The page for ``data`` (from :func:`viewer_data`).
+
+    Args:
+        data: :func:`viewer_data`'s result.
+
+    Returns:
+        the self-contained HTML page, ``data`` embedded with :func:`script_json`.
+
+    Examples:
+        >>> import tempfile
+        >>> page = render_html(viewer_data(tempfile.mkdtemp()))
+        >>> page.startswith("<!DOCTYPE html>"), '"dumps":[]' in page
+        (True, True)
+    """
     html = _template()
     m = _APP_SCRIPT.search(html)
     digest = base64.b64encode(hashlib.sha256(m.group(1).encode("utf-8")).digest()).decode("ascii")
@@ -209,7 +249,7 @@ def render_html(data: dict) -> str:
     return head + script_json(data) + tail
 
 
-def write_viewer(out_dir) -> str:
+def write_viewer(out_dir: str | os.PathLike) -> str:
     """(Re)write ``out_dir/index.html`` from every ``*.index.json`` there; returns its path.
 
     Built and written under the folder's inter-process lock
@@ -218,8 +258,20 @@ def write_viewer(out_dir) -> str:
     Written to a temporary name, fsynced and renamed into place. A folder without
     any index still gets a page (saying so), so it can be opened before the first dump.
 
+    Args:
+        out_dir: the dump folder.
+
+    Returns:
+        the path of ``index.html``.
+
     Raises:
         NotADirectoryError: ``out_dir`` is not a folder.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = write_viewer(tempfile.mkdtemp())
+        >>> os.path.basename(path), os.path.getsize(path) > 1000
+        ('index.html', True)
     """
     root = os.path.abspath(os.fspath(out_dir))
     if not os.path.isdir(root):
@@ -229,7 +281,24 @@ def write_viewer(out_dir) -> str:
 
 
 def write_viewer_locked(root: str, *, durable: bool = True) -> str:
-    """:func:`write_viewer` for a caller that already holds ``root``'s :func:`~gpu_media.fileio.folder_lock`."""
+    """:func:`write_viewer` for a caller that already holds ``root``'s :func:`~gpu_media.fileio.folder_lock`.
+
+    Args:
+        root: the dump folder (absolute).
+        durable: fsync the page and the folder (see :func:`gpu_media.fileio.write_atomic`).
+
+    Returns:
+        the path of ``index.html``.
+
+    Examples:
+        >>> import tempfile
+        >>> from gpu_media.fileio import folder_lock
+        >>> root = tempfile.mkdtemp()
+        >>> with folder_lock(root):
+        ...     path = write_viewer_locked(root, durable=False)
+        >>> path.endswith("index.html")
+        True
+    """
     data = render_html(viewer_data(root)).encode("utf-8")
     path = os.path.join(root, INDEX_HTML)
     write_atomic(path, data, overwrite=True, durable=durable)  # temp name + rename, as every file of a dump
@@ -243,6 +312,14 @@ def find_chromium() -> str | None:
 
     ``$GPU_MEDIA_CHROMIUM`` when set, else ``/usr/bin/chromium`` (Debian's package
     ``chromium``), else ``chromium`` or ``chromium-browser`` on ``PATH``.
+
+    Returns:
+        the executable's path, or None when there is none.
+
+    Examples:
+        >>> path = find_chromium()
+        >>> path is None or isinstance(path, str)
+        True
     """
     env = os.environ.get("GPU_MEDIA_CHROMIUM")
     if env:
@@ -277,7 +354,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         super().end_headers()
 
 
-def serve(out_dir, host: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
+def serve(out_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
     """An HTTP server for ``out_dir`` on ``host:port`` (0: any free port), not yet serving.
 
     It serves the folder's files; ``/`` gives ``index.html``, and a folder URL without
@@ -285,6 +362,29 @@ def serve(out_dir, host: str = "127.0.0.1", port: int = 0) -> http.server.Thread
 
     Call ``serve_forever()`` (in a thread, say) and ``shutdown()`` / ``server_close()``;
     the port is ``server.server_address[1]``.
+
+    Args:
+        out_dir: the folder to serve.
+        host: the address to listen on.
+        port: the port, 0 for any free one.
+
+    Returns:
+        the server, bound but not serving yet.
+
+    Raises:
+        NotADirectoryError: ``out_dir`` is not a folder.
+        OSError: the address cannot be bound.
+
+    Examples:
+        >>> import tempfile, threading, urllib.request
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = write_viewer(folder)
+        >>> server = serve(folder)
+        >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+        >>> with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/") as r:
+        ...     r.status, r.read(15)
+        (200, b'<!DOCTYPE html>')
+        >>> server.shutdown(); server.server_close()
     """
     root = os.path.abspath(os.fspath(out_dir))
     if not os.path.isdir(root):
@@ -294,8 +394,14 @@ def serve(out_dir, host: str = "127.0.0.1", port: int = 0) -> http.server.Thread
     return server
 
 
-def view(out_dir, host: str = "127.0.0.1", port: int = 0, *, rewrite: bool = False, stream=None) -> int:
-    """Write ``index.html`` if missing (or ``rewrite``), print its URL and serve until Ctrl-C; returns 0."""
+def view(out_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *, rewrite: bool = False,
+         stream: TextIO | None = None) -> int:
+    """Write ``index.html`` if missing (or ``rewrite``), print its URL and serve until Ctrl-C; returns 0.
+
+    ``gpu-media view``; ``out_dir``, ``host`` and ``port`` as for :func:`serve`,
+    ``stream`` where the URL is printed (stdout). It serves until interrupted, so it
+    has no example here (``tests/test_viewer.py`` runs it).
+    """
     stream = sys.stdout if stream is None else stream
     if rewrite or not os.path.exists(os.path.join(os.fspath(out_dir), INDEX_HTML)):
         write_viewer(out_dir)
