@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from .backend import get_backend, resolve_device
 from .checks import check_int, is_integer, is_number
 from .errors import BoxError, ImageError
 from .masks import parse_class_labels
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 #: Default outline colours, indexed by ``class_id % 20``: matplotlib's "tab10"
 #: colours followed by their light variants from "tab20" (RGB, uint8).
@@ -175,7 +178,7 @@ def _batched_columns(spec):
     return cols
 
 
-def check_box_inputs(boxes):
+def check_box_inputs(boxes: Any) -> Any:
     """Check the dtype of every array of the batched form as given, before the device is resolved.
 
     Args:
@@ -190,6 +193,11 @@ def check_box_inputs(boxes):
         gpu_media.BoxError: a column whose dtype is not bool, an integer type,
             float16, float32 or float64 (object, string, bytes, void, datetime,
             complex, ...), naming the box key and the column.
+
+    Examples:
+        >>> checked = check_box_inputs({"pred": {"xyxy": [[0, 0, 2, 2]], "image_index": [0], "class_id": [1]}})
+        >>> type(checked["pred"]["xyxy"]).__name__, checked["pred"]["xyxy"].shape
+        ('ndarray', (1, 4))
     """
     if not isinstance(boxes, dict):
         return boxes
@@ -215,7 +223,7 @@ def _column(spec, name, m, key, dtype_kind):
     return arr
 
 
-def _parse_batched(boxes, sizes):
+def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of SPEC 4's checks, in the order the errors are raised
     n = len(sizes)
     idx, bnd, cls, per_image, labels_all = [], [], [], [{} for _ in range(n)], {}
     for key, spec in boxes.items():
@@ -295,8 +303,26 @@ def _parse_batched(boxes, sizes):
     return idx, bnd, cls, per_image, labels_all
 
 
-def parse_boxes(boxes, sizes: list) -> BoxTable | None:
-    """Parse either box form against the images' ``(H, W)`` sizes; raises BoxError."""
+def parse_boxes(boxes: Any, sizes: Sequence[tuple[int, int]]) -> BoxTable | None:
+    """Parse either box form against the images' ``(H, W)`` sizes; raises BoxError.
+
+    Args:
+        boxes: either form of :func:`draw_boxes` (after :func:`check_box_inputs`), or None.
+        sizes: ``(H, W)`` of each image, in batch order.
+
+    Returns:
+        the boxes in drawing order, or None for ``boxes=None``.
+
+    Raises:
+        gpu_media.BoxError: see :func:`draw_boxes`.
+
+    Examples:
+        >>> import numpy as np
+        >>> t = parse_boxes({"pred": {"xyxy": np.array([[0.5, 0, 0.75, 0.5]]), "image_index": np.array([1]),
+        ...                           "class_id": np.array([3]), "domain": "fraction"}}, [(4, 8), (4, 8)])
+        >>> t.image_index.tolist(), t.bounds.tolist(), t.class_id.tolist(), t.class_labels
+        ([1], [[4.0, 0.0, 6.0, 2.0]], [3], {'pred': {3: 'class_3'}})
+    """
     if boxes is None:
         return None
     n = len(sizes)
@@ -325,14 +351,24 @@ def parse_boxes(boxes, sizes: list) -> BoxTable | None:
 
 
 def outline_rects(bounds: np.ndarray) -> np.ndarray:
-    """SPEC 4 step 2: float64 (M,4) minX, minY, maxX, maxY -> int64 inclusive x0, y0, x1, y1."""
+    """SPEC 4 step 2: float64 (M,4) minX, minY, maxX, maxY -> int64 inclusive x0, y0, x1, y1.
+
+    Examples:
+        >>> outline_rects(np.array([[0.0, 0.0, 4.0, 3.0], [1.4, 1.6, 2.5, 3.5]])).tolist()
+        [[0, 0, 3, 2], [1, 2, 1, 3]]
+    """
     r = np.rint(np.clip(bounds, -_LIMIT, _LIMIT)).astype(np.int64)
     r[:, 2:] -= 1
     return r
 
 
-def box_colors(class_id: np.ndarray, colors) -> np.ndarray:
-    """(M,) class ids -> (M,3) uint8 from ``colors`` or :data:`PALETTE` (SPEC 4 step 4)."""
+def box_colors(class_id: np.ndarray, colors: Mapping[int, Sequence[int]] | None) -> np.ndarray:
+    """(M,) class ids -> (M,3) uint8 from ``colors`` or :data:`PALETTE` (SPEC 4 step 4).
+
+    Examples:
+        >>> box_colors(np.array([0, 21, 5]), {5: (255, 255, 255)}).tolist()
+        [[31, 119, 180], [255, 127, 14], [255, 255, 255]]
+    """
     pal = np.asarray(PALETTE, dtype=np.uint8)
     out = pal[np.mod(class_id, len(PALETTE))] if class_id.size else np.zeros((0, 3), np.uint8)
     if colors is None:
@@ -353,13 +389,32 @@ def box_colors(class_id: np.ndarray, colors) -> np.ndarray:
     return out
 
 
-def check_thickness(thickness) -> int:
-    """``thickness`` checked (an integer >= 1) and capped at 2**31; raises BoxError."""
+def check_thickness(thickness: Any) -> int:
+    """``thickness`` checked (an integer >= 1) and capped at 2**31; raises BoxError.
+
+    Examples:
+        >>> check_thickness(3), check_thickness(2**40)
+        (3, 2147483648)
+        >>> check_thickness(0)
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.BoxError: thickness must be an integer >= 1 (pixels), got 0
+    """
     return min(check_int(thickness, "thickness", lo=1, unit="pixels", error=BoxError), 2**31)
 
 
-def render(images_u8, table: BoxTable, backend, thickness: int, colors, lo: int = 0):
-    """Draw ``table``'s boxes of images ``lo:lo+len(images_u8)`` into a uint8 NHWC batch."""
+def render(images_u8: Any, table: BoxTable | None, backend: Backend, thickness: int,
+           colors: Mapping[int, Sequence[int]] | None, lo: int = 0) -> Any:
+    """Draw ``table``'s boxes of images ``lo:lo+len(images_u8)`` into a uint8 NHWC batch.
+
+    Examples:
+        >>> from gpu_media.backend import get_backend
+        >>> table = parse_boxes([None, {"p": {"box_data": [{"position": {"minX": 0, "maxX": 2, "minY": 0, "maxY": 2},
+        ...                                                 "class_id": 0, "domain": "pixel"}]}}], [(2, 2), (2, 2)])
+        >>> out = render(np.zeros((1, 2, 2, 3), np.uint8), table, get_backend("cpu"), 1, None, lo=1)
+        >>> out[0, :, :, 0].tolist()
+        [[31, 31], [31, 31]]
+    """
     n = images_u8.shape[0]
     if table is None:
         table = BoxTable(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0, np.int64), [], {})
@@ -369,7 +424,8 @@ def render(images_u8, table: BoxTable, backend, thickness: int, colors, lo: int 
     return backend.draw_outlines(images_u8, rects, table.image_index[sel] - lo, cols, thickness)
 
 
-def draw_boxes(images_u8, boxes, *, thickness=2, colors=None, device="auto"):
+def draw_boxes(images_u8: Any, boxes: Any, *, thickness: int = 2, colors: Mapping[int, Sequence[int]] | None = None,
+               device: str = "auto") -> Any:
     """Burn box outlines into uint8 images (SPEC 4), later boxes over earlier ones.
 
     Args:
@@ -399,6 +455,28 @@ def draw_boxes(images_u8, boxes, *, thickness=2, colors=None, device="auto"):
             batched-form column whose dtype is not bool, integer or
             float16/32/64 (checked before the device is resolved).
         gpu_media.ImageError: images that are not uint8 NHWC.
+
+    Examples:
+        One grey 4x5 image, one box of class 0 (x1, y1 exclusive) in the batched form;
+        the image becomes RGB and the outline takes :data:`PALETTE` entry 0:
+
+        >>> import numpy as np
+        >>> from gpu_media import PALETTE, draw_boxes
+        >>> boxes = {"pred": {"xyxy": np.array([[0, 0, 4, 3]]), "image_index": np.array([0]),
+        ...                   "class_id": np.array([0])}}
+        >>> out = draw_boxes(np.zeros((1, 4, 5, 1), np.uint8), boxes, thickness=1)
+        >>> out.shape, PALETTE[0]
+        ((1, 4, 5, 3), (31, 119, 180))
+        >>> out[0, :, :, 0].tolist()
+        [[31, 31, 31, 31, 0], [31, 0, 0, 31, 0], [31, 31, 31, 31, 0], [0, 0, 0, 0, 0]]
+
+        wandb's per-image form, with a colour for class 1:
+
+        >>> box = {"position": {"middle": [2, 2], "width": 2, "height": 2}, "class_id": 1, "domain": "pixel"}
+        >>> out = draw_boxes(np.zeros((1, 4, 4, 3), np.uint8), [{"gt": {"box_data": [box]}}],
+        ...                  colors={1: (255, 0, 0)}, thickness=1)
+        >>> out[0, :, :, 0].tolist()
+        [[0, 0, 0, 0], [0, 255, 255, 0], [0, 255, 255, 0], [0, 0, 0, 0]]
     """
     t = check_thickness(thickness)
     images_u8 = _arrays.check_images(images_u8)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from . import _arrays
 from .backend import get_backend, resolve_device
 from .checks import is_number
-from .errors import MaskError
+from .errors import MaskError, MediaError
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 
 class MaskSet(NamedTuple):
@@ -24,8 +27,8 @@ class MaskSet(NamedTuple):
     files: list | None = None  # {"path": ...} form: (bytes, extension) per image, written unchanged
 
 
-def parse_class_labels(labels, where: str, error=MaskError, *, index: int | None = None,
-                       key: str | None = None) -> dict | None:
+def parse_class_labels(labels: Any, where: str, error: type[MediaError] = MaskError, *, index: int | None = None,
+                       key: str | None = None) -> dict[int, str] | None:
     """``{number: str}`` -> ``{int: str}``; wandb's rule, plus keys must be integral.
 
     Args:
@@ -37,6 +40,14 @@ def parse_class_labels(labels, where: str, error=MaskError, *, index: int | None
 
     Returns:
         ``{int: str}``, or None when ``labels`` is None.
+
+    Examples:
+        >>> parse_class_labels({0: "bg", "1": "car", 2.0: "road"}, "mask key 'pred'")
+        {0: 'bg', 1: 'car', 2: 'road'}
+        >>> parse_class_labels({1.5: "car"}, "mask key 'pred'", key="pred")
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MaskError: mask key 'pred': class_labels key 1.5 is not an integer
     """
     if labels is None:
         return None
@@ -81,7 +92,7 @@ def _load_path(path, where, index=None, key=None):
 MASK_DTYPES = _arrays.DtypeRule(MaskError, "mask dtype", "integers, bool or integral floats")
 
 
-def check_mask_inputs(masks):
+def check_mask_inputs(masks: Any) -> Any:
     """Check the dtype of every ``mask_data`` array as given, before the device is resolved.
 
     Args:
@@ -95,6 +106,16 @@ def check_mask_inputs(masks):
         gpu_media.MaskError: an unsupported dtype (object, string, bytes, void,
             datetime, complex, float128, bfloat16, ...), naming the mask key and,
             for a list of masks, the batch index of the offending one.
+
+    Examples:
+        >>> import numpy as np
+        >>> checked = check_mask_inputs({"pred": {"mask_data": [[[0, 1]], [[1, 1]]]}})  # a list of 2 masks
+        >>> [type(a).__name__ for a in checked["pred"]["mask_data"]]
+        ['ndarray', 'ndarray']
+        >>> check_mask_inputs({"pred": {"mask_data": np.zeros((1, 2, 2), np.complex64)}})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MaskError: mask key 'pred': mask dtype complex64 is not supported; use integers, ...
     """
     if not isinstance(masks, dict):
         return masks
@@ -116,8 +137,27 @@ def _as_mask_array(obj, device, where, index=None, key=None):
     return _arrays.to_array(obj, device, rule=MASK_DTYPES, where=where, index=index, key=key)[0]
 
 
-def parse_masks(masks, sizes: list, device: str) -> list[MaskSet]:
-    """Check every mask's type and (H,W) against ``sizes`` (one (H,W) per image)."""
+def parse_masks(masks: Mapping[str, Any] | None, sizes: Sequence[tuple[int, int]], device: str) -> list[MaskSet]:
+    """Check every mask's type and (H,W) against ``sizes`` (one (H,W) per image).
+
+    Args:
+        masks: as for :func:`validate_masks` (after :func:`check_mask_inputs`), or None.
+        sizes: ``(H, W)`` of each image, in batch order.
+        device: the resolved device ("cpu", "gpu"): the arrays are moved to it.
+
+    Returns:
+        one :class:`MaskSet` per key, in key order.
+
+    Raises:
+        gpu_media.MaskError: see :func:`validate_masks` (all but the value checks).
+
+    Examples:
+        >>> import numpy as np
+        >>> [(s.key, s.data.shape, s.class_labels) for s in parse_masks(
+        ...     {"pred": {"mask_data": np.zeros((2, 3, 4), np.uint8), "class_labels": {1: "car"}}},
+        ...     [(3, 4), (3, 4)], "cpu")]
+        [('pred', (2, 3, 4), {1: 'car'})]
+    """
     if masks is None:
         return []
     if not isinstance(masks, dict):
@@ -189,8 +229,29 @@ def _num(v) -> str:
     return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
-def mask_report(sets: list[MaskSet], n: int, backend, strict: bool) -> list[dict]:
-    """Run the backend histogram and turn it into the report, raising the first error (image-major)."""
+def mask_report(sets: list[MaskSet], n: int, backend: Backend, strict: bool) -> list[dict[str, dict[int, int]]]:
+    """Run the backend histogram and turn it into the report, raising the first error (image-major).
+
+    Args:
+        sets: :func:`parse_masks`'s result.
+        n: the number of images.
+        backend: the backend of the sets' arrays.
+        strict: as for :func:`validate_masks`.
+
+    Returns:
+        as :func:`validate_masks`.
+
+    Raises:
+        gpu_media.MaskError: values that are not integers in [0, 255]; with ``strict``,
+            class ids missing from ``class_labels``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gpu_media.backend import get_backend
+        >>> sets = [MaskSet("pred", np.array([[[0, 2], [2, 2]]], np.uint8), None)]
+        >>> mask_report(sets, 1, get_backend("cpu"), strict=False)
+        [{'pred': {0: 1, 2: 3}}]
+    """
     stats = {}
     for ms in sets:
         if isinstance(ms.data, list):
@@ -235,7 +296,8 @@ def _sizes(image_sizes) -> list:
     return [tuple(int(v) for v in s) for s in image_sizes]
 
 
-def validate_masks(masks, image_sizes, *, strict=False, device="auto"):
+def validate_masks(masks: Mapping[str, Mapping[str, Any]] | None, image_sizes: Any, *, strict: bool = False,
+                   device: str = "auto") -> list[dict[str, dict[int, int]]]:
     """Validate a mask set against its images and count the classes present.
 
     Args:
@@ -263,6 +325,22 @@ def validate_masks(masks, image_sizes, *, strict=False, device="auto"):
             image index, then key order), then value errors (the same order).
             A dtype other than bool, integers, float16/32/64 is reported before
             the device is resolved, so ``device="gpu"`` raises it on any machine.
+
+    Examples:
+        >>> import numpy as np
+        >>> from gpu_media import validate_masks
+        >>> pred = np.array([[[0, 1], [1, 1]], [[0, 0], [0, 2]]], np.uint8)  # 2 masks of 2x2
+        >>> validate_masks({"pred": {"mask_data": pred, "class_labels": {0: "bg", 1: "car", 2: "road"}}}, (2, 2))
+        [{'pred': {0: 1, 1: 3}}, {'pred': {0: 3, 2: 1}}]
+        >>> validate_masks({"pred": {"mask_data": pred, "class_labels": {0: "bg"}}}, (2, 2), strict=True)
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MaskError: image 0, mask key 'pred': class ids [1] are present but not in class_labels ...
+        >>> validate_masks({"pred": {"mask_data": pred}}, [(2, 2), (2, 3)])
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MaskError: image 1, mask key 'pred': mask shape (2, 2) does not match the image's (H, W) (2, 3)
     """
     masks = check_mask_inputs(masks)
     sizes = _sizes(image_sizes)
