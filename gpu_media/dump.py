@@ -33,7 +33,7 @@ import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -128,6 +128,7 @@ class DumpOptions:
     codec: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        """Validate the options and store the checked values (see the class docstring)."""
         put = object.__setattr__  # frozen: store the checked values once
         put(self, "codec", check_format(self.file_type, self.quality, self.compression_level))
         put(self, "quality", int(self.quality))
@@ -178,13 +179,23 @@ def key_path(key: str) -> str:
 
     Returns:
         the ``/``-separated relative path (no component is ``.`` or ``..``).
+
+    Examples:
+        >>> key_path("val/pred"), key_path("/a/../b"), key_path("./x")
+        ('val/pred', 'a/__/b', '_/x')
     """
     parts = key.lstrip("/").split("/")
     return "/".join("_" if p == "." else "__" if p == ".." else p for p in parts)
 
 
-def step_str(step) -> str:
-    """The step as it appears in file names: ``str(int(step))`` for an integer, else the str itself."""
+def step_str(step: int | str) -> str:
+    """The step as it appears in file names: ``str(int(step))`` for an integer, else the str itself.
+
+    Examples:
+        >>> import numpy as np
+        >>> step_str(np.int64(7)), step_str("final")
+        ('7', 'final')
+    """
     return str(int(step)) if is_integer(step) else str(step)
 
 
@@ -194,12 +205,16 @@ def _enc(s: str) -> str:
     return "%2E" + e[1:] if e.startswith(".") else e
 
 
-def index_name(key: str, step) -> str:
+def index_name(key: str, step: int | str) -> str:
     """The index file name of ``key`` at ``step``: ``<enc(key)>_<enc_step(step)>.index.json`` (SPEC 6.3).
 
     ``enc_step`` also encodes ``_``, so the last ``_`` separates the two parts and the
     name differs for every different (key, step): ``a/b`` -> ``a%2Fb_0.index.json``,
     ``a_b`` -> ``a_b_0.index.json``, ``demo`` -> ``demo_0.index.json``.
+
+    Examples:
+        >>> index_name("a/b", 0), index_name("a_b", "x_y"), index_name(".hidden", 1)
+        ('a%2Fb_0.index.json', 'a_b_x%5Fy.index.json', '%2Ehidden_1.index.json')
     """
     return f"{_enc(key)}_{_enc(step_str(step)).replace('_', '%5F')}.index.json"
 
@@ -222,6 +237,13 @@ def check_key_step(key: Any, step: Any) -> None:
             UTF-8: a folder made from the key over 255 bytes; a file name with its
             ``_<step>_<sha20>.boxes2D.json`` suffix, or the index file name, over
             233 bytes (255 less the room its temporary name takes).
+
+    Examples:
+        >>> check_key_step("val/pred", 3)
+        >>> check_key_step("val", "a/b")
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: step must not contain '/' or NUL, got 'a/b'
     """
     if not isinstance(key, str) or not key:
         raise MediaError(f"key must be a non-empty string, got {key!r}", key=key, item=key)
@@ -248,12 +270,13 @@ def check_key_step(key: Any, step: Any) -> None:
                              key=key, item=name)
 
 
-def file_stem(root: str, key: str, step) -> str:
+def file_stem(root: str, key: str, step: int | str) -> str:
     """``<path(key)>_<step>`` of :func:`key_path`, checked to stay inside ``root`` once resolved.
 
     Args:
         root: the dump folder (absolute).
-        key, step: checked by :func:`check_key_step`.
+        key: the log key, checked by :func:`check_key_step`.
+        step: the step, checked by :func:`check_key_step`.
 
     Returns:
         the ``/``-separated stem of every media file of the dump.
@@ -261,6 +284,11 @@ def file_stem(root: str, key: str, step) -> str:
     Raises:
         gpu_media.MediaError: a folder the files would go to resolves (through a
             symbolic link) outside ``root``; raised before anything is written.
+
+    Examples:
+        >>> import tempfile
+        >>> file_stem(tempfile.mkdtemp(), "val/pred", 3)
+        'val/pred_3'
     """
     stem = f"{key_path(key)}_{step_str(step)}"
     folders = stem.split("/")[:-1]
@@ -299,16 +327,29 @@ def _with_default_labels(sets, classes):
     return [None if e is None else _with_default_labels(e, classes) for e in sets]
 
 
-def prepare(images, options: DumpOptions, *, masks=None, boxes=None, captions=None) -> Plan:
+def prepare(images: Any, options: DumpOptions, *, masks: Mapping[str, Any] | None = None, boxes: Any = None,
+            captions: Sequence[str | None] | None = None) -> Plan:
     """Validate a whole batch (SPEC 1-5) before anything is written; see :func:`write_dump`.
 
     Args:
         images: the batch, as for :func:`gpu_media.normalize`.
         options: the dump's (already validated) options.
-        masks, boxes, captions: as for :func:`write_dump`.
+        masks: as for :func:`write_dump`.
+        boxes: as for :func:`write_dump`.
+        captions: as for :func:`write_dump`.
 
     Returns:
         the :class:`Plan` of the batch, on the backend ``options.device`` resolves to.
+
+    Raises:
+        gpu_media.ImageError, MaskError, BoxError, MediaError: as :func:`write_dump`.
+
+    Examples:
+        >>> import numpy as np
+        >>> masks = {"pred": {"mask_data": np.array([[[0, 1], [1, 1]]], np.uint8)}}
+        >>> plan = prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"), masks=masks)
+        >>> plan.n, plan.sizes, plan.report, plan.mask_labels
+        (1, [(2, 2)], [{'pred': {0: 1, 1: 3}}], {'pred': {0: 'class_0', 1: 'class_1'}})
     """
     images = _arrays.check_images(images)  # dtypes first: before the device and any copy to it
     masks, boxes = check_mask_inputs(masks), check_box_inputs(boxes)
@@ -336,14 +377,18 @@ def prepare(images, options: DumpOptions, *, masks=None, boxes=None, captions=No
 
 
 def _workers(plan: Plan) -> int:
-    """Chunks in flight at once: one per core on the CPU backend (NumPy and Pillow release the GIL);
-    two on the GPU, so that one chunk's kernels run while the previous chunk is encoded and written."""
+    """Chunks in flight at once: one per core on the CPU backend (NumPy and Pillow release the GIL).
+
+    Two on the GPU, so that one chunk's kernels run while the previous chunk is encoded and written.
+    """
     return (os.cpu_count() or 1) if plan.backend.name == "cpu" else 2
 
 
 def _on_caller_stream(fn):
-    """``fn`` made to run on the caller's current CuPy stream in any thread (CuPy's current
-    stream is per thread); ``fn`` itself where CuPy is not in use."""
+    """``fn`` made to run on the caller's current CuPy stream in any thread.
+
+    CuPy's current stream is per thread; ``fn`` itself where CuPy is not in use.
+    """
     cupy = sys.modules.get("cupy")
     if cupy is None:
         return fn
@@ -357,8 +402,10 @@ def _on_caller_stream(fn):
 
 
 def _chunks(plan: Plan) -> list[tuple[int, int]]:
-    """``(lo, hi)`` image ranges of the batch: ``options.chunk_size`` images each, or by default
-    the backend's ``chunk_bytes()`` of uint8 pixels shared among the workers."""
+    """``(lo, hi)`` image ranges of the batch: ``options.chunk_size`` images each.
+
+    By default, the backend's ``chunk_bytes()`` of uint8 pixels shared among the workers.
+    """
     chunk_size = plan.options.chunk_size
     if chunk_size is None:
         h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
@@ -393,7 +440,14 @@ def _json_bytes(obj) -> bytes:
 
 
 def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
-    """Normalize, draw and encode images ``lo:hi``: one record per image (bytes, not files)."""
+    """Normalize, draw and encode images ``lo:hi``: one record per image (bytes, not files).
+
+    Examples:
+        >>> import numpy as np
+        >>> plan = prepare(np.zeros((3, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))
+        >>> [(r["index"], r["image"][1:4], r["height"], r["width"]) for r in encode_chunk(plan, 1, 3)]
+        [(1, b'PNG', 2, 2), (2, b'PNG', 2, 2)]
+    """
     be, opt = plan.backend, plan.options
     u8 = normalize_groups(plan.groups, plan.n, opt.normalize, be, lo, hi)
     if opt.draw_boxes:
@@ -440,7 +494,16 @@ def _file_entry(root, subdir, stem, ext, data, write=True) -> dict:
 
 
 def image_json(rec: dict, root: str, stem: str, plan: Plan) -> dict:
-    """Write one record's files; return wandb's ``image-file`` JSON for it."""
+    """Write one record's files; return wandb's ``image-file`` JSON for it.
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> plan = prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"), captions=["c"])
+        >>> entry = image_json(encode_chunk(plan, 0, 1)[0], tempfile.mkdtemp(), "val_0", plan)
+        >>> entry["caption"], entry["_type"], entry["path"].startswith("media/images/val_0_"), entry["width"]
+        ('c', 'image-file', True, 2)
+    """
     file_type = plan.options.file_type
     img = _file_entry(root, IMAGE_DIR, stem, "." + file_type, rec["image"])
     out = {}
@@ -457,8 +520,14 @@ def image_json(rec: dict, root: str, stem: str, plan: Plan) -> dict:
     return out
 
 
-def separated_json(dicts: list, captions: list) -> dict:
-    """wandb's ``images/separated`` JSON for a list of image-file dicts (``Image.seq_to_json``)."""
+def separated_json(dicts: list[dict], captions: list[str | None]) -> dict:
+    """The ``images/separated`` JSON of wandb for a list of image-file dicts (``Image.seq_to_json``).
+
+    Examples:
+        >>> d = {"path": "media/images/k_0_x.png", "width": 4, "height": 2, "format": "png"}
+        >>> separated_json([d, d], ["a", "b"])["count"], separated_json([d], [None]).get("captions")
+        (2, None)
+    """
     meta = {"_type": "images/separated", "width": dicts[0]["width"], "height": dicts[0]["height"],
             "format": dicts[0]["format"], "count": len(dicts), "filenames": [d["path"] for d in dicts]}
     if captions and captions[0] is not None:
@@ -494,10 +563,14 @@ def _progress(total: int | None):
         return _Plain()
 
 
-def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions=None, classes=None,
-               file_type="png", quality=75, compression_level=None, draw_boxes=False, normalize=True, layout=None,
-               device="auto", thickness=2, colors=None, chunk_size=None, progress=False, viewer=True,
-               overwrite=False, durable=True):
+def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int | str = 0,
+               masks: Mapping[str, Mapping[str, Any]] | None = None, boxes: Any = None,
+               captions: Sequence[str | None] | None = None, classes: Any = None, file_type: str = "png",
+               quality: int = 75, compression_level: int | None = None, draw_boxes: bool = False,
+               normalize: bool = True, layout: str | None = None, device: str = "auto", thickness: int = 2,
+               colors: Mapping[int, Sequence[int]] | None = None, chunk_size: int | None = None,
+               progress: bool = False, viewer: bool = True, overwrite: bool = False,
+               durable: bool = True) -> list[dict]:
     """Write a batch as wandb's media files plus an index, for offline evaluation (SPEC 6).
 
     Args:
@@ -521,11 +594,15 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
         captions: N captions (str or None); only ever written inside JSON.
         classes: ``{id: name}``, wandb's ``[{"id", "name"}]`` or a ``wandb.Classes``:
             the class labels of every mask and box key that gives none.
-        file_type, quality, compression_level: as for :func:`gpu_media.encode`
-            (compression_level applies to image and mask PNGs).
+        file_type: as for :func:`gpu_media.encode`.
+        quality: as for :func:`gpu_media.encode`.
+        compression_level: as for :func:`gpu_media.encode` (applies to image and mask PNGs).
         draw_boxes: also burn the box outlines into the image pixels (SPEC 4).
-        normalize, layout, device: as for :func:`gpu_media.normalize`.
-        thickness, colors: as for :func:`gpu_media.draw_boxes`.
+        normalize: as for :func:`gpu_media.normalize`.
+        layout: as for :func:`gpu_media.normalize`.
+        device: as for :func:`gpu_media.normalize`.
+        thickness: as for :func:`gpu_media.draw_boxes`.
+        colors: as for :func:`gpu_media.draw_boxes`.
         chunk_size: images normalized and encoded at once (default: about 64 MiB
             of pixels), which bounds memory.
         progress: show a progress bar on stderr (tqdm when installed) when the dump
@@ -555,6 +632,31 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
             before any file is written (naming the batch index and key).
         OSError: the disk; files already renamed into place are complete, and
             running the same call again finishes the dump.
+
+    Examples:
+        Two float images with a mask key, into a new folder:
+
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import gpu_media
+        >>> out = tempfile.mkdtemp()
+        >>> masks = {"pred": {"mask_data": np.ones((2, 8, 8), np.uint8), "class_labels": {1: "car"}}}
+        >>> dicts = gpu_media.write_dump(out, np.zeros((2, 8, 8, 3), np.float32), key="val", step=3, masks=masks,
+        ...                              captions=["a", "b"])
+        >>> d = dicts[0]
+        >>> d["caption"], d["format"], d["width"], d["path"].startswith("media/images/val_3_")
+        ('a', 'png', 8, True)
+        >>> d["masks"]["pred"]["path"].startswith("media/images/mask/val_3_")
+        True
+        >>> sorted(os.listdir(out))
+        ['.gpu-media.lock', 'index.html', 'media', 'val_3.index.json']
+
+        The same key and step again needs ``overwrite=True``:
+
+        >>> gpu_media.write_dump(out, np.zeros((1, 8, 8, 3)), key="val", step=3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.DumpExistsError: ...
     """
     check_key_step(key, step)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
@@ -565,10 +667,13 @@ def write_dump(out_dir, images, *, key, step=0, masks=None, boxes=None, captions
     return write_batches(out_dir, [batch], options, key=key, step=step)
 
 
-def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=None, file_type="png", quality=75,
-                       compression_level=None, draw_boxes=False, normalize=True, layout=None, device="auto",
-                       thickness=2, colors=None, chunk_size=None, progress=False, viewer=True, overwrite=False,
-                       durable=True):
+def write_dump_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any]], *, key: str,
+                       step: int | str = 0, total: int | None = None, classes: Any = None, file_type: str = "png",
+                       quality: int = 75, compression_level: int | None = None, draw_boxes: bool = False,
+                       normalize: bool = True, layout: str | None = None, device: str = "auto", thickness: int = 2,
+                       colors: Mapping[int, Sequence[int]] | None = None, chunk_size: int | None = None,
+                       progress: bool = False, viewer: bool = True, overwrite: bool = False,
+                       durable: bool = True) -> list[dict]:
     """:func:`write_dump` of a batch too large to hold at once, given as consecutive parts.
 
     Args:
@@ -576,8 +681,25 @@ def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=Non
             (each as for :func:`write_dump`, box ``image_index`` counted within the
             part); they are validated, written and released one at a time, and make
             up one dump whose images are numbered in order across the parts.
+        out_dir: as for :func:`write_dump`.
+        key: as for :func:`write_dump`.
+        step: as for :func:`write_dump`.
         total: the number of images in all parts (for the progress bar), if known.
-        the rest: as for :func:`write_dump`.
+        classes: as for :func:`write_dump`.
+        file_type: as for :func:`write_dump`.
+        quality: as for :func:`write_dump`.
+        compression_level: as for :func:`write_dump`.
+        draw_boxes: as for :func:`write_dump`.
+        normalize: as for :func:`write_dump`.
+        layout: as for :func:`write_dump`.
+        device: as for :func:`write_dump`.
+        thickness: as for :func:`write_dump`.
+        colors: as for :func:`write_dump`.
+        chunk_size: as for :func:`write_dump`.
+        progress: as for :func:`write_dump`.
+        viewer: as for :func:`write_dump`.
+        overwrite: as for :func:`write_dump`.
+        durable: as for :func:`write_dump`.
 
     Returns:
         the image-file dicts of every image, as :func:`write_dump`.
@@ -586,6 +708,17 @@ def write_dump_batches(out_dir, batches, *, key, step=0, total=None, classes=Non
         as :func:`write_dump`; each part is validated before any of its files is
         written. The index is written last, after every part: an error in a later
         part leaves complete media files from the earlier ones but no index.
+
+    Examples:
+        Parts are read one at a time (a generator keeps memory bounded); images are
+        numbered across them:
+
+        >>> import tempfile
+        >>> import numpy as np
+        >>> parts = ({"images": np.full((2, 4, 5, 3), k, np.uint8)} for k in range(3))
+        >>> dicts = write_dump_batches(tempfile.mkdtemp(), parts, key="big", total=6)
+        >>> len(dicts), dicts[0]["width"]
+        (6, 5)
     """
     check_key_step(key, step)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
@@ -611,7 +744,8 @@ def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key
         out_dir: as for :func:`write_dump`.
         batches: as for :func:`write_dump_batches`.
         options: the dump's :class:`DumpOptions` (already validated).
-        key, step: as for :func:`write_dump`.
+        key: as for :func:`write_dump`.
+        step: as for :func:`write_dump`.
         total: as for :func:`write_dump_batches`.
 
     Returns:
@@ -619,6 +753,14 @@ def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key
 
     Raises:
         as :func:`write_dump_batches`.
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> options = DumpOptions(file_type="jpg", quality=90, device="cpu", viewer=False)
+        >>> dicts = write_batches(tempfile.mkdtemp(), [{"images": np.zeros((1, 4, 4, 3))}], options, key="k")
+        >>> dicts[0]["format"], dicts[0]["path"].endswith(".jpg")
+        ('jpg', True)
     """
     check_key_step(key, step)
     step = int(step) if is_integer(step) else step  # a NumPy integer step: a plain int in the index JSON
@@ -689,12 +831,23 @@ def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key
     return dicts
 
 
-def check_overwrite(out_dir, key: str, step: int | str, overwrite: bool) -> None:
-    """Raise :class:`gpu_media.DumpExistsError` if ``out_dir`` has an index of ``key`` at ``step``
-    and ``overwrite`` is False (docs/SPEC.md 6.4); the dump's first check, before any file is written.
+def check_overwrite(out_dir: str | os.PathLike, key: str, step: int | str, overwrite: bool) -> None:
+    """Raise :class:`gpu_media.DumpExistsError` if ``out_dir`` has an index of ``key`` at ``step`` and no ``overwrite``.
+
+    docs/SPEC.md 6.4; the dump's first check, before any file is written.
+
+    Args:
+        out_dir: the dump folder.
+        key: the log key.
+        step: the step.
+        overwrite: whether an existing index may be replaced.
 
     Raises:
         gpu_media.DumpExistsError: naming the index's path; ``key`` is the key, ``item`` the path.
+
+    Examples:
+        >>> import tempfile
+        >>> check_overwrite(tempfile.mkdtemp(), "val", 0, overwrite=False)  # no index yet
     """
     path = index_path(out_dir, key, step)
     if not overwrite and os.path.exists(path):
@@ -716,8 +869,10 @@ def _dump_folders(root: str) -> list[str]:
 
 
 def _paths_of(index) -> set[str]:
-    """The relative paths of the files an index names (images, masks, boxes2D JSON) that lie
-    under ``media/`` (anything else in a hand-edited index is never touched)."""
+    """The relative paths of the files an index names (images, masks, boxes2D JSON) under ``media/``.
+
+    Anything else in a hand-edited index is never touched.
+    """
     out = set()
     images = index.get("images") if isinstance(index, dict) else None
     for d in images if isinstance(images, list) else []:
@@ -735,8 +890,10 @@ def _paths_of(index) -> set[str]:
 
 
 def _folders_up(root: str, rel_paths: Iterable[str]) -> list[str]:
-    """The folders holding ``rel_paths`` and every folder between them and ``root``, deepest first,
-    then ``root``: what to fsync so that the files' names (and the new folders') are on the disk."""
+    """The folders holding ``rel_paths`` and every folder between them and ``root``, deepest first, then ``root``.
+
+    What to fsync so that the files' names (and the new folders') are on the disk.
+    """
     rels = set()
     for p in rel_paths:
         r = posixpath.dirname(p)
@@ -763,8 +920,10 @@ def _referenced(root: str) -> set[str] | None:
 
 
 def _remove_unreferenced(root: str, candidates: set[str]) -> None:
-    """Remove the ``candidates`` (relative paths) that no index in ``root`` names, then the folders
-    left empty by that. Called under the folder's lock."""
+    """Remove the ``candidates`` (relative paths) that no index in ``root`` names, then the folders left empty.
+
+    Called under the folder's lock.
+    """
     referenced = _referenced(root)
     if referenced is None:
         return
@@ -807,6 +966,12 @@ def _finish(root: str, index_file: str, data: bytes, ours: set[str], options: Du
         write_viewer_locked(root, durable=options.durable)
 
 
-def index_path(out_dir, key, step=0) -> str:
-    """Where :func:`write_dump` puts the index of ``key`` at ``step``: ``out_dir/`` + :func:`index_name`."""
+def index_path(out_dir: str | os.PathLike, key: str, step: int | str = 0) -> str:
+    """Where :func:`write_dump` puts the index of ``key`` at ``step``: ``out_dir/`` + :func:`index_name`.
+
+    Examples:
+        >>> import os
+        >>> index_path("dump", "val/pred", 3) == os.path.join("dump", "val%2Fpred_3.index.json")
+        True
+    """
     return os.path.join(os.fspath(out_dir), index_name(key, step))
