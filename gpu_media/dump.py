@@ -728,8 +728,8 @@ def write_dump_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str
     return write_batches(out_dir, batches, options, key=key, step=step, total=total)
 
 
-def write_batches(out_dir, batches: Iterable[dict], options: DumpOptions, *, key: str, step: int | str = 0,
-                  total: int | None = None) -> list[dict]:
+def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any]], options: DumpOptions, *,
+                  key: str, step: int | str = 0, total: int | None = None) -> list[dict]:
     """The dump itself, given its options: what :func:`write_dump_batches` does once it has built them.
 
     The order of the writes (docs/SPEC.md 6.4): the existing-index check; then, with

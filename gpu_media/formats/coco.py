@@ -33,6 +33,7 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -195,7 +196,10 @@ class _Problems:
         warnings.warn(f"skipped: {exc}", CocoWarning, stacklevel=3)
 
 
-def load_coco(images_dir, instances, predictions=None, *, score_threshold=None, skip_bad=False) -> CocoDataset:
+def load_coco(  # noqa: C901 - the input's checks in file order, one branch per rule and message
+    images_dir: str | os.PathLike, instances: str | os.PathLike, predictions: str | os.PathLike | None = None, *,
+    score_threshold: float | None = None, skip_bad: bool = False,
+) -> CocoDataset:
     """Read and check a COCO instances file (and optionally a results file) against a folder.
 
     Args:
@@ -216,6 +220,27 @@ def load_coco(images_dir, instances, predictions=None, *, score_threshold=None, 
     Raises:
         gpu_media.MediaError: unreadable JSON, or (without ``skip_bad``) the first
             bad image or annotation, named by its id, ``file_name`` or index.
+
+    Examples:
+        A folder with one 6x4 image and an instances file with one box:
+
+        >>> import json, os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
+        >>> instances = os.path.join(folder, "instances.json")
+        >>> with open(instances, "w") as f:
+        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
+        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
+        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
+        >>> ds = load_coco(folder, instances)
+        >>> [(im.id, im.file_name, im.height, im.width, len(im.gt)) for im in ds.images], ds.categories
+        ([(1, 'a.png', 4, 6, 1)], {2: 'cat'})
+        >>> load_coco(os.path.join(folder, "missing"), instances)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: ...
     """
     from PIL import Image
 
@@ -329,12 +354,20 @@ def _mask_api():
     return mask_api
 
 
-def rasterize(anns, height: int, width: int, order: str) -> np.ndarray:
+def rasterize(anns: list[dict], height: int, width: int, order: str) -> np.ndarray:
     """One uint8 ``(height, width)`` class-id map from annotations with ``segmentation``.
 
     ``order`` "area": largest first (smaller instances on top; ties: later wins);
     "score": lowest score first (the most confident wins). Polygons and RLE go
     through pycocotools (``frPyObjects``, ``merge``, ``decode``).
+
+    Examples:
+        Two overlapping squares (polygons); by area the smaller one stays on top:
+
+        >>> big = {"category_id": 1, "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4]]}
+        >>> small = {"category_id": 2, "segmentation": [[1, 1, 3, 1, 3, 3, 1, 3]]}
+        >>> rasterize([small, big], 4, 5, "area").tolist()
+        [[1, 1, 1, 1, 0], [1, 2, 2, 1, 0], [1, 2, 2, 1, 0], [1, 1, 1, 1, 0]]
     """
     out = np.zeros((height, width), dtype=np.uint8)
     segs = [a for a in anns if a.get("segmentation") is not None]
@@ -363,8 +396,24 @@ def rasterize(anns, height: int, width: int, order: str) -> np.ndarray:
 
 
 def read_image(img: CocoImage) -> np.ndarray:
-    """Decode one image with Pillow to uint8 ``(H, W, 3)`` RGB (EXIF orientation is not
-    applied: COCO coordinates refer to the stored pixels)."""
+    """Decode one image with Pillow to uint8 ``(H, W, 3)`` RGB.
+
+    EXIF orientation is not applied: COCO coordinates refer to the stored pixels.
+
+    Examples:
+        >>> import json, os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
+        >>> instances = os.path.join(folder, "instances.json")
+        >>> with open(instances, "w") as f:
+        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
+        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
+        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
+        >>> read_image(load_coco(folder, instances).images[0]).shape
+        (4, 6, 3)
+    """
     from PIL import Image
 
     try:
@@ -395,8 +444,25 @@ def _boxes(images: list, side: str, categories: dict, with_scores: bool) -> dict
     return spec
 
 
-def batch(ds: CocoDataset, images: list, arrays: list) -> dict:
-    """The write_dump arguments (images, masks, boxes, captions) of some images of ``ds``."""
+def batch(ds: CocoDataset, images: list[CocoImage], arrays: list[Any]) -> dict[str, Any]:
+    """The write_dump arguments (images, masks, boxes, captions) of some images of ``ds``.
+
+    Examples:
+        >>> import json, os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
+        >>> instances = os.path.join(folder, "instances.json")
+        >>> with open(instances, "w") as f:
+        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
+        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
+        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
+        >>> ds = load_coco(folder, instances)
+        >>> part = batch(ds, ds.images, [read_image(im) for im in ds.images])
+        >>> part["captions"], part["boxes"]["ground_truth"]["xyxy"].tolist(), part["masks"]
+        (['a.png'], [[1.0, 1.0, 4.0, 3.0]], None)
+    """
     mask_labels = {0: "background", **{c: n for c, n in ds.categories.items() if 0 < c <= 255}}
     masks = {}
     if ds.has_gt_masks:
@@ -411,11 +477,26 @@ def batch(ds: CocoDataset, images: list, arrays: list) -> dict:
     return {"images": arrays, "masks": masks or None, "boxes": boxes, "captions": [im.file_name for im in images]}
 
 
-def batches(ds: CocoDataset, batch_size: int = 64, reader=None):
+def batches(ds: CocoDataset, batch_size: int = 64,
+            reader: Callable[[list[CocoImage]], list[Any]] | None = None) -> Iterator[dict[str, Any]]:
     """Yield :func:`batch` dicts of ``batch_size`` images, decoding each part in turn.
 
     ``reader(list[CocoImage]) -> list of (H,W,3) arrays`` decodes a part (default:
     Pillow on the host; :func:`gpu_media.dali_reader.read_batch` decodes on the GPU).
+
+    Examples:
+        >>> import json, os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
+        >>> instances = os.path.join(folder, "instances.json")
+        >>> with open(instances, "w") as f:
+        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
+        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
+        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
+        >>> [len(part["images"]) for part in batches(load_coco(folder, instances), batch_size=1)]
+        [1]
     """
     read = reader or (lambda part: [read_image(im) for im in part])
     for lo in range(0, len(ds.images), batch_size):
@@ -423,16 +504,22 @@ def batches(ds: CocoDataset, batch_size: int = 64, reader=None):
         yield batch(ds, part, read(part))
 
 
-def write_coco_dump(out_dir, images_dir, instances, predictions=None, *, key="coco", step=0,
-                    score_threshold=None, skip_bad=False, batch_size=64, device="auto", reader=None,
-                    **dump_kwargs):
+def write_coco_dump(out_dir: str | os.PathLike, images_dir: str | os.PathLike, instances: str | os.PathLike,
+                    predictions: str | os.PathLike | None = None, *, key: str = "coco", step: int | str = 0,
+                    score_threshold: float | None = None, skip_bad: bool = False, batch_size: int = 64,
+                    device: str = "auto", reader: Callable[[list[CocoImage]], list[Any]] | None = None,
+                    **dump_kwargs: Any) -> tuple[CocoDataset, list[dict]]:
     """Dump a COCO dataset (ground truth and optional predictions) with :func:`gpu_media.write_dump`.
 
     Args:
         out_dir: the dump folder (see :func:`gpu_media.write_dump`).
-        images_dir, instances, predictions, score_threshold, skip_bad: as for
-            :func:`load_coco`.
-        key, step: the dump's log key and step.
+        images_dir: as for :func:`load_coco`.
+        instances: as for :func:`load_coco`.
+        predictions: as for :func:`load_coco`.
+        key: the dump's log key.
+        step: the dump's step.
+        score_threshold: as for :func:`load_coco`.
+        skip_bad: as for :func:`load_coco`.
         batch_size: images decoded and written at once (bounds memory).
         device: "auto", "cpu" or "gpu" for the pipeline (SPEC 1's device rule).
         reader: how images are decoded (see :func:`batches`).
@@ -452,6 +539,24 @@ def write_coco_dump(out_dir, images_dir, instances, predictions=None, *, key="co
             a ``segmentation`` without pycocotools installed; an image that fails
             to decode (the dump then has no index, so it never looks complete).
         TypeError: an unknown keyword in ``dump_kwargs``.
+
+    Examples:
+        >>> import json, os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
+        >>> instances = os.path.join(folder, "instances.json")
+        >>> with open(instances, "w") as f:
+        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
+        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
+        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
+        >>> out = os.path.join(folder, "dump")
+        >>> ds, dicts = write_coco_dump(out, folder, instances, draw_boxes=True)
+        >>> len(dicts), dicts[0]["caption"], sorted(dicts[0]["boxes"]), ds.skipped
+        (1, 'a.png', ['ground_truth'], {'images': 0, 'annotations': 0, 'predictions': 0})
+        >>> os.path.exists(os.path.join(out, "coco_0.index.json"))
+        True
     """
     check_key_step(key, step)
     options = DumpOptions(device=device, classes=None, **dump_kwargs)
@@ -459,23 +564,48 @@ def write_coco_dump(out_dir, images_dir, instances, predictions=None, *, key="co
                      score_threshold=score_threshold, skip_bad=skip_bad, batch_size=batch_size, reader=reader)
 
 
-def dump_coco(out_dir, images_dir, instances, predictions, options: DumpOptions, *, key: str = "coco",
+def dump_coco(out_dir: str | os.PathLike, images_dir: str | os.PathLike, instances: str | os.PathLike,
+              predictions: str | os.PathLike | None, options: DumpOptions, *, key: str = "coco",
               step: int | str = 0, score_threshold: float | None = None, skip_bad: bool = False,
-              batch_size: int = 64, reader=None) -> tuple[CocoDataset, list[dict]]:
+              batch_size: int = 64, reader: Callable[[list[CocoImage]], list[Any]] | None = None,
+              ) -> tuple[CocoDataset, list[dict]]:
     """:func:`write_coco_dump` with its dump options already built (the CLI's entry point).
 
     Args:
-        out_dir, images_dir, instances, predictions: as for :func:`write_coco_dump`.
+        out_dir: as for :func:`write_coco_dump`.
+        images_dir: as for :func:`write_coco_dump`.
+        instances: as for :func:`write_coco_dump`.
+        predictions: as for :func:`write_coco_dump`.
         options: the dump's :class:`gpu_media.dump.DumpOptions` (its ``classes`` is
             not used: the labels come from the COCO categories).
-        key, step, score_threshold, skip_bad, batch_size, reader: as for
-            :func:`write_coco_dump`.
+        key: as for :func:`write_coco_dump`.
+        step: as for :func:`write_coco_dump`.
+        score_threshold: as for :func:`write_coco_dump`.
+        skip_bad: as for :func:`write_coco_dump`.
+        batch_size: as for :func:`write_coco_dump`.
+        reader: as for :func:`write_coco_dump`.
 
     Returns:
         ``(dataset, dicts)`` as :func:`write_coco_dump`.
 
     Raises:
         as :func:`write_coco_dump`.
+
+    Examples:
+        >>> import json, os, tempfile
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
+        >>> instances = os.path.join(folder, "instances.json")
+        >>> with open(instances, "w") as f:
+        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
+        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
+        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
+        >>> ds, dicts = dump_coco(os.path.join(folder, "out"), folder, instances, None,
+        ...                       DumpOptions(file_type="jpg"), key="val")
+        >>> dicts[0]["path"].startswith("media/images/val_0_"), dicts[0]["format"]
+        (True, 'jpg')
     """
     if options.classes is not None:
         options = dataclasses.replace(options, classes=None)
