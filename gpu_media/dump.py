@@ -117,7 +117,7 @@ class DumpOptions:
     layout: str | None = None
     device: str = "auto"
     thickness: int = 2
-    colors: dict | None = None
+    colors: Mapping[int, Sequence[int]] | None = None
     classes: Any = None
     strict_masks: bool = False
     chunk_size: int | None = None
