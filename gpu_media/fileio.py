@@ -30,11 +30,11 @@ TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp$")
 
 
 def relative_path(p: object) -> str | None:
-    """``p`` if it is a safe ``/``-separated path relative to a dump folder, else None.
+    r"""``p`` if it is a safe ``/``-separated path relative to a dump folder, else None.
 
     Safe: a non-empty str, not absolute, without NUL and without an empty, ``.`` or
-    ``..`` component; on Windows also without ``\\`` or ``:`` (a drive or a second
-    separator there). ``:`` and ``\\`` are ordinary name characters elsewhere, and the
+    ``..`` component; on Windows also without ``\`` or ``:`` (a drive or a second
+    separator there). ``:`` and ``\`` are ordinary name characters elsewhere, and the
     dump writes keys that hold them as they are (docs/SPEC.md 6.2). Used wherever a
     path is read back from an index (the viewer, overwrite's orphan removal).
 
