@@ -68,8 +68,11 @@ def source() -> str:
 
 
 def source_digest() -> str:
-    """sha256 of what the kernels are built from: :func:`source` (kernels.cu and its headers' digest),
-    the compile options and :data:`FATBIN_ARCHS`."""
+    """The sha256 of what the kernels are built from.
+
+    That is :func:`source` (kernels.cu and its headers' digest), the compile options
+    and :data:`FATBIN_ARCHS`.
+    """
     h = hashlib.sha256(source().encode())
     h.update(repr((NVRTC_OPTIONS, CUPY_APPENDED_OPTIONS, FATBIN_ARCHS)).encode())
     return h.hexdigest()
@@ -93,8 +96,8 @@ def nvcc_fatbin_command(nvcc: str, src: str, out: str) -> list:
     """The nvcc command that builds the fatbin from ``src`` (a copy of :func:`source`), with the backend's options."""
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in FATBIN_ARCHS]
     gencode.append(f"-gencode=arch=compute_{FATBIN_ARCHS[0]},code=compute_{FATBIN_ARCHS[0]}")
-    return [nvcc, "-fatbin", "-Xfatbin=-compress-all", *gencode, *NVRTC_OPTIONS, *CUPY_APPENDED_OPTIONS, f"-I{KERNEL_DIR}",
-            "--Werror", "all-warnings", "-o", out, src]
+    return [nvcc, "-fatbin", "-Xfatbin=-compress-all", *gencode, *NVRTC_OPTIONS, *CUPY_APPENDED_OPTIONS,
+            f"-I{KERNEL_DIR}", "--Werror", "all-warnings", "-o", out, src]
 
 
 def suffix(dtype) -> str:

@@ -329,5 +329,5 @@ def encode(images, file_type: str, quality: int, compression_level=None):
     return codecs.encoder(codec.name, name)(images, codec, quality, compression_level)
 
 
-__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "encode_png", "mask_stats", "name",
-           "normalize", "to_host", "xp"]
+__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "encode_png", "mask_stats",
+           "name", "normalize", "to_host", "xp"]

@@ -44,7 +44,7 @@ _local = threading.local()
 
 
 def algorithm_type(compression_level) -> int:
-    """nvCOMP Deflate ``algorithm_type`` for a PNG ``compression_level`` (None or 0..9)."""
+    """The nvCOMP Deflate ``algorithm_type`` for a PNG ``compression_level`` (None or 0..9)."""
     return ALGORITHM_TYPES[None if compression_level is None else int(compression_level)]
 
 
@@ -105,10 +105,11 @@ def deflate(buffer, n: int, per: int, algo: int, *, device_id: int, stream_ptr: 
     Args:
         buffer: a device array (``__cuda_array_interface__``) of at least
             ``n * stride(per)`` bytes, written by work on ``stream_ptr``.
-        n, per: the images and their uncompressed size (> 0).
+        n: the number of images (> 0).
+        per: the uncompressed size of each image in bytes (> 0).
         algo: nvCOMP Deflate ``algorithm_type`` (see :func:`algorithm_type`).
-        device_id, stream_ptr: the CUDA device and stream (an integer ``cudaStream_t``)
-            the compression runs on.
+        device_id: the CUDA device the compression runs on.
+        stream_ptr: the CUDA stream (an integer ``cudaStream_t``) the compression runs on.
 
     Returns:
         ``(keep, pointers, sizes)``: ``keep`` holds nvCOMP's output alive; image i's

@@ -69,7 +69,9 @@ def assemble(width: int, height: int, channels: int, raw_deflate, adler: int, le
     """A whole PNG file from the raw deflate stream of its filtered rows.
 
     Args:
-        width, height, channels: the image; channels 1, 3 or 4 (8 bits each).
+        width: the image's width in pixels.
+        height: the image's height in pixels.
+        channels: 1, 3 or 4 (8 bits each).
         raw_deflate: bytes-like (bytes, memoryview, a NumPy uint8 array): a complete
             raw deflate stream (RFC 1951, no zlib header) of the ``height`` rows, each
             its filter type byte and ``width * channels`` filtered bytes.

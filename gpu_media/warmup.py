@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from .encode import encode
 from .normalize import normalize
 
 
-def warmup(device="auto") -> dict:
+def warmup(device: str = "auto") -> dict[str, Any]:
     """Do now what the first ``normalize`` / ``encode`` / ``write_dump`` of a process does once.
 
     Runs each stage once on a tiny image, so the next call on a real batch pays none of
@@ -34,6 +35,12 @@ def warmup(device="auto") -> dict:
     Raises:
         ValueError: ``device`` is not "auto", "cpu" or "gpu".
         gpu_media.DeviceError: "gpu" without a usable GPU backend.
+
+    Examples:
+        >>> import gpu_media
+        >>> w = gpu_media.warmup(device="cpu")
+        >>> w["device"], w["seconds"] >= 0
+        ('cpu', True)
     """
     t0 = time.perf_counter()
     dev = resolve_device(device, on_gpu=True)

@@ -26,8 +26,8 @@ from gpu_media import cuda_kernels
 
 
 def find_nvcc():
-    for cand in (os.environ.get("NVCC"), shutil.which("nvcc"), os.path.join(os.environ.get("CUDA_HOME", ""), "bin", "nvcc"),
-                 "/usr/local/cuda/bin/nvcc"):
+    for cand in (os.environ.get("NVCC"), shutil.which("nvcc"),
+                 os.path.join(os.environ.get("CUDA_HOME", ""), "bin", "nvcc"), "/usr/local/cuda/bin/nvcc"):
         if cand and os.path.isfile(cand):
             return cand
     return None
@@ -38,7 +38,8 @@ def main() -> int:
     if nvcc is None:
         print("nvcc not found (PATH, CUDA_HOME, /usr/local/cuda; or NVCC=...)", file=sys.stderr)
         return 1
-    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True,
+                             check=True).stdout.strip().splitlines()[-1]
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "kernels.cu")
         with open(src, "w", encoding="utf-8") as f:

@@ -362,8 +362,10 @@ def _same_pixels(root_a, root_b, rec_a, rec_b):
 @pytest.mark.gpu
 @pytest.mark.parametrize("png_on_gpu", [False, True], ids=["host-png", "nvcomp-png"])
 def test_gpu_dump_in_chunks_on_a_caller_stream_equals_cpu(tmp_path, monkeypatch, png_on_gpu):
-    """Chunks in flight in two threads, all on the caller's stream: the CPU dump's files
-    (byte for byte with PNG encoded on the host; pixel for pixel with nvCOMP's PNG)."""
+    """Chunks in flight in two threads, all on the caller's stream: the CPU dump's files.
+
+    Byte for byte with PNG encoded on the host; pixel for pixel with nvCOMP's PNG.
+    """
     import cupy
 
     from gpu_media import nvcomp_deflate
@@ -456,7 +458,7 @@ def test_gpu_png_rows_equal_the_reference(c):
 @pytest.mark.gpu
 @pytest.mark.parametrize("level", [None, 0, 4, 6, 9])
 def test_gpu_png_decodes_exactly(level):
-    """nvCOMP PNGs: Pillow and a zlib-only reader (CRCs, zlib header, Adler-32) give back every pixel."""
+    """PNGs of nvCOMP: Pillow and a zlib-only reader (CRCs, zlib header, Adler-32) give back every pixel."""
     import cupy
     from test_png import zlib_read_png
 

@@ -181,8 +181,10 @@ def test_nvrtc_reports_errors():
 
 
 def test_shipped_fatbin_is_built_from_the_current_sources():
-    """kernels.fatbin's stamp names the digest of today's kernels.cu, headers and options
-    (after a kernel change: ``python scripts/build_kernels.py``, commit both files)."""
+    """The stamp of kernels.fatbin names the digest of today's kernels.cu, headers and options.
+
+    After a kernel change: ``python scripts/build_kernels.py``, commit both files.
+    """
     import json
 
     with open(cuda_kernels.FATBIN_STAMP, encoding="utf-8") as f:

@@ -19,11 +19,11 @@ import io
 import struct
 import zlib
 
-import kernels_host
 import numpy as np
 import pytest
 from PIL import Image
 
+import kernels_host
 from gpu_media import cuda_kernels, png
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (3, 5), (17, 31), (64, 33)]
