@@ -1,4 +1,4 @@
-"""SPEC 4 in NumPy: paint box outlines, later boxes over earlier ones."""
+"""docs/SPEC.md 4 in NumPy: paint box outlines, later boxes over earlier ones."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ def draw_outlines(images: np.ndarray, rects: np.ndarray, image_index: np.ndarray
     """Burn outlines into a copy of ``images``.
 
     images: uint8 (N,H,W,C), C in {1,3,4}; C=1 becomes RGB. rects: int64 (M,4) with
-    inclusive pixel bounds x0, y0, x1, y1 (SPEC 4 step 2). image_index: (M,) ints.
+    inclusive pixel bounds x0, y0, x1, y1 (docs/SPEC.md 4 step 2). image_index: (M,) ints.
     colors: uint8 (M,3). A pixel is on a box's outline when it is inside the box and
     closer than ``thickness`` to one of its edges; boxes are painted in order, so the
     later box wins where outlines overlap; RGBA outline pixels get alpha 255.

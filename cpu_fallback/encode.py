@@ -1,4 +1,4 @@
-"""SPEC 5 with Pillow: the CPU encoders of the codec table (``gpu_media.codecs``).
+"""docs/SPEC.md 5 with Pillow: the CPU encoders of the codec table (``gpu_media.codecs``).
 
 One image per task in a shared thread pool.
 """
@@ -42,7 +42,7 @@ def bmp_rgba(a: np.ndarray) -> bytes:
 
     Pillow writes RGBA as 32-bit BI_RGB, whose fourth byte readers (Pillow
     included) ignore; with explicit channel masks the alpha survives, so BMP stays
-    lossless for "RGBA" as SPEC 5 requires.
+    lossless for "RGBA" as docs/SPEC.md 5 requires.
 
     Examples:
         >>> import io
@@ -68,7 +68,7 @@ def _pil(a: np.ndarray) -> Image.Image:
 
 
 def encode_png(a: np.ndarray, quality: int = 75, compression_level: int | None = None) -> bytes:
-    """uint8 (H,W,C), C in {1,3,4} -> PNG bytes ("L", "RGB", "RGBA"; lossless; SPEC 5).
+    """uint8 (H,W,C), C in {1,3,4} -> PNG bytes ("L", "RGB", "RGBA"; lossless; docs/SPEC.md 5).
 
     ``compression_level``: zlib level 0..9 with Pillow's default strategy (6 gives
     wandb.Image's bytes), or None for :data:`FAST_PNG`. ``quality`` is not used.

@@ -1,4 +1,4 @@
-"""SPEC 3 in NumPy: one 256-bin histogram per mask, plus the range/integrality facts."""
+"""docs/SPEC.md 3 in NumPy: one 256-bin histogram per mask, plus the range/integrality facts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC 2 in NumPy: per-image range detection, then one conversion pass to uint8 NHWC.
+"""docs/SPEC.md 2 in NumPy: per-image range detection, then one conversion pass to uint8 NHWC.
 
 The batch is walked in blocks of whole images small enough to stay in the CPU
 cache (``BLOCK_BYTES``): each block is read from memory once, for its min/max,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Per-row constants of SPEC 2, written as y = (x + add) * scale so that every row is
+# Per-row constants of docs/SPEC.md 2, written as y = (x + add) * scale so that every row is
 # the same rounded operations: row 0 is (x + 0) * 255 == x * 255, row 1 is
 # (x + 1) * 127.5, row 2 is (x + 0) * 1 == x; then clip(0, 255) and truncation.
 _ADD = np.array([0.0, 1.0, 0.0])
@@ -43,7 +43,7 @@ def image_ranges(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
 
 
 def branch_codes(x: np.ndarray, normalize: bool) -> tuple[np.ndarray, bool]:
-    """SPEC 2 row per image (0 = [0,1] -> *255, 1 = [-1,1] -> (x+1)*127.5, 2 = clip) and the non-finite flag.
+    """docs/SPEC.md 2 row per image (0 = [0,1] -> *255, 1 = [-1,1] -> (x+1)*127.5, 2 = clip) and the non-finite flag.
 
     Examples:
         >>> code, nonfinite = branch_codes(np.array([[0.0, 1.0], [-1.0, 1.0], [0.0, 2.0]]), True)
@@ -96,7 +96,7 @@ def _convert_int(x: np.ndarray, code: np.ndarray, out: np.ndarray) -> None:
 def normalize(x: np.ndarray, layout: str, normalize: bool = True) -> np.ndarray:
     """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" of any supported dtype -> uint8 (N,H,W,C).
 
-    SPEC 2: per image, floats computed in their own type and rounded after each
+    docs/SPEC.md 2: per image, floats computed in their own type and rounded after each
     operation (NumPy's own float16 semantics), integers exactly, NaN -> 0, +inf ->
     255, -inf -> 0, then truncation.
 

@@ -1,6 +1,6 @@
 """gpu_media: whole batches of images to wandb-compatible media, on the GPU or the CPU.
 
-The pipeline, one module per stage (the contract is SPEC.md; both backends share it):
+The pipeline, one module per stage (the contract is docs/SPEC.md; both backends share it):
 
 - :func:`normalize` -- any batch to uint8 (N,H,W,C) by wandb's documented rules;
 - :func:`validate_masks` -- masks against their images, class ids present and counted;

@@ -1,6 +1,6 @@
 """Turning what users pass (NumPy, CuPy, PyTorch, DLPack, PIL, lists) into 4-D batches.
 
-SPEC section 1. Nothing here copies a GPU array to the host unless the CPU backend
+docs/SPEC.md 1. Nothing here copies a GPU array to the host unless the CPU backend
 was chosen for it.
 """
 
@@ -27,7 +27,7 @@ class DtypeRule(NamedTuple):
     kinds: str = "biuf"
 
 
-#: Images (SPEC 1): bool, every integer type, float16/32/64.
+#: Images (docs/SPEC.md 1): bool, every integer type, float16/32/64.
 IMAGE_DTYPES = DtypeRule(ImageError)
 
 
@@ -37,7 +37,7 @@ class Group(NamedTuple):
     array: Any
     layout: str  # "NHWC" or "NCHW"
     indices: list  # batch index of each of the n images
-    pil: bool  # PIL input: never normalized (SPEC 1)
+    pil: bool  # PIL input: never normalized (docs/SPEC.md 1)
 
 
 def _is_torch(obj) -> bool:
@@ -164,7 +164,7 @@ def _read_host(obj, rule: DtypeRule | None, where: str, index, key) -> np.ndarra
 
 
 def check_input(obj, rule: DtypeRule, where: str, index: int | None = None, key=None):
-    """Check one input array's dtype before anything is copied to a device (SPEC 1, 3, 4).
+    """Check one input array's dtype before anything is copied to a device (docs/SPEC.md 1, 3, 4).
 
     Runs before the device is resolved, so both backends and ``device="gpu"`` on a
     machine without a GPU raise the same ``rule.error``. An object whose dtype only
@@ -271,7 +271,7 @@ def to_array(obj, device: str, *, rule: DtypeRule | None = None, where: str = ""
 
 
 def canonical(arr, channel_first: bool, layout: str | None, where: str, single: bool, index: int | None = None):
-    """Reshape one array to (n,H,W,C) "NHWC" or (n,C,H,W) "NCHW" following SPEC 1.
+    """Reshape one array to (n,H,W,C) "NHWC" or (n,C,H,W) "NCHW" following docs/SPEC.md 1.
 
     ``single`` is True for list elements, which are one image each; ``index`` is then
     their batch index (the ``index`` field of any :class:`ImageError`).
@@ -328,7 +328,7 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
 
 
 def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], int]:
-    """Split ``images`` into groups of equal shape/dtype (SPEC 1). Returns (groups, N)."""
+    """Split ``images`` into groups of equal shape/dtype (docs/SPEC.md 1). Returns (groups, N)."""
     images = dali_batch(images)
     if is_sequence_batch(images):
         if len(images) == 0:

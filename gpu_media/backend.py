@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Backend(Protocol):
-    """What a backend provides: the per-pixel work of SPEC 2-5 on one array library.
+    """What a backend provides: the per-pixel work of docs/SPEC.md 2-5 on one array library.
 
     Arguments arrive validated (the stages raise every error); arrays are the
     backend's own (``xp``'s) unless a member says otherwise. Every result must equal
-    ``cpu_fallback``'s bit for bit (JPEG: SPEC 5's decoded-pixel bound).
+    ``cpu_fallback``'s bit for bit (JPEG: docs/SPEC.md 5's decoded-pixel bound).
     """
 
     #: the device name it is registered under ("cpu", "gpu"); stored as ``Plan.backend.name``
@@ -45,7 +45,7 @@ class Backend(Protocol):
     xp: Any
 
     def normalize(self, x: Any, layout: str, normalize: bool = True) -> Any:
-        """SPEC 2: images of any supported dtype -> uint8 ``(N,H,W,C)``.
+        """docs/SPEC.md 2: images of any supported dtype -> uint8 ``(N,H,W,C)``.
 
         ``x`` is ``(N,H,W,C)`` ("NHWC") or ``(N,C,H,W)`` ("NCHW"); per-image ranges
         over finite values (``normalize=True``), else clip and truncate.
@@ -53,7 +53,7 @@ class Backend(Protocol):
         ...
 
     def mask_stats(self, masks: Any) -> tuple:
-        """SPEC 3: ``masks (N,H,W)`` -> ``(hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64)``.
+        """docs/SPEC.md 3: ``masks (N,H,W)`` -> ``(hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64)``.
 
         ``lo``/``hi``: min/max over all values (in the mask's dtype, bool as uint8);
         ``bad``: count of non-integral or non-finite values per mask.
@@ -62,7 +62,7 @@ class Backend(Protocol):
 
     def draw_outlines(self, images: Any, rects: np.ndarray, image_index: np.ndarray, colors: np.ndarray,
                       thickness: int) -> Any:
-        """SPEC 4: uint8 NHWC images + host box arrays -> a new uint8 NHWC array (C=1 becomes 3).
+        """docs/SPEC.md 4: uint8 NHWC images + host box arrays -> a new uint8 NHWC array (C=1 becomes 3).
 
         ``rects (M,4) int64`` inclusive x0, y0, x1, y1; ``image_index (M,)``;
         ``colors (M,3) uint8``; the last box wins where outlines overlap; RGBA outline
@@ -71,7 +71,7 @@ class Backend(Protocol):
         ...
 
     def encode(self, images: Any, file_type: str, quality: int, compression_level: int | None = None) -> list[bytes]:
-        """SPEC 5: uint8 ``(N,H,W,C)`` or a list of ``(H,W,C)`` -> ``list[bytes]``, one file per image.
+        """docs/SPEC.md 5: uint8 ``(N,H,W,C)`` or a list of ``(H,W,C)`` -> ``list[bytes]``, one file per image.
 
         ``file_type``: a spelling of :data:`gpu_media.codecs.FILE_TYPES` whose
         channel counts the images already fit; dispatched through the codec table

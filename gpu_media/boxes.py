@@ -1,4 +1,4 @@
-"""Stage 3: bounding boxes, parsed from both wandb forms and burned in as outlines (SPEC 4)."""
+"""Stage 3: bounding boxes, parsed from both wandb forms and burned in as outlines (docs/SPEC.md 4)."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def _parse_list(boxes, sizes):
 
 
 def _dtype_rule(name: str) -> _arrays.DtypeRule:
-    """The batched form's columns (SPEC 4): the image dtypes; ids must then hold integers."""
+    """The batched form's columns (docs/SPEC.md 4): the image dtypes; ids must then hold integers."""
     return _arrays.DtypeRule(BoxError, f"{name} dtype")
 
 
@@ -223,7 +223,7 @@ def _column(spec, name, m, key, dtype_kind):
     return arr
 
 
-def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of SPEC 4's checks, in the order the errors are raised
+def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of docs/SPEC.md 4's checks, in the order the errors are raised
     n = len(sizes)
     idx, bnd, cls, per_image, labels_all = [], [], [], [{} for _ in range(n)], {}
     for key, spec in boxes.items():
@@ -351,7 +351,7 @@ def parse_boxes(boxes: Any, sizes: Sequence[tuple[int, int]]) -> BoxTable | None
 
 
 def outline_rects(bounds: np.ndarray) -> np.ndarray:
-    """SPEC 4 step 2: float64 (M,4) minX, minY, maxX, maxY -> int64 inclusive x0, y0, x1, y1.
+    """docs/SPEC.md 4 step 2: float64 (M,4) minX, minY, maxX, maxY -> int64 inclusive x0, y0, x1, y1.
 
     Examples:
         >>> outline_rects(np.array([[0.0, 0.0, 4.0, 3.0], [1.4, 1.6, 2.5, 3.5]])).tolist()
@@ -363,7 +363,7 @@ def outline_rects(bounds: np.ndarray) -> np.ndarray:
 
 
 def box_colors(class_id: np.ndarray, colors: Mapping[int, Sequence[int]] | None) -> np.ndarray:
-    """(M,) class ids -> (M,3) uint8 from ``colors`` or :data:`PALETTE` (SPEC 4 step 4).
+    """(M,) class ids -> (M,3) uint8 from ``colors`` or :data:`PALETTE` (docs/SPEC.md 4 step 4).
 
     Examples:
         >>> box_colors(np.array([0, 21, 5]), {5: (255, 255, 255)}).tolist()
@@ -426,7 +426,7 @@ def render(images_u8: Any, table: BoxTable | None, backend: Backend, thickness: 
 
 def draw_boxes(images_u8: Any, boxes: Any, *, thickness: int = 2, colors: Mapping[int, Sequence[int]] | None = None,
                device: str = "auto") -> Any:
-    """Burn box outlines into uint8 images (SPEC 4), later boxes over earlier ones.
+    """Burn box outlines into uint8 images (docs/SPEC.md 4), later boxes over earlier ones.
 
     Args:
         images_u8: uint8 ``(N,H,W,C)`` (NHWC, C in {1,3,4}; e.g. from

@@ -171,7 +171,7 @@ def check_choice(value: Any, name: str, choices: tuple | list, *, error: type[Me
     return value
 
 
-#: The array dtypes both backends take (SPEC 1): bool, every integer type, and the
+#: The array dtypes both backends take (docs/SPEC.md 1): bool, every integer type, and the
 #: three IEEE floats CuPy has. NumPy ``kind`` letters; floats also by item size.
 NUMERIC_KINDS = "biuf"
 FLOAT_SIZES = (2, 4, 8)
@@ -240,7 +240,7 @@ def check_dtype(
     Every stage runs this on the dtype the caller's array already has (NumPy, CuPy,
     PyTorch, DLPack, a list read by NumPy), before the array is copied to a device and
     before the device is resolved, so that both backends, and ``device="gpu"`` on a
-    machine without a GPU, raise the same error (SPEC 1, 3 and 4 list the dtypes).
+    machine without a GPU, raise the same error (docs/SPEC.md 1, 3 and 4 list the dtypes).
 
     The message reads ``"<where>: <label> <dtype> is not supported; use <use>"``,
     e.g. ``image 2: dtype complex64 is not supported; use bool, an integer type,

@@ -1,4 +1,4 @@
-"""The codec table: every file type gpu_media encodes, in one place (SPEC 5).
+"""The codec table: every file type gpu_media encodes, in one place (docs/SPEC.md 5).
 
 One :class:`Codec` per format: its canonical name, the other spellings accepted for
 it, its Pillow and nvImageCodec names, the channel counts its encoders take and
@@ -41,14 +41,14 @@ class Codec:
         nvimgcodec_name: nvImageCodec's codec name ("png", "jpeg", "bmp").
         channels: the channel counts C of uint8 ``(H,W,C)`` images its encoders
             take (1: "L", 3: "RGB", 4: "RGBA").
-        lossless: decoding gives back the exact array (SPEC 5).
+        lossless: decoding gives back the exact array (docs/SPEC.md 5).
         alpha: keeps a fourth channel; without it ``gpu_media.encode`` drops RGBA's
             alpha first, with one ``UserWarning`` (wandb does the same).
         uses_quality: reads ``quality`` (1..100, libjpeg's scale).
         uses_compression_level: reads ``compression_level`` (zlib level 0..9).
         max_side: the largest H and W its encoders take, or None for any size the
             format holds (JPEG: 65500, wandb's ``Image.MAX_DIMENSION``, under
-            libjpeg's 65535; PNG and BMP: None, as wandb; SPEC 2). Checked by
+            libjpeg's 65535; PNG and BMP: None, as wandb; docs/SPEC.md 2). Checked by
             ``gpu_media.encode.check_size`` before anything is encoded.
         encoders: ``{backend name: "module:function"}``, the encoder of this codec on
             each registered backend. The function's signature is the backend's own:

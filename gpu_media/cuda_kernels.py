@@ -1,4 +1,4 @@
-"""Driving the CUDA kernels of ``gpu_media/kernels/`` from any array library (SPEC 2-4).
+"""Driving the CUDA kernels of ``gpu_media/kernels/`` from any array library (docs/SPEC.md 2-4).
 
 The GPU backend (:mod:`gpu_media.cupy_backend`) runs the functions below with
 ``xp=cupy`` and a ``launch`` that starts the compiled kernels; the tests run the very
@@ -23,7 +23,7 @@ import numpy as np
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 HEADERS = ("common.cuh", "normalize.cuh", "masks.cuh", "boxes.cuh", "png.cuh")
 SOURCE = "kernels.cu"
-# --fmad=false: no a*b+c contraction anywhere (SPEC 2 rounds after each operation).
+# --fmad=false: no a*b+c contraction anywhere (docs/SPEC.md 2 rounds after each operation).
 NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
 # What CuPy's compiler appends to every kernel's options, after ours (so it wins): float32
 # subnormals are flushed to zero. The kernels are written to give NumPy's results under
@@ -184,7 +184,7 @@ def decode_keys(keys, dtype, xp):
 
 
 def image_ranges(x, *, xp, launch):
-    """Per-image (min, max) keys of a 4-D batch ``x`` (N,H,W,C), over finite values (SPEC 2).
+    """Per-image (min, max) keys of a 4-D batch ``x`` (N,H,W,C), over finite values (docs/SPEC.md 2).
 
     One launch of ``gm_range_<t>`` for the whole batch. Returns (n, 2) uint64 keys.
     """
@@ -203,7 +203,7 @@ def image_ranges(x, *, xp, launch):
 
 
 def normalize(x, layout: str, normalize: bool = True, *, xp, launch):
-    """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" of any supported dtype -> uint8 (N,H,W,C) (SPEC 2).
+    """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" of any supported dtype -> uint8 (N,H,W,C) (docs/SPEC.md 2).
 
     Any strides (views, slices, negative steps). Three launches for the whole batch:
     per-image ranges (skipped when ``normalize`` is False), branch codes, conversion.
@@ -229,7 +229,7 @@ def normalize(x, layout: str, normalize: bool = True, *, xp, launch):
 
 
 def mask_stats(masks, *, xp, launch):
-    """(N,H,W) masks of any dtype -> (hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64) (SPEC 3).
+    """(N,H,W) masks of any dtype -> (hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64) (docs/SPEC.md 3).
 
     As ``cpu_fallback.mask_stats``: ``hist[i, v]`` counts pixels of integral value v in
     [0, 255]; lo/hi are the min/max over finite values in the mask's dtype (bool:
@@ -254,7 +254,7 @@ def mask_stats(masks, *, xp, launch):
 
 
 def box_plan(rects, image_index, colors, n: int, h: int, w: int):
-    """Host-side order of the boxes for ``gm_outlines`` (SPEC 4 step 5).
+    """Host-side order of the boxes for ``gm_outlines`` (docs/SPEC.md 4 step 5).
 
     rects (M,4) int64 inclusive x0, y0, x1, y1; image_index (M,); colors (M,3) uint8.
     Drops boxes that draw nothing here (empty, or wholly outside the (h, w) image, or
@@ -275,7 +275,7 @@ def box_plan(rects, image_index, colors, n: int, h: int, w: int):
 
 
 def draw_outlines(images, rects, image_index, colors, thickness: int, *, xp, launch):
-    """Burn outlines into a new uint8 NHWC batch (SPEC 4), as ``cpu_fallback.draw_outlines``.
+    """Burn outlines into a new uint8 NHWC batch (docs/SPEC.md 4), as ``cpu_fallback.draw_outlines``.
 
     images: uint8 (N,H,W,C), C in {1,3,4}; C=1 becomes RGB. rects, image_index,
     colors: host arrays (see :func:`box_plan`). One launch of ``gm_outlines``: each
@@ -300,7 +300,7 @@ PNG_MAX_ROW = 1 << 24
 
 
 def png_rows(images, *, xp, launch, stride=None):
-    """uint8 (N,H,W,C) -> (filtered (N, stride) uint8, adler (N,) uint32) (SPEC 5, PNG).
+    """uint8 (N,H,W,C) -> (filtered (N, stride) uint8, adler (N,) uint32) (docs/SPEC.md 5, PNG).
 
     ``stride`` (default and least ``per = H*(1+W*C)``) is the distance between images in
     bytes, so image starts can be aligned for nvCOMP; bytes past ``per`` are left

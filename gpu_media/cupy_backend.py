@@ -1,4 +1,4 @@
-"""The CuPy backend of gpu_media: SPEC 2-5 on the GPU, identical to ``cpu_fallback``.
+"""The CuPy backend of gpu_media: docs/SPEC.md 2-5 on the GPU, identical to ``cpu_fallback``.
 
 Satisfies :class:`gpu_media.backend.Backend` (``normalize``, ``mask_stats``,
 ``draw_outlines``, ``encode``, ``to_host``, ``chunk_bytes``, ``name``, ``xp``) and holds
@@ -104,7 +104,7 @@ def _launch(kernel: str, blocks: int, args) -> None:
 def normalize(x, layout: str, normalize: bool = True):
     """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" CuPy array of any supported dtype -> uint8 (N,H,W,C) CuPy.
 
-    SPEC 2, bit for bit as ``cpu_fallback.normalize``: per-image ranges over finite
+    docs/SPEC.md 2, bit for bit as ``cpu_fallback.normalize``: per-image ranges over finite
     values in one reduction over the batch, then one conversion pass.
     """
     return _k.normalize(cupy.asarray(x), layout, normalize, xp=cupy, launch=_launch)
@@ -113,13 +113,13 @@ def normalize(x, layout: str, normalize: bool = True):
 def mask_stats(masks):
     """(N,H,W) CuPy masks -> (hist (N,256) int64, lo (N,), hi (N,), bad (N,) int64), CuPy arrays.
 
-    SPEC 3, as ``cpu_fallback.mask_stats`` (lo/hi in the mask's dtype, bool as uint8).
+    docs/SPEC.md 3, as ``cpu_fallback.mask_stats`` (lo/hi in the mask's dtype, bool as uint8).
     """
     return _k.mask_stats(cupy.asarray(masks), xp=cupy, launch=_launch)
 
 
 def draw_outlines(images, rects, image_index, colors, thickness: int):
-    """uint8 (N,H,W,C) CuPy images + host box arrays -> new uint8 (N,H,W,C') CuPy array (SPEC 4).
+    """uint8 (N,H,W,C) CuPy images + host box arrays -> new uint8 (N,H,W,C') CuPy array (docs/SPEC.md 4).
 
     rects (M,4) int64 inclusive x0, y0, x1, y1; image_index (M,); colors (M,3) uint8;
     C=1 becomes RGB; the last box wins where outlines overlap; RGBA outline pixels get
@@ -268,7 +268,7 @@ def encode_png(images, codec, quality: int, compression_level=None) -> list:
     Adler-32 summed there, each image deflated by nvCOMP as one raw stream
     (``compression_level`` -> nvCOMP algorithm type, see
     :data:`gpu_media.nvcomp_deflate.ALGORITHM_TYPES`), and the files assembled on the
-    host (:mod:`gpu_media.png`): lossless like the CPU backend's (SPEC 5), other bytes.
+    host (:mod:`gpu_media.png`): lossless like the CPU backend's (docs/SPEC.md 5), other bytes.
     Without nvCOMP, or when it fails (one warning, then the host for the rest of the
     process), or for rows longer than ``cuda_kernels.PNG_MAX_ROW`` bytes (16 MiB):
     :func:`encode_on_host`, the CPU backend's bytes.
@@ -293,7 +293,7 @@ def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
     nvJPEG on the device through ``gpu_media.nvimgcodec_encode.encode_device`` when
     nvImageCodec is installed; without it (or when its GPU encoder fails, with one
     warning) :func:`encode_on_host`, the CPU backend's JPEG, whose decoded pixels
-    SPEC 5 holds to the same bound. ``codec``: the :class:`gpu_media.codecs.Codec`.
+    docs/SPEC.md 5 holds to the same bound. ``codec``: the :class:`gpu_media.codecs.Codec`.
     """
     enc = _jpeg_encoder()
     if enc is not None:
@@ -319,7 +319,7 @@ def encode_on_host(images, codec, quality: int, compression_level=None) -> list:
 
 
 def encode(images, file_type: str, quality: int, compression_level=None):
-    """uint8 CuPy (N,H,W,C) or a list of (H,W,C) -> ``list[bytes]`` (SPEC 5).
+    """uint8 CuPy (N,H,W,C) or a list of (H,W,C) -> ``list[bytes]`` (docs/SPEC.md 5).
 
     Dispatches through the codec table (``gpu_media.codecs``, its ``"gpu"`` entries):
     :func:`encode_jpeg` for "jpg"/"jpeg", :func:`encode_png` for "png" (nvCOMP on the

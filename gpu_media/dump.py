@@ -1,4 +1,4 @@
-"""Stage 5: batches written as wandb's own media files and JSON (SPEC 6).
+"""Stage 5: batches written as wandb's own media files and JSON (docs/SPEC.md 6).
 
 Layout under ``out_dir`` (wandb 0.31's run ``files/`` layout; ``path(key)`` is the key
 as ``wandb.util.make_file_path_upload_safe`` makes it, so ``/`` makes sub-folders)::
@@ -84,7 +84,7 @@ class DumpOptions:
         compression_level: PNG zlib level 0..9, or None for the fast default
             (applies to image and mask PNGs).
         draw_boxes: burn the box outlines into the image pixels.
-        normalize: SPEC 2's per-image range rule (else clip and truncate).
+        normalize: docs/SPEC.md 2's per-image range rule (else clip and truncate).
         layout: the images' layout ("NHWC", "NCHW", ...), or None to infer it.
         device: "auto", "cpu" or "gpu", resolved for each batch (``gpu_media.backend``).
         thickness: outline width in pixels (>= 1; capped at 2**31).
@@ -167,7 +167,7 @@ _TMP_ROOM = len("..1234567.12345678.tmp")
 
 
 def key_path(key: str) -> str:
-    """The log key as a relative path, exactly as wandb 0.31 makes it (SPEC 6.2).
+    """The log key as a relative path, exactly as wandb 0.31 makes it (docs/SPEC.md 6.2).
 
     ``wandb.util.make_file_path_upload_safe`` on Linux and macOS: leading ``/``
     removed, then each ``/``-separated component that is exactly ``.`` becomes ``_``
@@ -200,13 +200,13 @@ def step_str(step: int | str) -> str:
 
 
 def _enc(s: str) -> str:
-    """SPEC 6.3 ``enc``: percent-encoding with only ``A-Z a-z 0-9 . _ -`` literal, never a leading dot."""
+    """docs/SPEC.md 6.3 ``enc``: percent-encoding with only ``A-Z a-z 0-9 . _ -`` literal, never a leading dot."""
     e = urllib.parse.quote(s, safe="").replace("~", "%7E")
     return "%2E" + e[1:] if e.startswith(".") else e
 
 
 def index_name(key: str, step: int | str) -> str:
-    """The index file name of ``key`` at ``step``: ``<enc(key)>_<enc_step(step)>.index.json`` (SPEC 6.3).
+    """The index file name of ``key`` at ``step``: ``<enc(key)>_<enc_step(step)>.index.json`` (docs/SPEC.md 6.3).
 
     ``enc_step`` also encodes ``_``, so the last ``_`` separates the two parts and the
     name differs for every different (key, step): ``a/b`` -> ``a%2Fb_0.index.json``,
@@ -224,7 +224,7 @@ def _utf8_len(s: str) -> int:
 
 
 def check_key_step(key: Any, step: Any) -> None:
-    """Check a dump's log key and step, and that every name they make fits (SPEC 6.2, 6.3).
+    """Check a dump's log key and step, and that every name they make fits (docs/SPEC.md 6.2, 6.3).
 
     Args:
         key: the log key: a non-empty str without NUL.
@@ -329,7 +329,7 @@ def _with_default_labels(sets, classes):
 
 def prepare(images: Any, options: DumpOptions, *, masks: Mapping[str, Any] | None = None, boxes: Any = None,
             captions: Sequence[str | None] | None = None) -> Plan:
-    """Validate a whole batch (SPEC 1-5) before anything is written; see :func:`write_dump`.
+    """Validate a whole batch (docs/SPEC.md 1-5) before anything is written; see :func:`write_dump`.
 
     Args:
         images: the batch, as for :func:`gpu_media.normalize`.
@@ -571,7 +571,7 @@ def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int |
                colors: Mapping[int, Sequence[int]] | None = None, chunk_size: int | None = None,
                progress: bool = False, viewer: bool = True, overwrite: bool = False,
                durable: bool = True) -> list[dict]:
-    """Write a batch as wandb's media files plus an index, for offline evaluation (SPEC 6).
+    """Write a batch as wandb's media files plus an index, for offline evaluation (docs/SPEC.md 6).
 
     Args:
         out_dir: folder (created if missing); files go under ``media/`` as in a
@@ -597,7 +597,7 @@ def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int |
         file_type: as for :func:`gpu_media.encode`.
         quality: as for :func:`gpu_media.encode`.
         compression_level: as for :func:`gpu_media.encode` (applies to image and mask PNGs).
-        draw_boxes: also burn the box outlines into the image pixels (SPEC 4).
+        draw_boxes: also burn the box outlines into the image pixels (docs/SPEC.md 4).
         normalize: as for :func:`gpu_media.normalize`.
         layout: as for :func:`gpu_media.normalize`.
         device: as for :func:`gpu_media.normalize`.

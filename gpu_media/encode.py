@@ -1,4 +1,4 @@
-"""Stage 4: uint8 images to PNG / JPEG / BMP bytes (SPEC 5)."""
+"""Stage 4: uint8 images to PNG / JPEG / BMP bytes (docs/SPEC.md 5)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def check_format(file_type: str, quality: int, compression_level: int | None = N
 
 
 def check_size(sizes: Sequence[tuple[int, int]], codec: str) -> None:
-    """Every image's H and W at most the codec's ``max_side`` (JPEG: 65500; PNG, BMP: any; SPEC 2, 5).
+    """Every image's H and W at most the codec's ``max_side`` (JPEG: 65500; PNG, BMP: any; docs/SPEC.md 2, 5).
 
     The one check of both backends: the public :func:`encode` and the dump call it
     before anything is encoded or written.
@@ -134,7 +134,7 @@ def encode(images_u8: Any, *, file_type: str = "png", quality: int = 75, compres
     Returns:
         ``list[bytes]``, one per image in batch order. PNG and BMP are lossless
         (decoding gives back the exact array); JPEG drops RGBA's alpha with one
-        ``UserWarning`` (SPEC 5).
+        ``UserWarning`` (docs/SPEC.md 5).
 
     Raises:
         gpu_media.MediaError: an unknown ``file_type``, a quality outside 1..100,

@@ -50,19 +50,19 @@ class MediaError(ValueError):
 
 
 class ImageError(MediaError):
-    """An image batch whose shape, layout or dtype is outside SPEC section 1-2."""
+    """An image batch whose shape, layout or dtype is outside docs/SPEC.md 1-2."""
 
 
 class MaskError(MediaError):
-    """A mask set that breaks SPEC section 3 (shape, value range, class labels)."""
+    """A mask set that breaks docs/SPEC.md 3 (shape, value range, class labels)."""
 
 
 class BoxError(MediaError):
-    """A box set that breaks SPEC section 4 (wandb's box rules, NaN/inf, min > max)."""
+    """A box set that breaks docs/SPEC.md 4 (wandb's box rules, NaN/inf, min > max)."""
 
 
 class DumpExistsError(MediaError):
-    """A dump whose key and step already have an index in the folder, without ``overwrite=True`` (SPEC 6.4).
+    """A dump whose key and step already have an index in the folder, without ``overwrite=True`` (docs/SPEC.md 6.4).
 
     ``key`` is the log key and ``item`` the existing index's path.
     """

@@ -1,4 +1,4 @@
-"""Stage 2: segmentation masks checked against their images (SPEC 3)."""
+"""Stage 2: segmentation masks checked against their images (docs/SPEC.md 3)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def _load_path(path, where, index=None, key=None):
     return pixels, (data, ext)
 
 
-#: Masks (SPEC 3): the image dtypes; float masks must then hold integers only.
+#: Masks (docs/SPEC.md 3): the image dtypes; float masks must then hold integers only.
 MASK_DTYPES = _arrays.DtypeRule(MaskError, "mask dtype", "integers, bool or integral floats")
 
 
@@ -314,7 +314,7 @@ def validate_masks(masks: Mapping[str, Mapping[str, Any]] | None, image_sizes: A
 
     Returns:
         ``report`` with ``report[i][key] == {class_id: pixel_count}`` for the class
-        ids present in image i's mask ``key``, in increasing class id (SPEC 3).
+        ids present in image i's mask ``key``, in increasing class id (docs/SPEC.md 3).
 
     Raises:
         gpu_media.MaskError: naming the image index and mask key: a mask that is

@@ -1,4 +1,4 @@
-"""Stage 1: any image batch -> uint8 (N,H,W,C) by wandb's documented rules (SPEC 1-2)."""
+"""Stage 1: any image batch -> uint8 (N,H,W,C) by wandb's documented rules (docs/SPEC.md 1-2)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ def normalize(images: Any, *, layout: str | None = None, normalize: bool = True,
             of single images of differing sizes. NumPy, CuPy, PyTorch (CPU/CUDA),
             anything with ``__dlpack__`` or ``__cuda_array_interface__``, and PIL
             images (taken as they are, never normalized). C is 1, 3 or 4. Dtypes:
-            bool, all integer types, float16, float32, float64 (SPEC 1).
+            bool, all integer types, float16, float32, float64 (docs/SPEC.md 1).
         layout: "NHWC", "NCHW", "HWC", "CHW", "HW" or "NHW"; always wins. Without
             it PyTorch tensors are channel-first and everything else channel-last
             (wandb's rule); a 3-D array is one image when its channel axis has size
             1, 3 or 4, else an ``(N,H,W)`` batch.
-        normalize: True applies SPEC 2's table per image ([0,1] -> ``trunc(x*255)``,
+        normalize: True applies docs/SPEC.md 2's table per image ([0,1] -> ``trunc(x*255)``,
             [-1,1] -> ``trunc((x+1)*127.5)``, else ``trunc(clip(x,0,255))``), with
             ranges over finite values; False is ``trunc(clip(x,0,255))``. NaN -> 0,
             +inf -> 255, -inf -> 0.
@@ -35,7 +35,7 @@ def normalize(images: Any, *, layout: str | None = None, normalize: bool = True,
         images of different shapes, a list of uint8 ``(H,W,C)`` arrays instead.
 
     Raises:
-        gpu_media.ImageError: a shape, layout or dtype outside SPEC 1, H or W of 0;
+        gpu_media.ImageError: a shape, layout or dtype outside docs/SPEC.md 1, H or W of 0;
             the message names the batch index ("image 3: ...") or "images" for a
             batch array. A dtype is checked before the device is resolved and
             before any copy, so ``device="gpu"`` raises it too on a machine without
@@ -45,7 +45,7 @@ def normalize(images: Any, *, layout: str | None = None, normalize: bool = True,
 
     Examples:
         A [0, 1] float image is scaled by 255 and truncated; an integer one in
-        [0, 255] is kept as it is (SPEC 2):
+        [0, 255] is kept as it is (docs/SPEC.md 2):
 
         >>> import numpy as np
         >>> from gpu_media import normalize

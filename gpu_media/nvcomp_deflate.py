@@ -1,4 +1,4 @@
-"""Raw deflate on the GPU with nvCOMP, one stream per image (SPEC 5, PNG on the GPU).
+"""Raw deflate on the GPU with nvCOMP, one stream per image (docs/SPEC.md 5, PNG on the GPU).
 
 ``nvidia-nvcomp-cu13`` (nvCOMP 6, part of ``pip install 'gpu-media[gpu]'``) is imported
 on first use, never at import time: :func:`available` says whether it imports. The

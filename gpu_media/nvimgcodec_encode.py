@@ -1,4 +1,4 @@
-"""nvImageCodec encoding (SPEC 5): JPEG through nvJPEG on the GPU, and a CPU-only mode.
+"""nvImageCodec encoding (docs/SPEC.md 5): JPEG through nvJPEG on the GPU, and a CPU-only mode.
 
 ``encode_device(images, quality, file_type="jpeg", device_id=None)`` turns a batch of
 uint8 images into one file's bytes per image with one cached
@@ -31,7 +31,7 @@ JPEG follows Pillow's defaults (what ``cpu_fallback`` writes): ``quality`` 1..10
 libjpeg's scale, 4:2:0 chroma subsampling for RGB at every quality, baseline,
 standard (not optimized) Huffman tables; grayscale (C=1) is encoded as one
 luminance plane (nvImageCodec's ``P_Y`` / ``CSS_GRAY``), so it decodes to mode "L",
-never a 3-channel image. nvJPEG's bytes differ from libjpeg's; SPEC 5 promises
+never a 3-channel image. nvJPEG's bytes differ from libjpeg's; docs/SPEC.md 5 promises
 decoded pixels within a mean absolute difference of 2.0 at quality 75 and above.
 RGBA is not accepted for JPEG (``gpu_media.encode`` drops the alpha first).
 

@@ -1,4 +1,4 @@
-"""PNG files from raw deflate streams, and the PNG row filters in NumPy (SPEC 5).
+"""PNG files from raw deflate streams, and the PNG row filters in NumPy (docs/SPEC.md 5).
 
 The GPU PNG encoder (:mod:`gpu_media.cupy_backend` with nvCOMP) filters the rows and
 sums their Adler-32 on the device, compresses them with nvCOMP's raw deflate, and

@@ -37,7 +37,7 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
 
     ``run.log({"val": gpu_media.to_wandb(batch, masks=..., boxes=...)})`` logs what
     wandb would have logged for the same pixels, but the whole batch is
-    normalized, checked and encoded by gpu_media (SPEC 1-5) and wandb only moves
+    normalized, checked and encoded by gpu_media (docs/SPEC.md 1-5) and wandb only moves
     the finished files into the run (it does not decode-and-re-encode them).
 
     Args:

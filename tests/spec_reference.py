@@ -1,4 +1,4 @@
-"""Plain, unoptimized per-image / per-pixel references written straight from SPEC.md.
+"""Plain, unoptimized per-image / per-pixel references written straight from docs/SPEC.md.
 
 Used only by the tests, to check both backends against the SPEC's words.
 """
@@ -9,7 +9,7 @@ import numpy as np
 
 
 def normalize_image(img: np.ndarray, normalize: bool = True) -> np.ndarray:
-    """SPEC 2 for ONE channel-last image (H,W,C) of any supported dtype -> uint8 (H,W,C)."""
+    """docs/SPEC.md 2 for ONE channel-last image (H,W,C) of any supported dtype -> uint8 (H,W,C)."""
     x = img.astype(np.uint8) if img.dtype == np.bool_ else img
     if x.dtype.kind == "f":
         finite = x[np.isfinite(x)]
@@ -50,7 +50,7 @@ def normalize_image(img: np.ndarray, normalize: bool = True) -> np.ndarray:
 
 
 def outline_pixels(h, w, min_x, min_y, max_x, max_y, t):
-    """SPEC 4 steps 2-3 for one box in pixels: boolean (H,W) outline mask, pixel by pixel."""
+    """docs/SPEC.md 4 steps 2-3 for one box in pixels: boolean (H,W) outline mask, pixel by pixel."""
     x0, x1 = round_half_even(min_x), round_half_even(max_x) - 1
     y0, y1 = round_half_even(min_y), round_half_even(max_y) - 1
     m = np.zeros((h, w), dtype=bool)
@@ -68,7 +68,7 @@ def round_half_even(v: float) -> int:
 
 
 def draw_reference(img_u8, boxes, t, colors):
-    """SPEC 4 for one image: boxes = [(minX, minY, maxX, maxY, class_id)] in pixels, in order."""
+    """docs/SPEC.md 4 for one image: boxes = [(minX, minY, maxX, maxY, class_id)] in pixels, in order."""
     from gpu_media import PALETTE
 
     out = np.repeat(img_u8, 3, axis=2) if img_u8.shape[2] == 1 else img_u8.copy()

@@ -1,4 +1,4 @@
-"""SPEC 4: boxes parsed from both wandb forms and burned in as outlines."""
+"""docs/SPEC.md 4: boxes parsed from both wandb forms and burned in as outlines."""
 
 import numpy as np
 import pytest
@@ -136,7 +136,7 @@ def test_none_entries_draw_nothing(device):
     np.testing.assert_array_equal(draw(img, None, device), img)
 
 
-# --------------------------------------------------------------------------- SPEC 4 step 2 rounding
+# --------------------------------------------------------------------------- docs/SPEC.md 4 step 2 rounding
 
 
 def _columns_in_middle_row(out, orig, row):
@@ -331,7 +331,7 @@ def test_box_without_class_id_is_an_error(device):
     with pytest.raises(BoxError, match=r"^image 1, box key 'k', box 1: A box needs a class_id") as info:
         draw(img, [None, {"k": key(mm(0, 1, 0, 1), bad)}], device)
     assert (info.value.index, info.value.key, info.value.item) == (1, "k", bad)
-    # with class_labels too (wandb then accepts it; SPEC 4 requires class_id in both forms)
+    # with class_labels too (wandb then accepts it; docs/SPEC.md 4 requires class_id in both forms)
     with pytest.raises(BoxError, match=r"^image 0, box key 'k', box 0: A box needs a class_id"):
         draw(img, [{"k": key(bad, class_labels={0: "a"})}, None], device)
     # every position is checked first, as wandb validates before it builds its labels
@@ -427,7 +427,7 @@ def test_batched_form_equals_the_list_form(device):
     a = draw(img, batched, device, thickness=1, colors=colors)
     b = draw(img, listed, device, thickness=1, colors=colors)
     np.testing.assert_array_equal(a, b)
-    # and both follow SPEC 4: fractions times W=11 / H=9, later keys over earlier ones
+    # and both follow docs/SPEC.md 4: fractions times W=11 / H=9, later keys over earlier ones
     ref0 = draw_reference(img[0], [(0.5, 2.5, 10.5, 8.5, 1), (-2, 3, 4, 20, 1),
                                    (0.1 * 11, 0.1 * 9, 0.9 * 11, 0.5 * 9, 2)], 1, colors)
     np.testing.assert_array_equal(a[0], ref0)
@@ -757,7 +757,7 @@ def _box(draw_):
         x, y = (a + b) / 2, (c + d) / 2
         w, h = b - a, d - c
         pos = {"middle": [x, y], "width": w, "height": h}
-        bounds = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)  # SPEC 4 step 1
+        bounds = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)  # docs/SPEC.md 4 step 1
     box = {"position": pos, "class_id": cid}
     if pixel:
         box["domain"] = "pixel"

@@ -1,6 +1,6 @@
 """The ``gpu-media`` command: ``dump`` of an .npz and the bundled ``demo``.
 
-Pixels are checked against SPEC 2 / SPEC 4 as written in ``spec_reference``; the
+Pixels are checked against docs/SPEC.md 2 / docs/SPEC.md 4 as written in ``spec_reference``; the
 .npz inputs are built here in the format documented by ``gpu_media.cli.NPZ_HELP``.
 """
 
@@ -138,7 +138,7 @@ def test_dump_summary_index_and_pixels(device, tmp_path, capsys):
         assert (entry["format"], entry["width"], entry["height"]) == ("png", w, h)
         assert entry["path"].startswith("media/images/val_5_") and entry["path"].endswith(".png")
         got = decode_image(checked_file(out, entry))
-        np.testing.assert_array_equal(got, normalize_image(images[i]))  # SPEC 2, no boxes drawn
+        np.testing.assert_array_equal(got, normalize_image(images[i]))  # docs/SPEC.md 2, no boxes drawn
         assert set(entry["masks"]) == {"pred", "gt"}
         for key, want in (("pred", pred[i]), ("gt", gt[i])):
             m = entry["masks"][key]
@@ -215,7 +215,7 @@ def test_dump_jpeg(device, tmp_path, capsys, fmt):
         with Image.open(io.BytesIO(data)) as im:
             assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (w, h))
         buf = io.BytesIO()
-        Image.fromarray(images[i]).save(buf, format="JPEG", quality=75)  # SPEC 5: default quality 75
+        Image.fromarray(images[i]).save(buf, format="JPEG", quality=75)  # docs/SPEC.md 5: default quality 75
         ref = decode_image(buf.getvalue()).astype(np.float64)
         assert np.abs(decode_image(data).astype(np.float64) - ref).mean() <= 2.0
     assert not [f for f in all_files(out) if f.endswith(".png")]
@@ -228,7 +228,7 @@ def test_dump_draw_boxes(device, tmp_path, capsys, channels):
     shape = (n, h, w, 3) if channels == 3 else (n, h, w)
     images = rng.integers(0, 256, size=shape, dtype=np.uint8)
     # two keys, given as "zeta" before "alpha": the CLI reads entries sorted, so "alpha" is drawn
-    # first and "zeta" wins where they overlap (SPEC 4 step 5); fractional coordinates round half to even
+    # first and "zeta" wins where they overlap (docs/SPEC.md 4 step 5); fractional coordinates round half to even
     entries = {
         "images": images,
         "boxes__zeta__xyxy": np.array([[2, 2, 12, 10], [5.5, 4.5, 20.5, 17.5], [0, 0, 24, 20]], np.float32),
@@ -359,7 +359,7 @@ def test_demo_pixels_masks_and_summary(device, tmp_path, capsys):
         for key in mask_keys:
             np.testing.assert_array_equal(decode_image(checked_file(out, entry["masks"][key])), z[f"masks__{key}"][i])
 
-    # SPEC 2 + SPEC 4 pixels for the two images with the fewest boxes (the reference is per pixel)
+    # docs/SPEC.md 2 + docs/SPEC.md 4 pixels for the two images with the fewest boxes (the reference is per pixel)
     per_image = [sum(int((z[f"boxes__{k}__image_index"] == i).sum()) for k in box_keys) for i in range(n)]
     for i in sorted(range(n), key=lambda i: per_image[i])[:2]:
         boxes = [b for k in box_keys for b in _boxes_for_image(z, k, i)]  # keys in sorted order, as the CLI reads

@@ -1,4 +1,4 @@
-"""Input dtypes (SPEC 1, 3, 4): checked on the caller's array, before the device and any copy.
+"""Input dtypes (docs/SPEC.md 1, 3, 4): checked on the caller's array, before the device and any copy.
 
 Images, masks and the batched box columns take bool, every integer type, float16,
 float32 and float64. Anything else (object, string, bytes, void, datetime, timedelta,

@@ -1,4 +1,4 @@
-"""SPEC 6: wandb's layout and JSON, content-addressed names, atomic writes; both backends."""
+"""docs/SPEC.md 6: wandb's layout and JSON, content-addressed names, atomic writes; both backends."""
 
 import hashlib
 import json
@@ -61,7 +61,7 @@ def test_separated_json_matches_wandb_reference(device, tmp_path, reference_dir)
     assert list(ours) == list(ref)
     for k in ("_type", "width", "height", "format", "count", "captions"):
         assert ours[k] == ref[k]
-    # wandb names list files by index; ours are content-addressed (SPEC 6), same sha and size
+    # wandb names list files by index; ours are content-addressed (docs/SPEC.md 6), same sha and size
     for o, r in zip(ours["all_masks"], ref["all_masks"]):
         assert {k: v for k, v in o["gt"].items() if k != "path"} == {k: v for k, v in r["gt"].items() if k != "path"}
         assert o["gt"]["path"].startswith("media/images/mask/batch_4_")
@@ -127,7 +127,7 @@ def test_draw_boxes_burns_outlines(device, tmp_path):
     ("a\\..\\..\\b", "a\\..\\..\\b"), ("~", "~"), ("///a//b/", "a/b/"), ("x/./y", "x/_/y"),
 ])
 def test_keys_and_captions_never_escape(device, tmp_path, key, path):
-    # SPEC 6.2: wandb's make_file_path_upload_safe (tests/test_wandb_cases.py checks it against wandb)
+    # docs/SPEC.md 6.2: wandb's make_file_path_upload_safe (tests/test_wandb_cases.py checks it against wandb)
     out = tmp_path / "a" / "b"
     (d,) = gm.write_dump(out, np.zeros((1, 2, 2, 3), np.uint8), key=key, step="..", captions=["../../../evil"],
                          masks={"../m": {"mask_data": np.zeros((1, 2, 2), np.uint8)}}, device=device)
@@ -318,7 +318,7 @@ def test_interrupted_dump_is_finished_by_a_second_run(device, tmp_path, monkeypa
     clean = files_under(tmp_path / "clean")
     assert 0 < len(partial) < len(clean) and all(clean[f] == b for f, b in partial.items())
     # a kill -9 leaves a hidden temporary file; it is never mistaken for a real one, and the next
-    # dump removes it once its writer process is gone (SPEC 6.4; tests/test_dump_io.py)
+    # dump removes it once its writer process is gone (docs/SPEC.md 6.4; tests/test_dump_io.py)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = tmp_path / "dump" / "media" / "images" / f".run_0_x.png.{dead.pid}.deadbeef.tmp"

@@ -1,4 +1,4 @@
-"""SPEC 6.4: concurrent dumps, crashes and power loss lose nothing; overwrite; stale temporary files.
+"""docs/SPEC.md 6.4: concurrent dumps, crashes and power loss lose nothing; overwrite; stale temporary files.
 
 Also the progress bar and the folders a dump makes.
 """

@@ -1,4 +1,4 @@
-"""SPEC 5: PNG/BMP are lossless, JPEG quality and alpha, argument errors; both backends."""
+"""docs/SPEC.md 5: PNG/BMP are lossless, JPEG quality and alpha, argument errors; both backends."""
 
 import io
 import warnings
@@ -36,7 +36,7 @@ def test_list_of_differing_sizes(device):
 
 @pytest.mark.parametrize("mode,shape", [("L", (4, 5)), ("RGB", (4, 5, 3)), ("RGBA", (4, 5, 4))])
 def test_pil_images_are_encoded_as_they_are(device, mode, shape):
-    """SPEC 1: PIL images are taken as they are, alone or in a list with arrays."""
+    """docs/SPEC.md 1: PIL images are taken as they are, alone or in a list with arrays."""
     a = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
     im = Image.fromarray(a, mode)
     (one,) = gm.encode(im, device=device)

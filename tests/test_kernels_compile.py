@@ -153,7 +153,7 @@ def test_ptx_defines_every_launched_kernel(compiler, tmp_path):
     entries = set(re.findall(r"\.entry\s+(\w+)\s*\(", ptx.decode()))
     missing = sorted(set(cuda_kernels.kernel_names()) - entries)
     assert not missing, f"kernels launched but not defined: {missing}"
-    # nothing compiled on the device uses FMA contraction of the SPEC 2 math
+    # nothing compiled on the device uses FMA contraction of the docs/SPEC.md 2 math
     assert "fma.rn.f32" not in ptx.decode() and "fma.rn.f64" not in ptx.decode()
 
 

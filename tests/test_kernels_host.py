@@ -1,7 +1,7 @@
 """The CUDA kernels' math and indexing, built for the host and checked bit for bit against cpu_fallback.
 
 ``gpu_media/kernels/*.cuh`` hold every per-element and per-pixel function of the
-kernels (SPEC 2 conversion, range keys and branch codes, SPEC 3 mask classes, SPEC 4
+kernels (docs/SPEC.md 2 conversion, range keys and branch codes, docs/SPEC.md 3 mask classes, docs/SPEC.md 4
 outline test, the strided indexing and the tile decomposition). They compile with a
 host C++ compiler too; ``tests/kernels_host_shim.cpp`` loops them over arrays and
 provides serial twins of every kernel entry point (same names and arguments). This
@@ -102,7 +102,7 @@ def cpu_to_u8(x: np.ndarray, code: int) -> np.ndarray:
 
 
 def float_cases(dtype) -> np.ndarray:
-    """Boundary values of SPEC 2 in ``dtype``, each with its 2 neighbours either side."""
+    """Boundary values of docs/SPEC.md 2 in ``dtype``, each with its 2 neighbours either side."""
     dt = np.dtype(dtype)
     f = dt.type
     fi = np.finfo(dt)
@@ -177,7 +177,7 @@ def test_float_to_half_rounding(lib):
     np.testing.assert_array_equal(out[~nan], ref.view(np.uint16)[~nan])
 
 
-# ---- SPEC 2 per element ---------------------------------------------------------------------
+# ---- docs/SPEC.md 2 per element ---------------------------------------------------------------------
 
 @FTZ
 @pytest.mark.parametrize("code", [0, 1, 2])
@@ -243,7 +243,7 @@ def test_no_finite_value_decodes_to_inf(dtype):
         assert np.all(lo == np.inf) and np.all(hi == -np.inf)
 
 
-# ---- SPEC 3 per element ---------------------------------------------------------------------
+# ---- docs/SPEC.md 3 per element ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(("dtype", "ftz"), [(d, False) for d in ALL_DTYPES] + [("float16", True), ("float32", True)])
 def test_mask_classes(lib, dtype, ftz):
@@ -270,7 +270,7 @@ def test_mask_classes(lib, dtype, ftz):
     np.testing.assert_array_equal(cls, ref)
 
 
-# ---- SPEC 4 per pixel -----------------------------------------------------------------------
+# ---- docs/SPEC.md 4 per pixel -----------------------------------------------------------------------
 
 def _cpu_outline_mask(rect, t, h, w):
     img = np.zeros((1, h, w, 3), np.uint8)

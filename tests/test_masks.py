@@ -1,4 +1,4 @@
-"""SPEC 3: masks checked against their images; the report is a per-class pixel count."""
+"""docs/SPEC.md 3: masks checked against their images; the report is a per-class pixel count."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from media_helpers import host  # noqa: F401  (the report is plain Python; host(
 
 
 def expected_counts(mask):
-    """SPEC 3: the classes present in one (H,W) mask and their pixel counts, by np.unique."""
+    """docs/SPEC.md 3: the classes present in one (H,W) mask and their pixel counts, by np.unique."""
     vals, counts = np.unique(np.asarray(mask).astype(np.int64), return_counts=True)
     return {int(v): int(c) for v, c in zip(vals, counts)}
 

@@ -1,4 +1,4 @@
-"""SPEC 1-2: inputs, layouts, dtypes and per-image normalization, on both backends."""
+"""docs/SPEC.md 1-2: inputs, layouts, dtypes and per-image normalization, on both backends."""
 
 import numpy as np
 import pytest
@@ -74,7 +74,7 @@ def test_non_finite_values(device):
 
 def test_float16_rounds_after_each_operation(device):
     # every float16 in [0, 1): where rounding x*255 to float16 crosses an integer,
-    # SPEC 2 (and NumPy) take the float16 value, not the exact float32 product
+    # docs/SPEC.md 2 (and NumPy) take the float16 value, not the exact float32 product
     v = np.arange(0, 1, 2**-11, dtype=np.float64).astype(np.float16)
     exact = np.trunc(v.astype(np.float32) * np.float32(255))
     f16 = np.trunc((v * np.float16(255)).astype(np.float32))

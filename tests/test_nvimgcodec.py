@@ -91,7 +91,7 @@ def test_cpu_only_jpeg_batch_decodes_like_pillow():
         # same quality scale as libjpeg/Pillow: identical quantization tables
         with Image.open(io.BytesIO(b)) as ours, Image.open(io.BytesIO(r)) as pil:
             assert ours.quantization == pil.quantization
-        assert np.abs(d.astype(int) - decode(r)[3].astype(int)).mean() <= 2.0  # SPEC 5
+        assert np.abs(d.astype(int) - decode(r)[3].astype(int)).mean() <= 2.0  # docs/SPEC.md 5
 
 
 @needs_nvimgcodec
@@ -278,7 +278,7 @@ def test_gpu_nvjpeg_from_cupy_batch(quality):
         assert (fmt, mode, size) == ("JPEG", "RGB", (256, 256))
         assert sampling(b) == 2
         assert psnr(d, a) > 30
-        assert np.abs(d.astype(int) - decode(r)[3].astype(int)).mean() <= 2.0  # SPEC 5
+        assert np.abs(d.astype(int) - decode(r)[3].astype(int)).mean() <= 2.0  # docs/SPEC.md 5
 
 
 @pytest.mark.gpu

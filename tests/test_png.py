@@ -1,4 +1,4 @@
-"""The GPU PNG encoder's parts without a GPU (SPEC 5): row filters, Adler-32, file assembly.
+"""The GPU PNG encoder's parts without a GPU (docs/SPEC.md 5): row filters, Adler-32, file assembly.
 
 * ``gpu_media/kernels/png.cuh`` built for the host (tests/kernels_host_shim.cpp): the
   per-row filter and libpng's choice against the NumPy reference

@@ -2,7 +2,7 @@
 
 Every test checks what wandb actually recorded: the files in the offline run's
 ``files/`` folder and the history / config records in its ``run-*.wandb`` log.
-Expected pixels come from SPEC 2 (``spec_reference``) or from plain ``wandb.Image``
+Expected pixels come from docs/SPEC.md 2 (``spec_reference``) or from plain ``wandb.Image``
 on the same uint8 pixels, never from gpu_media's own output.
 """
 
@@ -205,7 +205,7 @@ LABELS = {0: "background", 1: "car", 2: "road"}
 
 def test_log_batch_with_masks_boxes_captions(device, tmp_path):
     images, pred, gt = _batch()
-    images_f = images.astype(np.float32) / 255.0  # [0,1] floats: SPEC 2's first row
+    images_f = images.astype(np.float32) / 255.0  # [0,1] floats: docs/SPEC.md 2's first row
     xyxy = np.array([[1, 2, 10, 11], [0.5, 0, 16, 6.5], [3, 3, 4, 4], [2, 1, 14, 9]], dtype=np.float64)
     box_img = np.array([0, 0, 2, 2])
     box_cls = np.array([1, 2, 2, 1])
@@ -229,7 +229,7 @@ def test_log_batch_with_masks_boxes_captions(device, tmp_path):
     assert (val["count"], val["width"], val["height"], val["format"]) == (3, 16, 12, "png")
     assert val["captions"] == captions
 
-    # images: present, lossless, exactly SPEC 2 pixels, content-addressed by their sha256
+    # images: present, lossless, exactly docs/SPEC.md 2 pixels, content-addressed by their sha256
     assert len(val["filenames"]) == 3
     for i, rel in enumerate(val["filenames"]):
         assert rel.startswith("media/images/") and rel.endswith(".png")
@@ -315,7 +315,7 @@ def test_same_bytes_as_plain_wandb_image(device, tmp_path, channels):
         np.testing.assert_array_equal(hwc(decode_image(da)), hwc(batch[i]))
         if device == "cpu":
             # at level 6 the CPU backend encodes as wandb does (Pillow's PNG defaults): same bytes, sha256
-            # and so the same content-addressed name. SPEC 5 promises GPU PNGs only the pixels.
+            # and so the same content-addressed name. docs/SPEC.md 5 promises GPU PNGs only the pixels.
             assert da == db
             assert os.path.basename(ra).split("_", 1)[1] == os.path.basename(rb).split("_", 1)[1]
         ma, mb = a["all_masks"][i]["m"], b["all_masks"][i]["m"]
@@ -327,7 +327,7 @@ def test_same_bytes_as_plain_wandb_image(device, tmp_path, channels):
 
 
 def test_mask_files_named_like_wandb(device, tmp_path):
-    # wandb names mask files <key>_<step>_<sha[:20]>.mask.png (SPEC 6, reference README); a mask
+    # wandb names mask files <key>_<step>_<sha[:20]>.mask.png (docs/SPEC.md 6, reference README); a mask
     # handed over by path gets only os.path.splitext's ".png" unless its extension is set
     images, pred, _ = _batch(n=2)
     with offline_run(tmp_path) as run:
@@ -342,7 +342,7 @@ def test_mask_files_named_like_wandb(device, tmp_path):
 
 
 def test_path_masks_logged_as_wandb_logs_them(device, tmp_path):
-    # {"path": file}: the file's bytes and last extension, no labels (SPEC 3), as wandb's own ImageMask
+    # {"path": file}: the file's bytes and last extension, no labels (docs/SPEC.md 3), as wandb's own ImageMask
     images, pred, _ = _batch(n=2)
     paths = []
     for i, ext in enumerate((".mask.png", ".bmp")):
@@ -432,7 +432,7 @@ def test_jpeg_file_type(device, tmp_path):
         assert data[:3] == b"\xff\xd8\xff"
         with Image.open(io.BytesIO(data)) as im:
             assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (w, h))
-        # SPEC 5: quality 75 by default; within MAD 2.0 of Pillow's (libjpeg's) encoding of the pixels
+        # docs/SPEC.md 5: quality 75 by default; within MAD 2.0 of Pillow's (libjpeg's) encoding of the pixels
         buf = io.BytesIO()
         Image.fromarray(batch[i]).save(buf, format="JPEG", quality=75)
         ref = decode_image(buf.getvalue()).astype(np.float64)

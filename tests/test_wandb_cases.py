@@ -1,4 +1,4 @@
-"""Dumps match wandb 0.31 where SPEC does not say otherwise (SPEC 3, 4, 6.2; issue 9.2).
+"""Dumps match wandb 0.31 where SPEC does not say otherwise (docs/SPEC.md 3, 4, 6.2; issue 9.2).
 
 Each case is checked twice: against the output of wandb 0.31 recorded in
 ``tests/data/wandb-0.31-cases/`` (always), and against the installed ``wandb``
@@ -66,7 +66,7 @@ def _no_sha(obj):
 def _same_json(got, want, device):
     """CPU at compression_level=6 writes wandb's PNG bytes: the whole JSON is equal.
 
-    The GPU backend promises the pixels only (SPEC 5), so there images and masks are
+    The GPU backend promises the pixels only (docs/SPEC.md 5), so there images and masks are
     compared by name without the hash.
     """
     if device == "cpu":

@@ -521,7 +521,7 @@ def write_coco_dump(out_dir: str | os.PathLike, images_dir: str | os.PathLike, i
         score_threshold: as for :func:`load_coco`.
         skip_bad: as for :func:`load_coco`.
         batch_size: images decoded and written at once (bounds memory).
-        device: "auto", "cpu" or "gpu" for the pipeline (SPEC 1's device rule).
+        device: "auto", "cpu" or "gpu" for the pipeline (docs/SPEC.md 1's device rule).
         reader: how images are decoded (see :func:`batches`).
         dump_kwargs: file_type, quality, compression_level, draw_boxes, ... of
             :func:`gpu_media.write_dump` (the fields of
