@@ -33,7 +33,8 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from importlib import resources
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from ..errors import MediaError
 
 __all__ = [
     "GT_KEY", "PRED_KEY", "COCO_EXTRA", "COCO_HELP", "CocoWarning", "CocoImage", "CocoDataset",
-    "load_coco", "rasterize", "read_image", "batch", "batches", "write_coco_dump", "dump_coco",
+    "DemoCoco", "demo_coco", "load_coco", "rasterize", "read_image", "batch", "batches", "write_coco_dump", "dump_coco",
 ]
 
 GT_KEY = "ground_truth"
@@ -194,6 +195,37 @@ class _Problems:
         self.skipped[kind] += 1
         self.messages.append(str(exc))
         warnings.warn(f"skipped: {exc}", CocoWarning, stacklevel=3)
+
+
+class DemoCoco(NamedTuple):
+    """Paths of the bundled COCO demo (:func:`demo_coco`)."""
+
+    images_dir: str
+    instances: str
+    predictions: str
+
+
+def demo_coco() -> DemoCoco:
+    """The bundled COCO-format demo: 8 photographs with real annotations (``gpu_media/demo/coco/``).
+
+    Made by ``scripts/make_coco_demo.py`` from scikit-image's freely licensed samples
+    (``gpu_media/demo/SOURCES.md``); what ``gpu-media dump ... --coco`` is tried on in
+    the README.
+
+    Returns:
+        ``DemoCoco(images_dir, instances, predictions)``: the images folder, the
+        instances file (ground truth: boxes and polygons) and a results file
+        (predictions with scores), as absolute paths.
+
+    Examples:
+        >>> demo = demo_coco()
+        >>> ds = load_coco(demo.images_dir, demo.instances, demo.predictions)
+        >>> len(ds.images), ds.images[0].file_name, ds.categories[1]
+        (8, 'astronaut.jpg', 'dark object')
+    """
+    root = str(resources.files("gpu_media.demo").joinpath("coco"))
+    return DemoCoco(os.path.join(root, "images"), os.path.join(root, "instances.json"),
+                    os.path.join(root, "results.json"))
 
 
 def load_coco(  # noqa: C901 - the input's checks in file order, one branch per rule and message
@@ -401,18 +433,9 @@ def read_image(img: CocoImage) -> np.ndarray:
     EXIF orientation is not applied: COCO coordinates refer to the stored pixels.
 
     Examples:
-        >>> import json, os, tempfile
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> folder = tempfile.mkdtemp()
-        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
-        >>> instances = os.path.join(folder, "instances.json")
-        >>> with open(instances, "w") as f:
-        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
-        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
-        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
-        >>> read_image(load_coco(folder, instances).images[0]).shape
-        (4, 6, 3)
+        >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
+        >>> read_image(load_coco(demo.images_dir, demo.instances).images[0]).shape
+        (256, 256, 3)
     """
     from PIL import Image
 
@@ -448,20 +471,13 @@ def batch(ds: CocoDataset, images: list[CocoImage], arrays: list[Any]) -> dict[s
     """The write_dump arguments (images, masks, boxes, captions) of some images of ``ds``.
 
     Examples:
-        >>> import json, os, tempfile
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> folder = tempfile.mkdtemp()
-        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
-        >>> instances = os.path.join(folder, "instances.json")
-        >>> with open(instances, "w") as f:
-        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
-        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
-        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
-        >>> ds = load_coco(folder, instances)
-        >>> part = batch(ds, ds.images, [read_image(im) for im in ds.images])
-        >>> part["captions"], part["boxes"]["ground_truth"]["xyxy"].tolist(), part["masks"]
-        (['a.png'], [[1.0, 1.0, 4.0, 3.0]], None)
+        >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
+        >>> ds = load_coco(demo.images_dir, demo.instances)
+        >>> part = batch(ds, ds.images[:2], [read_image(im) for im in ds.images[:2]])
+        >>> part["captions"], part["boxes"]["ground_truth"]["xyxy"][:2].tolist()
+        (['astronaut.jpg', 'chelsea.jpg'], [[0.0, 58.0, 183.0, 256.0], [137.0, 0.0, 256.0, 256.0]])
+        >>> part["masks"]["ground_truth"]["mask_data"][0].shape, part["images"][1].shape
+        ((256, 256), (256, 256, 3))
     """
     mask_labels = {0: "background", **{c: n for c, n in ds.categories.items() if 0 < c <= 255}}
     masks = {}
@@ -485,18 +501,9 @@ def batches(ds: CocoDataset, batch_size: int = 64,
     Pillow on the host; :func:`gpu_media.dali_reader.read_batch` decodes on the GPU).
 
     Examples:
-        >>> import json, os, tempfile
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> folder = tempfile.mkdtemp()
-        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
-        >>> instances = os.path.join(folder, "instances.json")
-        >>> with open(instances, "w") as f:
-        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
-        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
-        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
-        >>> [len(part["images"]) for part in batches(load_coco(folder, instances), batch_size=1)]
-        [1]
+        >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
+        >>> [len(part["images"]) for part in batches(load_coco(demo.images_dir, demo.instances), batch_size=3)]
+        [3, 3, 2]
     """
     read = reader or (lambda part: [read_image(im) for im in part])
     for lo in range(0, len(ds.images), batch_size):
@@ -541,20 +548,12 @@ def write_coco_dump(out_dir: str | os.PathLike, images_dir: str | os.PathLike, i
         TypeError: an unknown keyword in ``dump_kwargs``.
 
     Examples:
-        >>> import json, os, tempfile
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> folder = tempfile.mkdtemp()
-        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
-        >>> instances = os.path.join(folder, "instances.json")
-        >>> with open(instances, "w") as f:
-        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
-        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
-        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
-        >>> out = os.path.join(folder, "dump")
-        >>> ds, dicts = write_coco_dump(out, folder, instances, draw_boxes=True)
+        >>> import os, tempfile
+        >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
+        >>> out = os.path.join(tempfile.mkdtemp(), "dump")
+        >>> ds, dicts = write_coco_dump(out, demo.images_dir, demo.instances, draw_boxes=True)
         >>> len(dicts), dicts[0]["caption"], sorted(dicts[0]["boxes"]), ds.skipped
-        (1, 'a.png', ['ground_truth'], {'images': 0, 'annotations': 0, 'predictions': 0})
+        (8, 'astronaut.jpg', ['ground_truth'], {'images': 0, 'annotations': 0, 'predictions': 0})
         >>> os.path.exists(os.path.join(out, "coco_0.index.json"))
         True
     """
@@ -592,17 +591,9 @@ def dump_coco(out_dir: str | os.PathLike, images_dir: str | os.PathLike, instanc
         as :func:`write_coco_dump`.
 
     Examples:
-        >>> import json, os, tempfile
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> folder = tempfile.mkdtemp()
-        >>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(os.path.join(folder, "a.png"))
-        >>> instances = os.path.join(folder, "instances.json")
-        >>> with open(instances, "w") as f:
-        ...     json.dump({"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 6}],
-        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 2, "bbox": [1, 1, 3, 2]}],
-        ...                "categories": [{"id": 2, "name": "cat"}]}, f)
-        >>> ds, dicts = dump_coco(os.path.join(folder, "out"), folder, instances, None,
+        >>> import os, tempfile
+        >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
+        >>> ds, dicts = dump_coco(os.path.join(tempfile.mkdtemp(), "out"), demo.images_dir, demo.instances, None,
         ...                       DumpOptions(file_type="jpg"), key="val")
         >>> dicts[0]["path"].startswith("media/images/val_0_"), dicts[0]["format"]
         (True, 'jpg')
