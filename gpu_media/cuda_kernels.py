@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,6 +40,90 @@ BLOCK = 256  # GM_BLOCK in kernels.cu: every kernel is launched with this many t
 TILE = 1 << 14  # elements per block-tile of the range and mask reductions
 MAX_BLOCKS = 1 << 16  # grid cap; the kernels loop (grid-stride) over the rest
 
+# docs/SPEC.md 2 conversion paths (issue 11.3): "two-pass" (gm_range_<t>, gm_codes, gm_convert_<t>:
+# the input is read twice from device memory) and "fused" (gm_normalize_<t>: ranges and
+# conversion in one kernel, scheduled so an image's second read hits L2; see fused_plan).
+NORMALIZE_METHODS = ("two-pass", "fused")
+DEFAULT_NORMALIZE_METHOD = "two-pass"  # "fused" waits for a GPU run's parity and speed (README)
+# The fused kernel's knobs (fused_plan): pixels per ticket, blocks per SM (a persistent
+# grid; more blocks only queue), and the share of L2 that the images between an image's
+# range and its conversion may fill.
+FUSED_TILE_PIXELS = 2048
+FUSED_BLOCKS_PER_SM = 4
+FUSED_L2_FRACTION = 0.25
+
+
+class DeviceInfo(NamedTuple):
+    """What the fused kernel's plan needs of the device: its SM count and L2 size in bytes."""
+
+    sms: int
+    l2_bytes: int
+
+
+# A100's (108 SMs, 40 MiB): the plan's assumption where the device is not known.
+DEFAULT_DEVICE = DeviceInfo(108, 40 << 20)
+
+
+class FusedPlan(NamedTuple):
+    """Launch geometry of ``gm_normalize_<t>`` (see :func:`fused_plan`)."""
+
+    tile_px: int  # pixels per ticket
+    tiles: int  # tickets per image and phase
+    lag: int  # images between an image's range tickets and its convert tickets
+    tickets: int  # 2 * n * tiles
+    blocks: int  # grid size
+
+
+def fused_plan(n: int, h: int, w: int, c: int, itemsize: int, device: DeviceInfo = DEFAULT_DEVICE, *,
+               tile_px: int | None = None, blocks_per_sm: int | None = None,
+               l2_fraction: float | None = None, lag: int | None = None) -> FusedPlan:
+    """Host-side plan of the fused docs/SPEC.md 2 kernel for n images of (h, w, c) elements of ``itemsize`` bytes.
+
+    Tickets (``fused_ticket`` in kernels/normalize.cuh) run image by image, the range
+    tickets of image s beside the convert tickets of image s - lag. ``lag`` is the
+    larger of: the images whose bytes fill ``l2_fraction`` of L2 (their second read
+    then hits L2), and the images the grid holds in flight at once (about
+    blocks / (2 * tiles): with fewer, a convert ticket would wait for its image's last
+    range tickets). At least 1, at most n; any value is correct, only speed depends on
+    it (``lag`` given: that, clamped to [1, n]). Defaults: :data:`FUSED_TILE_PIXELS`,
+    :data:`FUSED_BLOCKS_PER_SM`, :data:`FUSED_L2_FRACTION`. Raises ValueError on n, h,
+    w, c or itemsize < 1, and on knobs out of range.
+    """
+    if min(n, h, w, c, itemsize) < 1:
+        raise ValueError(f"fused_plan needs n, h, w, c, itemsize >= 1, got {(n, h, w, c, itemsize)}")
+    tile_px = FUSED_TILE_PIXELS if tile_px is None else int(tile_px)
+    blocks_per_sm = FUSED_BLOCKS_PER_SM if blocks_per_sm is None else int(blocks_per_sm)
+    l2_fraction = FUSED_L2_FRACTION if l2_fraction is None else float(l2_fraction)
+    if tile_px < 1 or blocks_per_sm < 1 or not 0 <= l2_fraction <= 1:
+        raise ValueError(f"bad fused plan knobs: tile_px {tile_px}, blocks_per_sm {blocks_per_sm}, "
+                         f"l2_fraction {l2_fraction}")
+    hw = h * w
+    tiles = -(-hw // tile_px)
+    tickets = 2 * n * tiles
+    blocks = int(max(1, min(tickets, MAX_BLOCKS, max(1, device.sms) * blocks_per_sm)))
+    in_flight = -(-blocks // (2 * tiles)) + 1
+    fits = int(l2_fraction * device.l2_bytes) // (hw * c * itemsize)
+    lag = int(max(1, min(n, max(in_flight, fits) if lag is None else int(lag))))
+    return FusedPlan(tile_px, tiles, lag, tickets, blocks)
+
+
+def fused_schedule(n: int, tiles: int, lag: int) -> np.ndarray:
+    """(2*n*tiles, 3) int64: (phase, image, tile) of each ticket in order; phase 0 range, 1 convert.
+
+    The order of ``fused_ticket`` (kernels/normalize.cuh), written out in NumPy for the
+    tests and for reading: they check the two agree and that every range ticket of an
+    image precedes each of its convert tickets (what makes the kernel deadlock-free).
+    """
+    lag = max(1, min(n, lag))
+    units = [(0, s) for s in range(lag)]
+    for s in range(lag, n):
+        units += [(0, s), (1, s - lag)]
+    units += [(1, s) for s in range(n - lag, n)]
+    out = np.empty((len(units) * tiles, 3), np.int64)
+    for u, (phase, img) in enumerate(units):
+        out[u * tiles:(u + 1) * tiles] = np.stack([np.full(tiles, phase), np.full(tiles, img), np.arange(tiles)], 1)
+    return out
+
 SUFFIXES = ("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64", "f16", "f32", "f64")
 _MIN_INIT = {"f": 0xFFF0000000000000, "i": 0xFFFFFFFFFFFFFFFF, "u": 0xFFFFFFFFFFFFFFFF}
 _MAX_INIT = {"f": 0x000FFFFFFFFFFFFF, "i": 0, "u": 0}  # keys of -inf / the smallest value
@@ -47,7 +132,7 @@ _SIGN = np.uint64(1 << 63)
 
 def kernel_names() -> list[str]:
     """Every ``extern "C"`` kernel of ``kernels.cu`` that this module launches."""
-    return [f"gm_{k}_{s}" for k in ("range", "convert", "mask") for s in SUFFIXES] + [
+    return [f"gm_{k}_{s}" for k in ("range", "convert", "normalize", "mask") for s in SUFFIXES] + [
         "gm_codes", "gm_outlines", "gm_png_filter", "gm_png_adler"]
 
 
@@ -202,12 +287,19 @@ def image_ranges(x, *, xp, launch):
     return keys
 
 
-def normalize(x, layout: str, normalize: bool = True, *, xp, launch):
+def normalize(x, layout: str, normalize: bool = True, *, xp, launch, method: str = DEFAULT_NORMALIZE_METHOD,
+              device: DeviceInfo = DEFAULT_DEVICE, **plan):
     """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" of any supported dtype -> uint8 (N,H,W,C) (docs/SPEC.md 2).
 
-    Any strides (views, slices, negative steps). Three launches for the whole batch:
-    per-image ranges (skipped when ``normalize`` is False), branch codes, conversion.
+    Any strides (views, slices, negative steps). ``method`` (one of
+    :data:`NORMALIZE_METHODS`) with ``normalize`` True: "two-pass" is three launches for
+    the whole batch (per-image ranges, branch codes, conversion); "fused" is one launch
+    of ``gm_normalize_<t>``, planned by :func:`fused_plan` from ``device`` and ``plan``
+    (its keyword knobs). Both give the same bits. ``normalize`` False is one conversion
+    launch either way. Raises ValueError on an unknown method.
     """
+    if method not in NORMALIZE_METHODS:
+        raise ValueError(f"normalize method {method!r} is not one of {NORMALIZE_METHODS}")
     if layout == "NCHW":
         x = x.transpose(0, 2, 3, 1)
     if x.dtype == np.bool_:
@@ -216,6 +308,18 @@ def normalize(x, layout: str, normalize: bool = True, *, xp, launch):
     n, h, w, c = (int(v) for v in x.shape)
     out = xp.empty((n, h, w, c), dtype=xp.uint8)
     if out.size == 0:
+        return out
+    if normalize and method == "fused":
+        p = fused_plan(n, h, w, c, x.dtype.itemsize, device, **plan)
+        kind = key_kind(x.dtype)
+        state = np.zeros(3 * n + 1, dtype=np.uint64)  # keys | done | ticket counter, one copy to the device
+        state[0:2 * n:2] = np.uint64(_MIN_INIT[kind])
+        state[1:2 * n:2] = np.uint64(_MAX_INIT[kind])
+        codes = xp.empty(n, dtype=xp.uint8)
+        dense = images_dense(x.shape[1:], (sh, sw, sc))
+        launch(f"gm_normalize_{suffix(x.dtype)}", p.blocks,
+               (x, out, *_i64(n, h, w, c, sn, sh, sw, sc), np.int32(dense), *_i64(p.tile_px, p.lag), xp.asarray(state),
+                codes))
         return out
     if normalize:
         keys = image_ranges(x, xp=xp, launch=launch)

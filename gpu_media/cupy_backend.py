@@ -101,13 +101,48 @@ def _launch(kernel: str, blocks: int, args) -> None:
     fn((blocks,), (_k.BLOCK,), tuple(args))
 
 
+_device_infos: dict = {}  # device id -> cuda_kernels.DeviceInfo
+
+
+def _device_info():
+    """SM count and L2 bytes of the current device (for the fused normalize kernel's plan), cached."""
+    dev = cupy.cuda.Device().id
+    info = _device_infos.get(dev)
+    if info is None:
+        props = cupy.cuda.runtime.getDeviceProperties(dev)
+        info = _k.DeviceInfo(int(props.get("multiProcessorCount") or _k.DEFAULT_DEVICE.sms),
+                             int(props.get("l2CacheSize") or _k.DEFAULT_DEVICE.l2_bytes))
+        _device_infos[dev] = info
+    return info
+
+
+def normalize_method() -> str:
+    """The docs/SPEC.md 2 conversion path: ``GPU_MEDIA_NORMALIZE`` ("two-pass" or "fused"), else the default.
+
+    "two-pass" (the default: :data:`cuda_kernels.DEFAULT_NORMALIZE_METHOD`) reads the
+    input twice (ranges, then conversion); "fused" is one kernel that reads each image
+    about once from device memory (opt-in until a GPU run has checked it, see README).
+    Raises ValueError on any other value (as ``GPU_MEDIA_DEVICE`` does).
+    """
+    import os
+
+    method = os.environ.get("GPU_MEDIA_NORMALIZE", "").strip().lower() or _k.DEFAULT_NORMALIZE_METHOD
+    if method not in _k.NORMALIZE_METHODS:
+        raise ValueError(f"GPU_MEDIA_NORMALIZE must be one of {', '.join(_k.NORMALIZE_METHODS)}, got {method!r}")
+    return method
+
+
 def normalize(x, layout: str, normalize: bool = True):
     """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" CuPy array of any supported dtype -> uint8 (N,H,W,C) CuPy.
 
-    docs/SPEC.md 2, bit for bit as ``cpu_fallback.normalize``: per-image ranges over finite
-    values in one reduction over the batch, then one conversion pass.
+    docs/SPEC.md 2, bit for bit as ``cpu_fallback.normalize``, by the path
+    :func:`normalize_method` names: per-image ranges over finite values in one
+    reduction over the batch, then one conversion pass ("two-pass"); or both in one
+    kernel ("fused"). Raises ValueError on a bad ``GPU_MEDIA_NORMALIZE``.
     """
-    return _k.normalize(cupy.asarray(x), layout, normalize, xp=cupy, launch=_launch)
+    method = normalize_method()
+    return _k.normalize(cupy.asarray(x), layout, normalize, xp=cupy, launch=_launch, method=method,
+                        device=_device_info() if method == "fused" else _k.DEFAULT_DEVICE)
 
 
 def mask_stats(masks):

@@ -128,7 +128,12 @@ def fake_cupy(lib, log: list | None = None):
         assert kind == 2 and size >= 0  # cudaMemcpyDeviceToHost
         ctypes.memmove(dst, src, size)
 
-    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, memcpyAsync=memcpy_async, memcpyDeviceToHost=2)
+    def device_properties(dev):  # a small device: the fused kernel's plan sees 4 SMs and 1 MiB of L2
+        assert dev == 0
+        return {"multiProcessorCount": 4, "l2CacheSize": 1 << 20, "name": b"host twins"}
+
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, memcpyAsync=memcpy_async, memcpyDeviceToHost=2,
+                                    getDeviceProperties=device_properties)
     cp.cuda = types.SimpleNamespace(runtime=runtime, Device=Device, get_current_stream=Stream, Stream=Stream)
     cpx = types.ModuleType("cupyx")
     cpx.empty_pinned = lambda shape, dtype=float, order="C": np.empty(shape, dtype=dtype, order=order)

@@ -98,6 +98,52 @@ void mask_serial(const T* m, i64 n, i64 h, i64 w, i64 sn, i64 sh, i64 sw, int de
     }
 }
 
+// Threads of the fused twin's "block": GM_BLOCK (256) as on the device, or any other count
+// (gmh_set_fused_threads), so the per-thread strides and the loads past a tile's end are
+// exercised at small sizes.
+int g_fused_threads = 256;
+
+// Serial twin of gm_normalize_<t> (kernels.cu fused_impl): the tickets in counter order,
+// each by g_fused_threads "threads" in turn (fused_range_thread / fused_convert_thread,
+// their keys folded as block_reduce folds them), the keys folded into the image's as the
+// atomics do. A convert ticket reads its image's keys when it comes, so a schedule that
+// let one run before all of its image's range tickets would give wrong pixels. state and
+// codes as on the device; the counter ends at the number of tickets, done[i] at tiles.
+template <typename T>
+void fused_serial(const T* x, u8* out, i64 n, i64 h, i64 w, i64 c, i64 sn, i64 sh, i64 sw, i64 sc, int dense,
+                  i64 tile_px, i64 lag, u64* state, u8* codes) {
+    const char kind = key_kind(T());
+    const u64 init_min = key_min_init(kind), init_max = key_max_init(kind);
+    u64* keys = state;
+    u64* done = state + 2 * n;
+    u64* counter = state + 3 * n;
+    const i64 hw = h * w, tiles = (hw + tile_px - 1) / tile_px, total = fused_tickets(n, tiles);
+    for (i64 t = (i64)(*counter)++; t < total; t = (i64)(*counter)++) {
+        int phase;
+        i64 img, k;
+        fused_ticket(t, n, tiles, lag, &phase, &img, &k);
+        const i64 p0 = k * tile_px, p1 = p0 + tile_px < hw ? p0 + tile_px : hw;
+        if (phase == FUSED_RANGE) {
+            u64 bmin = init_min, bmax = init_max;
+            for (int tid = 0; tid < g_fused_threads; ++tid) {
+                u64 kmin = init_min, kmax = init_max;
+                fused_range_thread(x + img * sn, p0 * c, p1 * c, w, c, sh, sw, sc, dense, tid, g_fused_threads, &kmin,
+                                   &kmax);
+                bmin = kmin < bmin ? kmin : bmin;
+                bmax = kmax > bmax ? kmax : bmax;
+            }
+            if (bmin < keys[2 * img]) keys[2 * img] = bmin;
+            if (bmax > keys[2 * img + 1]) keys[2 * img + 1] = bmax;
+            done[img] += 1;
+        } else {
+            const u8 code = branch_code_from_keys(kind, keys[2 * img], keys[2 * img + 1]);
+            codes[img] = code;
+            for (int tid = 0; tid < g_fused_threads; ++tid)
+                fused_convert_thread(x, out, img, p0, p1, h, w, c, sn, sh, sw, sc, codes, code, tid, g_fused_threads);
+        }
+    }
+}
+
 }  // namespace
 
 #define GMH_TYPED(SUFFIX, T)                                                                          \
@@ -126,6 +172,14 @@ void mask_serial(const T* m, i64 n, i64 h, i64 w, i64 sn, i64 sh, i64 sw, int de
                                         long long sw, long long sc, const unsigned char* codes) {    \
         FtzScope ftz;                                                                                \
         convert_serial<T>(x, out, n, h, w, c, sn, sh, sw, sc, codes);                                \
+    }                                                                                                 \
+    extern "C" void gm_normalize_##SUFFIX(const T* x, unsigned char* out, long long n, long long h,  \
+                                          long long w, long long c, long long sn, long long sh,     \
+                                          long long sw, long long sc, int dense, long long tile_px, \
+                                          long long lag, unsigned long long* state,                  \
+                                          unsigned char* codes) {                                    \
+        FtzScope ftz;                                                                                \
+        fused_serial<T>(x, out, n, h, w, c, sn, sh, sw, sc, dense, tile_px, lag, state, codes);     \
     }                                                                                                 \
     extern "C" void gm_mask_##SUFFIX(const T* m, long long n, long long h, long long w, long long sn, \
                                      long long sh, long long sw, int dense, long long tile,          \
@@ -158,6 +212,25 @@ extern "C" void gm_outlines(const unsigned char* img, unsigned char* out, long l
     for (long long p = 0; p < n * h * w; ++p) outline_pixel(img, out, p, h, w, c_in, rects, colors, offsets, thickness);
 }
 
+// The fused twin's threads per block (see g_fused_threads); returns the previous count.
+extern "C" int gmh_set_fused_threads(int threads) {
+    const int prev = g_fused_threads;
+    g_fused_threads = threads;
+    return prev;
+}
+
+// fused_ticket over tickets [0, 2*n*tiles): out (2*n*tiles, 3) = phase, image, tile.
+extern "C" void gmh_fused_schedule(long long n, long long tiles, long long lag, long long* out) {
+    for (long long t = 0; t < fused_tickets(n, tiles); ++t) {
+        int phase;
+        i64 img, k;
+        fused_ticket(t, n, tiles, lag, &phase, &img, &k);
+        out[3 * t] = phase;
+        out[3 * t + 1] = img;
+        out[3 * t + 2] = k;
+    }
+}
+
 // Turns the flush-to-zero model on (1) or off (0); returns 0 where the host has none.
 extern "C" int gmh_set_ftz(int on) {
     g_ftz = on && GMH_HAVE_FTZ;
@@ -180,7 +253,7 @@ extern "C" void gmh_on_outline(const long long* xy, long long n, const long long
         out[i] = on_outline(xy[2 * i], xy[2 * i + 1], rect[0], rect[1], rect[2], rect[3], t) ? 1 : 0;
 }
 
-// ---- SPEC 5, PNG (png.cuh) --------------------------------------------------------------
+// ---- docs/SPEC.md 5, PNG (png.cuh) --------------------------------------------------------------
 // Serial twin of gm_png_filter: each row through png_filter_row; each row's Adler-32 from
 // its bytes split into 32 strided parts, as the kernel's lanes split it (adler_add,
 // adler_part_mod, adler_mod_add, adler_from_sums).

@@ -85,6 +85,29 @@ def test_stand_in_normalize_masks_boxes(stand_in):
     assert len(stand_in._modules) == 1  # loaded once, then cached
 
 
+def test_stand_in_normalize_method_from_the_environment(stand_in, monkeypatch):
+    """GPU_MEDIA_NORMALIZE picks the docs/SPEC.md 2 path: two-pass by default, "fused" (one kernel,
+    planned from the device's SM count and L2 size) when asked; another value is an error."""
+    rng = np.random.default_rng(4)
+    x = _photo_batch(rng, n=5, h=33, w=31)
+    x[1] = x[1] * 2 - 1
+    x[3] *= 300
+    want = cpu_fallback.normalize(x, "NHWC", True)
+    for env, launches in ((None, ["gm_range_f32", "gm_codes", "gm_convert_f32"]), ("two-pass", None),
+                          ("fused", ["gm_normalize_f32"]), (" Fused ", ["gm_normalize_f32"])):
+        if env is None:
+            monkeypatch.delenv("GPU_MEDIA_NORMALIZE", raising=False)
+        else:
+            monkeypatch.setenv("GPU_MEDIA_NORMALIZE", env)
+        stand_in.launches.clear()
+        np.testing.assert_array_equal(stand_in.normalize(x, "NHWC", True), want)
+        assert stand_in.launches == (launches or ["gm_range_f32", "gm_codes", "gm_convert_f32"])
+    assert stand_in._device_info() == cuda_kernels.DeviceInfo(4, 1 << 20)  # the stand-in device's properties
+    monkeypatch.setenv("GPU_MEDIA_NORMALIZE", "three-pass")
+    with pytest.raises(ValueError, match="GPU_MEDIA_NORMALIZE must be one of two-pass, fused"):
+        stand_in.normalize(x, "NHWC", True)
+
+
 def test_stand_in_kernels_from_fatbin_or_nvrtc(stand_in, monkeypatch):
     """The shipped fatbin while its stamp matches the sources; NVRTC when stale or asked for."""
     assert cuda_kernels.fatbin_path() == cuda_kernels.FATBIN  # committed up to date (see test_kernels_compile)

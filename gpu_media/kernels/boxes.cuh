@@ -1,6 +1,6 @@
-// SPEC 4 steps 3 and 5, per pixel: which box outline (if any) colours a pixel.
+// docs/SPEC.md 4 steps 3 and 5, per pixel: which box outline (if any) colours a pixel.
 //
-// Boxes are inclusive int64 pixel rectangles x0, y0, x1, y1 (SPEC 4 step 2, clipped to
+// Boxes are inclusive int64 pixel rectangles x0, y0, x1, y1 (docs/SPEC.md 4 step 2, clipped to
 // +-2^40 by gpu_media/boxes.py::outline_rects, so every difference below fits in int64).
 // Pixel (x, y) is on a box's outline of thickness t >= 1 when it is inside the box and
 // closer than t to one of its edges; a box with x1 < x0 or y1 < y0 draws nothing. This
@@ -23,7 +23,7 @@ GM_HD bool on_outline(i64 x, i64 y, i64 x0, i64 y0, i64 x1, i64 y1, i64 t) {
 // The winning box of pixel (x, y) among boxes [first, last) of its image (rects is
 // (M, 4) int64 row-major, boxes sorted by image with their order kept): the highest
 // index whose outline covers the pixel, since later boxes are painted over earlier ones
-// (SPEC 4 step 5); -1 when none does. Deterministic: no atomics, no race.
+// (docs/SPEC.md 4 step 5); -1 when none does. Deterministic: no atomics, no race.
 GM_HD i64 winning_box(i64 x, i64 y, const i64* rects, i64 first, i64 last, i64 t) {
     for (i64 k = last - 1; k >= first; --k) {
         const i64* r = rects + 4 * k;

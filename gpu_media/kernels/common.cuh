@@ -152,7 +152,7 @@ GM_HD float round_to_half(float f) { return half_to_float(float_to_half(f)); }
 // appends the option after ours), which flushes float32 subnormals to zero in float32
 // arithmetic *and* in the conversion to double (cvt.ftz.f64.f32); NumPy does not. Every
 // float32 that must keep its exact value (range keys, mask classes) goes through here.
-// (The SPEC 2 float32 arithmetic itself gives the same uint8 with or without flushing:
+// (The docs/SPEC.md 2 float32 arithmetic itself gives the same uint8 with or without flushing:
 // a subnormal contributes less than one unit to any result before truncation.)
 GM_HD double f32_to_f64(float f) {
     const u32 b = f32_bits(f);
@@ -194,7 +194,7 @@ GM_HD i64 i64_of_key(u64 k) { return (i64)(k ^ 0x8000000000000000ull); }
 #define GM_KEY_INT_MIN_INIT 0xffffffffffffffffull
 #define GM_KEY_INT_MAX_INIT 0x0000000000000000ull
 
-// range_key(x, &key): the key of x; false when x is non-finite (ignored by SPEC 2 ranges).
+// range_key(x, &key): the key of x; false when x is non-finite (ignored by docs/SPEC.md 2 ranges).
 GM_HD bool range_key(half_t x, u64* key) { *key = key_of_double(f32_to_f64(half_to_float(x.bits))); return is_finite(x); }
 GM_HD bool range_key(float x, u64* key) { *key = key_of_double(f32_to_f64(x)); return is_finite(x); }
 GM_HD bool range_key(double x, u64* key) { *key = key_of_double(x); return is_finite(x); }

@@ -1,4 +1,4 @@
-// SPEC 3, per element: classify one mask value for the 256-bin histogram of mask_stats.
+// docs/SPEC.md 3, per element: classify one mask value for the 256-bin histogram of mask_stats.
 //
 // mask_class(v) returns the bin (0..255) of an integral value in [0, 255]; MASK_OUTSIDE
 // for an integral value outside [0, 255] (counted nowhere: it shows in lo/hi); MASK_BAD

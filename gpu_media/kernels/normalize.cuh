@@ -1,4 +1,4 @@
-// SPEC 2, per element: one input value -> one uint8, given its image's branch code.
+// docs/SPEC.md 2, per element: one input value -> one uint8, given its image's branch code.
 //
 // Branch codes (chosen per image from its finite range, see branch_code_* below):
 //   0: [0, 1]  -> trunc(x * 255)
@@ -16,7 +16,7 @@ namespace gm {
 
 enum { CODE_UNIT = 0, CODE_SIGNED_UNIT = 1, CODE_CLIP = 2 };
 
-// ---- branch code from an image's range (SPEC 2 table) ----------------------------------
+// ---- branch code from an image's range (docs/SPEC.md 2 table) ----------------------------------
 // lo/hi are the min/max over the finite values; an image with none has lo=+inf, hi=-inf
 // and so takes code 0, as in cpu_fallback (the result is the same under every code).
 GM_HD u8 branch_code_f64(double lo, double hi) {
@@ -136,6 +136,123 @@ GM_HD void convert_pixel(const T* x, u8* out, i64 p, i64 h, i64 w, i64 c, i64 sn
     const int code = codes[img];
     u8* dst = out + p * c;
     for (i64 ch = 0; ch < c; ++ch) dst[ch] = to_u8(src[ch * sc], code);
+}
+
+// ---- the fused pass (gm_normalize_<t>): ranges and conversion in one kernel -------------
+// Work is cut into tickets, handed out in increasing order by one global counter. Each
+// image's h*w pixels are cut into `tiles` tiles of tile_px pixels; an image has `tiles`
+// range tickets (R: min/max keys over the tile's pixels) and `tiles` convert tickets (C:
+// the tile's pixels to uint8, which needs the image's whole range). In ticket order the
+// images' tickets come in "units" of `tiles` tickets, R of image s then C of image s-lag:
+//   R(0) .. R(lag-1), R(lag) C(0), R(lag+1) C(1), ..., R(n-1) C(n-1-lag), C(n-lag) .. C(n-1)
+// (lag clamped to [1, n]), so a C ticket's image was read, lag images earlier, by R
+// tickets that are still in L2 when lag images fit there. Every R ticket of an image
+// precedes each of its C tickets: a block holding a C ticket waits only for blocks that
+// took smaller tickets (so are running), which never wait; no deadlock, whatever the
+// number of resident blocks (tests/test_kernels_host.py checks the order).
+enum { FUSED_RANGE = 0, FUSED_CONVERT = 1 };
+
+GM_HD i64 fused_lag(i64 n, i64 lag) { return lag < 1 ? 1 : (lag > n ? n : lag); }
+
+GM_HD i64 fused_tickets(i64 n, i64 tiles) { return 2 * n * tiles; }
+
+// Ticket t (0 <= t < fused_tickets) -> its phase, image and tile (0 <= tile < tiles).
+GM_HD void fused_ticket(i64 t, i64 n, i64 tiles, i64 lag, int* phase, i64* img, i64* tile) {
+    lag = fused_lag(n, lag);
+    i64 u, k;
+    divmod(t, tiles, &u, &k);
+    *tile = k;
+    if (u < lag) {  // the first lag images' ranges
+        *phase = FUSED_RANGE;
+        *img = u;
+    } else if (u < lag + 2 * (n - lag)) {  // R(s) C(s - lag) pairs
+        const i64 v = u - lag, s = lag + v / 2;
+        *phase = (v & 1) ? FUSED_CONVERT : FUSED_RANGE;
+        *img = (v & 1) ? s - lag : s;
+    } else {  // the last lag images' conversions
+        *phase = FUSED_CONVERT;
+        *img = n - lag + (u - lag - 2 * (n - lag));
+    }
+}
+
+// Loads in flight per thread: a thread issues this many loads (range tickets: elements;
+// convert tickets: pixels of C elements) before it uses any, so the grid keeps enough
+// bytes in flight at a few blocks per SM.
+#define GM_FUSED_RANGE_UNROLL 8
+#define GM_FUSED_UNROLL 4
+#ifdef __CUDACC__
+#define GM_UNROLL _Pragma("unroll")  // keep the per-thread arrays in registers
+#else
+#define GM_UNROLL
+#endif
+
+// One thread's share (thread tid of nthreads) of a range ticket: the elements
+// [start, end) of the image at `base`, in (H, W, C) order (`dense`: one contiguous run,
+// any order, as range_impl), folded into *kmin / *kmax with range_key.
+template <typename T>
+GM_HD void fused_range_thread(const T* base, i64 start, i64 end, i64 w, i64 c, i64 sh, i64 sw, i64 sc, int dense,
+                              int tid, int nthreads, u64* kmin, u64* kmax) {
+    const i64 step = (i64)nthreads * GM_FUSED_RANGE_UNROLL;
+    for (i64 e0 = start + tid; e0 < end; e0 += step) {
+        T v[GM_FUSED_RANGE_UNROLL];
+        GM_UNROLL
+        for (int u = 0; u < GM_FUSED_RANGE_UNROLL; ++u) {  // every load first (past the end: the last element again)
+            i64 e = e0 + (i64)u * nthreads;
+            e = e < end ? e : end - 1;
+            v[u] = base[dense ? e : image_offset(e, w, c, sh, sw, sc)];
+        }
+        GM_UNROLL
+        for (int u = 0; u < GM_FUSED_RANGE_UNROLL; ++u) {
+            u64 k;
+            if (e0 + (i64)u * nthreads < end && range_key(v[u], &k)) {
+                *kmin = k < *kmin ? k : *kmin;
+                *kmax = k > *kmax ? k : *kmax;
+            }
+        }
+    }
+}
+
+// One thread's share of a convert ticket with C channels known at compile time: pixels
+// [p0, p1) of image img (0 <= p < h*w) through to_u8 under `code`, written to out as
+// convert_pixel writes them (uint8 NHWC contiguous).
+template <typename T, int C>
+GM_HD void fused_convert_thread_c(const T* x, u8* out, i64 img, i64 p0, i64 p1, i64 h, i64 w, i64 sn, i64 sh,
+                                  i64 sw, i64 sc, int code, int tid, int nthreads) {
+    const T* base = x + img * sn;
+    u8* obase = out + img * h * w * C;
+    const i64 step = (i64)nthreads * GM_FUSED_UNROLL;
+    for (i64 q0 = p0 + tid; q0 < p1; q0 += step) {
+        T v[GM_FUSED_UNROLL][C];
+        GM_UNROLL
+        for (int u = 0; u < GM_FUSED_UNROLL; ++u) {  // every load first
+            i64 q = q0 + (i64)u * nthreads, yy, xx;
+            q = q < p1 ? q : p1 - 1;
+            divmod(q, w, &yy, &xx);
+            const T* src = base + yy * sh + xx * sw;
+            GM_UNROLL
+            for (int ch = 0; ch < C; ++ch) v[u][ch] = src[ch * sc];
+        }
+        GM_UNROLL
+        for (int u = 0; u < GM_FUSED_UNROLL; ++u) {
+            const i64 q = q0 + (i64)u * nthreads;
+            if (q < p1) {
+                u8* dst = obase + q * C;
+                GM_UNROLL
+                for (int ch = 0; ch < C; ++ch) dst[ch] = to_u8(v[u][ch], code);
+            }
+        }
+    }
+}
+
+// Any C: C in {1, 3, 4} (docs/SPEC.md 1) batched as above, any other C pixel by pixel through
+// convert_pixel. codes[img] holds `code` (convert_pixel reads it there).
+template <typename T>
+GM_HD void fused_convert_thread(const T* x, u8* out, i64 img, i64 p0, i64 p1, i64 h, i64 w, i64 c, i64 sn, i64 sh,
+                                i64 sw, i64 sc, const u8* codes, int code, int tid, int nthreads) {
+    if (c == 1) return fused_convert_thread_c<T, 1>(x, out, img, p0, p1, h, w, sn, sh, sw, sc, code, tid, nthreads);
+    if (c == 3) return fused_convert_thread_c<T, 3>(x, out, img, p0, p1, h, w, sn, sh, sw, sc, code, tid, nthreads);
+    if (c == 4) return fused_convert_thread_c<T, 4>(x, out, img, p0, p1, h, w, sn, sh, sw, sc, code, tid, nthreads);
+    for (i64 p = p0 + tid; p < p1; p += nthreads) convert_pixel(x, out, img * h * w + p, h, w, c, sn, sh, sw, sc, codes);
 }
 
 }  // namespace gm
