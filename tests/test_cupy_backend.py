@@ -86,8 +86,11 @@ def test_stand_in_normalize_masks_boxes(stand_in):
 
 
 def test_stand_in_normalize_method_from_the_environment(stand_in, monkeypatch):
-    """GPU_MEDIA_NORMALIZE picks the docs/SPEC.md 2 path: two-pass by default, "fused" (one kernel,
-    planned from the device's SM count and L2 size) when asked; another value is an error."""
+    """GPU_MEDIA_NORMALIZE picks the docs/SPEC.md 2 path.
+
+    Two-pass by default, "fused" (one kernel, planned from the device's SM count and L2
+    size) when asked; another value is an error.
+    """
     rng = np.random.default_rng(4)
     x = _photo_batch(rng, n=5, h=33, w=31)
     x[1] = x[1] * 2 - 1

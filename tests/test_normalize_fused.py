@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 
-import kernels_host
 import numpy as np
 import pytest
 from hypothesis import given
@@ -30,6 +29,7 @@ from hypothesis import strategies as st
 from test_kernels_host import ALL_DTYPES, SETTINGS, VIEWS, _batch, _view, flush_to_zero
 
 import cpu_fallback
+import kernels_host
 from gpu_media import cuda_kernels
 
 

@@ -1,4 +1,6 @@
-"""docs/SPEC.md 2 on a GPU by both paths (``GPU_MEDIA_NORMALIZE`` = "two-pass" and "fused"), bit for bit against cpu_fallback.
+"""docs/SPEC.md 2 on a GPU by both paths, bit for bit against cpu_fallback.
+
+Both paths: ``GPU_MEDIA_NORMALIZE`` = "two-pass" (the default) and "fused".
 
 The fused kernel (``gm_normalize_<t>``, issue 11.3) is opt-in until these pass on a GPU:
 what the host twins cannot show is exercised here, namely the ticket counter and the
@@ -106,7 +108,8 @@ def test_images_larger_than_l2(be, monkeypatch, method):
     l2 = be._device_info().l2_bytes
     side = int(np.ceil(np.sqrt(2 * l2 / 12)))
     rng = np.random.default_rng(8)
-    x = np.stack([rng.random((side, side, 3), dtype=np.float32), rng.uniform(-1, 1, (side, side, 3)).astype(np.float32)])
+    x = np.stack([rng.random((side, side, 3), dtype=np.float32),
+                  rng.uniform(-1, 1, (side, side, 3)).astype(np.float32)])
     x[0, side - 1, side - 1, 2] = 1.5  # the very last element decides image 0's row: clip
     np.testing.assert_array_equal(run(be, monkeypatch, method, x), cpu(x))
     xc = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -141,8 +144,11 @@ def test_every_float16_value_on_a_stream(be, monkeypatch, method):
                                    {"blocks_per_sm": 64, "tile_px": 64}, {"lag": 10**6}, {"l2_fraction": 1.0},
                                    {"tile_px": 1 << 20}])
 def test_fused_knobs(be, knobs):
-    """Any plan gives the same bits: one-pixel tickets, a grid far beyond what the device holds
-    at once (later blocks queue; convert tickets still wait only on running blocks), any lag."""
+    """Any plan gives the same bits.
+
+    One-pixel tickets, a grid far beyond what the device holds at once (later blocks
+    queue; convert tickets still wait only on running blocks), any lag.
+    """
     import cupy
 
     rng = np.random.default_rng(9)
