@@ -377,9 +377,10 @@ def prepare(images: Any, options: DumpOptions, *, masks: Mapping[str, Any] | Non
 
 
 def _workers(plan: Plan) -> int:
-    """Chunks in flight at once: one per core on the CPU backend (NumPy and Pillow release the GIL).
+    """Chunks normalized and encoded at once: one per core on the CPU backend (NumPy and Pillow release the GIL).
 
-    Two on the GPU, so that one chunk's kernels run while the previous chunk is encoded and written.
+    Two on the GPU, so that one chunk's kernels run while the previous chunk is encoded. The
+    files are written by the writer threads meanwhile (:func:`_written`).
     """
     return (os.cpu_count() or 1) if plan.backend.name == "cpu" else 2
 
@@ -433,6 +434,55 @@ def _ordered(fn, items, workers: int):
         finally:
             for f in pending:
                 f.cancel()
+
+
+#: Writer threads of a dump: hashing, writing and (durable) fsyncing the files run here while the
+#: next chunk is normalized and encoded. Mostly waiting on the disk, so more threads than cores.
+_WRITERS = min(32, (os.cpu_count() or 1) + 4)
+
+
+def _written(encoded: Iterable[list[dict]], write, pool: ThreadPoolExecutor, ahead: int = 1):
+    """Per chunk of ``encoded`` (records, in order), ``[write(rec) for rec in records]``, the writes run in ``pool``.
+
+    A chunk's records are handed to the writer threads one per task as soon as the
+    chunk is encoded; the results of the chunk ``ahead`` chunks back are collected
+    (waiting for its writes) before the next chunk is taken, so the encoding of
+    chunk k+1 overlaps the writes of chunk k and at most ``ahead + 1`` chunks' records
+    wait for the disk (bounded memory). Yields each chunk's results in order. The
+    first write that fails raises here once the writes already running have
+    finished; the writes not started yet are cancelled, so nothing of the dump is
+    left running when it raises.
+    """
+    pending: deque = deque()
+    try:
+        for records in encoded:
+            pending.append([pool.submit(write, rec) for rec in records])
+            while len(pending) > ahead:
+                yield _results(pending.popleft())
+        while pending:
+            yield _results(pending.popleft())
+    finally:
+        while pending:
+            _drain(pending.popleft())
+
+
+def _results(futures: list) -> list:
+    """The results of ``futures`` in order; on the first error, :func:`_drain` them all, then raise it."""
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        _drain(futures)
+        raise
+
+
+def _drain(futures: list) -> None:
+    """Cancel the ``futures`` not started yet and wait for the running ones (their errors are dropped)."""
+    for f in futures:
+        f.cancel()
+    for f in futures:
+        if not f.cancelled():
+            with contextlib.suppress(BaseException):
+                f.result()
 
 
 def _json_bytes(obj) -> bytes:
@@ -771,6 +821,8 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
     mask_labels, box_labels = {}, {}
     with contextlib.ExitStack() as held:
         started, bar, n_chunks = False, None, 0
+        writers = ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="gpu-media-write")
+        held.callback(writers.shutdown, wait=True, cancel_futures=True)
         try:
             for part in batches:
                 plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
@@ -789,13 +841,16 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                     if dicts:
                         bar.update(len(dicts))
 
-                def write_chunk(bounds, plan=plan):
-                    with durable_writes(options.durable):  # the files image_json writes, in this thread
-                        return [image_json(rec, root, stem, plan) for rec in encode_chunk(plan, *bounds)]
+                def encode(bounds, plan=plan):
+                    return encode_chunk(plan, *bounds)
+
+                def write(rec, plan=plan):
+                    with durable_writes(options.durable):  # the files image_json writes, in this writer thread
+                        return image_json(rec, root, stem, plan)
 
                 if plan.backend.name == "gpu":
-                    write_chunk = _on_caller_stream(write_chunk)
-                for done in _ordered(write_chunk, chunks, _workers(plan)):
+                    encode = _on_caller_stream(encode)
+                for done in _written(_ordered(encode, chunks, _workers(plan)), write, writers):
                     dicts.extend(done)
                     if bar is not None:
                         bar.update(len(done))

@@ -74,6 +74,17 @@ _NOTICE_MARKS = ("Failed to load", "Note: If using nvImageCodec", "_ext] Failed 
 _lock = threading.Lock()  # guards _state and encoder creation
 _state: dict = {}  # "module": the nvimgcodec module, or "error": why it cannot be imported
 _encoders: dict = {}  # device_id -> (nvimgcodec.Encoder, threading.Lock)
+#: Reuse the encoder's output buffers: each encoder keeps up to :data:`MAX_OUTPUTS`
+#: ``nvimgcodec.CodeStream`` objects (page-locked host memory on a GPU, where nvJPEG
+#: copies the compressed bytes into them; plain memory CPU-only) and hands them to
+#: ``Encoder.encode(code_stream_s=...)`` again on the next call, under the encoder's
+#: lock; they grow to the largest file they held. The bytes returned are copies
+#: (``bytes(code_stream)``), so a reused buffer never changes them. Set False to let
+#: nvImageCodec allocate new code streams on every call (also what happens for good
+#: once an encode with reused buffers fails).
+REUSE_OUTPUTS = True
+MAX_OUTPUTS = 1024
+_outputs: dict = {}  # device_id -> list of nvimgcodec.CodeStream, used under that encoder's lock
 
 
 @contextlib.contextmanager
@@ -335,7 +346,7 @@ def encode_device(images, quality: int = 75, file_type: str = "jpeg", device_id:
                 else:
                     imgs.append(nvimgcodec.as_image(a, stream))
             params = _params(nvimgcodec, codec, int(quality), channels, compression_level)
-            streams = enc.encode(imgs, codec, params=params, cuda_stream=stream)
+            streams = _encode_reusing(nvimgcodec, enc, int(device_id), imgs, codec, params, stream)
             for i, cs in zip(idx, streams):
                 if cs is None:
                     where = "CPU-only" if device_id == CPU_ONLY else f"GPU {device_id}"
@@ -344,3 +355,43 @@ def encode_device(images, quality: int = 75, file_type: str = "jpeg", device_id:
                                       + ("" if device_id == CPU_ONLY else _notices()))
                 out[i] = bytes(cs)
     return out
+
+
+def _encode_reusing(nvimgcodec, enc, device_id: int, imgs: list, codec: str, params, stream: int) -> list:
+    """``enc.encode(imgs, ...)`` into the encoder's reused output code streams (:data:`REUSE_OUTPUTS`).
+
+    Called under the encoder's lock. Falls back to nvImageCodec's own new code
+    streams, for this call and the rest of the process on this device, when the
+    reused ones cannot be made or the encode with them raises or fails an image.
+    """
+    outs = _reused_outputs(nvimgcodec, device_id, len(imgs)) if REUSE_OUTPUTS else None
+    if outs is None:
+        return enc.encode(imgs, codec, params=params, cuda_stream=stream)
+    try:
+        streams = enc.encode(imgs, codec, code_stream_s=outs, params=params, cuda_stream=stream)
+        if streams is not None and len(streams) == len(imgs) and all(cs is not None for cs in streams):
+            return streams
+    except Exception:  # noqa: BLE001 - any failure here: the plain call below, which reports errors
+        streams = None
+    plain = enc.encode(imgs, codec, params=params, cuda_stream=stream)
+    if streams is None or all(cs is not None for cs in plain):  # the reuse failed, not an image: not again
+        _outputs[device_id] = None
+    return plain
+
+
+def _reused_outputs(nvimgcodec, device_id: int, n: int) -> list | None:
+    """``n`` output code streams for the encoder of ``device_id``, or None where reuse is off for the device.
+
+    Its kept ones first, then new ones (kept up to :data:`MAX_OUTPUTS`). Called under the encoder's lock.
+    """
+    kept = _outputs.setdefault(device_id, [])
+    if kept is None:
+        return None
+    try:
+        while len(kept) < min(n, MAX_OUTPUTS):
+            kept.append(nvimgcodec.CodeStream(0, pin_memory=device_id != CPU_ONLY))
+        extra = [nvimgcodec.CodeStream(0, pin_memory=device_id != CPU_ONLY) for _ in range(n - len(kept))]
+    except Exception:  # noqa: BLE001 - no page-locked memory, an older nvImageCodec: new streams per call
+        _outputs[device_id] = None
+        return None
+    return kept[:n] + extra

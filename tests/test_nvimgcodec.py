@@ -259,6 +259,65 @@ def test_cpu_only_is_quiet_on_stderr():
     assert r.stderr == ""
 
 
+def _fresh(monkeypatch, x, *args, **kwargs):
+    """``ne.encode_device`` with new output code streams (no reuse), the reference bytes."""
+    with monkeypatch.context() as m:
+        m.setattr(ne, "REUSE_OUTPUTS", False)
+        return ne.encode_device(x, *args, **kwargs)
+
+
+@needs_nvimgcodec
+def test_cpu_only_reused_output_streams_give_the_same_bytes(monkeypatch):
+    monkeypatch.setattr(ne, "_outputs", {})
+    x = photos()
+    big = _fresh(monkeypatch, x, 90)
+    small = _fresh(monkeypatch, list(x[:3, :40, :50]), 75)
+    assert ne.encode_device(x[:2, :16, :16], 50) == _fresh(monkeypatch, x[:2, :16, :16], 50)  # buffers grow
+    kept = list(ne._outputs[CPU_ONLY])
+    assert len(kept) == 2
+    assert ne.encode_device(x, 90) == big  # 8 images: the 2 kept streams reused, 6 more made
+    assert ne.encode_device(list(x[:3, :40, :50]), 75) == small  # larger buffers, shorter files
+    assert ne.encode_device(x, 90) == big
+    assert ne._outputs[CPU_ONLY][:2] == kept and len(ne._outputs[CPU_ONLY]) == 8
+    gray = [x[0, :, :, 0], x[1]]  # two channel counts: two encoder calls over the same streams
+    assert ne.encode_device(gray, 80) == _fresh(monkeypatch, gray, 80)
+    monkeypatch.setattr(ne, "MAX_OUTPUTS", 3)
+    monkeypatch.setattr(ne, "_outputs", {})
+    assert ne.encode_device(x, 90) == big and len(ne._outputs[CPU_ONLY]) == 3
+
+
+@needs_nvimgcodec
+@pytest.mark.parametrize("broken", ["code_stream", "encode"])
+def test_cpu_only_output_reuse_that_fails_falls_back_for_good(monkeypatch, broken):
+    nvimgcodec = ne.load()
+    x = photos()[:3]
+    ref = _fresh(monkeypatch, x, 75)
+    monkeypatch.setattr(ne, "_outputs", {})
+    monkeypatch.setattr(ne, "_encoders", {})
+    calls = []
+    if broken == "code_stream":
+        def no_streams(*args, **kwargs):
+            raise RuntimeError("no page-locked memory")
+
+        monkeypatch.setattr(nvimgcodec, "CodeStream", no_streams)
+    else:
+        enc = ne.get_encoder(CPU_ONLY)
+
+        class Refusing:
+            def encode(self, imgs, codec, **kwargs):
+                calls.append("code_stream_s" in kwargs)
+                if "code_stream_s" in kwargs:
+                    raise TypeError("code_stream_s is not supported")
+                return enc.encode(imgs, codec, **kwargs)
+
+        ne._encoders[CPU_ONLY] = (Refusing(), threading.Lock())
+    assert ne.encode_device(x, 75) == ref
+    assert ne._outputs[CPU_ONLY] is None
+    assert ne.encode_device(x, 75) == ref
+    if broken == "encode":
+        assert calls == [True, False, False]  # tried once, then never again
+
+
 # --- GPU: nvJPEG on CuPy arrays ---------------------------------------------------
 
 
@@ -313,3 +372,23 @@ def test_gpu_nvjpeg_grayscale_lists_streams_and_host_copies():
     enc = ne.get_encoder(dev)
     ne.encode_device(cupy.asarray(x[:2]), 75)
     assert ne.get_encoder(dev) is enc
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(GPU_REASON is not None, reason=str(GPU_REASON))
+def test_gpu_reused_pinned_output_streams_give_the_same_bytes(monkeypatch):
+    import cupy
+
+    monkeypatch.setattr(ne, "_outputs", {})
+    x = photos()
+    dev = cupy.cuda.Device().id
+    xd = cupy.asarray(x)
+    small = cupy.asarray(x[:, :64, :80])
+    ref_big, ref_small = _fresh(monkeypatch, xd, 75), _fresh(monkeypatch, small, 75)
+    for _ in range(2):  # the streams grow on the first call and are reused on the next ones
+        assert ne.encode_device(small, 75) == ref_small
+        assert ne.encode_device(xd, 75) == ref_big
+        assert ne.encode_device(small[:3], 75) == ref_small[:3]
+    kept = ne._outputs[dev]
+    assert kept is not None and len(kept) == len(x)
+    assert all(cs.pin_memory for cs in kept)
