@@ -1,0 +1,126 @@
+"""The dump's write pipeline: files written by writer threads while the next chunk is encoded (docs/SPEC.md 6.4).
+
+What stays as it was: the index order, the bytes, an error raised before the index
+with nothing left running; what is new: chunk k's writes overlap the encoding of
+chunk k+1, and at most two chunks' records wait for the disk.
+"""
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import gpu_media as gm
+from gpu_media import dump, fileio
+
+
+def test_written_keeps_the_order_of_chunks_and_records():
+    rng = np.random.default_rng(0)
+    chunks = [[(c, k) for k in range(int(rng.integers(1, 6)))] for c in range(7)]
+
+    def write(rec):
+        time.sleep(float(rng.uniform(0, 0.003)))  # finish out of order
+        return rec
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(dump._written(iter(chunks), write, pool)) == chunks
+
+
+def test_written_overlaps_the_next_chunk_and_bounds_the_chunks_in_flight():
+    collected = []
+    next_asked = threading.Event()
+    overlapped = []
+
+    def encoded():
+        for c in range(6):
+            if c >= 2:  # chunk c - 2's writes are done and collected before chunk c is made
+                assert len(collected) >= c - 1
+            if c >= 1:
+                next_asked.set()
+            yield [(c, k) for k in range(3)]
+
+    def write(rec):
+        c, k = rec
+        if c == 0 and k == 0:  # blocks until chunk 1 is asked for: chunk 0's writes overlap it
+            overlapped.append(next_asked.wait(timeout=10))
+        return rec
+
+    with ThreadPoolExecutor(4) as pool:
+        for done in dump._written(encoded(), write, pool):
+            collected.append(done)
+    assert overlapped == [True]
+    assert [d[0][0] for d in collected] == list(range(6))
+
+
+def test_a_failed_write_raises_with_nothing_left_running():
+    active, started = [0], []
+    lock = threading.Lock()
+
+    def write(rec):
+        with lock:
+            active[0] += 1
+            started.append(rec)
+        try:
+            time.sleep(0.002)
+            if rec == (1, 2):
+                raise OSError(28, "No space left on device")
+            return rec
+        finally:
+            with lock:
+                active[0] -= 1
+
+    chunks = [[(c, k) for k in range(40)] for c in range(4)]
+    with ThreadPoolExecutor(2) as pool:
+        with pytest.raises(OSError, match="No space"):
+            for _ in dump._written(iter(chunks), write, pool):
+                pass
+        assert active[0] == 0  # the writes already running finished before the error came out
+        n = len(started)
+        time.sleep(0.05)
+        assert len(started) == n  # and the others were cancelled
+    assert n < sum(map(len, chunks))
+
+
+def _photos(n=12, size=24):
+    rng = np.random.default_rng(3)
+    return rng.random((n, size, size, 3), dtype=np.float32)
+
+
+def test_dump_in_many_chunks_equals_one_chunk(tmp_path):
+    x = _photos()
+    masks = {"m": {"mask_data": (np.arange(12 * 24 * 24).reshape(12, 24, 24) % 3).astype(np.uint8)}}
+    boxes = {"b": {"xyxy": np.array([[1, 1, 9, 9]] * 12, float), "image_index": np.arange(12),
+                   "class_id": np.arange(12) % 2}}
+    kw = dict(key="k", device="cpu", masks=masks, boxes=boxes, viewer=False)
+    one = gm.write_dump(tmp_path / "one", x, chunk_size=12, **kw)
+    many = gm.write_dump(tmp_path / "many", x, chunk_size=1, **kw)
+    assert one == many
+    for d in one:
+        for rel in [d["path"], d["masks"]["m"]["path"], d["boxes"]["b"]["path"]]:
+            assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "many" / rel).read_bytes()
+    assert (tmp_path / "one" / "k_0.index.json").read_bytes() == (tmp_path / "many" / "k_0.index.json").read_bytes()
+
+
+def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monkeypatch):
+    real = fileio.write_atomic
+    calls = []
+
+    def failing(path, data, **kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return real(path, data, **kwargs)
+
+    monkeypatch.setattr(dump, "write_atomic", failing)
+    root = tmp_path / "out"
+    with pytest.raises(OSError, match="No space"):
+        gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)
+    assert not os.path.exists(dump.index_path(root, "k"))
+    assert any(name.startswith("gpu-media-write") for name in calls)
+    assert not [t for t in threading.enumerate() if t.name.startswith("gpu-media-write")]
+    monkeypatch.setattr(dump, "write_atomic", real)
+    dicts = gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)  # the same call again finishes it
+    assert all((root / d["path"]).is_file() for d in dicts) and os.path.exists(dump.index_path(root, "k"))
