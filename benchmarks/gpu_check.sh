@@ -228,6 +228,18 @@ try:
         why = {g["skipped"] for g in rep["goals"].values() if g.get("skipped")}
         for w in sorted(why):
             print(f"\nskipped: {w}")
+    for name in ("gpu_jpeg_dump_stages", "cpu_jpeg_dump_stages"):
+        st = rep.get(name) or {}
+        if "images" in st:
+            print(f"\n{name} ({st['images']} images; each stage alone, median; the dump overlaps them):\n")
+            print("| stage | ms | images/s |\n| --- | ---: | ---: |")
+            for k, v in st.items():
+                if isinstance(v, float):
+                    print(f"| {k} | {v * 1e3:.2f} | {st['images'] / v:.0f} |")
+                elif k != "images":
+                    print(f"| {k} | {v} | |")
+        elif st:
+            print(f"\n{name}: {st}")
     for r in rep.get("gpu_png_levels", []):
         print(f"- PNG level {r['compression_level']} (nvCOMP type {r['nvcomp_algorithm_type']}): "
               f"{r['images_per_s']:.0f} images/s, {r['bytes_vs_pillow6']:.3f}x Pillow level 6 bytes")
