@@ -329,6 +329,13 @@ def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
     nvImageCodec is installed; without it (or when its GPU encoder fails, with one
     warning) :func:`encode_on_host`, the CPU backend's JPEG, whose decoded pixels
     docs/SPEC.md 5 holds to the same bound. ``codec``: the :class:`gpu_media.codecs.Codec`.
+
+    The pixels never leave the device: the whole batch goes to one encoder call on
+    the current stream (nvImageCodec waits for it; no synchronization per image
+    here), and nvImageCodec itself copies each compressed file into host memory, its
+    output code streams, which are reused from call to call (page-locked, see
+    ``nvimgcodec_encode.REUSE_OUTPUTS``); the one host copy left is ``bytes()`` of
+    each, the small compressed file.
     """
     enc = _jpeg_encoder()
     if enc is not None:

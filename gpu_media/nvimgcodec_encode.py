@@ -228,6 +228,8 @@ def _split(images):
         if images.shape[0] == 0:
             raise ImageError("images: the batch is empty")
         items = [images[i] for i in range(images.shape[0])]
+        if str(images.dtype) == "uint8" and images.shape[1] and images.shape[2]:
+            return items, _is_cuda(images)  # views of one checked batch: nothing to check per image
     out, gpu = [], None
     for i, a in enumerate(items):
         if _is_cuda(a):
