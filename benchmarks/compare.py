@@ -245,8 +245,10 @@ def cpu_cases(x: np.ndarray, rounds: int, results: list, checks: dict, report: d
             rounds, after=lambda r: shutil.rmtree(r) if isinstance(r, str) else None)
         stages = {"images": n, "normalize": statistics.median(t_norm), "encode": statistics.median(t_enc)}
         stages.update(host_stages(outs[1], tmp, counter, rounds))
+        root = jpg_dump()
+        stages["viewer"] = viewer_stage(root, rounds)
         stages["dump_seconds"] = statistics.median(t_dump)
-        stages["sum_of_stages"] = sum(stages[k] for k in ("normalize", "encode", "hash", "write_durable"))
+        stages["sum_of_stages"] = sum(stages[k] for k in ("normalize", "encode", "hash", "write_durable", "viewer"))
         if report is not None:
             report["cpu_jpeg_dump_stages"] = stages
     finally:
@@ -522,7 +524,7 @@ def jpeg_cases(x, u8, tmp: str, counter, rounds: int, sync, results: list, check
         checks["gpu_jpeg_encode_vs_torchvision"] = statistics.median([a / b for a, b in zip(t_tv, t_gm)])
     stages = jpeg_dump_stages(x, u8, tmp, counter, rounds, sync)
     stages["dump_seconds"] = statistics.median(times[0])
-    stages["sum_of_stages"] = sum(stages[k] for k in ("normalize", "encode", "hash", "write_durable"))
+    stages["sum_of_stages"] = sum(stages[k] for k in ("normalize", "encode", "hash", "write_durable", "viewer"))
     report["gpu_jpeg_dump_stages"] = stages
 
 
@@ -537,9 +539,10 @@ def jpeg_dump_stages(x, u8, tmp: str, counter, rounds: int, sync) -> dict:
     compressed bytes are already in host memory, this is the only host copy of the
     JPEG path); ``hash`` (sha256 of every file, one thread); ``write_durable`` and
     ``write_plain`` (the dump's writes: ``write_atomic`` with and without fsync, from
-    a pool of ``dump._WRITERS`` threads). The caller adds ``dump_seconds`` (the
-    whole dump) and ``sum_of_stages`` (normalize + encode + hash + write_durable):
-    the dump overlaps writes with encoding, and adds the index and ``index.html``.
+    a pool of ``dump._WRITERS`` threads); ``viewer`` (:func:`viewer_stage`: the
+    dump's ``index.html``). The caller adds ``dump_seconds`` (the whole dump) and
+    ``sum_of_stages`` (normalize + encode + hash + write_durable + viewer): the dump
+    overlaps the writes with the encoding, and adds the index.
     """
     import cupy
 
@@ -588,7 +591,23 @@ def jpeg_dump_stages(x, u8, tmp: str, counter, rounds: int, sync) -> dict:
     else:
         out["nvimgcodec"] = "not installed: JPEG is encoded on the host (copy to pinned memory + Pillow)"
     out.update(host_stages(files, tmp, counter, rounds))
+    root = os.path.join(tmp, f"v{next(counter)}")
+    gm.write_dump(root, x, key="bench", file_type="jpg", device="gpu")
+    out["viewer"] = viewer_stage(root, rounds)
+    shutil.rmtree(root, ignore_errors=True)
     return out
+
+
+def viewer_stage(root: str, rounds: int) -> float:
+    """Median seconds to rewrite ``index.html`` of the finished dump in ``root`` (the dump's last step, under its lock).
+
+    :func:`gpu_media.viewer.write_viewer`: read every index of the folder, render the
+    page, write it durably.
+    """
+    from gpu_media.viewer import write_viewer
+
+    (t,), _ = interleaved([lambda: write_viewer(root)], rounds)
+    return statistics.median(t)
 
 
 def host_stages(files: list, tmp: str, counter, rounds: int) -> dict:

@@ -54,13 +54,15 @@ def cases() -> dict:
     }
 
 
-def run_once(out_base: str, warm: bool = True) -> dict:
-    """{case: seconds of one durable CPU dump}, after one warm-up dump of each case."""
+def run_once(out_base: str, only: str = "") -> dict:
+    """{case: seconds of one durable CPU dump}, after a warm-up dump, for each case with ``only`` in its name."""
     import gpu_media as gm
 
     times = {}
     for name, kw in cases().items():
-        for attempt in ((0, 1) if warm else (1,)):
+        if only not in name:
+            continue
+        for attempt in (0, 1):
             out = tempfile.mkdtemp(dir=out_base)
             t0 = time.perf_counter()
             gm.write_dump(out, key="bench", device="cpu", **kw)
@@ -76,23 +78,25 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--tree", action="append", default=[], help="NAME=PATH: time the gpu_media of PATH (repeatable)")
     p.add_argument("--dir", default=None, help="where the dumps go (default: a new temporary folder)")
+    p.add_argument("--case", default="", help="only the cases whose name contains this")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     base = tempfile.mkdtemp(prefix="gpu-media-pipeline-", dir=args.dir)
     try:
         if args.child:
-            print(json.dumps(run_once(base)))
+            print(json.dumps(run_once(base, args.case)))
             return 0
         trees = [t.split("=", 1) for t in args.tree] or [["current", None]]
         times: dict = {name: {} for name, _ in trees}
         for _ in range(args.rounds):
             for name, path in trees:
                 if path is None:
-                    got = run_once(base)
+                    got = run_once(base, args.case)
                 else:
                     env = dict(os.environ, PYTHONPATH=os.path.abspath(path))
-                    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--dir", base],
+                    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--dir", base,
+                                        "--case", args.case],
                                        env=env, capture_output=True, text=True, check=True, cwd=os.path.abspath(path))
                     got = json.loads(r.stdout.strip().splitlines()[-1])
                 for case, sec in got.items():
@@ -110,7 +114,7 @@ def main(argv=None) -> int:
           f"{args.dir or tempfile.gettempdir()}")
     print(f"{'tree':10} {'case':44} {'median s':>9} {'images/s':>9} {'x ' + first:>10}")
     for r in results:
-        n = 8 if r["case"].startswith("demo") else 256
+        n = 8 if r["case"].startswith("demo") else 256  # the cases' batch sizes
         print(f"{r['tree']:10} {r['case']:44} {r['median_s']:9.4f} {n / r['median_s']:9.1f} "
               f"{r[f'speedup_vs_{first}']:10.2f}")
     if args.json:
