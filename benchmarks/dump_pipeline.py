@@ -4,9 +4,10 @@
     python benchmarks/dump_pipeline.py --tree before=/tmp/old-checkout --tree after=. --rounds 7
 
 Cases (``device="cpu"``, durable writes, the default): the bundled demo (8
-photographs 256x256, two mask keys, two box keys, boxes drawn), and 256 photographs
-256x256 float32 as JPEG and as PNG, each image made unique by a few pixels (else
-the content-addressed names would make most of them the same file).
+photographs 256x256, two mask keys, two box keys, boxes drawn); 1024 photographs
+32x32 as JPEG (many small files: the fsyncs weigh most); 256 photographs 256x256
+float32 as JPEG and as PNG. Each image is made unique by a few pixels (else the
+content-addressed names would make most of them the same file).
 
 With ``--tree NAME=PATH`` (repeatable) every round runs the cases once in a fresh
 process per tree, with ``PYTHONPATH=PATH``, the trees taking turns, so a slow spell
@@ -47,8 +48,11 @@ def cases() -> dict:
     photos = photo_batch(256, 256)
     stamp = np.arange(256)[:, None] >> np.arange(8) & 1  # 8 bits of the image's number in its top-left pixels
     photos[:, 0, :8, :] = stamp[:, :, None].astype(np.float32)
+    small = photo_batch(1024, 32)
+    small[:, 0, :10, :] = (np.arange(1024)[:, None] >> np.arange(10) & 1)[:, :, None].astype(np.float32)
     return {
         "demo (8 x 256x256 png, masks, boxes drawn)": dict(demo_kw, draw_boxes=True),
+        "1024 x 32x32 jpg q75 (many small files)": dict(images=small, file_type="jpg"),
         "256 x 256x256 jpg q75": dict(images=photos, file_type="jpg"),
         "256 x 256x256 png": dict(images=photos),
     }
@@ -114,7 +118,7 @@ def main(argv=None) -> int:
           f"{args.dir or tempfile.gettempdir()}")
     print(f"{'tree':10} {'case':44} {'median s':>9} {'images/s':>9} {'x ' + first:>10}")
     for r in results:
-        n = 8 if r["case"].startswith("demo") else 256  # the cases' batch sizes
+        n = int(r["case"].split(" x ")[0].split("(")[-1])  # the case's batch size
         print(f"{r['tree']:10} {r['case']:44} {r['median_s']:9.4f} {n / r['median_s']:9.1f} "
               f"{r[f'speedup_vs_{first}']:10.2f}")
     if args.json:
