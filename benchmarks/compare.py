@@ -16,6 +16,12 @@ where scikit-image is installed; else the demo's, resized), float32 NCHW on the 
 The JSON's ``goals`` lists issue 11's goals (:data:`GOALS`) with the measured value
 and whether it is met; ``checks`` has the measured values under the same names.
 Without a usable GPU the GPU goals are reported as skipped, never estimated.
+
+JPEG on the GPU (:func:`jpeg_cases`): the dump against torch normalize +
+``torchvision.io.encode_jpeg`` on CUDA + files written from a thread pool, and
+``gm.encode`` against torchvision's encoder alone, in the same run; the JSON's
+``gpu_jpeg_dump_stages`` (and ``cpu_jpeg_dump_stages`` for the CPU dump) times each
+stage of a dump alone (:func:`jpeg_dump_stages`), to show where the time goes.
 """
 
 from __future__ import annotations
