@@ -528,9 +528,13 @@ def jpeg_cases(x, u8, tmp: str, counter, rounds: int, sync, results: list, check
         results.append(row("torchvision.io.encode_jpeg (CUDA uint8, bytes on the host)", statistics.median(t_tv), n,
                            u8.nbytes, [len(b) for b in outs[1]]))
         checks["gpu_jpeg_encode_vs_torchvision"] = statistics.median([a / b for a, b in zip(t_tv, t_gm)])
-    stages = jpeg_dump_stages(x, u8, tmp, counter, rounds, sync)
-    stages["dump_seconds"] = statistics.median(times[0])
-    stages["sum_of_stages"] = sum(stages[k] for k in ("normalize", "encode", "hash", "write_durable", "viewer"))
+    try:
+        stages = jpeg_dump_stages(x, u8, tmp, counter, rounds, sync)
+    except Exception as exc:  # noqa: BLE001 - the breakdown is a diagnosis: its failure must not lose the checks
+        stages = {"error": f"{type(exc).__name__}: {exc}"}
+    else:
+        stages["dump_seconds"] = statistics.median(times[0])
+        stages["sum_of_stages"] = sum(stages[k] for k in ("normalize", "encode", "hash", "write_durable", "viewer"))
     report["gpu_jpeg_dump_stages"] = stages
 
 
@@ -773,6 +777,8 @@ def stage_lines(name: str, stages: dict | None) -> str:
         return f"{name}: not measured"
     if "skipped" in stages:
         return f"{name}: skipped, {stages['skipped']}"
+    if "images" not in stages:
+        return f"{name}: {stages}"
     n = stages["images"]
     lines = [f"{name} ({n} images, median seconds of each stage alone):"]
     for k, v in stages.items():
