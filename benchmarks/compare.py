@@ -472,9 +472,10 @@ def jpeg_cases(x, u8, tmp: str, counter, rounds: int, sync, results: list, check
     writers = ThreadPoolExecutor(max_workers=gm_dump._WRITERS, thread_name_prefix="by-hand-write")
     try:
         import torchvision.io as tvio
-    except ImportError:
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a torchvision built for another torch (RuntimeError)
         tvio = None
-        print("torchvision is not installed: the JPEG checks against it are skipped", file=sys.stderr)
+        print(f"torchvision cannot be imported ({type(exc).__name__}: {exc}): the JPEG checks against it are "
+              "skipped", file=sys.stderr)
     if tvio is not None:
         def write_file(item):
             path, data = item
