@@ -15,7 +15,6 @@ import os
 import signal
 import struct
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -26,6 +25,7 @@ wandb = pytest.importorskip("wandb")
 from PIL import Image  # noqa: E402
 
 import gpu_media as gm  # noqa: E402
+from gpu_media import wandb_compat  # noqa: E402
 from media_helpers import decode_image, host, hwc, read_rel  # noqa: E402
 from spec_reference import normalize_image  # noqa: E402
 
@@ -459,7 +459,8 @@ def _bad(kind, images, pred):
 def test_bad_input_raises_before_logging(device, tmp_path, kind):
     images, pred, _ = _batch(n=3)
     kwargs, exc, words = _bad(kind, images, pred)
-    pending = os.path.join(tempfile.gettempdir(), "gpu-media-wandb-*", "*")  # to_wandb's files awaiting wandb
+    # to_wandb's files awaiting wandb, in this process's folder only (other test runs may share /tmp)
+    pending = os.path.join(wandb_compat._tmp_dir(), "*")
     before = set(glob.glob(pending))
     with offline_run(tmp_path) as run:
         with pytest.raises(exc) as info:
