@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from importlib import resources
 from typing import Any, Sequence, TextIO
@@ -21,6 +20,7 @@ from .errors import DeviceError, MediaError
 from .formats import coco as _coco
 from .formats import npz as _npz
 from .formats.npz import load_npz  # noqa: F401  (``gpu_media.cli.load_npz``, as before the move)
+from .storage import check_local_folder
 
 #: ``gpu-media dump --help``: the inputs, each documented by its reader in ``gpu_media.formats``.
 NPZ_HELP = (
@@ -41,24 +41,7 @@ def check_out_dir(out_dir: str | os.PathLike) -> None:
         gpu_media.MediaError: ``out_dir`` (or a parent) is an existing file, or the
             folder the dump would write in refuses a new file (the message names it).
     """
-    path = os.path.abspath(os.fspath(out_dir))
-    probe = path
-    while not os.path.isdir(probe):
-        if os.path.exists(probe):
-            what = "an existing file" if probe == path else f"under {probe}, which is a file"
-            raise MediaError(f"{out_dir}: output folder is {what}, not a folder", item=os.fspath(out_dir))
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".gpu-media-probe-", suffix=".tmp", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        where = "output folder" if probe == path else f"output folder (to be created in {probe})"
-        raise MediaError(f"{out_dir}: {where} is not writable ({exc.strerror or exc})",
-                         item=os.fspath(out_dir)) from None
+    check_local_folder(out_dir)
 
 
 def _error_line(exc: BaseException) -> str:

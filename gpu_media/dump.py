@@ -531,10 +531,14 @@ def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
     return records
 
 
-def _file_entry(root, subdir, stem, ext, data, write=True) -> dict:
+def _file_entry(root, subdir, stem, ext, data, write=True, put=None) -> dict:
     sha = hashlib.sha256(data).hexdigest()
     # "a//b" is the folder a/b, and wandb's JSON path is os.path.relpath's: no empty parts
     rel = "/".join(p for p in f"{subdir}/{stem}_{sha[:20]}{ext}".split("/") if p)
+    if put is not None:  # another sink (gpu_media.storage): it checks and writes ``rel`` itself
+        if write:
+            put(rel, data)
+        return {"sha256": sha, "size": len(data), "path": rel}
     path = os.path.join(root, *rel.split("/"))
     _inside(root, path, rel)
     if write:
@@ -543,8 +547,12 @@ def _file_entry(root, subdir, stem, ext, data, write=True) -> dict:
     return {"sha256": sha, "size": len(data), "path": rel}
 
 
-def image_json(rec: dict, root: str, stem: str, plan: Plan) -> dict:
+def image_json(rec: dict, root: str, stem: str, plan: Plan, put=None) -> dict:
     """Write one record's files; return wandb's ``image-file`` JSON for it.
+
+    ``put(rel, data)``, when given, writes each file instead of :func:`write_atomic`
+    under ``root`` (``rel`` is the ``/``-separated path in the dump, as in the JSON;
+    :meth:`gpu_media.storage.Output.put`).
 
     Examples:
         >>> import tempfile
@@ -555,17 +563,18 @@ def image_json(rec: dict, root: str, stem: str, plan: Plan) -> dict:
         ('c', 'image-file', True, 2)
     """
     file_type = plan.options.file_type
-    img = _file_entry(root, IMAGE_DIR, stem, "." + file_type, rec["image"])
+    img = _file_entry(root, IMAGE_DIR, stem, "." + file_type, rec["image"], put=put)
     out = {}
     if plan.captions[rec["index"]] is not None:
         out["caption"] = plan.captions[rec["index"]]
     out.update({"_type": "image-file", **img, "format": file_type, "width": rec["width"], "height": rec["height"]})
     if rec["boxes"]:
-        out["boxes"] = {k: {"_type": "boxes2D", **_file_entry(root, BOX_DIR, stem, ".boxes2D.json", b)}
+        out["boxes"] = {k: {"_type": "boxes2D", **_file_entry(root, BOX_DIR, stem, ".boxes2D.json", b, put=put)}
                         for k, b in rec["boxes"].items()}
     if rec["masks"]:
         exts = rec.get("mask_ext", {})
-        out["masks"] = {k: {"_type": "mask", **_file_entry(root, MASK_DIR, stem, exts.get(k, ".mask.png"), m)}
+        out["masks"] = {k: {"_type": "mask", **_file_entry(root, MASK_DIR, stem, exts.get(k, ".mask.png"), m,
+                                                                 put=put)}
                         for k, m in rec["masks"].items()}
     return out
 
@@ -865,17 +874,7 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                 bar.close()
         if not dicts:
             raise MediaError("images: the batch is empty")
-        cls = options.classes
-        index = {
-            "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": len(dicts),
-            "images": dicts,
-            "separated": separated_json(dicts, captions),
-            "mask_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in mask_labels.items()},
-            "box_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in box_labels.items()},
-            "classes": None if cls is None else [{"id": c, "name": v} for c, v in cls.items()],
-            "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in report],
-            "boxes_drawn": options.draw_boxes,
-        }
+        index = index_json(key, step, dicts, captions, report, mask_labels, box_labels, options)
         ours = _paths_of(index)
         if options.durable:  # the files' names on the disk before an index names them
             for folder in _folders_up(root, ours):
@@ -884,6 +883,52 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
             held.enter_context(folder_lock(root))
         _finish(root, index_path(root, key, step), _json_bytes(index), ours, options, key, step)
     return dicts
+
+
+def index_json(key: str, step: int | str, dicts: list, captions: list, report: list, mask_labels: dict,
+               box_labels: dict, options: DumpOptions) -> dict:
+    """The index of a dump (SPEC 6.1) from what its parts gave, in image order.
+
+    Args:
+        key: the dump's log key.
+        step: the dump's step (a plain int or a str).
+        dicts: every image's ``image-file`` dict (:func:`image_json`).
+        captions: every image's caption (str or None).
+        report: every image's ``{mask key: {class id (int): pixel count}}``.
+        mask_labels: ``{mask key: {class id (int): name}}`` of the whole dump.
+        box_labels: ``{box key: {class id (int): name}}`` of the whole dump.
+        options: the dump's options (``classes``, ``draw_boxes``).
+
+    Returns:
+        the JSON object (a dict) that :func:`write_batches` writes to the index file.
+
+    Examples:
+        >>> index = index_json("k", 0, [{"width": 2, "height": 2, "format": "png", "path": "p"}], [None], [{}],
+        ...                    {}, {}, DumpOptions())
+        >>> index["count"], index["separated"]["filenames"], index["classes"]
+        (1, ['p'], None)
+    """
+    cls = options.classes
+    return {
+        "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": len(dicts),
+        "images": dicts,
+        "separated": separated_json(dicts, captions),
+        "mask_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in mask_labels.items()},
+        "box_class_labels": {k: {str(c): v for c, v in lab.items()} for k, lab in box_labels.items()},
+        "classes": None if cls is None else [{"id": c, "name": v} for c, v in cls.items()],
+        "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in report],
+        "boxes_drawn": options.draw_boxes,
+    }
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as the dump writes its JSON files: compact, UTF-8, non-ASCII kept.
+
+    Examples:
+        >>> json_bytes({"a": [1, "b"], "c": None})
+        b'{"a":[1,"b"],"c":null}'
+    """
+    return _json_bytes(obj)
 
 
 def check_overwrite(out_dir: str | os.PathLike, key: str, step: int | str, overwrite: bool) -> None:

@@ -26,7 +26,8 @@ PACKAGES = ("gpu_media", "cpu_fallback")
 LAYERS: list[tuple[str, list[str]]] = [
     ("errors", ["gpu_media.errors", "gpu_media.demo", "gpu_media.demo.*"]),  # demo: data only
     ("checks", ["gpu_media.checks"]),
-    ("foundations", ["gpu_media.fileio", "gpu_media.codecs", "gpu_media._arrays", "gpu_media.png"]),
+    ("foundations", ["gpu_media.fileio", "gpu_media.storage", "gpu_media.codecs", "gpu_media._arrays",
+                     "gpu_media.png"]),
     # the per-pixel implementations and the GPU libraries they wrap; they satisfy the
     # gpu_media.backend interface structurally and never import the dispatch or a stage
     ("backends", ["cpu_fallback", "cpu_fallback.*", "gpu_media.cupy_backend", "gpu_media.cuda_kernels",
@@ -36,7 +37,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                 "gpu_media.warmup"]),
     ("viewer", ["gpu_media.viewer"]),  # written by dump after the index, so below it
     ("dump", ["gpu_media.dump"]),
-    ("front ends", ["gpu_media.formats", "gpu_media.formats.*", "gpu_media.coco", "gpu_media.wandb_compat"]),
+    ("front ends", ["gpu_media.formats", "gpu_media.formats.*", "gpu_media.coco", "gpu_media.wandb_compat",
+                    "gpu_media.ray"]),
     ("entry points", ["gpu_media.cli", "gpu_media"]),
 ]
 
