@@ -1,0 +1,513 @@
+"""Offline evaluation dumps of a Ray Data dataset, on many workers, to a local folder or object storage.
+
+:func:`write_dump_dataset` writes one dump (SPEC 6) of a ``ray.data.Dataset`` whose
+rows are images (:data:`ROW_HELP`):
+
+1. ``map_batches`` hands blocks of ``batch_size`` rows to a pool of actors. Each
+   actor asks for one GPU where the cluster has GPUs (and uses the GPU backend),
+   else one CPU (and the NumPy + Pillow backend).
+2. An actor validates, normalizes, draws and encodes its block
+   (:func:`gpu_media.dump.prepare`, :func:`gpu_media.dump.encode_chunk`) and writes
+   the block's files straight to ``out`` (:mod:`gpu_media.storage`), then a
+   *partial index* ``.gpu-media-parts/<index stem>/<block id>.json`` with the
+   block's image-file JSON, captions, mask report and class labels.
+3. The driver merges the partial indexes in the dataset's order into the dump's
+   index (:func:`gpu_media.dump.index_json`), writes it last, rebuilds ``index.html``
+   and removes the partial indexes.
+
+The result is byte-identical to :func:`gpu_media.write_dump` of the same rows in one
+process: file names are content-addressed, and the merge gives the same JSON.
+
+**Resuming.** A block's id is the sha256 of its rows (the raw values, before any
+decoding) and of everything that decides the dump's bytes (key, step, options,
+labels). An actor whose block already has a partial index returns it without
+encoding or writing anything, so running the same call again after a worker or the
+driver was killed does only the blocks that are missing.
+
+``import gpu_media.ray`` needs only NumPy and Pillow; Ray (``pip install
+'gpu-media[ray]'``) is imported when a function here is called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .checks import check_int
+from .dump import (
+    DumpOptions,
+    _chunks,
+    _ordered,
+    check_key_step,
+    encode_chunk,
+    file_stem,
+    image_json,
+    index_json,
+    index_path,
+    json_bytes,
+    prepare,
+)
+from .errors import DeviceError, MediaError
+from .masks import parse_class_labels
+from .storage import Output, open_output
+
+__all__ = ["ROW_HELP", "RAY_EXTRA", "PARTS_DIR", "DatasetDump", "write_dump_dataset", "rows_to_batch", "block_id"]
+
+RAY_EXTRA = "pip install 'gpu-media[ray]'"
+PARTS_DIR = ".gpu-media-parts"
+
+#: The columns of a dataset row (one image), as :func:`write_dump_dataset` reads them.
+ROW_HELP = """\
+  image                  (H,W,C) or (H,W) array, or the bytes of an image file (PNG, JPEG, ...; decoded by Pillow)
+  caption                optional str (or None)
+  masks__<key>           optional (H,W) integer class ids, one column per mask key
+  boxes__<key>__xyxy     optional (M,4) pixel boxes x0,y0,x1,y1 (x1, y1 exclusive), one set per box key
+  boxes__<key>__class_id (M,) class id of each box
+  boxes__<key>__score    (M,) optional score of each box
+"""
+
+
+@dataclass(frozen=True)
+class DatasetDump:
+    """What :func:`write_dump_dataset` wrote.
+
+    Attributes:
+        index: the index's path or URL.
+        count: images in the dump.
+        blocks: blocks the dataset was cut into.
+        written: blocks encoded and written by this call (the others had a partial
+            index from an earlier, interrupted call).
+        images: every image's wandb ``image-file`` dict, as :func:`gpu_media.write_dump` returns.
+    """
+
+    index: str
+    count: int
+    blocks: int
+    written: int
+    images: list
+
+
+def _ray():
+    try:
+        import ray  # the real Ray: this module is gpu_media.ray, imports are absolute
+        import ray.data  # noqa: F401  (ray.data.ActorPoolStrategy, DataContext)
+    except ImportError:
+        raise MediaError(f"Ray datasets need Ray Data: {RAY_EXTRA}") from None
+    return ray
+
+
+# ----------------------------------------------------------------------------------------------- rows
+
+
+def _columns(names) -> tuple[list, list, dict]:
+    """``(mask keys, box keys, {box key: fields})`` of a dataset's column names; raises MediaError."""
+    names = list(names)
+    if "image" not in names:
+        raise MediaError(f"the dataset has no 'image' column (columns: {names})", item=names)
+    masks, boxes = [], {}
+    for name in names:
+        parts = name.split("__")
+        if name in ("image", "caption"):
+            continue
+        if parts[0] == "masks" and len(parts) == 2 and parts[1]:
+            masks.append(parts[1])
+        elif parts[0] == "boxes" and len(parts) == 3 and parts[2] in ("xyxy", "class_id", "score") and parts[1]:
+            boxes.setdefault(parts[1], []).append(parts[2])
+        else:
+            raise MediaError(f"unknown dataset column {name!r} (image, caption, masks__<key>, boxes__<key>__xyxy, "
+                             "boxes__<key>__class_id, boxes__<key>__score; ds.drop_columns([...]) drops others)",
+                             item=name)
+    for key, fields in boxes.items():
+        if "xyxy" not in fields:
+            raise MediaError(f"box key {key!r} has no boxes__{key}__xyxy column", key=key, item=key)
+    return masks, list(boxes), boxes
+
+
+def _decode(data, i: int) -> np.ndarray:
+    """An encoded image file to an array: L, RGB, RGBA and 16/32-bit grey as stored, other modes as RGB(A)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            if im.mode not in ("L", "RGB", "RGBA", "I", "I;16", "F"):
+                transparent = im.mode in ("LA", "PA", "RGBa", "La") or "transparency" in im.info
+                im = im.convert("RGBA" if transparent else "RGB")
+            return np.asarray(im)
+    except OSError as exc:
+        raise MediaError(f"image {i}: cannot decode the image file ({exc})", index=i) from None
+
+
+def _is_bytes(v) -> bool:
+    return isinstance(v, (bytes, bytearray, memoryview)) or (isinstance(v, np.ndarray) and v.dtype.kind == "S")
+
+
+def rows_to_batch(batch: dict, mask_labels: dict | None = None, box_labels: dict | None = None) -> dict:
+    """A block of rows (``{column: values}``, as ``map_batches`` gives it) as one write_dump batch.
+
+    Args:
+        batch: ``{column: sequence of N values}`` with the columns of :data:`ROW_HELP`.
+        mask_labels: ``{mask key: {id: name}}`` given to the masks of that key.
+        box_labels: ``{box key: {id: name}}`` given to the boxes of that key.
+
+    Returns:
+        ``{"images", "masks", "boxes", "captions"}`` as :func:`gpu_media.dump.write_batches`
+        takes a part: images as a list (encoded files decoded), masks ``{key:
+        {"mask_data": list}}``, boxes in the batched form with ``image_index``
+        counted in the block.
+
+    Raises:
+        gpu_media.MediaError: an unknown column, an image file that does not decode, a
+            box column whose length differs from its ``xyxy``.
+    """
+    mask_keys, box_keys, _ = _columns(batch)
+    mask_labels, box_labels = mask_labels or {}, box_labels or {}
+    n = len(batch["image"])
+    images = [_decode(v, i) if _is_bytes(v) else np.asarray(v) for i, v in enumerate(batch["image"])]
+    out: dict[str, Any] = {"images": images, "masks": None, "boxes": None, "captions": None}
+    if "caption" in batch:
+        out["captions"] = [None if c is None else str(c) for c in batch["caption"]]
+    if mask_keys:
+        out["masks"] = {}
+        for key in mask_keys:
+            spec = {"mask_data": [np.asarray(m) for m in batch[f"masks__{key}"]]}
+            if key in mask_labels:
+                spec["class_labels"] = mask_labels[key]
+            out["masks"][key] = spec
+    if box_keys:
+        out["boxes"] = {}
+        for key in box_keys:
+            xyxy = [np.asarray(v, dtype=np.float64).reshape(-1, 4) for v in batch[f"boxes__{key}__xyxy"]]
+            spec = {"xyxy": np.concatenate(xyxy) if xyxy else np.zeros((0, 4)), "domain": "pixel",
+                    "image_index": np.concatenate([np.full(len(x), i, np.int64) for i, x in enumerate(xyxy)])}
+            for field, name in (("class_id", "class_id"), ("score", "scores")):
+                col = f"boxes__{key}__{field}"
+                if col not in batch:
+                    continue
+                vals = [np.asarray(v).reshape(-1) for v in batch[col]]
+                for i, (v, x) in enumerate(zip(vals, xyxy)):
+                    if len(v) != len(x):
+                        raise MediaError(f"image {i}: {col} has {len(v)} values for {len(x)} boxes",
+                                         index=i, key=key, item=col)
+                arr = np.concatenate(vals) if vals else np.zeros(0)
+                spec[name] = {"score": arr.astype(np.float64)} if field == "score" else arr.astype(np.int64)
+            if key in box_labels:
+                spec["class_labels"] = box_labels[key]
+            out["boxes"][key] = spec
+    if len(images) != n:  # pragma: no cover - a list of n
+        raise MediaError("rows: internal length mismatch")
+    return out
+
+
+def _feed(h, value) -> None:
+    """Feed one cell's exact value (type, dtype, shape, bytes) into the hash ``h``."""
+    if value is None:
+        h.update(b"N")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        b = bytes(value)
+        h.update(b"B%d:" % len(b) + b)
+    elif isinstance(value, str):
+        b = value.encode("utf-8")
+        h.update(b"S%d:" % len(b) + b)
+    else:
+        a = np.ascontiguousarray(np.asarray(value))
+        if a.dtype.kind == "O":
+            h.update(b"L%d:" % a.size)
+            for v in a.reshape(-1):
+                _feed(h, v)
+            return
+        head = f"A{a.dtype.str}{a.shape}:".encode("ascii")
+        h.update(head)
+        h.update(a.tobytes() if a.dtype.kind != "U" else a.astype(object).__repr__().encode("utf-8"))
+
+
+def block_id(batch: dict, fingerprint: str) -> str:
+    """The id of a block: sha256 of ``fingerprint`` and of every cell of its rows, column by column (hex).
+
+    Args:
+        batch: ``{column: N values}``.
+        fingerprint: what else decides the block's output (key, step, options, labels).
+
+    Returns:
+        64 hex digits.
+    """
+    h = hashlib.sha256(b"gpu-media block v1\0" + fingerprint.encode("utf-8") + b"\0")
+    for name in sorted(batch):
+        h.update(b"C" + name.encode("utf-8") + b"\0")
+        values = batch[name]
+        h.update(b"%d:" % len(values))
+        for v in values:
+            _feed(h, v)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------- the actor
+
+
+def _labels_json(labels: dict) -> dict:
+    return {k: {str(c): v for c, v in lab.items()} for k, lab in labels.items()}
+
+
+def _labels_back(labels: dict) -> dict:
+    return {k: {int(c): v for c, v in lab.items()} for k, lab in labels.items()}
+
+
+class BlockWriter:
+    """The ``map_batches`` actor: one block in, its files and partial index written, one row out.
+
+    Each call returns ``{"block": [id], "part": [partial index JSON], "written": [bool]}``.
+    """
+
+    def __init__(self, out: str, storage_options: dict | None, options: DumpOptions, key: str, step,
+                 mask_labels: dict, box_labels: dict, fingerprint: str, threads: int):
+        """Open the output once per actor; arguments as :func:`write_dump_dataset` resolved them."""
+        self.output = open_output(out, storage_options)
+        self.options, self.key, self.step = options, key, step
+        self.mask_labels, self.box_labels = mask_labels, box_labels
+        self.fingerprint, self.threads = fingerprint, max(1, threads)
+        self.parts = _parts_dir(key, step)
+
+    def __call__(self, batch: dict) -> dict:
+        """Write one block (or find it written); returns its partial index."""
+        bid = block_id(batch, self.fingerprint)
+        rel = f"{self.parts}/{bid}.json"
+        part = self.output.get(rel)
+        written = part is None
+        if written:
+            part = json_bytes(self._write(batch, bid))
+            self.output.put(rel, part, overwrite=True)  # after every file of the block
+        return {"block": np.array([bid]), "part": np.array([part.decode("utf-8")], dtype=object),
+                "written": np.array([written])}
+
+    def _write(self, batch: dict, bid: str) -> dict:
+        part = rows_to_batch(batch, self.mask_labels, self.box_labels)
+        plan = prepare(part["images"], self.options, masks=part["masks"], boxes=part["boxes"],
+                       captions=part["captions"])
+        out = self.output
+        root = out.local or ""
+        put = None if out.local is not None else out.put
+        stem = file_stem(self.key, self.step)
+        if out.local is not None:
+            for sub in ("media/images", "media/images/mask", "media/metadata/boxes2D"):
+                os.makedirs(os.path.join(root, *sub.split("/")), exist_ok=True)
+
+        def write_chunk(bounds):
+            return [image_json(rec, root, stem, plan, put=put) for rec in encode_chunk(plan, *bounds)]
+
+        dicts = [d for done in _ordered(write_chunk, _chunks(plan), self.threads) for d in done]
+        return {
+            "_type": "gpu-media/dump-part", "version": 1, "key": self.key, "step": self.step, "block": bid,
+            "writer": {"pid": os.getpid(), "host": socket.gethostname()},
+            "count": len(dicts), "images": dicts, "captions": plan.captions,
+            "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in plan.report],
+            "mask_class_labels": _labels_json(plan.mask_labels),
+            "box_class_labels": _labels_json(plan.boxes.class_labels if plan.boxes is not None else {}),
+        }
+
+
+def _parts_dir(key: str, step) -> str:
+    return f"{PARTS_DIR}/{file_stem(key, step)}"
+
+
+# ------------------------------------------------------------------------------------ the driver
+
+
+def _merge_labels(blocks: list[dict]) -> dict:
+    """``{key: {id: name}}`` of the whole dump from each block's: as one batch would give them.
+
+    Labels given by the caller are the same in every block and keep their order; labels
+    that wandb's rule made from the ids present (``class_<c>``) differ between blocks,
+    and their union is sorted by id, as the rule sorts them for one batch.
+    """
+    out: dict = {}
+    for key in dict.fromkeys(k for b in blocks for k in b):
+        seen = [b[key] for b in blocks if key in b]
+        merged: dict = {}
+        for lab in seen:
+            merged.update(lab)
+        if any(lab != seen[0] for lab in seen):
+            merged = dict(sorted(merged.items()))
+        out[key] = merged
+    return out
+
+
+def _box_default_labels(ds, box_keys: list, fields: dict, given: dict) -> dict:
+    """The ``class_<c>`` labels (wandb's rule) over the whole dataset, for box keys given none."""
+    need = [k for k in box_keys if k not in given and "class_id" in fields[k]]
+    if not need:
+        return {}
+    ids: dict = {k: set() for k in need}
+    cols = [f"boxes__{k}__class_id" for k in need]
+    for batch in ds.select_columns(cols).iter_batches(batch_format="numpy", batch_size=4096):
+        for k, col in zip(need, cols):
+            for v in batch[col]:
+                ids[k].update(int(c) for c in np.asarray(v).reshape(-1))
+    return {k: {c: f"class_{c}" for c in sorted(ids[k])} for k in need}
+
+
+def _write_viewer(output: Output) -> None:
+    """``index.html`` of every index at ``output``: in place for a folder, through a local copy for a URL."""
+    from .viewer import INDEX_HTML, render_html, viewer_data, write_viewer
+
+    if output.local is not None:
+        write_viewer(output.local)
+        return
+    names = [n for n in output.listdir() if n.endswith(".index.json")]
+    with tempfile.TemporaryDirectory(prefix="gpu-media-viewer-") as tmp:
+        local = open_output(tmp)
+        got = output.get_many(names)
+        boxes = set()
+        for name, data in got.items():
+            local.put(name, data)
+            try:
+                index = json.loads(data.decode("utf-8"))
+                for d in index.get("images") or []:
+                    for v in (d.get("boxes") or {}).values():
+                        if isinstance(v, dict) and isinstance(v.get("path"), str):
+                            boxes.add(v["path"])
+            except (ValueError, AttributeError, TypeError):
+                continue  # the viewer reports an unreadable index itself
+        for rel, data in output.get_many(sorted(boxes)).items():
+            try:
+                local.put(rel, data)
+            except MediaError:
+                continue  # not a path inside the dump: the viewer reports the box file as unreadable
+        html = render_html(viewer_data(tmp)).encode("utf-8")
+    output.put(INDEX_HTML, html, overwrite=True)
+
+
+def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, mask_labels: dict | None = None,
+                       box_labels: dict | None = None, file_type: str = "png", quality: int = 75,
+                       compression_level: int | None = None, draw_boxes: bool = False, normalize: bool = True,
+                       device: str = "auto", thickness: int = 2, colors: dict | None = None, strict_masks=False,
+                       viewer: bool = True, batch_size: int = 32, num_workers: int | None = None,
+                       storage_options: dict | None = None, ray_remote_args: dict | None = None) -> DatasetDump:
+    """Write a Ray Data dataset of images as one dump (SPEC 6), encoded and written by Ray actors.
+
+    Args:
+        ds: a ``ray.data.Dataset``, one image per row (columns as in :data:`ROW_HELP`).
+        out: a local folder, or an fsspec URL (``s3://bucket/prefix``, ``gs://...``,
+            ``file://...``; see :mod:`gpu_media.storage`). Every worker must reach it:
+            on a cluster, a bucket or a shared file system.
+        key: the log key (str), as for :func:`gpu_media.write_dump`.
+        step: the step (int or str).
+        classes: as for :func:`gpu_media.write_dump`: labels of every mask and box key
+            given none.
+        mask_labels: ``{mask key: {id: name}}`` (wins over ``classes``).
+        box_labels: ``{box key: {id: name}}`` (wins over ``classes``). Box keys that get
+            no labels are labelled ``class_<c>`` for the ids of the whole dataset, as
+            one batch would be (which takes one pass over their ``class_id`` columns).
+        file_type: as for :func:`gpu_media.write_dump`.
+        quality: as for :func:`gpu_media.write_dump`.
+        compression_level: as for :func:`gpu_media.write_dump`.
+        draw_boxes: as for :func:`gpu_media.write_dump`.
+        normalize: as for :func:`gpu_media.write_dump`.
+        device: "auto" (the GPU backend with ``num_gpus=1`` per actor where the cluster
+            has GPUs, else the CPU backend), "cpu" or "gpu" (the cluster must have GPUs).
+        thickness: as for :func:`gpu_media.write_dump`.
+        colors: as for :func:`gpu_media.write_dump`.
+        strict_masks: as for :func:`gpu_media.dump.DumpOptions`.
+        viewer: also (re)write ``index.html`` at ``out`` after the index.
+        batch_size: rows per block (the unit of work, of the partial indexes and of
+            resuming).
+        num_workers: actors in the pool (default: the cluster's GPUs with the GPU
+            backend, else its CPUs minus one, at least 1).
+        storage_options: keyword arguments of the fsspec file system of ``out``.
+        ray_remote_args: more arguments of the actors (``max_restarts``,
+            ``runtime_env``, ``num_cpus``, ...), passed to ``map_batches``.
+
+    Returns:
+        a :class:`DatasetDump`; its ``images`` are what :func:`gpu_media.write_dump`
+        returns for the same rows.
+
+    Raises:
+        gpu_media.MediaError: Ray is not installed; a bad key, step, option or column;
+            ``out`` cannot be written (a missing bucket, bad credentials: checked with a
+            probe before any work starts); bad rows (raised from the block that has
+            them; blocks already written stay, and a re-run resumes); an empty dataset.
+        gpu_media.DeviceError: ``device="gpu"`` on a cluster without GPUs.
+    """
+    ray = _ray()
+    check_key_step(key, step)
+    if device not in ("auto", "cpu", "gpu"):
+        raise MediaError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}", item=device)
+    options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
+                          draw_boxes=draw_boxes, normalize=normalize, thickness=thickness, colors=colors,
+                          classes=classes, strict_masks=strict_masks, viewer=viewer)
+    batch_size = check_int(batch_size, "batch_size", lo=1)
+    num_workers = check_int(num_workers, "num_workers", lo=1, optional=True)
+    mask_labels = {str(k): parse_class_labels(v, f"mask_labels[{k!r}]", MediaError)
+                   for k, v in (mask_labels or {}).items()}
+    box_labels = {str(k): parse_class_labels(v, f"box_labels[{k!r}]", MediaError)
+                  for k, v in (box_labels or {}).items()}
+    output = open_output(out, storage_options)
+    output.check()
+
+    mask_keys, box_keys, fields = _columns(ds.columns())
+    if options.classes:
+        for k in mask_keys:
+            mask_labels.setdefault(k, options.classes)
+        for k in box_keys:
+            box_labels.setdefault(k, options.classes)
+    box_labels.update(_box_default_labels(ds, box_keys, fields, box_labels))
+
+    if not ray.is_initialized():
+        ray.init()
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    if device == "gpu" and gpus < 1:
+        raise DeviceError("device='gpu': the Ray cluster has no GPUs")
+    use_gpu = device == "gpu" or (device == "auto" and gpus >= 1)
+    options = dataclasses.replace(options, device="gpu" if use_gpu else "cpu")
+    remote = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
+    remote.update(ray_remote_args or {})
+    size = num_workers or (gpus if use_gpu else max(1, cpus - 1))
+    threads = int(remote.get("num_cpus") or 1)
+
+    fingerprint = json.dumps({
+        "key": key, "step": step, "file_type": options.file_type, "quality": options.quality,
+        "compression_level": options.compression_level, "draw_boxes": options.draw_boxes,
+        "normalize": options.normalize, "thickness": options.thickness,
+        "colors": None if colors is None else {str(k): list(map(int, v)) for k, v in colors.items()},
+        "strict_masks": options.strict_masks, "mask_labels": _labels_json(mask_labels),
+        "box_labels": _labels_json(box_labels),
+    }, sort_keys=True)
+    writer_args = dict(out=out, storage_options=storage_options, options=options, key=key, step=step,
+                       mask_labels=mask_labels, box_labels=box_labels, fingerprint=fingerprint, threads=threads)
+
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True  # the partial indexes come back in the dataset's order
+    try:
+        done = ds.map_batches(BlockWriter, fn_constructor_kwargs=writer_args, batch_size=batch_size,
+                              batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size), **remote)
+        done.context.execution_options.preserve_order = True
+        rows = done.take_all()
+    finally:
+        ctx.execution_options.preserve_order = saved
+
+    parts = [json.loads(r["part"]) for r in rows]
+    if not parts:
+        raise MediaError("images: the dataset is empty")
+    dicts = [d for p in parts for d in p["images"]]
+    captions = [c for p in parts for c in p["captions"]]
+    report = [{k: {int(c): v for c, v in r.items()} for k, r in rep.items()} for p in parts for rep in p["mask_report"]]
+    index = index_json(key, step, dicts, captions, report,
+                       _merge_labels([_labels_back(p["mask_class_labels"]) for p in parts]),
+                       _merge_labels([_labels_back(p["box_class_labels"]) for p in parts]), options)
+    name = os.path.basename(index_path("", key, step))
+    output.put(name, json_bytes(index), overwrite=True)
+    if viewer:
+        _write_viewer(output)
+    output.remove_tree(_parts_dir(key, step))
+    where = os.path.join(output.local, name) if output.local is not None else f"{output.url}/{name}"
+    return DatasetDump(index=where, count=len(dicts), blocks=len(parts),
+                       written=sum(bool(r["written"]) for r in rows), images=dicts)
