@@ -508,6 +508,11 @@ def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, 
     if viewer:
         _write_viewer(output)
     output.remove_tree(_parts_dir(key, step))
+    if output.local is not None:
+        try:
+            os.rmdir(os.path.join(output.local, PARTS_DIR))  # when no other dump's parts are left there
+        except OSError:
+            pass
     where = os.path.join(output.local, name) if output.local is not None else f"{output.url}/{name}"
     return DatasetDump(index=where, count=len(dicts), blocks=len(parts),
                        written=sum(bool(r["written"]) for r in rows), images=dicts)

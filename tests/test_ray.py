@@ -1,0 +1,132 @@
+"""``gpu_media.ray.write_dump_dataset``: a Ray Data dataset written as one dump by Ray actors.
+
+Runs on a local Ray with 2 CPUs (as CI does). Every dump is compared file by file
+(sha256 of every file, index and index.html included) with ONE single-process
+``gpu_media.write_dump`` of the same rows. Skips where Ray is not installed.
+"""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree  # noqa: F401
+
+need_ray()
+
+import gpu_media.ray as gmray  # noqa: E402
+from gpu_media import DeviceError, MediaError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray():
+    mod = local_ray()
+    yield mod
+    mod.shutdown()
+
+
+def dataset(ray, rows):
+    return ray.data.from_items(rows)
+
+
+@pytest.mark.parametrize("workers,batch_size", [(1, 4), (2, 3)])
+def test_byte_identical_to_single_process_write_dump(ray, tmp_path, time_limit, workers, batch_size):
+    rows = make_rows(13)
+    ref = single_process_dump(tmp_path / "ref", rows, key="val/pred", step=3)
+    got = gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "ray"), key="val/pred", step=3,
+                                   batch_size=batch_size, num_workers=workers)
+    assert tree(tmp_path / "ray") == tree(tmp_path / "ref")
+    assert got.images == ref
+    assert (got.count, got.blocks, got.written) == (13, -(-13 // batch_size), -(-13 // batch_size))
+    assert not os.path.exists(tmp_path / "ray" / gmray.PARTS_DIR)  # the partial indexes are merged and removed
+    # the default box labels are wandb's class_<c> of the WHOLE dataset, not of each block
+    index = json.loads((tmp_path / "ray" / os.path.basename(got.index)).read_bytes())
+    ids = sorted({int(c) for r in rows for c in r["boxes__pred__class_id"]})
+    assert list(index["box_class_labels"]["pred"]) == [str(c) for c in ids]
+
+
+@pytest.mark.parametrize("encoded", ["png", "jpeg"])
+def test_encoded_file_rows(ray, tmp_path, time_limit, encoded):
+    rows = make_rows(7, seed=1, encoded=encoded)
+    single_process_dump(tmp_path / "ref", rows, key="k", file_type="jpg", quality=90, draw_boxes=True)
+    gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "ray"), key="k", file_type="jpg", quality=90,
+                             draw_boxes=True, batch_size=2, num_workers=1)
+    assert tree(tmp_path / "ray") == tree(tmp_path / "ref")
+
+
+def test_given_labels_and_options(ray, tmp_path, time_limit):
+    rows = make_rows(9, seed=2)
+    classes = {c: f"c{c}" for c in range(20)}
+    single_process_dump(tmp_path / "ref", rows, key="k", step="best", classes=classes, compression_level=6,
+                        thickness=3, draw_boxes=True)
+    gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "ray"), key="k", step="best", classes=classes,
+                             compression_level=6, thickness=3, draw_boxes=True, batch_size=4)
+    assert tree(tmp_path / "ray") == tree(tmp_path / "ref")
+
+
+def test_resume_after_a_worker_is_killed(ray, tmp_path, time_limit):
+    """SIGKILL the actor after its first block: the run fails; the re-run does only the missing blocks."""
+    rows = make_rows(12, seed=3)
+    single_process_dump(tmp_path / "ref", rows, key="k")
+    out = tmp_path / "ray"
+    parts = out / gmray.PARTS_DIR / "k_0"
+
+    def slow(row):  # paces the blocks, so that the kill lands mid-run
+        time.sleep(0.15)
+        return row
+
+    def run(result):
+        try:
+            result["dump"] = gmray.write_dump_dataset(
+                dataset(ray, rows).map(slow), str(out), key="k", batch_size=2, num_workers=1,
+                ray_remote_args={"max_restarts": 0, "max_task_retries": 0})
+        except Exception as exc:  # noqa: BLE001 - whatever Ray raises for a dead actor
+            result["error"] = exc
+
+    first: dict = {}
+    t = threading.Thread(target=run, args=(first,))
+    t.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline and t.is_alive():
+        done = sorted(parts.glob("*.json")) if parts.is_dir() else []
+        if done:
+            killed = json.loads(done[0].read_bytes())["writer"]["pid"]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.01)
+    t.join(120)
+    assert killed is not None, "no block was written"
+    assert "error" in first, "the run finished although its only worker was killed"
+    left = len(list(parts.glob("*.json")))
+    assert 1 <= left < 6
+    assert not (out / "k_0.index.json").exists()  # no index: the dump does not look complete
+
+    again = gmray.write_dump_dataset(dataset(ray, rows), str(out), key="k", batch_size=2, num_workers=1)
+    assert (again.blocks, again.written) == (6, 6 - left)
+    assert tree(out) == tree(tmp_path / "ref")
+
+
+def test_unknown_column_fails_before_any_work(ray, tmp_path, time_limit):
+    rows = [dict(r, path="x.png") for r in make_rows(2)]
+    with pytest.raises(MediaError, match="unknown dataset column 'path'"):
+        gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "out"), key="k")
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_device_gpu_needs_gpus_in_the_cluster(ray, tmp_path, time_limit):
+    if ray.cluster_resources().get("GPU", 0):
+        pytest.skip("this Ray cluster has GPUs")
+    with pytest.raises(DeviceError, match="no GPUs"):
+        gmray.write_dump_dataset(dataset(ray, make_rows(2)), str(tmp_path / "out"), key="k", device="gpu")
+
+
+def test_bad_rows_name_the_image(ray, tmp_path, time_limit):
+    rows = make_rows(4)
+    rows[2]["masks__pred"] = np.zeros((5, 5), np.uint8)  # not the image's size
+    with pytest.raises(Exception, match="mask"):
+        gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "out"), key="k", batch_size=4)
+    assert not (tmp_path / "out" / "k_0.index.json").exists()
