@@ -1,0 +1,198 @@
+"""Dumps to object storage: ``write_dump_dataset(ds, "s3://bucket/prefix", ...)`` against a real S3 server.
+
+The server is moto in server mode (``moto[server]``), started here as a subprocess on
+127.0.0.1 at a free port and stopped after; gpu-media reaches it through s3fs, and
+the page is fetched over plain HTTP from the bucket, as a browser would. A second
+server runs with moto's IAM checks on, for the bad-credentials case. Skips where
+Ray, moto or s3fs is not installed.
+"""
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree  # noqa: F401
+
+need_ray()
+pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'gpu-media[s3]')")
+pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
+boto3 = pytest.importorskip("boto3", reason="boto3 (with moto) is not installed")
+
+import gpu_media.ray as gmray  # noqa: E402
+from gpu_media import MediaError  # noqa: E402
+
+REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoServer:
+    """``python -m moto.server`` on 127.0.0.1:<free port>; ``auth`` turns moto's IAM checks on."""
+
+    def __init__(self, auth: bool):
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, AWS_DEFAULT_REGION=REGION)
+        if auth:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"  # the IAM user and key below, then checked
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("moto server did not start")
+                time.sleep(0.1)
+        self.key, self.secret = "testing", "testing"
+        if auth:
+            iam = self.client("iam")
+            iam.create_user(UserName="dumper")
+            iam.put_user_policy(UserName="dumper", PolicyName="all", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+            k = iam.create_access_key(UserName="dumper")["AccessKey"]
+            self.key, self.secret = k["AccessKeyId"], k["SecretAccessKey"]
+
+    def client(self, service="s3", key=None, secret=None):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id=key or self.key, aws_secret_access_key=secret or self.secret)
+
+    def storage_options(self, key=None, secret=None) -> dict:
+        return {"key": key or self.key, "secret": secret or self.secret,
+                "client_kwargs": {"endpoint_url": self.endpoint, "region_name": REGION}}
+
+    def objects(self, bucket, prefix) -> dict:
+        """``{key below prefix: (sha256, LastModified)}`` of every object under ``prefix/``."""
+        s3, out = self.client(), {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+            for o in page.get("Contents", []):
+                body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+                out[o["Key"][len(prefix) + 1:]] = (hashlib.sha256(body).hexdigest(), o["LastModified"])
+        return out
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def ray():
+    mod = local_ray()
+    yield mod
+    mod.shutdown()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = MotoServer(auth=False)
+    server.client().create_bucket(Bucket="evals")
+    # served to anyone, as a bucket that hosts dumps for a browser is
+    server.client().put_bucket_policy(Bucket="evals", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::evals/*"}]}))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_auth():
+    server = MotoServer(auth=True)
+    server.client().create_bucket(Bucket="private")
+    yield server
+    server.stop()
+
+
+def _sha(d: dict) -> dict:
+    return {k: v[0] for k, v in d.items()}
+
+
+def test_upload_matches_a_local_dump_and_rerun_is_idempotent(ray, s3, tmp_path, time_limit):
+    rows = make_rows(9, seed=4)
+    single_process_dump(tmp_path / "ref", rows, key="val/pred", step=2)
+    ds = ray.data.from_items(rows)
+    got = gmray.write_dump_dataset(ds, "s3://evals/runs/a", key="val/pred", step=2, batch_size=4,
+                                   storage_options=s3.storage_options())
+    assert got.index == "s3://evals/runs/a/val_pred_2.index.json"
+    first = s3.objects("evals", "runs/a")
+    assert _sha(first) == tree(tmp_path / "ref")  # the same files, byte for byte, and nothing else
+    time.sleep(1.1)  # LastModified has one-second resolution
+    again = gmray.write_dump_dataset(ds, "s3://evals/runs/a", key="val/pred", step=2, batch_size=4,
+                                     storage_options=s3.storage_options())
+    assert again.images == got.images
+    second = s3.objects("evals", "runs/a")
+    assert _sha(second) == _sha(first)
+    media = [k for k in first if k.startswith("media/")]
+    assert media and all(second[k][1] == first[k][1] for k in media)  # media objects were not uploaded again
+
+
+def test_index_html_links_work_served_from_the_bucket(ray, s3, tmp_path, time_limit):
+    rows = make_rows(5, seed=5)
+    gmray.write_dump_dataset(ray.data.from_items(rows), "s3://evals/served", key="k", batch_size=2,
+                             storage_options=s3.storage_options())
+    page_url = f"{s3.endpoint}/evals/served/index.html"
+    with urllib.request.urlopen(page_url) as r:
+        assert r.headers["Content-Type"].startswith("text/html")
+        html = r.read().decode("utf-8")
+    data = json.loads(re.search(r'<script[^>]*type="application/json"[^>]*>(.*?)</script>', html, re.S).group(1))
+    (dump,) = data["dumps"]
+    assert dump["count"] == 5 and not data["errors"]
+    assert all(len(im["boxes"].get("pred", [])) == i % 3 for i, im in enumerate(dump["images"]))
+    index = json.loads(urllib.request.urlopen(f"{s3.endpoint}/evals/served/k_0.index.json").read())
+    links = 0
+    for im, entry in zip(dump["images"], index["images"]):
+        for rel, want in [(im["path"], entry)] + [(im["masks"][k], entry["masks"][k]) for k in im["masks"]]:
+            url = urllib.parse.urljoin(page_url, rel)  # relative to the page, as the browser resolves it
+            with urllib.request.urlopen(url) as r:
+                assert r.headers["Content-Type"] == "image/png"
+                assert hashlib.sha256(r.read()).hexdigest() == want["sha256"]
+            links += 1
+    assert links == 10
+
+
+def _marking_dataset(ray, tmp_path):
+    marker = tmp_path / "touched"
+
+    def touch(row):
+        marker.write_text("read")
+        return row
+
+    return ray.data.from_items(make_rows(2)).map(touch), marker
+
+
+def test_missing_bucket_fails_before_any_work(ray, s3, tmp_path, time_limit):
+    ds, marker = _marking_dataset(ray, tmp_path)
+    with pytest.raises(MediaError, match="bucket 'no-such-bucket' does not exist"):
+        gmray.write_dump_dataset(ds, "s3://no-such-bucket/x", key="k", storage_options=s3.storage_options())
+    assert not marker.exists()
+
+
+def test_bad_credentials_fail_before_any_work(ray, s3_auth, tmp_path, time_limit):
+    ds, marker = _marking_dataset(ray, tmp_path)
+    with pytest.raises(MediaError, match="access denied; check the credentials"):
+        gmray.write_dump_dataset(ds, "s3://private/x", key="k",
+                                 storage_options=s3_auth.storage_options(key="AKIAWRONG", secret="wrong"))
+    assert not marker.exists()
+    assert not s3_auth.objects("private", "x")
+    # the right credentials work against the same server
+    gmray.write_dump_dataset(ds, "s3://private/x", key="k", storage_options=s3_auth.storage_options())
+    assert marker.exists() and "k_0.index.json" in s3_auth.objects("private", "x")
