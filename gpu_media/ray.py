@@ -30,6 +30,7 @@ driver was killed does only the blocks that are missing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -42,21 +43,30 @@ from typing import Any
 
 import numpy as np
 
-from .checks import check_int
+from .checks import check_int, is_integer
 from .dump import (
     DumpOptions,
     _chunks,
+    _dump_folders,
+    _finish,
+    _folders_up,
     _ordered,
+    _paths_of,
     check_key_step,
+    check_overwrite,
     encode_chunk,
     file_stem,
     image_json,
     index_json,
+    index_name,
     index_path,
     json_bytes,
+    key_path,
     prepare,
+    step_str,
 )
-from .errors import DeviceError, MediaError
+from .errors import DeviceError, DumpExistsError, MediaError
+from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
 from .masks import parse_class_labels
 from .storage import Output, open_output
 
@@ -267,10 +277,10 @@ class BlockWriter:
     """
 
     def __init__(self, out: str, storage_options: dict | None, options: DumpOptions, key: str, step,
-                 mask_labels: dict, box_labels: dict, fingerprint: str, threads: int):
+                 stem: str, mask_labels: dict, box_labels: dict, fingerprint: str, threads: int):
         """Open the output once per actor; arguments as :func:`write_dump_dataset` resolved them."""
         self.output = open_output(out, storage_options)
-        self.options, self.key, self.step = options, key, step
+        self.options, self.key, self.step, self.stem = options, key, step, stem
         self.mask_labels, self.box_labels = mask_labels, box_labels
         self.fingerprint, self.threads = fingerprint, max(1, threads)
         self.parts = _parts_dir(key, step)
@@ -294,13 +304,10 @@ class BlockWriter:
         out = self.output
         root = out.local or ""
         put = None if out.local is not None else out.put
-        stem = file_stem(self.key, self.step)
-        if out.local is not None:
-            for sub in ("media/images", "media/images/mask", "media/metadata/boxes2D"):
-                os.makedirs(os.path.join(root, *sub.split("/")), exist_ok=True)
 
         def write_chunk(bounds):
-            return [image_json(rec, root, stem, plan, put=put) for rec in encode_chunk(plan, *bounds)]
+            with durable_writes(self.options.durable):  # local files: fsynced in this thread
+                return [image_json(rec, root, self.stem, plan, put=put) for rec in encode_chunk(plan, *bounds)]
 
         dicts = [d for done in _ordered(write_chunk, _chunks(plan), self.threads) for d in done]
         return {
@@ -314,7 +321,7 @@ class BlockWriter:
 
 
 def _parts_dir(key: str, step) -> str:
-    return f"{PARTS_DIR}/{file_stem(key, step)}"
+    return f"{PARTS_DIR}/{index_name(key, step)[: -len('.index.json')]}"
 
 
 # ------------------------------------------------------------------------------------ the driver
@@ -337,20 +344,6 @@ def _merge_labels(blocks: list[dict]) -> dict:
             merged = dict(sorted(merged.items()))
         out[key] = merged
     return out
-
-
-def _box_default_labels(ds, box_keys: list, fields: dict, given: dict) -> dict:
-    """The ``class_<c>`` labels (wandb's rule) over the whole dataset, for box keys given none."""
-    need = [k for k in box_keys if k not in given and "class_id" in fields[k]]
-    if not need:
-        return {}
-    ids: dict = {k: set() for k in need}
-    cols = [f"boxes__{k}__class_id" for k in need]
-    for batch in ds.select_columns(cols).iter_batches(batch_format="numpy", batch_size=4096):
-        for k, col in zip(need, cols):
-            for v in batch[col]:
-                ids[k].update(int(c) for c in np.asarray(v).reshape(-1))
-    return {k: {c: f"class_{c}" for c in sorted(ids[k])} for k in need}
 
 
 def _write_viewer(output: Output) -> None:
@@ -384,11 +377,12 @@ def _write_viewer(output: Output) -> None:
     output.put(INDEX_HTML, html, overwrite=True)
 
 
-def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, mask_labels: dict | None = None,
-                       box_labels: dict | None = None, file_type: str = "png", quality: int = 75,
-                       compression_level: int | None = None, draw_boxes: bool = False, normalize: bool = True,
-                       device: str = "auto", thickness: int = 2, colors: dict | None = None, strict_masks=False,
-                       viewer: bool = True, batch_size: int = 32, num_workers: int | None = None,
+def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int | str = 0, classes: Any = None,
+                       mask_labels: dict | None = None, box_labels: dict | None = None, file_type: str = "png",
+                       quality: int = 75, compression_level: int | None = None, draw_boxes: bool = False,
+                       normalize: bool = True, device: str = "auto", thickness: int = 2, colors: dict | None = None,
+                       strict_masks: bool = False, viewer: bool = True, overwrite: bool = False,
+                       durable: bool = True, batch_size: int = 32, num_workers: int | None = None,
                        storage_options: dict | None = None, ray_remote_args: dict | None = None) -> DatasetDump:
     """Write a Ray Data dataset of images as one dump (SPEC 6), encoded and written by Ray actors.
 
@@ -402,9 +396,9 @@ def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, 
         classes: as for :func:`gpu_media.write_dump`: labels of every mask and box key
             given none.
         mask_labels: ``{mask key: {id: name}}`` (wins over ``classes``).
-        box_labels: ``{box key: {id: name}}`` (wins over ``classes``). Box keys that get
-            no labels are labelled ``class_<c>`` for the ids of the whole dataset, as
-            one batch would be (which takes one pass over their ``class_id`` columns).
+        box_labels: ``{box key: {id: name}}`` (wins over ``classes``). Keys given no
+            labels get wandb's ``class_<c>`` for the ids present in the whole dataset,
+            as one batch would.
         file_type: as for :func:`gpu_media.write_dump`.
         quality: as for :func:`gpu_media.write_dump`.
         compression_level: as for :func:`gpu_media.write_dump`.
@@ -416,6 +410,11 @@ def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, 
         colors: as for :func:`gpu_media.write_dump`.
         strict_masks: as for :func:`gpu_media.dump.DumpOptions`.
         viewer: also (re)write ``index.html`` at ``out`` after the index.
+        overwrite: replace an existing index of ``key`` at ``step`` (else it is an
+            error, before any work). With it, files that only the old index named are
+            removed afterwards (local folders and URLs alike).
+        durable: in a local folder, fsync every file and folder before the index names
+            them (docs/SPEC.md 6.4); an object store has no such step.
         batch_size: rows per block (the unit of work, of the partial indexes and of
             resuming).
         num_workers: actors in the pool (default: the cluster's GPUs with the GPU
@@ -433,15 +432,26 @@ def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, 
             ``out`` cannot be written (a missing bucket, bad credentials: checked with a
             probe before any work starts); bad rows (raised from the block that has
             them; blocks already written stay, and a re-run resumes); an empty dataset.
+        gpu_media.DumpExistsError: the index exists and ``overwrite`` is False.
         gpu_media.DeviceError: ``device="gpu"`` on a cluster without GPUs.
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> import ray  # doctest: +SKIP
+        >>> ds = ray.data.from_items([{"image": np.zeros((4, 4, 3), np.uint8), "caption": "a"}])  # doctest: +SKIP
+        >>> write_dump_dataset(ds, tempfile.mkdtemp(), key="val").count  # doctest: +SKIP
+        1
     """
     ray = _ray()
     check_key_step(key, step)
+    step = int(step) if is_integer(step) else step
     if device not in ("auto", "cpu", "gpu"):
         raise MediaError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}", item=device)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, normalize=normalize, thickness=thickness, colors=colors,
-                          classes=classes, strict_masks=strict_masks, viewer=viewer)
+                          classes=classes, strict_masks=strict_masks, viewer=viewer, overwrite=overwrite,
+                          durable=durable)
     batch_size = check_int(batch_size, "batch_size", lo=1)
     num_workers = check_int(num_workers, "num_workers", lo=1, optional=True)
     mask_labels = {str(k): parse_class_labels(v, f"mask_labels[{k!r}]", MediaError)
@@ -450,14 +460,23 @@ def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, 
                   for k, v in (box_labels or {}).items()}
     output = open_output(out, storage_options)
     output.check()
+    name = index_name(key, step)
+    if output.local is not None:
+        root = output.local
+        check_overwrite(root, key, step, overwrite)
+        stem = file_stem(root, key, step)
+    else:
+        if not overwrite and output.exists(name):
+            raise DumpExistsError(f"the index of key {key!r} at step {step!r} exists: {output.url}/{name}; pass "
+                                  "overwrite=True (gpu-media: --overwrite) to replace it", key=key, item=name)
+        stem = f"{key_path(key)}_{step_str(step)}"
 
-    mask_keys, box_keys, fields = _columns(ds.columns())
+    mask_keys, box_keys, _ = _columns(ds.columns())
     if options.classes:
         for k in mask_keys:
             mask_labels.setdefault(k, options.classes)
         for k in box_keys:
             box_labels.setdefault(k, options.classes)
-    box_labels.update(_box_default_labels(ds, box_keys, fields, box_labels))
 
     if not ray.is_initialized():
         ray.init()
@@ -480,9 +499,52 @@ def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, 
         "strict_masks": options.strict_masks, "mask_labels": _labels_json(mask_labels),
         "box_labels": _labels_json(box_labels),
     }, sort_keys=True)
-    writer_args = dict(out=out, storage_options=storage_options, options=options, key=key, step=step,
-                       mask_labels=mask_labels, box_labels=box_labels, fingerprint=fingerprint, threads=threads)
+    writer_args = dict(out=out if output.local is None else output.local, storage_options=storage_options,
+                       options=options, key=key, step=step, stem=stem, mask_labels=mask_labels,
+                       box_labels=box_labels, fingerprint=fingerprint, threads=threads)
 
+    with contextlib.ExitStack() as held:
+        if output.local is not None:
+            os.makedirs(output.local, exist_ok=True)
+            if overwrite:  # as write_dump: no other dump may remove or replace files while this one runs
+                held.enter_context(folder_lock(output.local))
+            remove_stale_temps(_dump_folders(output.local))
+        rows = _run(ray, ds, writer_args, batch_size, size, remote)
+        parts = [json.loads(r["part"]) for r in rows]
+        if not parts:
+            raise MediaError("images: the dataset is empty")
+        dicts = [d for p in parts for d in p["images"]]
+        captions = [c for p in parts for c in p["captions"]]
+        report = [{k: {int(c): v for c, v in r.items()} for k, r in rep.items()}
+                  for p in parts for rep in p["mask_report"]]
+        index = index_json(key, step, dicts, captions, report,
+                           _merge_labels([_labels_back(p["mask_class_labels"]) for p in parts]),
+                           _merge_labels([_labels_back(p["box_class_labels"]) for p in parts]), options)
+        if output.local is not None:
+            root = output.local
+            ours = _paths_of(index)
+            if durable:
+                for folder in _folders_up(root, ours | {f"{_parts_dir(key, step)}/x"}):
+                    fsync_dir(folder)
+            if not overwrite:
+                held.enter_context(folder_lock(root))
+            _finish(root, index_path(root, key, step), json_bytes(index), ours, options, key, step)
+            where = index_path(root, key, step)
+        else:
+            _finish_remote(output, name, index, options)
+            where = f"{output.url}/{name}"
+    output.remove_tree(_parts_dir(key, step))
+    if output.local is not None:
+        try:
+            os.rmdir(os.path.join(output.local, PARTS_DIR))  # when no other dump's parts are left there
+        except OSError:
+            pass
+    return DatasetDump(index=where, count=len(dicts), blocks=len(parts),
+                       written=sum(bool(r["written"]) for r in rows), images=dicts)
+
+
+def _run(ray, ds, writer_args: dict, batch_size: int, size: int, remote: dict) -> list[dict]:
+    """The actors' pass over the dataset: one ``{"block", "part", "written"}`` row per block, in order."""
     ctx = ray.data.DataContext.get_current()
     saved = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True  # the partial indexes come back in the dataset's order
@@ -490,29 +552,28 @@ def write_dump_dataset(ds, out, *, key: str, step: int | str = 0, classes=None, 
         done = ds.map_batches(BlockWriter, fn_constructor_kwargs=writer_args, batch_size=batch_size,
                               batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size), **remote)
         done.context.execution_options.preserve_order = True
-        rows = done.take_all()
+        return done.take_all()
     finally:
         ctx.execution_options.preserve_order = saved
 
-    parts = [json.loads(r["part"]) for r in rows]
-    if not parts:
-        raise MediaError("images: the dataset is empty")
-    dicts = [d for p in parts for d in p["images"]]
-    captions = [c for p in parts for c in p["captions"]]
-    report = [{k: {int(c): v for c, v in r.items()} for k, r in rep.items()} for p in parts for rep in p["mask_report"]]
-    index = index_json(key, step, dicts, captions, report,
-                       _merge_labels([_labels_back(p["mask_class_labels"]) for p in parts]),
-                       _merge_labels([_labels_back(p["box_class_labels"]) for p in parts]), options)
-    name = os.path.basename(index_path("", key, step))
+
+def _finish_remote(output: Output, name: str, index: dict, options: DumpOptions) -> None:
+    """At a URL: the index (an object put whole), the old index's orphans with ``overwrite``, index.html."""
+    old = output.get(name) if options.overwrite else None
     output.put(name, json_bytes(index), overwrite=True)
-    if viewer:
-        _write_viewer(output)
-    output.remove_tree(_parts_dir(key, step))
-    if output.local is not None:
+    if old is not None:
         try:
-            os.rmdir(os.path.join(output.local, PARTS_DIR))  # when no other dump's parts are left there
-        except OSError:
-            pass
-    where = os.path.join(output.local, name) if output.local is not None else f"{output.url}/{name}"
-    return DatasetDump(index=where, count=len(dicts), blocks=len(parts),
-                       written=sum(bool(r["written"]) for r in rows), images=dicts)
+            stale = _paths_of(json.loads(old.decode("utf-8"))) - _paths_of(index)
+        except ValueError:
+            stale = set()
+        if stale:
+            others = [n for n in output.listdir() if n.endswith(".index.json") and n != name]
+            for data in output.get_many(others).values():
+                try:
+                    stale -= _paths_of(json.loads(data.decode("utf-8")))
+                except ValueError:
+                    stale = set()  # an unreadable index: it may name anything, so nothing is removed
+            for rel in sorted(stale):
+                output.remove(rel)
+    if options.viewer:
+        _write_viewer(output)

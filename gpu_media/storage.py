@@ -90,6 +90,10 @@ class Output:
         """Remove folder ``rel`` and everything in it (nothing if it does not exist)."""
         raise NotImplementedError
 
+    def remove(self, rel: str) -> None:
+        """Remove file ``rel`` (nothing if it does not exist)."""
+        raise NotImplementedError
+
     def check(self) -> None:
         """Fail now, writing nothing that stays, if the dump could not be written here.
 
@@ -140,6 +144,13 @@ class LocalOutput(Output):
     def remove_tree(self, rel: str) -> None:
         """As :meth:`Output.remove_tree`."""
         shutil.rmtree(self._path(rel), ignore_errors=True)
+
+    def remove(self, rel: str) -> None:
+        """As :meth:`Output.remove`."""
+        try:
+            os.unlink(self._path(rel))
+        except FileNotFoundError:
+            pass
 
     def check(self) -> None:
         """As :meth:`Output.check`: a probe file in the folder, or in its nearest existing parent."""
@@ -230,6 +241,13 @@ class FsspecOutput(Output):
         except FileNotFoundError:
             pass
         self.fs.invalidate_cache(path)
+
+    def remove(self, rel: str) -> None:
+        """As :meth:`Output.remove`."""
+        try:
+            self.fs.rm(self._path(rel))
+        except FileNotFoundError:
+            pass
 
     def check(self) -> None:
         """As :meth:`Output.check`: puts and removes ``.gpu-media-probe-<hex>.tmp`` under the URL."""

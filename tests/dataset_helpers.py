@@ -1,6 +1,8 @@
 """Shared by the Ray and S3 tests: a local Ray, dataset rows, the same rows as one write_dump, file trees."""
 
+import contextlib
 import hashlib
+import importlib
 import io
 import os
 import signal
@@ -20,23 +22,25 @@ def need_ray():
     return pytest.importorskip("ray", reason="Ray is not installed (pip install 'gpu-media[ray]')")
 
 
-@pytest.fixture
-def time_limit():
-    """Fail the test after TEST_SECONDS (SIGALRM in the main thread)."""
+@contextlib.contextmanager
+def time_limit(seconds=TEST_SECONDS):
+    """Raise TimeoutError in the block after ``seconds`` (SIGALRM; the main thread only)."""
     def expire(signum, frame):
-        raise TimeoutError(f"test ran past {TEST_SECONDS} s")
+        raise TimeoutError(f"test ran past {seconds} s")
 
     old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TEST_SECONDS)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def local_ray():
     """A local Ray with 2 CPUs for this module (as CI runs it), shut down after."""
     ray = need_ray()
-    import ray.data  # noqa: F401
+    importlib.import_module("ray.data")
 
     if ray.is_initialized():
         ray.shutdown()

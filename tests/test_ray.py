@@ -13,13 +13,18 @@ import time
 
 import numpy as np
 import pytest
-
-from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree  # noqa: F401
+from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree
 
 need_ray()
 
 import gpu_media.ray as gmray  # noqa: E402
 from gpu_media import DeviceError, MediaError  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit():  # a hung Ray or S3 call fails the test instead of CI
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def dataset(ray, rows):
 
 
 @pytest.mark.parametrize("workers,batch_size", [(1, 4), (2, 3)])
-def test_byte_identical_to_single_process_write_dump(ray, tmp_path, time_limit, workers, batch_size):
+def test_byte_identical_to_single_process_write_dump(ray, tmp_path, workers, batch_size):
     rows = make_rows(13)
     ref = single_process_dump(tmp_path / "ref", rows, key="val/pred", step=3)
     got = gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "ray"), key="val/pred", step=3,
@@ -50,7 +55,7 @@ def test_byte_identical_to_single_process_write_dump(ray, tmp_path, time_limit, 
 
 
 @pytest.mark.parametrize("encoded", ["png", "jpeg"])
-def test_encoded_file_rows(ray, tmp_path, time_limit, encoded):
+def test_encoded_file_rows(ray, tmp_path, encoded):
     rows = make_rows(7, seed=1, encoded=encoded)
     single_process_dump(tmp_path / "ref", rows, key="k", file_type="jpg", quality=90, draw_boxes=True)
     gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "ray"), key="k", file_type="jpg", quality=90,
@@ -58,7 +63,7 @@ def test_encoded_file_rows(ray, tmp_path, time_limit, encoded):
     assert tree(tmp_path / "ray") == tree(tmp_path / "ref")
 
 
-def test_given_labels_and_options(ray, tmp_path, time_limit):
+def test_given_labels_and_options(ray, tmp_path):
     rows = make_rows(9, seed=2)
     classes = {c: f"c{c}" for c in range(20)}
     single_process_dump(tmp_path / "ref", rows, key="k", step="best", classes=classes, compression_level=6,
@@ -68,7 +73,7 @@ def test_given_labels_and_options(ray, tmp_path, time_limit):
     assert tree(tmp_path / "ray") == tree(tmp_path / "ref")
 
 
-def test_resume_after_a_worker_is_killed(ray, tmp_path, time_limit):
+def test_resume_after_a_worker_is_killed(ray, tmp_path):
     """SIGKILL the actor after its first block: the run fails; the re-run does only the missing blocks."""
     rows = make_rows(12, seed=3)
     single_process_dump(tmp_path / "ref", rows, key="k")
@@ -110,21 +115,21 @@ def test_resume_after_a_worker_is_killed(ray, tmp_path, time_limit):
     assert tree(out) == tree(tmp_path / "ref")
 
 
-def test_unknown_column_fails_before_any_work(ray, tmp_path, time_limit):
+def test_unknown_column_fails_before_any_work(ray, tmp_path):
     rows = [dict(r, path="x.png") for r in make_rows(2)]
     with pytest.raises(MediaError, match="unknown dataset column 'path'"):
         gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "out"), key="k")
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
-def test_device_gpu_needs_gpus_in_the_cluster(ray, tmp_path, time_limit):
+def test_device_gpu_needs_gpus_in_the_cluster(ray, tmp_path):
     if ray.cluster_resources().get("GPU", 0):
         pytest.skip("this Ray cluster has GPUs")
     with pytest.raises(DeviceError, match="no GPUs"):
         gmray.write_dump_dataset(dataset(ray, make_rows(2)), str(tmp_path / "out"), key="k", device="gpu")
 
 
-def test_bad_rows_name_the_image(ray, tmp_path, time_limit):
+def test_bad_rows_name_the_image(ray, tmp_path):
     rows = make_rows(4)
     rows[2]["masks__pred"] = np.zeros((5, 5), np.uint8)  # not the image's size
     with pytest.raises(Exception, match="mask"):

@@ -20,8 +20,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-
-from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree  # noqa: F401
+from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree
 
 need_ray()
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'gpu-media[s3]')")
@@ -29,7 +28,7 @@ pytest.importorskip("moto.server", reason="moto[server] is not installed (the te
 boto3 = pytest.importorskip("boto3", reason="boto3 (with moto) is not installed")
 
 import gpu_media.ray as gmray  # noqa: E402
-from gpu_media import MediaError  # noqa: E402
+from gpu_media import DumpExistsError, MediaError  # noqa: E402
 
 REGION = "us-east-1"
 
@@ -96,6 +95,12 @@ class MotoServer:
             self.proc.wait()
 
 
+@pytest.fixture(autouse=True)
+def _bounded():
+    with time_limit():  # a hung Ray or S3 call fails the test instead of CI
+        yield
+
+
 @pytest.fixture(scope="module")
 def ray():
     mod = local_ray()
@@ -126,18 +131,22 @@ def _sha(d: dict) -> dict:
     return {k: v[0] for k, v in d.items()}
 
 
-def test_upload_matches_a_local_dump_and_rerun_is_idempotent(ray, s3, tmp_path, time_limit):
+def test_upload_matches_a_local_dump_and_rerun_is_idempotent(ray, s3, tmp_path):
     rows = make_rows(9, seed=4)
     single_process_dump(tmp_path / "ref", rows, key="val/pred", step=2)
     ds = ray.data.from_items(rows)
     got = gmray.write_dump_dataset(ds, "s3://evals/runs/a", key="val/pred", step=2, batch_size=4,
                                    storage_options=s3.storage_options())
-    assert got.index == "s3://evals/runs/a/val_pred_2.index.json"
+    assert got.index == "s3://evals/runs/a/val%2Fpred_2.index.json"
     first = s3.objects("evals", "runs/a")
-    assert _sha(first) == tree(tmp_path / "ref")  # the same files, byte for byte, and nothing else
+    local = {k: v for k, v in tree(tmp_path / "ref").items() if k != ".gpu-media.lock"}  # a local folder's lock
+    assert _sha(first) == local  # the same files, byte for byte, and nothing else
+    with pytest.raises(DumpExistsError, match="overwrite=True"):  # as write_dump: the same key and step again
+        gmray.write_dump_dataset(ds, "s3://evals/runs/a", key="val/pred", step=2,
+                                 storage_options=s3.storage_options())
     time.sleep(1.1)  # LastModified has one-second resolution
     again = gmray.write_dump_dataset(ds, "s3://evals/runs/a", key="val/pred", step=2, batch_size=4,
-                                     storage_options=s3.storage_options())
+                                     overwrite=True, storage_options=s3.storage_options())
     assert again.images == got.images
     second = s3.objects("evals", "runs/a")
     assert _sha(second) == _sha(first)
@@ -145,7 +154,7 @@ def test_upload_matches_a_local_dump_and_rerun_is_idempotent(ray, s3, tmp_path, 
     assert media and all(second[k][1] == first[k][1] for k in media)  # media objects were not uploaded again
 
 
-def test_index_html_links_work_served_from_the_bucket(ray, s3, tmp_path, time_limit):
+def test_index_html_links_work_served_from_the_bucket(ray, s3, tmp_path):
     rows = make_rows(5, seed=5)
     gmray.write_dump_dataset(ray.data.from_items(rows), "s3://evals/served", key="k", batch_size=2,
                              storage_options=s3.storage_options())
@@ -179,14 +188,14 @@ def _marking_dataset(ray, tmp_path):
     return ray.data.from_items(make_rows(2)).map(touch), marker
 
 
-def test_missing_bucket_fails_before_any_work(ray, s3, tmp_path, time_limit):
+def test_missing_bucket_fails_before_any_work(ray, s3, tmp_path):
     ds, marker = _marking_dataset(ray, tmp_path)
     with pytest.raises(MediaError, match="bucket 'no-such-bucket' does not exist"):
         gmray.write_dump_dataset(ds, "s3://no-such-bucket/x", key="k", storage_options=s3.storage_options())
     assert not marker.exists()
 
 
-def test_bad_credentials_fail_before_any_work(ray, s3_auth, tmp_path, time_limit):
+def test_bad_credentials_fail_before_any_work(ray, s3_auth, tmp_path):
     ds, marker = _marking_dataset(ray, tmp_path)
     with pytest.raises(MediaError, match="access denied; check the credentials"):
         gmray.write_dump_dataset(ds, "s3://private/x", key="k",
