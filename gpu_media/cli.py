@@ -19,13 +19,14 @@ from .dump import DumpOptions, check_key_step, index_path, write_batches
 from .errors import DeviceError, MediaError
 from .formats import coco as _coco
 from .formats import npz as _npz
+from .formats import shards as _shards
 from .formats.npz import load_npz  # noqa: F401  (``gpu_media.cli.load_npz``, as before the move)
 from .storage import check_local_folder
 
 #: ``gpu-media dump --help``: the inputs, each documented by its reader in ``gpu_media.formats``.
 NPZ_HELP = (
-    "INPUT is an .npz, or with --coco a folder of images (see below). An .npz holds:\n"
-    + _npz.NPZ_HELP + "\n" + _coco.COCO_HELP
+    "INPUT is an .npz, a folder of .npz shards, or with --coco a folder of images (see below). An .npz holds:\n"
+    + _npz.NPZ_HELP + "\n" + _shards.SHARDS_HELP + "\n" + _coco.COCO_HELP
 )
 
 
@@ -61,23 +62,39 @@ def _print_locations(summary: dict, out_dir: str | os.PathLike, stream: TextIO) 
 def run_dump(input_path: str | os.PathLike, out_dir: str | os.PathLike, *, key: str, step: int | str,
              file_type: str, quality: int, draw_boxes: bool, device: str, compression_level: int | None = None,
              overwrite: bool = False, durable: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
-    """Load, validate and write one dump; print and return a summary."""
+    """Load, validate and write one dump of an .npz, or of a folder of .npz shards; print and return a summary."""
     stream = sys.stdout if stream is None else stream
-    kwargs = load_npz(input_path)
+    if os.path.isdir(input_path):
+        shards = _shards.npz_shards(input_path)
+        kwargs = {"layout": _shards.shard_layout(shards), "classes": _shards.shard_classes(shards)}
+        parts: Any = _shards.shard_parts(shards)
+        total = None
+    else:
+        kwargs = load_npz(input_path)
+        parts = [{name: kwargs.get(name) for name in ("images", "masks", "boxes", "captions")}]
+        total = len(kwargs["images"])
     check_key_step(key, step)
     check_out_dir(out_dir)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, device=device, progress=True, layout=kwargs.get("layout"),
                           classes=kwargs.get("classes"), overwrite=overwrite, durable=durable)
-    part = {name: kwargs.get(name) for name in ("images", "masks", "boxes", "captions")}
+    seen = {"boxes": 0, "box_keys": set(), "mask_keys": set()}
+
+    def counted(parts):
+        for part in parts:
+            seen["boxes"] += sum(len(spec["xyxy"]) for spec in (part.get("boxes") or {}).values())
+            seen["box_keys"] |= set(part.get("boxes") or {})
+            seen["mask_keys"] |= set(part.get("masks") or {})
+            yield part
+
     t0 = time.perf_counter()
-    dicts = write_batches(out_dir, [part], options, key=key, step=step)
+    dicts = write_batches(out_dir, counted(parts), options, key=key, step=step, total=total)
     seconds = time.perf_counter() - t0
     n_masks = sum(len(d.get("masks", {})) for d in dicts)
-    n_boxes = sum(len(spec["xyxy"]) for spec in kwargs.get("boxes", {}).values())
+    n_boxes = seen["boxes"]
     summary = {"out_dir": os.path.abspath(out_dir), "index": os.path.abspath(index_path(out_dir, key, step)),
-               "images": len(dicts), "masks": n_masks, "mask_keys": sorted(kwargs.get("masks", {})),
-               "boxes": n_boxes, "box_keys": sorted(kwargs.get("boxes", {})), "seconds": round(seconds, 3)}
+               "images": len(dicts), "masks": n_masks, "mask_keys": sorted(seen["mask_keys"]),
+               "boxes": n_boxes, "box_keys": sorted(seen["box_keys"]), "seconds": round(seconds, 3)}
     print(f"wrote {summary['images']} images, {n_masks} masks ({', '.join(summary['mask_keys']) or 'none'}) and "
           f"{n_boxes} boxes ({', '.join(summary['box_keys']) or 'none'}) to {summary['out_dir']} "
           f"in {seconds:.2f} s", file=stream)
@@ -130,6 +147,85 @@ def run_coco(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, insta
     return summary
 
 
+def _start_ray(address: str | None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray (``address`` None)."""
+    try:
+        import ray
+    except ImportError:
+        raise MediaError("--ray needs Ray: pip install 'gpu-media[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address or None, log_to_driver=False, logging_level="WARNING")
+
+
+def run_ray(input_path: str | os.PathLike, out: str, *, address: str | None, key: str, step: int | str,
+            coco: str | None = None, predictions: str | None = None, score_threshold: float | None = None,
+            skip_bad: bool = False, workers: int | None = None, batch_size: int = 64,
+            stream: TextIO | None = None, **dump_kwargs: Any) -> dict[str, Any]:
+    """``gpu-media dump ... --ray``: a COCO folder or a folder of .npz shards dumped by Ray workers.
+
+    Args:
+        input_path: with ``coco``, the images folder; else a folder of ``.npz`` shards.
+        out: the dump folder or an fsspec URL (``s3://bucket/prefix``; credentials and
+            endpoint from the environment, as s3fs reads them).
+        address: the Ray cluster (``ray://host:10001``, ``auto``), or None for a local Ray.
+        key: the log key.
+        step: the step.
+        coco: the COCO instances file, or None.
+        predictions: the COCO results file, or None.
+        score_threshold: as for ``--score-threshold``.
+        skip_bad: as for ``--skip-bad``.
+        workers: Ray actors (default: see :func:`gpu_media.ray.write_dump_dataset`).
+        batch_size: images per block.
+        stream: where the summary goes (default stdout).
+        **dump_kwargs: file_type, quality, compression_level, draw_boxes, device,
+            overwrite, durable.
+
+    Returns:
+        the summary printed.
+    """
+    import warnings
+
+    from . import ray as gm_ray
+    from .storage import is_url
+
+    stream = sys.stdout if stream is None else stream
+    check_key_step(key, step)
+    if not is_url(out):
+        check_out_dir(out)
+    labels: dict[str, Any] = {}
+    if coco is not None:
+        if not os.path.isdir(input_path):
+            raise MediaError(f"{input_path!r} is not a folder of images (with --coco, INPUT is the images folder)")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", _coco.CocoWarning)
+            data = _coco.load_coco(input_path, coco, predictions, score_threshold=score_threshold,
+                                   skip_bad=skip_bad)
+        for w in caught:
+            if issubclass(w.category, _coco.CocoWarning):
+                print(f"gpu-media: warning: {w.message}", file=sys.stderr)
+        if data.has_gt_masks or data.has_pred_masks:
+            _coco._mask_api()  # pycocotools, before any work
+        _start_ray(address)
+        ds, labels["mask_labels"], labels["box_labels"] = gm_ray.coco_dataset(data)
+    else:
+        shards = _shards.npz_shards(input_path)
+        labels["classes"] = _shards.shard_classes(shards)
+        _start_ray(address)
+        ds = gm_ray.npz_shards_dataset(shards)
+    t0 = time.perf_counter()
+    result = gm_ray.write_dump_dataset(ds, out, key=key, step=step, batch_size=batch_size, num_workers=workers,
+                                       **labels, **dump_kwargs)
+    seconds = time.perf_counter() - t0
+    where = out if is_url(out) else os.path.abspath(out)
+    summary = {"out_dir": where, "index": result.index, "images": result.count, "blocks": result.blocks,
+               "written": result.written, "seconds": round(seconds, 3)}
+    print(f"wrote {result.count} images in {result.blocks} blocks ({result.blocks - result.written} done before) "
+          f"to {where} with Ray in {seconds:.2f} s", file=stream)
+    print(f"index: {result.index}", file=stream)
+    print(f"viewer: {where.rstrip('/')}/index.html", file=stream)
+    return summary
+
+
 def demo_input() -> str:
     """Path of the bundled demo batch (real photographs, see gpu_media/demo/SOURCES.md)."""
     return str(resources.files("gpu_media.demo").joinpath("demo.npz"))
@@ -166,7 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="keep predictions with score >= T (needs --predictions)")
     d.add_argument("--skip-bad", action="store_true",
                    help="leave out bad images and annotations with a warning and a count, instead of stopping")
-    d.add_argument("--batch-size", type=int, default=64, help="COCO images decoded and written at once (default 64)")
+    d.add_argument("--batch-size", type=int, default=64,
+                   help="COCO images decoded and written at once; with --ray, images per block (default 64)")
+    d.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="encode and write on a Ray cluster (ray://host:10001, auto); without ADDRESS a local Ray. "
+                        "INPUT: the images folder with --coco, else a folder of .npz shards. OUT may be an fsspec "
+                        "URL (s3://bucket/prefix: pip install 'gpu-media[ray,s3]')")
+    d.add_argument("--workers", type=int, default=None, help="with --ray: Ray actors (default: GPUs, else CPUs - 1)")
     v = sub.add_parser("view", help="serve a dump folder's viewer (index.html) on 127.0.0.1 and print its URL")
     v.add_argument("out_dir")
     v.add_argument("--port", type=int, default=0, help="port (default 0: any free one)")
@@ -178,6 +280,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .viewer import view
 
             return view(args.out_dir, port=args.port, rewrite=args.rebuild)
+        if args.command == "dump" and not args.coco:
+            for flag in ("predictions", "score_threshold"):
+                if getattr(args, flag) is not None:
+                    p.error(f"--{flag.replace('_', '-')} needs --coco")
+        if args.command == "dump" and args.ray is not None:
+            if args.batch_size < 1:
+                p.error("--batch-size must be at least 1")
+            run_ray(args.input, args.out_dir, address=args.ray or None, key=args.key or ("coco" if args.coco
+                    else "images"), step=args.step, coco=args.coco, predictions=args.predictions,
+                    score_threshold=args.score_threshold, skip_bad=args.skip_bad, workers=args.workers,
+                    batch_size=args.batch_size, file_type=args.file_type, quality=args.quality,
+                    draw_boxes=args.draw_boxes, device=args.device, compression_level=args.compression_level,
+                    overwrite=args.overwrite, durable=args.durable)
+            return 0
+        if args.command == "dump" and "://" in args.out_dir:
+            p.error("an fsspec URL as OUT_DIR needs --ray")
         if args.command == "dump" and args.coco:
             if args.batch_size < 1:
                 p.error("--batch-size must be at least 1")
@@ -188,9 +306,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                      overwrite=args.overwrite, durable=args.durable)
             return 0
         if args.command == "dump":
-            for flag in ("predictions", "score_threshold"):
-                if getattr(args, flag) is not None:
-                    p.error(f"--{flag.replace('_', '-')} needs --coco")
             source, key = args.input, args.key or "images"
         else:
             source, key = demo_input(), args.key or "demo"

@@ -827,7 +827,7 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
     check_overwrite(root, key, step, options.overwrite)
     stem = file_stem(root, key, step)
     dicts, captions, report = [], [], []
-    mask_labels, box_labels = {}, {}
+    mask_labels, box_labels = [], []  # each part's
     with contextlib.ExitStack() as held:
         started, bar, n_chunks = False, None, 0
         writers = ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="gpu-media-write")
@@ -865,16 +865,15 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                         bar.update(len(done))
                 captions.extend(plan.captions)
                 report.extend(plan.report)
-                for k, lab in plan.mask_labels.items():
-                    mask_labels.setdefault(k, {}).update(lab)
-                for k, lab in (plan.boxes.class_labels if plan.boxes is not None else {}).items():
-                    box_labels.setdefault(k, {}).update(lab)
+                mask_labels.append(plan.mask_labels)
+                box_labels.append(plan.boxes.class_labels if plan.boxes is not None else {})
         finally:
             if bar is not None:
                 bar.close()
         if not dicts:
             raise MediaError("images: the batch is empty")
-        index = index_json(key, step, dicts, captions, report, mask_labels, box_labels, options)
+        index = index_json(key, step, dicts, captions, report, merge_labels(mask_labels), merge_labels(box_labels),
+                           options)
         ours = _paths_of(index)
         if options.durable:  # the files' names on the disk before an index names them
             for folder in _folders_up(root, ours):
@@ -883,6 +882,39 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
             held.enter_context(folder_lock(root))
         _finish(root, index_path(root, key, step), _json_bytes(index), ours, options, key, step)
     return dicts
+
+
+def merge_labels(parts: Sequence[Mapping[str, Mapping[int, str]]]) -> dict[str, dict[int, str]]:
+    """The class labels of a whole dump from its parts': those one batch of all the images would have.
+
+    Labels the caller gave are the same in every part and keep their order. Labels
+    made by wandb's rule from the ids present (``class_<c>``, sorted by id) differ
+    between parts; their union is sorted by id, as the rule sorts them for one batch.
+    So :func:`write_dump_batches` and :func:`gpu_media.ray.write_dump_dataset` write
+    the index :func:`write_dump` writes for the same images.
+
+    Args:
+        parts: each part's ``{key: {class id: name}}``, in order.
+
+    Returns:
+        ``{key: {class id: name}}``, keys in order of first appearance.
+
+    Examples:
+        >>> merge_labels([{"m": {0: "class_0", 2: "class_2"}}, {"m": {1: "class_1"}}])
+        {'m': {0: 'class_0', 1: 'class_1', 2: 'class_2'}}
+        >>> merge_labels([{"m": {5: "car", 1: "bus"}}, {"m": {5: "car", 1: "bus"}}])
+        {'m': {5: 'car', 1: 'bus'}}
+    """
+    out: dict[str, dict[int, str]] = {}
+    for key in dict.fromkeys(k for p in parts for k in p):
+        seen = [p[key] for p in parts if key in p]
+        merged: dict[int, str] = {}
+        for lab in seen:
+            merged.update(lab)
+        if any(lab != seen[0] for lab in seen):
+            merged = dict(sorted(merged.items()))
+        out[key] = merged
+    return out
 
 
 def index_json(key: str, step: int | str, dicts: list, captions: list, report: list, mask_labels: dict,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -62,6 +63,7 @@ from .dump import (
     index_path,
     json_bytes,
     key_path,
+    merge_labels,
     prepare,
     step_str,
 )
@@ -327,25 +329,6 @@ def _parts_dir(key: str, step) -> str:
 # ------------------------------------------------------------------------------------ the driver
 
 
-def _merge_labels(blocks: list[dict]) -> dict:
-    """``{key: {id: name}}`` of the whole dump from each block's: as one batch would give them.
-
-    Labels given by the caller are the same in every block and keep their order; labels
-    that wandb's rule made from the ids present (``class_<c>``) differ between blocks,
-    and their union is sorted by id, as the rule sorts them for one batch.
-    """
-    out: dict = {}
-    for key in dict.fromkeys(k for b in blocks for k in b):
-        seen = [b[key] for b in blocks if key in b]
-        merged: dict = {}
-        for lab in seen:
-            merged.update(lab)
-        if any(lab != seen[0] for lab in seen):
-            merged = dict(sorted(merged.items()))
-        out[key] = merged
-    return out
-
-
 def _write_viewer(output: Output) -> None:
     """``index.html`` of every index at ``output``: in place for a folder, through a local copy for a URL."""
     from .viewer import INDEX_HTML, render_html, viewer_data, write_viewer
@@ -518,8 +501,8 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
         report = [{k: {int(c): v for c, v in r.items()} for k, r in rep.items()}
                   for p in parts for rep in p["mask_report"]]
         index = index_json(key, step, dicts, captions, report,
-                           _merge_labels([_labels_back(p["mask_class_labels"]) for p in parts]),
-                           _merge_labels([_labels_back(p["box_class_labels"]) for p in parts]), options)
+                           merge_labels([_labels_back(p["mask_class_labels"]) for p in parts]),
+                           merge_labels([_labels_back(p["box_class_labels"]) for p in parts]), options)
         if output.local is not None:
             root = output.local
             ours = _paths_of(index)
@@ -577,3 +560,72 @@ def _finish_remote(output: Output, name: str, index: dict, options: DumpOptions)
                 output.remove(rel)
     if options.viewer:
         _write_viewer(output)
+
+
+# ------------------------------------------------------------------------ datasets from files
+
+
+def _coco_row(row: dict, coco: Any) -> dict:
+    """One dataset row of image ``row["i"]`` of a checked COCO dataset: decoded, masks rasterized (in a Ray task)."""
+    from .formats import coco as _coco
+
+    im = coco.images[int(row["i"])]
+    part = _coco.batch(coco, [im], [_coco.read_image(im)])
+    out = {"image": part["images"][0], "caption": part["captions"][0]}
+    for key, spec in (part["masks"] or {}).items():
+        out[f"masks__{key}"] = spec["mask_data"][0]
+    for key, spec in part["boxes"].items():
+        out[f"boxes__{key}__xyxy"] = spec["xyxy"]
+        out[f"boxes__{key}__class_id"] = spec["class_id"]
+        if "scores" in spec:
+            out[f"boxes__{key}__score"] = spec["scores"]["score"]
+    return out
+
+
+def coco_dataset(coco: Any) -> tuple[Any, dict, dict]:
+    """A Ray dataset of a checked COCO dataset, one row per image, as :func:`write_dump_dataset` reads it.
+
+    Images are decoded and masks rasterized in Ray tasks (:func:`gpu_media.formats.coco.read_image`,
+    :func:`~gpu_media.formats.coco.rasterize`): the image files must be readable by the
+    workers (a shared file system on a cluster).
+
+    Args:
+        coco: a :class:`gpu_media.formats.coco.CocoDataset` (from
+            :func:`~gpu_media.formats.coco.load_coco`).
+
+    Returns:
+        ``(dataset, mask_labels, box_labels)``: the labels to pass to
+        :func:`write_dump_dataset`, those :func:`gpu_media.formats.coco.batch` gives,
+        so that the dump equals ``gpu-media dump --coco`` without Ray byte for byte.
+    """
+    from .formats import coco as _coco
+
+    ray = _ray()
+    labels = _coco.batch(coco, [], [])
+    mask_labels = {k: v["class_labels"] for k, v in (labels["masks"] or {}).items()}
+    box_labels = {k: v["class_labels"] for k, v in labels["boxes"].items()}
+    n = len(coco.images)
+    ds = ray.data.from_items([{"i": i} for i in range(n)], override_num_blocks=max(1, min(n, 256)))
+    return ds.map(functools.partial(_coco_row, coco=coco)), mask_labels, box_labels
+
+
+def _shard_rows(row: dict) -> list[dict]:
+    from .formats.npz import load_npz
+    from .formats.shards import shard_rows
+
+    return shard_rows(load_npz(str(row["path"])))
+
+
+def npz_shards_dataset(shards: list[str]) -> Any:
+    """A Ray dataset of ``.npz`` shards (:data:`gpu_media.formats.npz.NPZ_HELP`), read in Ray tasks, one row per image.
+
+    Args:
+        shards: the shard files, in the dump's order (:func:`gpu_media.formats.shards.npz_shards`); the workers
+            must be able to read them.
+
+    Returns:
+        the dataset (:func:`gpu_media.formats.shards.shard_rows` of each shard, in order).
+    """
+    ray = _ray()
+    return ray.data.from_items([{"path": p} for p in shards],
+                               override_num_blocks=max(1, min(len(shards), 256))).flat_map(_shard_rows)
