@@ -107,3 +107,20 @@ def tree(root) -> dict:
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, root).replace(os.sep, "/")] = hashlib.sha256(fh.read()).hexdigest()
     return out
+
+
+def split_npz(src, folder, cuts):
+    """Write ``src`` (an .npz batch) as shards ``folder/shard-000.npz``... cut at image indices ``cuts``."""
+    z = dict(np.load(src))
+    os.makedirs(folder, exist_ok=True)
+    keys = {k.split("__")[1] for k in z if k.startswith("boxes__")}
+    for s, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
+        d = {k: (v[lo:hi] if k in ("images", "captions") or k.startswith("masks__") else v)
+             for k, v in z.items() if not k.startswith("boxes__")}
+        for key in keys:
+            sel = (z[f"boxes__{key}__image_index"] >= lo) & (z[f"boxes__{key}__image_index"] < hi)
+            for f in ("xyxy", "image_index", "class_id", "score"):
+                if f"boxes__{key}__{f}" in z:
+                    d[f"boxes__{key}__{f}"] = z[f"boxes__{key}__{f}"][sel] - (lo if f == "image_index" else 0)
+        np.savez(os.path.join(folder, f"shard-{s:03d}.npz"), **d)
+    return str(folder)

@@ -135,3 +135,32 @@ def test_bad_rows_name_the_image(ray, tmp_path):
     with pytest.raises(Exception, match="mask"):
         gmray.write_dump_dataset(dataset(ray, rows), str(tmp_path / "out"), key="k", batch_size=4)
     assert not (tmp_path / "out" / "k_0.index.json").exists()
+
+
+DEMO = os.path.join(os.path.dirname(gmray.__file__), "demo")
+
+
+def test_cli_coco_with_ray_equals_without(ray, tmp_path):
+    from gpu_media import cli
+
+    coco = os.path.join(DEMO, "coco")
+    args = [os.path.join(coco, "images"), "--coco", os.path.join(coco, "instances.json"),
+            "--predictions", os.path.join(coco, "results.json"), "--format", "jpg", "--draw-boxes"]
+    assert cli.main(["dump", args[0], str(tmp_path / "plain"), *args[1:]]) == 0
+    assert cli.main(["dump", args[0], str(tmp_path / "ray"), *args[1:], "--batch-size", "3", "--ray"]) == 0
+    assert tree(tmp_path / "ray") == tree(tmp_path / "plain")
+
+
+def test_cli_npz_shards_with_ray_equal_the_single_npz(ray, tmp_path):
+    from dataset_helpers import split_npz
+
+    from gpu_media import cli
+
+    npz = os.path.join(DEMO, "demo.npz")
+    shards = split_npz(npz, tmp_path / "shards", [0, 5, 6, 8])
+    assert cli.main(["dump", npz, str(tmp_path / "one")]) == 0
+    assert cli.main(["dump", shards, str(tmp_path / "ray"), "--ray", "--batch-size", "2", "--workers", "1"]) == 0
+    assert tree(tmp_path / "ray") == tree(tmp_path / "one")
+    assert cli.main(["dump", shards, str(tmp_path / "ray"), "--ray"]) == 2  # exists: --overwrite needed
+    assert cli.main(["dump", shards, str(tmp_path / "ray"), "--ray", "--overwrite"]) == 0
+    assert tree(tmp_path / "ray") == tree(tmp_path / "one")
