@@ -43,7 +43,7 @@ def test_imports_and_works_with_only_numpy_and_pillow(tmp_path):
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
                 if name.split(".")[0] in {{"wandb", "torch", "cupy", "tqdm", "hypothesis", "nvidia", "skimage",
-                                           "scipy"}}:
+                                           "scipy", "ray", "fsspec", "s3fs", "moto", "boto3", "botocore"}}:
                     raise ImportError("blocked " + name)
         sys.meta_path.insert(0, Block())
         import numpy as np, gpu_media as gm
@@ -57,6 +57,19 @@ def test_imports_and_works_with_only_numpy_and_pillow(tmp_path):
             assert "pip install" in str(e)
         else:
             raise SystemExit("to_wandb worked without wandb?")
+        import gpu_media.ray, gpu_media.storage, gpu_media.formats.shards  # no Ray, no fsspec: still importable
+        try:
+            gpu_media.ray.write_dump_dataset(None, {str(tmp_path)!r}, key="r")
+        except gm.MediaError as e:
+            assert "pip install 'gpu-media[ray]'" in str(e), e
+        else:
+            raise SystemExit("write_dump_dataset worked without Ray?")
+        try:
+            gpu_media.storage.open_output("s3://bucket/x")
+        except gm.MediaError as e:
+            assert "pip install 'gpu-media[s3]'" in str(e), e
+        else:
+            raise SystemExit("an s3:// URL opened without fsspec?")
         print("ok")
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+
 from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree
 
 need_ray()
@@ -153,7 +154,6 @@ def test_cli_coco_with_ray_equals_without(ray, tmp_path):
 
 def test_cli_npz_shards_with_ray_equal_the_single_npz(ray, tmp_path):
     from dataset_helpers import split_npz
-
     from gpu_media import cli
 
     npz = os.path.join(DEMO, "demo.npz")

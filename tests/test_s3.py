@@ -20,6 +20,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+
 from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree
 
 need_ray()

@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 import pytest
-from dataset_helpers import split_npz, tree
 
 import gpu_media as gm
+from dataset_helpers import split_npz, tree
 from gpu_media import cli
 from gpu_media.dump import write_dump_batches
 from gpu_media.formats import shards as gm_shards
