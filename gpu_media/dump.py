@@ -33,7 +33,7 @@ import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -547,7 +547,7 @@ def _file_entry(root, subdir, stem, ext, data, write=True, put=None) -> dict:
     return {"sha256": sha, "size": len(data), "path": rel}
 
 
-def image_json(rec: dict, root: str, stem: str, plan: Plan, put=None) -> dict:
+def image_json(rec: dict, root: str, stem: str, plan: Plan, put: Callable[[str, bytes], None] | None = None) -> dict:
     """Write one record's files; return wandb's ``image-file`` JSON for it.
 
     ``put(rel, data)``, when given, writes each file instead of :func:`write_atomic`

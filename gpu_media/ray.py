@@ -72,7 +72,8 @@ from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
 from .masks import parse_class_labels
 from .storage import Output, open_output
 
-__all__ = ["ROW_HELP", "RAY_EXTRA", "PARTS_DIR", "DatasetDump", "write_dump_dataset", "rows_to_batch", "block_id"]
+__all__ = ["ROW_HELP", "RAY_EXTRA", "PARTS_DIR", "DatasetDump", "BlockWriter", "write_dump_dataset", "rows_to_batch",
+           "block_id", "coco_dataset", "npz_shards_dataset"]
 
 RAY_EXTRA = "pip install 'gpu-media[ray]'"
 PARTS_DIR = ".gpu-media-parts"
@@ -278,8 +279,8 @@ class BlockWriter:
     Each call returns ``{"block": [id], "part": [partial index JSON], "written": [bool]}``.
     """
 
-    def __init__(self, out: str, storage_options: dict | None, options: DumpOptions, key: str, step,
-                 stem: str, mask_labels: dict, box_labels: dict, fingerprint: str, threads: int):
+    def __init__(self, out: str, storage_options: dict | None, options: DumpOptions, key: str, step: int | str,
+                 stem: str, mask_labels: dict, box_labels: dict, fingerprint: str, threads: int) -> None:
         """Open the output once per actor; arguments as :func:`write_dump_dataset` resolved them."""
         self.output = open_output(out, storage_options)
         self.options, self.key, self.step, self.stem = options, key, step, stem

@@ -37,7 +37,7 @@ S3_EXTRA = "pip install 'gpu-media[s3]'"
 _FSSPEC_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 
 
-def is_url(out) -> bool:
+def is_url(out: object) -> bool:
     """Whether ``out`` is a URL (``<protocol>://...``) rather than a local path."""
     return isinstance(out, str) and "://" in out and out.split("://", 1)[0].isidentifier()
 
@@ -107,7 +107,7 @@ class Output:
 class LocalOutput(Output):
     """A local folder (created when the first file is written), written with :func:`write_atomic`."""
 
-    def __init__(self, path: str, url: str | None = None):
+    def __init__(self, path: str, url: str | None = None) -> None:
         """Args: path: the folder; url: how the user wrote it (for messages)."""
         self.local = os.path.abspath(path)
         self.url = url or path
@@ -160,7 +160,7 @@ class LocalOutput(Output):
 class FsspecOutput(Output):
     """A location of an fsspec file system (an object store, usually), given by its URL."""
 
-    def __init__(self, url: str, storage_options: dict | None = None):
+    def __init__(self, url: str, storage_options: dict | None = None) -> None:
         """Args: url: ``<protocol>://<path>``; storage_options: keyword arguments of the file system.
 
         Raises:
@@ -269,7 +269,7 @@ class FsspecOutput(Output):
                              item=self.url) from None
 
 
-def check_local_folder(out_dir) -> None:
+def check_local_folder(out_dir: str | os.PathLike) -> None:
     """Fail early, writing nothing, when the local folder ``out_dir`` cannot take a dump.
 
     ``out_dir`` must be a folder or not exist yet (it is created by the dump). A probe
@@ -305,7 +305,7 @@ def _why(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def open_output(out, storage_options: dict | None = None) -> Output:
+def open_output(out: str | os.PathLike, storage_options: dict | None = None) -> Output:
     """The :class:`Output` for ``out``: a local folder, ``file://...``, or any fsspec URL.
 
     Args:

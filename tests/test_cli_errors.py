@@ -23,6 +23,7 @@ import pytest
 
 import gpu_media as gm
 from gpu_media import cli
+from gpu_media.formats.shards import npz_shards
 
 DEMO_COCO = os.path.join(os.path.dirname(gm.__file__), "demo", "coco")
 
@@ -128,9 +129,9 @@ def make_bad_npz(kind, path):
         return [".npy"]
     if kind == "missing":
         return []
-    if kind == "folder":
+    if kind == "folder":  # read as a folder of .npz shards (gpu_media.formats.shards), holding none
         path.mkdir()
-        return []
+        return ["no .npz shards"]
     raise AssertionError(kind)
 
 
@@ -147,7 +148,10 @@ def test_bad_npz_is_one_line_and_writes_nothing(tmp_path, kind):
     assert not out.exists()
     # the reader raises the library's error with the same message
     with pytest.raises(gm.MediaError) as info:
-        cli.load_npz(str(inp))
+        if kind == "folder":
+            npz_shards(str(inp))
+        else:
+            cli.load_npz(str(inp))
     assert line == f"gpu-media: error: {info.value}"
 
 

@@ -35,6 +35,15 @@ def npz_shards(folder: str | os.PathLike) -> list[str]:
 
     Raises:
         gpu_media.MediaError: not a folder, or no ``.npz`` file in it.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> folder = tempfile.mkdtemp()
+        >>> for name in ("b.npz", "a.npz"):
+        ...     np.savez(os.path.join(folder, name), images=np.zeros((1, 2, 2, 3), np.uint8))
+        >>> [os.path.basename(p) for p in npz_shards(folder)]
+        ['a.npz', 'b.npz']
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
@@ -50,6 +59,13 @@ def shard_rows(kwargs: dict) -> list[dict]:
 
     ``NCHW`` images are transposed to ``HWC`` (normalization is per image, so the
     pixels do not change); boxes are split by ``image_index``.
+
+    Examples:
+        >>> import numpy as np
+        >>> rows = shard_rows({"images": np.zeros((2, 3, 4, 5), np.uint8), "layout": "NCHW",
+        ...                    "boxes": {"b": {"xyxy": np.ones((1, 4)), "image_index": np.array([1])}}})
+        >>> rows[0]["image"].shape, len(rows[0]["boxes__b__xyxy"]), len(rows[1]["boxes__b__xyxy"])
+        ((4, 5, 3), 0, 1)
     """
     images = np.asarray(kwargs["images"])
     if kwargs.get("layout") == "NCHW":
@@ -78,7 +94,16 @@ def shard_rows(kwargs: dict) -> list[dict]:
 
 
 def shard_classes(shards: list[str]) -> Any:
-    """The ``class_labels`` the shards share (``{id: name}``), or None; raises MediaError when they differ."""
+    """The ``class_labels`` the shards share (``{id: name}``), or None; raises MediaError when they differ.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.npz")
+        >>> np.savez(path, images=np.zeros((1, 2, 2)), class_labels='{"1": "car"}')
+        >>> shard_classes([path, path])
+        {1: 'car'}
+    """
     found = None
     for k, path in enumerate(shards):
         try:  # only the one entry: the shards' pixels are read by the workers
@@ -96,7 +121,16 @@ def shard_classes(shards: list[str]) -> Any:
 
 
 def shard_layout(shards: list[str]) -> str | None:
-    """The ``layout`` the shards share, or None; raises MediaError when they differ."""
+    """The ``layout`` the shards share, or None; raises MediaError when they differ.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.npz")
+        >>> np.savez(path, images=np.zeros((1, 3, 2, 2)), layout="NCHW")
+        >>> shard_layout([path])
+        'NCHW'
+    """
     found = None
     for k, path in enumerate(shards):
         try:
@@ -111,7 +145,16 @@ def shard_layout(shards: list[str]) -> str | None:
 
 
 def shard_parts(shards: list[str]) -> Iterator[dict[str, Any]]:
-    """Yield each shard as a part of :func:`gpu_media.dump.write_batches`, loading it only then."""
+    """Yield each shard as a part of :func:`gpu_media.dump.write_batches`, loading it only then.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.npz")
+        >>> np.savez(path, images=np.zeros((2, 2, 2, 3)), captions=np.array(["x", "y"]))
+        >>> [(len(p["images"]), p["captions"]) for p in shard_parts([path])]
+        [(2, ['x', 'y'])]
+    """
     for path in shards:
         kwargs = load_npz(path)
         yield {name: kwargs.get(name) for name in ("images", "masks", "boxes", "captions")}
