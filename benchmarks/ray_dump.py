@@ -57,13 +57,17 @@ def make_rows(n: int, size: int) -> list[dict]:
     return rows
 
 
+DURABLE = True
+
+
 def single(out: str, rows: list[dict]) -> None:
     xyxy = np.concatenate([r["boxes__pred__xyxy"] for r in rows])
     gm.write_dump(out, np.stack([r["image"] for r in rows]), key="bench", captions=[r["caption"] for r in rows],
                   masks={"pred": {"mask_data": np.stack([r["masks__pred"] for r in rows])}},
                   boxes={"pred": {"xyxy": xyxy, "image_index": np.repeat(np.arange(len(rows)), 3), "domain": "pixel",
                                   "class_id": np.concatenate([r["boxes__pred__class_id"] for r in rows]),
-                                  "scores": {"score": np.concatenate([r["boxes__pred__score"] for r in rows])}}})
+                                  "scores": {"score": np.concatenate([r["boxes__pred__score"] for r in rows])}}},
+                  durable=DURABLE)
 
 
 def tree(root: str) -> dict:
@@ -81,8 +85,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--small", type=int, default=16, help="rows of the small runs that measure the fixed cost")
+    ap.add_argument("--no-durable", dest="durable", action="store_false", help="durable=False in every case")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    global DURABLE
+    DURABLE = args.durable
 
     import ray
 
@@ -91,46 +99,68 @@ def main() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     ray_start = time.perf_counter() - t0
     rows = make_rows(args.n, args.size)
+    small = rows[: args.small]
     ds = ray.data.from_items(rows).materialize()  # the rows in Ray's object store before the clock starts
+    ds_small = ray.data.from_items(small).materialize()
     base = tempfile.mkdtemp(prefix="gpu-media-ray-bench-")
     workers_all = gm_dump._workers
 
-    def one_thread(out):
-        gm_dump._workers = lambda plan: 1
-        try:
-            single(out, rows)
-        finally:
-            gm_dump._workers = workers_all
+    def one_thread(part):
+        def run(out):
+            gm_dump._workers = lambda plan: 1
+            try:
+                single(out, part)
+            finally:
+                gm_dump._workers = workers_all
+        return run
 
-    cases = {
-        "single process, all cores": lambda out: single(out, rows),
-        "single process, 1 thread": one_thread,
-        "ray, 1 worker": lambda out: gm_ray.write_dump_dataset(ds, out, key="bench", batch_size=args.batch_size,
-                                                               num_workers=1),
-        "ray, 2 workers": lambda out: gm_ray.write_dump_dataset(ds, out, key="bench", batch_size=args.batch_size,
-                                                                num_workers=2),
+    busy: dict = {}
+
+    def on_ray(data, workers):
+        def run(out):
+            result = gm_ray.write_dump_dataset(data, out, key="bench", batch_size=args.batch_size,
+                                               num_workers=workers, durable=args.durable)
+            busy.setdefault(workers if data is ds else -workers, []).append(result.worker_seconds)
+        return run
+
+    cases = {  # name: (rows, function)
+        "single process, all cores": (args.n, lambda out: single(out, rows)),
+        "single process, 1 thread": (args.n, one_thread(rows)),
+        "ray, 1 worker": (args.n, on_ray(ds, 1)),
+        "ray, 2 workers": (args.n, on_ray(ds, 2)),
+        f"single process, 1 thread, {args.small} rows": (args.small, one_thread(small)),
+        f"ray, 1 worker, {args.small} rows": (args.small, on_ray(ds_small, 1)),
     }
     times: dict = {name: [] for name in cases}
-    reference = None
+    reference: dict = {}
     for r in range(args.rounds):
-        for name, fn in cases.items():
+        for name, (n, fn) in cases.items():
             out = os.path.join(base, f"{r}-{len(times[name])}-{name.replace(' ', '_').replace(',', '')}")
             t = time.perf_counter()
             fn(out)
             times[name].append(time.perf_counter() - t)
             got = tree(out)
-            reference = reference or got
-            assert got == reference, f"{name}: not byte-identical to the single-process dump"
+            reference.setdefault(n, got)
+            assert got == reference[n], f"{name}: not byte-identical to the single-process dump"
             shutil.rmtree(out)
     shutil.rmtree(base, ignore_errors=True)
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    overhead_ms = (med["ray, 1 worker"] - med["single process, 1 thread"]) / args.n * 1000
-    print(f"{args.n} photographs {args.size}x{args.size} uint8 + 1 mask + 3 boxes, PNG; blocks of "
-          f"{args.batch_size}; median of {args.rounds} rounds; {os.cpu_count()} CPUs; Ray start {ray_start:.1f} s")
-    print(f"{'case':32s} {'seconds':>8s} {'images/s':>9s}")
+    one, ray1 = med["single process, 1 thread"], med["ray, 1 worker"]
+    one_s, ray1_s = med[f"single process, 1 thread, {args.small} rows"], med[f"ray, 1 worker, {args.small} rows"]
+    per_image = ((ray1 - ray1_s) - (one - one_s)) / (args.n - args.small)
+    fixed = (ray1 - one) - per_image * args.n
+    overhead_ms = (ray1 - one) / args.n * 1000
+    print(f"{args.n} photographs {args.size}x{args.size} uint8 + 1 mask + 3 boxes, PNG, durable={args.durable}; "
+          f"blocks of {args.batch_size}; median of {args.rounds} rounds; {os.cpu_count()} CPUs; "
+          f"Ray start {ray_start:.1f} s (not counted)")
+    print(f"{'case':36s} {'seconds':>8s} {'images/s':>9s}")
     for name, m in med.items():
-        print(f"{name:32s} {m:8.2f} {args.n / m:9.1f}")
-    print(f"Ray overhead per image (ray 1 worker - single process 1 thread): {overhead_ms:.2f} ms")
+        print(f"{name:36s} {m:8.2f} {cases[name][0] / m:9.1f}")
+    print(f"Ray's overhead, ray 1 worker - single process 1 thread: {overhead_ms:.2f} ms per image at n={args.n}; "
+          f"split by the {args.small}-row runs: {fixed:.2f} s per call + {per_image * 1000:.2f} ms per image")
+    inside = statistics.median(busy[1]) / args.n * 1000
+    print(f"time inside the actor's blocks (ray, 1 worker): {inside:.2f} ms per image, against "
+          f"{one / args.n * 1000:.2f} ms per image for the single process with 1 thread")
     if args.json:
         record = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -140,8 +170,11 @@ def main() -> None:
                         "ray": ray.__version__, "numpy": np.__version__, "gpu_media": gm.__version__},
             "config": vars(args), "ray_start_seconds": round(ray_start, 2),
             "seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
-            "images_per_second": {k: round(args.n / m, 1) for k, m in med.items()},
+            "images_per_second": {k: round(cases[k][0] / m, 1) for k, m in med.items()},
             "ray_overhead_ms_per_image": round(overhead_ms, 2),
+            "ray_fixed_seconds_per_call": round(fixed, 2), "ray_marginal_ms_per_image": round(per_image * 1000, 2),
+            "actor_block_ms_per_image": round(inside, 2),
+            "single_1_thread_ms_per_image": round(one / args.n * 1000, 2),
         }
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
