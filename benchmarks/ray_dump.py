@@ -70,6 +70,14 @@ def single(out: str, rows: list[dict]) -> None:
                   durable=DURABLE)
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def tree(root: str) -> dict:
     out = {}
     for d, _, files in os.walk(root):
@@ -165,7 +173,7 @@ def main() -> None:
         record = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": "python " + " ".join(sys.argv),
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                         "platform": platform.platform(), "python": platform.python_version(),
                         "ray": ray.__version__, "numpy": np.__version__, "gpu_media": gm.__version__},
             "config": vars(args), "ray_start_seconds": round(ray_start, 2),
