@@ -1,6 +1,6 @@
 """Offline evaluation dumps of a Ray Data dataset, on many workers, to a local folder or object storage.
 
-:func:`write_dump_dataset` writes one dump (SPEC 6) of a ``ray.data.Dataset`` whose
+:func:`write_dump_dataset` writes one dump (docs/SPEC.md 6) of a ``ray.data.Dataset`` whose
 rows are images (:data:`ROW_HELP`):
 
 1. ``map_batches`` hands blocks of ``batch_size`` rows to a pool of actors. Each
@@ -74,7 +74,7 @@ from .masks import parse_class_labels
 from .storage import Output, open_output
 
 __all__ = ["ROW_HELP", "RAY_EXTRA", "PARTS_DIR", "DatasetDump", "BlockWriter", "write_dump_dataset", "rows_to_batch",
-           "block_id", "coco_dataset", "npz_shards_dataset"]
+           "block_id", "placement", "coco_dataset", "npz_shards_dataset"]
 
 RAY_EXTRA = "pip install 'gpu-media[ray]'"
 PARTS_DIR = ".gpu-media-parts"
@@ -384,7 +384,7 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
                        strict_masks: bool = False, viewer: bool = True, overwrite: bool = False,
                        durable: bool = True, batch_size: int = 32, num_workers: int | None = None,
                        storage_options: dict | None = None, ray_remote_args: dict | None = None) -> DatasetDump:
-    """Write a Ray Data dataset of images as one dump (SPEC 6), encoded and written by Ray actors.
+    """Write a Ray Data dataset of images as one dump (docs/SPEC.md 6, 6.5), encoded by Ray actors.
 
     Args:
         ds: a ``ray.data.Dataset``, one image per row (columns as in :data:`ROW_HELP`).
@@ -471,7 +471,10 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
                                   "overwrite=True (gpu-media: --overwrite) to replace it", key=key, item=name)
         stem = f"{key_path(key)}_{step_str(step)}"
 
-    mask_keys, box_keys, _ = _columns(ds.columns())
+    names = ds.columns()
+    if not names:
+        raise MediaError("images: the dataset is empty (it has no columns)")
+    mask_keys, box_keys, _ = _columns(names)
     if options.classes:
         for k in mask_keys:
             mask_labels.setdefault(k, options.classes)
@@ -480,15 +483,8 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
 
     if not ray.is_initialized():
         ray.init()
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    if device == "gpu" and gpus < 1:
-        raise DeviceError("device='gpu': the Ray cluster has no GPUs")
-    use_gpu = device == "gpu" or (device == "auto" and gpus >= 1)
-    options = dataclasses.replace(options, device="gpu" if use_gpu else "cpu")
-    remote = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
-    remote.update(ray_remote_args or {})
-    size = num_workers or (gpus if use_gpu else max(1, cpus - 1))
+    backend, remote, size = placement(device, ray.cluster_resources(), num_workers, ray_remote_args)
+    options = dataclasses.replace(options, device=backend)
     threads = int(remote.get("num_cpus") or 1)
 
     fingerprint = json.dumps({
@@ -542,6 +538,41 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
     return DatasetDump(index=where, count=len(dicts), blocks=len(parts),
                        written=sum(bool(r["written"]) for r in rows), images=dicts,
                        worker_seconds=sum(p["writer"]["seconds"] for p, r in zip(parts, rows) if r["written"]))
+
+
+def placement(device: str, resources: dict, num_workers: int | None = None,
+              ray_remote_args: dict | None = None) -> tuple[str, dict, int]:
+    """Where the actors run: ``(backend, their resources, how many)`` for a cluster's resources.
+
+    Args:
+        device: "auto", "cpu" or "gpu", as :func:`write_dump_dataset` takes it.
+        resources: the cluster's, as ``ray.cluster_resources()`` gives them (``{"CPU": 32.0, "GPU": 4.0, ...}``).
+        num_workers: actors asked for, or None.
+        ray_remote_args: more actor resources and options, which win.
+
+    Returns:
+        ``("gpu", {"num_gpus": 1, "num_cpus": 1, ...}, GPUs)`` where the cluster has GPUs and
+        ``device`` is not "cpu"; else ``("cpu", {"num_cpus": 1, ...}, CPUs - 1 (at least 1))``;
+        ``num_workers`` replaces the count.
+
+    Raises:
+        gpu_media.DeviceError: ``device="gpu"`` and the cluster has no GPU.
+
+    Examples:
+        >>> placement("auto", {"CPU": 64.0, "GPU": 8.0})
+        ('gpu', {'num_gpus': 1, 'num_cpus': 1}, 8)
+        >>> placement("auto", {"CPU": 16.0}), placement("cpu", {"CPU": 16.0, "GPU": 2.0}, 4)
+        (('cpu', {'num_cpus': 1}, 15), ('cpu', {'num_cpus': 1}, 4))
+    """
+    gpus = int(resources.get("GPU", 0))
+    cpus = int(resources.get("CPU", 1))
+    if device == "gpu" and gpus < 1:
+        raise DeviceError("device='gpu': the Ray cluster has no GPUs")
+    use_gpu = device == "gpu" or (device == "auto" and gpus >= 1)
+    remote = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
+    remote.update(ray_remote_args or {})
+    size = num_workers or (gpus if use_gpu else max(1, cpus - 1))
+    return ("gpu" if use_gpu else "cpu"), remote, size
 
 
 def _run(ray, ds, writer_args: dict, batch_size: int, size: int, remote: dict) -> list[dict]:

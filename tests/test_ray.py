@@ -130,6 +130,21 @@ def test_device_gpu_needs_gpus_in_the_cluster(ray, tmp_path):
         gmray.write_dump_dataset(dataset(ray, make_rows(2)), str(tmp_path / "out"), key="k", device="gpu")
 
 
+def test_placement_asks_for_one_gpu_per_actor_where_the_cluster_has_gpus():
+    assert gmray.placement("auto", {"CPU": 64.0, "GPU": 8.0}) == ("gpu", {"num_gpus": 1, "num_cpus": 1}, 8)
+    assert gmray.placement("auto", {"CPU": 2.0}) == ("cpu", {"num_cpus": 1}, 1)
+    assert gmray.placement("cpu", {"CPU": 8.0, "GPU": 1.0}) == ("cpu", {"num_cpus": 1}, 7)
+    assert gmray.placement("auto", {"CPU": 8.0, "GPU": 2.0}, 4, {"num_gpus": 0.5, "max_restarts": 2}) == (
+        "gpu", {"num_gpus": 0.5, "num_cpus": 1, "max_restarts": 2}, 4)
+    with pytest.raises(DeviceError, match="no GPUs"):
+        gmray.placement("gpu", {"CPU": 8.0})
+
+
+def test_empty_dataset(ray, tmp_path):
+    with pytest.raises(MediaError, match="empty"):
+        gmray.write_dump_dataset(ray.data.from_items([]), str(tmp_path / "out"), key="k")
+
+
 def test_bad_rows_name_the_image(ray, tmp_path):
     rows = make_rows(4)
     rows[2]["masks__pred"] = np.zeros((5, 5), np.uint8)  # not the image's size
