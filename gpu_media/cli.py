@@ -21,28 +21,13 @@ from .formats import coco as _coco
 from .formats import npz as _npz
 from .formats import shards as _shards
 from .formats.npz import load_npz  # noqa: F401  (``gpu_media.cli.load_npz``, as before the move)
-from .storage import check_local_folder
+from .storage import check_local_folder as check_out_dir  # the CLI's name for it (tests, users)
 
 #: ``gpu-media dump --help``: the inputs, each documented by its reader in ``gpu_media.formats``.
 NPZ_HELP = (
     "INPUT is an .npz, a folder of .npz shards, or with --coco a folder of images (see below). An .npz holds:\n"
     + _npz.NPZ_HELP + "\n" + _shards.SHARDS_HELP + "\n" + _coco.COCO_HELP
 )
-
-
-def check_out_dir(out_dir: str | os.PathLike) -> None:
-    """Fail early, writing nothing, when ``out_dir`` cannot take a dump.
-
-    ``out_dir`` must be a folder or not exist yet (it is created by the dump). A probe
-    file is created and removed in it, or, when it does not exist, in its nearest
-    existing parent (where the dump will create it), so that permissions, read-only
-    file systems and root's exceptions all count as they will for the dump.
-
-    Raises:
-        gpu_media.MediaError: ``out_dir`` (or a parent) is an existing file, or the
-            folder the dump would write in refuses a new file (the message names it).
-    """
-    check_local_folder(out_dir)
 
 
 def _error_line(exc: BaseException) -> str:
