@@ -26,3 +26,22 @@ def device(request):
 def reference_dir():
     """What wandb 0.31 writes (tests/data/wandb-0.31/, made by make_reference.py there)."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "wandb-0.31")
+
+
+@pytest.fixture
+def bounded():
+    """The test fails after ``dataset_helpers.TEST_SECONDS`` instead of hanging (Ray and S3 tests)."""
+    from dataset_helpers import time_limit
+
+    with time_limit():
+        yield
+
+
+@pytest.fixture(scope="module")
+def ray():
+    """A local 2-CPU Ray for the module (``dataset_helpers.local_ray``), shut down after its last test."""
+    from dataset_helpers import local_ray
+
+    mod = local_ray()
+    yield mod
+    mod.shutdown()

@@ -124,3 +124,4 @@ def split_npz(src, folder, cuts):
                     d[f"boxes__{key}__{f}"] = z[f"boxes__{key}__{f}"][sel] - (lo if f == "image_index" else 0)
         np.savez(os.path.join(folder, f"shard-{s:03d}.npz"), **d)
     return str(folder)
+

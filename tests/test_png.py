@@ -66,6 +66,24 @@ def images(seed=0):
 
 # ---- the NumPy reference against the specification, byte by byte -------------------------------
 
+def spec_predictor(f: int, row, prev, i: int, c: int) -> int:
+    """PNG section 9's predictor of filter ``f`` for byte ``i`` of ``row`` (``prev``: the row above, or None)."""
+    a = int(row[i - c]) if i >= c else 0
+    b = int(prev[i]) if prev is not None else 0
+    cc = int(prev[i - c]) if (prev is not None and i >= c) else 0
+    if f == 0:
+        return 0
+    if f == 1:
+        return a
+    if f == 2:
+        return b
+    if f == 3:
+        return (a + b) // 2
+    p = a + b - cc
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
+
+
 def spec_filter_rows(image: np.ndarray) -> bytes:
     """PNG section 9 and libpng's heuristic, one byte at a time (slow; small images)."""
     h, w, c = image.shape
@@ -76,21 +94,7 @@ def spec_filter_rows(image: np.ndarray) -> bytes:
         for f in range(5):
             row = []
             for i in range(w * c):
-                a = x[y, i - c] if i >= c else 0
-                b = x[y - 1, i] if y else 0
-                cc = x[y - 1, i - c] if (y and i >= c) else 0
-                if f == 0:
-                    pred = 0
-                elif f == 1:
-                    pred = a
-                elif f == 2:
-                    pred = b
-                elif f == 3:
-                    pred = (a + b) // 2
-                else:
-                    p = a + b - cc
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
-                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
+                pred = spec_predictor(f, x[y], x[y - 1] if y else None, i, c)
                 row.append((x[y, i] - pred) % 256)
             cands.append(row)
         sums = [sum(v if v < 128 else 256 - v for v in row) for row in cands]
@@ -122,21 +126,7 @@ def unfilter(rows: bytes, h: int, w: int, c: int) -> np.ndarray:
         f = int(data[y, 0])
         assert 0 <= f <= 4, f
         for i in range(w * c):
-            a = out[y, i - c] if i >= c else 0
-            b = out[y - 1, i] if y else 0
-            cc = out[y - 1, i - c] if (y and i >= c) else 0
-            if f == 0:
-                pred = 0
-            elif f == 1:
-                pred = a
-            elif f == 2:
-                pred = b
-            elif f == 3:
-                pred = (a + b) // 2
-            else:
-                p = a + b - cc
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
-                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
+            pred = spec_predictor(f, out[y], out[y - 1] if y else None, i, c)
             out[y, i] = (int(data[y, 1 + i]) + pred) % 256
     return out.astype(np.uint8).reshape(h, w, c)
 

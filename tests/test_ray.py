@@ -14,25 +14,13 @@ import time
 import numpy as np
 import pytest
 
-from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree
+from dataset_helpers import make_rows, need_ray, single_process_dump, tree
 
 need_ray()
+pytestmark = pytest.mark.usefixtures("bounded")  # conftest.py: no test hangs CI
 
 import gpu_media.ray as gmray  # noqa: E402
 from gpu_media import DeviceError, MediaError  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _bounded():
-    with time_limit():  # a hung Ray or S3 call fails the test instead of CI
-        yield
-
-
-@pytest.fixture(scope="module")
-def ray():
-    mod = local_ray()
-    yield mod
-    mod.shutdown()
 
 
 def dataset(ray, rows):

@@ -21,9 +21,10 @@ import urllib.request
 
 import pytest
 
-from dataset_helpers import local_ray, make_rows, need_ray, single_process_dump, time_limit, tree
+from dataset_helpers import make_rows, need_ray, single_process_dump, tree
 
 need_ray()
+pytestmark = pytest.mark.usefixtures("bounded")  # conftest.py: no test hangs CI
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'gpu-media[s3]')")
 pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
 boto3 = pytest.importorskip("boto3", reason="boto3 (with moto) is not installed")
@@ -94,19 +95,6 @@ class MotoServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-@pytest.fixture(autouse=True)
-def _bounded():
-    with time_limit():  # a hung Ray or S3 call fails the test instead of CI
-        yield
-
-
-@pytest.fixture(scope="module")
-def ray():
-    mod = local_ray()
-    yield mod
-    mod.shutdown()
 
 
 @pytest.fixture(scope="module")

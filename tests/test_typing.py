@@ -51,29 +51,11 @@ PUBLIC_MODULES = [
     "cpu_fallback.encode",
 ]
 
-#: Modules every public function of which shows a runnable example (but :data:`NO_EXAMPLE`).
-EXAMPLE_MODULES = [
-    "gpu_media.normalize",
-    "gpu_media.masks",
-    "gpu_media.boxes",
-    "gpu_media.encode",
-    "gpu_media.dump",
-    "gpu_media.viewer",
-    "gpu_media.checks",
-    "gpu_media.codecs",
-    "gpu_media.backend",
-    "gpu_media.fileio",
-    "gpu_media.wandb_compat",
-    "gpu_media.warmup",
-    "gpu_media.formats.npz",
-    "gpu_media.formats.coco",
-    "gpu_media.formats.shards",
-    "cpu_fallback",
-    "cpu_fallback.normalize",
-    "cpu_fallback.masks",
-    "cpu_fallback.boxes",
-    "cpu_fallback.encode",
-]
+#: Modules every public function of which shows a runnable example (but :data:`NO_EXAMPLE`):
+#: all of :data:`PUBLIC_MODULES` but the package (its functions are the stage modules'),
+#: the errors, and the modules that need a server, a cluster or a console (storage, ray, cli).
+EXAMPLE_MODULES = [m for m in PUBLIC_MODULES
+                   if m not in ("gpu_media", "gpu_media.errors", "gpu_media.storage", "gpu_media.ray", "gpu_media.cli")]
 
 #: Public functions without an example, and why.
 NO_EXAMPLE = {
