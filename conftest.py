@@ -9,6 +9,6 @@ examples, if any, run on a GPU machine).
 import importlib.util
 
 #: Modules that import CuPy when imported (``import gpu_media`` never imports them).
-CUPY_MODULES = ["gpu_media/cupy_backend.py"]
+CUPY_MODULES = ["gpu_media/cuda/backend.py"]
 
 collect_ignore = [] if importlib.util.find_spec("cupy") is not None else list(CUPY_MODULES)

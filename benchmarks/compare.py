@@ -307,7 +307,8 @@ def gpu_cases(n: int, size: int, rounds: int, results: list, checks: dict, repor
 
     try:
         # --- PNG: encode alone, whole dump, size against Pillow level 6, the level table ---
-        from gpu_media import cupy_backend, nvcomp_deflate
+        from gpu_media.cuda import backend as cupy_backend
+        from gpu_media.cuda import nvcomp as nvcomp_deflate
 
         png_device = cupy_backend._png_encoder() is not None
         report["gpu_png_encoder"] = "nvCOMP deflate on the GPU" if png_device else (
@@ -360,7 +361,8 @@ def normalize_paths(xc, host, rounds: int, n: int, results: list, checks: dict) 
     """
     import cupy
 
-    from gpu_media import backend, cuda_kernels
+    from gpu_media import backend
+    from gpu_media.cuda import kernels as cuda_kernels
 
     be = backend.get_backend("gpu")
 
@@ -557,8 +559,9 @@ def jpeg_dump_stages(x, u8, tmp: str, counter, rounds: int, sync) -> dict:
     """
     import cupy
 
-    from gpu_media import cupy_backend, nvimgcodec_encode
     from gpu_media import dump as gm_dump
+    from gpu_media.cuda import backend as cupy_backend
+    from gpu_media.cuda import nvimgcodec as nvimgcodec_encode
 
     out: dict = {"images": len(u8), "writer_threads": gm_dump._WRITERS}
 
@@ -678,7 +681,7 @@ with tempfile.TemporaryDirectory() as d:
     gm.write_dump(os.path.join(d, "second"), x[:16], key="second", file_type="png", device="gpu")
     cupy.cuda.Device().synchronize()
     out["second_call_seconds"] = time.perf_counter() - t0
-    from gpu_media import cupy_backend
+    from gpu_media.cuda import backend as cupy_backend
     out["kernels_from"] = "fatbin" if cupy_backend._load_fatbin() is not None else "nvrtc"
     cache = os.environ.get("CUPY_CACHE_DIR")
     out["cupy_kernels_compiled"] = sorted(os.listdir(cache)) if cache and os.path.isdir(cache) else None
@@ -692,7 +695,7 @@ with tempfile.TemporaryDirectory() as d:
             time.sleep(0.0005)
     th = threading.Thread(target=poll, daemon=True)
     th.start()
-    from gpu_media import cupy_backend
+    from gpu_media.cuda import backend as cupy_backend
     chunk = cupy_backend.chunk_bytes()
     for ft in ("png", "jpg"):
         gm.write_dump(os.path.join(d, ft), x, key="mem", file_type=ft, device="gpu")

@@ -82,15 +82,16 @@ for name in ["numpy", "PIL", "cupy", "torch", "torchvision", "pytest", "pytest_b
     except Exception as exc:
         print(f"{name:20s} MISSING ({type(exc).__name__}: {exc})")
 import gpu_media
-from gpu_media import backend, nvimgcodec_encode as ne
+from gpu_media import backend
+from gpu_media.cuda import nvimgcodec as ne
 try:  # through the wrapper: quiet, and its error names what is missing
     print(f"{'nvidia.nvimgcodec':20s} {ne.load().__version__:20s} {ne.load().__file__}")
     print("nvimgcodec notices (kept by the wrapper):", ne._state.get("notices", []))
 except Exception as exc:
     print(f"{'nvidia.nvimgcodec':20s} MISSING ({type(exc).__name__}: {exc})")
 print("gpu_media.gpu_available():", gpu_media.gpu_available(), backend._gpu_state.get("error", ""))
-from gpu_media import nvcomp_deflate
-print("gpu_media.nvcomp_deflate.available():", nvcomp_deflate.available(), nvcomp_deflate._state.get("error", ""))
+from gpu_media.cuda import nvcomp as nvcomp_deflate
+print("gpu_media.cuda.nvcomp.available():", nvcomp_deflate.available(), nvcomp_deflate._state.get("error", ""))
 try:
     import cupy
     print("cupy device 0:", cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
@@ -175,7 +176,7 @@ print("- exit codes: " + ", ".join(f"{k} {os.environ.get('RC_' + k, '?')}"
                                    for k in ("install_wheels", "install_gpu_media", "tests", "compare", "bench")))
 env = read("env.log")
 for line in env.splitlines():
-    if line.startswith(("python ", "gpu_media.gpu_available", "gpu_media.nvcomp_deflate", "cupy device",
+    if line.startswith(("python ", "gpu_media.gpu_available", "gpu_media.cuda.nvcomp", "cupy device",
                         "nvimgcodec GPU encoder", "nvimgcodec probe")) \
             or re.match(r"(numpy|cupy|torch|nvidia\.nvimgcodec|nvidia\.nvcomp) ", line):
         print(f"- `{line.strip()}`")

@@ -29,7 +29,16 @@ _pool = None
 _pool_lock = threading.Lock()
 
 
-def _executor() -> ThreadPoolExecutor:
+def executor() -> ThreadPoolExecutor:
+    """The process's encode threads (one per core), shared by both backends' host encoders.
+
+    Returns:
+        the one :class:`~concurrent.futures.ThreadPoolExecutor`, made on first use.
+
+    Examples:
+        >>> executor() is executor()
+        True
+    """
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -145,4 +154,4 @@ def encode(images: np.ndarray | Sequence[np.ndarray], file_type: str, quality: i
     items = list(images)
     if len(items) <= 1:
         return [fn(a, quality, compression_level) for a in items]
-    return list(_executor().map(lambda a: fn(a, quality, compression_level), items))
+    return list(executor().map(lambda a: fn(a, quality, compression_level), items))

@@ -343,7 +343,7 @@ def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], 
             buckets[k][1].append(i)
         groups = []
         for (_shape, _dtype, lay, pil), (arrs, idx) in buckets.items():
-            xp = _xp(arrs[0])
+            xp = xp_of(arrs[0])
             stacked = arrs[0] if len(arrs) == 1 else xp.concatenate(arrs, axis=0)
             groups.append(Group(stacked, lay, idx, pil))
         return groups, len(images)
@@ -355,7 +355,8 @@ def image_groups(images, layout: str | None, device: str) -> tuple[list[Group], 
     return [Group(arr, lay, list(range(n)), pil)], n
 
 
-def _xp(arr):
+def xp_of(arr: Any) -> Any:
+    """The array module of ``arr``: NumPy for a NumPy array, else CuPy."""
     if isinstance(arr, np.ndarray):
         return np
     import cupy

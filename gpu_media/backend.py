@@ -5,7 +5,7 @@ Every stage of gpu_media is split the same way. The public function in
 error (so both backends raise the same type and message), then hands plain arrays
 to a backend, which does the per-pixel work. A backend is any object (in practice
 a module) that satisfies :class:`Backend`: ``cpu_fallback`` is the NumPy + Pillow
-one, ``gpu_media.cupy_backend`` the CuPy one. Backends are registered by device name
+one, ``gpu_media.cuda.backend`` the CuPy one. Backends are registered by device name
 with :func:`register_backend` and reached with :func:`get_backend`; callers use the
 protocol's members only, never ``hasattr``/``getattr`` probing.
 
@@ -90,7 +90,7 @@ class Backend(Protocol):
 
 
 DEVICES = ("auto", "cpu", "gpu")  # the built-in device names (register_backend adds more)
-_GPU_MODULE = "gpu_media.cupy_backend"
+_GPU_MODULE = "gpu_media.cuda.backend"
 _gpu_state: dict = {}
 
 

@@ -104,8 +104,8 @@ def run_coco(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, insta
                           draw_boxes=draw_boxes, device=device, progress=True, overwrite=overwrite, durable=durable)
     reader = None
     if device == "gpu":
-        from . import dali_reader
         from .backend import resolve_device
+        from .cuda import dali_reader
 
         resolve_device("gpu")  # DeviceError without CuPy and a GPU, before DALI is asked for one
         reader = dali_reader.reader_or_none()
@@ -189,7 +189,7 @@ def run_ray(input_path: str | os.PathLike, out: str, *, address: str | None, key
             if issubclass(w.category, _coco.CocoWarning):
                 print(f"gpu-media: warning: {w.message}", file=sys.stderr)
         if data.has_gt_masks or data.has_pred_masks:
-            _coco._mask_api()  # pycocotools, before any work
+            _coco.pycocotools_mask()  # pycocotools, before any work
         _start_ray(address)
         ds, labels["mask_labels"], labels["box_labels"] = gm_ray.coco_dataset(data)
     else:

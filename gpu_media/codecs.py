@@ -5,7 +5,7 @@ it, its Pillow and nvImageCodec names, the channel counts its encoders take and
 which options it reads, and the encoder each backend uses for it. Everything that
 knows about formats reads this table: ``gpu_media.encode`` (:data:`FILE_TYPES`,
 ``check_format``), ``DumpOptions``, the CLI's ``--format`` choices, both backends'
-``encode`` and ``gpu_media.nvimgcodec_encode`` (its ``CODECS``/``CHANNELS``).
+``encode`` and ``gpu_media.cuda.nvimgcodec`` (its ``CODECS``/``CHANNELS``).
 
 Adding a codec (say WebP) means one entry in :data:`CODECS` plus its encoder
 function in each backend (the ``encoders`` field names them); nothing else changes.
@@ -53,7 +53,7 @@ class Codec:
         encoders: ``{backend name: "module:function"}``, the encoder of this codec on
             each registered backend. The function's signature is the backend's own:
             ``cpu_fallback``'s take one ``(H,W,C)`` image,
-            ``(a, quality, compression_level) -> bytes``; ``gpu_media.cupy_backend``'s
+            ``(a, quality, compression_level) -> bytes``; ``gpu_media.cuda.backend``'s
             take a batch, ``(images, codec, quality, compression_level) -> list[bytes]``.
     """
 
@@ -88,14 +88,14 @@ def _encoders(**by_backend: str) -> Mapping[str, str]:
 CODECS: tuple[Codec, ...] = (
     Codec("png", (), "PNG", "png", (1, 3, 4), lossless=True, alpha=True, uses_quality=False,
           uses_compression_level=True,
-          encoders=_encoders(cpu="cpu_fallback.encode:encode_png", gpu="gpu_media.cupy_backend:encode_png")),
+          encoders=_encoders(cpu="cpu_fallback.encode:encode_png", gpu="gpu_media.cuda.backend:encode_png")),
     Codec("jpg", ("jpeg",), "JPEG", "jpeg", (1, 3), lossless=False, alpha=False, uses_quality=True,
           uses_compression_level=False,
-          encoders=_encoders(cpu="cpu_fallback.encode:encode_jpeg", gpu="gpu_media.cupy_backend:encode_jpeg"),
+          encoders=_encoders(cpu="cpu_fallback.encode:encode_jpeg", gpu="gpu_media.cuda.backend:encode_jpeg"),
           max_side=65500),
     Codec("bmp", (), "BMP", "bmp", (1, 3, 4), lossless=True, alpha=True, uses_quality=False,
           uses_compression_level=False,
-          encoders=_encoders(cpu="cpu_fallback.encode:encode_bmp", gpu="gpu_media.cupy_backend:encode_on_host")),
+          encoders=_encoders(cpu="cpu_fallback.encode:encode_bmp", gpu="gpu_media.cuda.backend:encode_on_host")),
 )
 
 #: Every accepted ``file_type`` spelling, wandb.Image's accepted formats: ("png", "jpg", "jpeg", "bmp").

@@ -210,7 +210,7 @@ def parse_masks(masks: Mapping[str, Any] | None, sizes: Sequence[tuple[int, int]
             out.append(None)
             continue
         if isinstance(arrays, list) and len(set(shapes)) == 1 and len({str(a.dtype) for a in arrays}) == 1:
-            arrays = _arrays._xp(arrays[0]).stack(arrays)
+            arrays = _arrays.xp_of(arrays[0]).stack(arrays)
         out.append(MaskSet(key, arrays, labels, files))
     if shape_errors:
         i, _, message, key, shape = min(shape_errors, key=lambda e: e[:2])  # lowest image index, then key order

@@ -1,6 +1,6 @@
 """PNG files from raw deflate streams, and the PNG row filters in NumPy (docs/SPEC.md 5).
 
-The GPU PNG encoder (:mod:`gpu_media.cupy_backend` with nvCOMP) filters the rows and
+The GPU PNG encoder (:mod:`gpu_media.cuda.backend` with nvCOMP) filters the rows and
 sums their Adler-32 on the device, compresses them with nvCOMP's raw deflate, and
 hands each image's compressed bytes here to become a file: :func:`assemble` writes the
 signature, IHDR, one IDAT holding a zlib stream (RFC 1950: a 2-byte header, the raw
@@ -8,7 +8,7 @@ deflate data, the big-endian Adler-32 of the uncompressed data) and IEND, with e
 chunk's CRC-32 computed here on the host (PNG, ISO/IEC 15948 sections 5 and 11.2).
 
 :func:`filter_rows` is the NumPy reference of the device's filter kernel
-(``gpu_media/kernels/png.cuh``): the five PNG filters and libpng's choice per row.
+(``gpu_media/cuda/src/png.cuh``): the five PNG filters and libpng's choice per row.
 :func:`encode_reference` puts both together with zlib on the host; it is what the
 tests check the assembly with, and what a reader of the GPU path can run without one.
 

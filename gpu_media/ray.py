@@ -48,12 +48,6 @@ import numpy as np
 from .checks import check_int, is_integer
 from .dump import (
     DumpOptions,
-    _chunks,
-    _dump_folders,
-    _finish,
-    _folders_up,
-    _ordered,
-    _paths_of,
     check_key_step,
     check_overwrite,
     encode_chunk,
@@ -68,6 +62,10 @@ from .dump import (
     prepare,
     step_str,
 )
+from .dump.finish import finish_dump, folders_up
+from .dump.index import paths_of
+from .dump.layout import dump_folders
+from .dump.pipeline import chunks, ordered
 from .errors import DeviceError, DumpExistsError, MediaError
 from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
 from .masks import parse_class_labels
@@ -328,7 +326,7 @@ class BlockWriter:
             with durable_writes(self.options.durable):  # local files: fsynced in this thread
                 return [image_json(rec, root, self.stem, plan, put=put) for rec in encode_chunk(plan, *bounds)]
 
-        dicts = [d for done in _ordered(write_chunk, _chunks(plan), self.threads) for d in done]
+        dicts = [d for done in ordered(write_chunk, chunks(plan), self.threads) for d in done]
         return {
             "_type": "gpu-media/dump-part", "version": 1, "key": self.key, "step": self.step, "block": bid,
             "writer": {"pid": os.getpid(), "host": socket.gethostname(), "seconds": time.perf_counter() - t0},
@@ -504,7 +502,7 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
             os.makedirs(output.local, exist_ok=True)
             if overwrite:  # as write_dump: no other dump may remove or replace files while this one runs
                 held.enter_context(folder_lock(output.local))
-            remove_stale_temps(_dump_folders(output.local))
+            remove_stale_temps(dump_folders(output.local))
         rows = _run(ray, ds, writer_args, batch_size, size, remote)
         parts = [json.loads(r["part"]) for r in rows]
         if not parts:
@@ -518,13 +516,13 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
                            merge_labels([_labels_back(p["box_class_labels"]) for p in parts]), options)
         if output.local is not None:
             root = output.local
-            ours = _paths_of(index)
+            ours = paths_of(index)
             if durable:
-                for folder in _folders_up(root, ours | {f"{_parts_dir(key, step)}/x"}):
+                for folder in folders_up(root, ours | {f"{_parts_dir(key, step)}/x"}):
                     fsync_dir(folder)
             if not overwrite:
                 held.enter_context(folder_lock(root))
-            _finish(root, index_path(root, key, step), json_bytes(index), ours, options, key, step)
+            finish_dump(root, index_path(root, key, step), json_bytes(index), ours, options, key, step)
             where = index_path(root, key, step)
         else:
             _finish_remote(output, name, index, options)
@@ -595,14 +593,14 @@ def _finish_remote(output: Output, name: str, index: dict, options: DumpOptions)
     output.put(name, json_bytes(index), overwrite=True)
     if old is not None:
         try:
-            stale = _paths_of(json.loads(old.decode("utf-8"))) - _paths_of(index)
+            stale = paths_of(json.loads(old.decode("utf-8"))) - paths_of(index)
         except ValueError:
             stale = set()
         if stale:
             others = [n for n in output.listdir() if n.endswith(".index.json") and n != name]
             for data in output.get_many(others).values():
                 try:
-                    stale -= _paths_of(json.loads(data.decode("utf-8")))
+                    stale -= paths_of(json.loads(data.decode("utf-8")))
                 except ValueError:
                     stale = set()  # an unreadable index: it may name anything, so nothing is removed
             for rel in sorted(stale):

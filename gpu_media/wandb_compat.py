@@ -9,7 +9,8 @@ import tempfile
 import uuid
 from typing import Any, Mapping, Sequence
 
-from .dump import DumpOptions, _chunks, encode_chunk, prepare
+from .dump import DumpOptions, encode_chunk, prepare
+from .dump.pipeline import chunks
 
 _TMP = {}
 
@@ -92,7 +93,7 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
     plan = prepare(images, options, masks=masks, boxes=boxes, captions=captions)
     given_labels = {ms.key: ms.class_labels for ms in plan.masks}
     out = []
-    for lo, hi in _chunks(plan):
+    for lo, hi in chunks(plan):
         for rec in encode_chunk(plan, lo, hi):
             i = rec["index"]
             wmasks = {}

@@ -1,4 +1,4 @@
-"""Build gpu_media/kernels/kernels.fatbin with nvcc: the CUDA kernels precompiled (issue 11, goal 4).
+"""Build gpu_media/cuda/src/kernels.fatbin with nvcc: the CUDA kernels precompiled (issue 11, goal 4).
 
     python scripts/build_kernels.py            # nvcc from PATH, CUDA_HOME or /usr/local/cuda; NVCC=... to choose
 
@@ -8,7 +8,7 @@ results are the same bits whichever way a kernel was built. Beside it,
 ``kernels.fatbin.json`` records the source digest (``cuda_kernels.source_digest()``):
 the backend loads the fatbin only while that digest matches the sources, and
 ``tests/test_kernels_compile.py`` fails when a kernel changed without a rebuild.
-Run it after any change to ``gpu_media/kernels/*``, and commit both files.
+Run it after any change to ``gpu_media/cuda/src/*``, and commit both files.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gpu_media import cuda_kernels
+from gpu_media.cuda import kernels as cuda_kernels
 
 
 def find_nvcc():

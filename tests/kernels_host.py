@@ -1,11 +1,11 @@
 """The CUDA kernels built for the host, for tests without a GPU (imported by name).
 
 ``build(out_dir)`` compiles ``tests/kernels_host_shim.cpp`` (the ``.cuh`` files of
-``gpu_media/kernels/`` plus serial twins of every kernel, same names and arguments)
+``gpu_media/cuda/src/`` plus serial twins of every kernel, same names and arguments)
 with the host C++ compiler, without FMA contraction. ``host_launch(lib)`` is a
-``launch`` for :mod:`gpu_media.cuda_kernels` that runs those twins, and
+``launch`` for :mod:`gpu_media.cuda.kernels` that runs those twins, and
 :func:`fake_cupy` a stand-in ``cupy`` module (NumPy arrays; ``RawModule`` kernels run
-by the twins) under which ``gpu_media.cupy_backend`` itself can be imported and run.
+by the twins) under which ``gpu_media.cuda.backend`` itself can be imported and run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import types
 
 import numpy as np
 
-from gpu_media import cuda_kernels
+from gpu_media.cuda import kernels as cuda_kernels
 
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels_host_shim.cpp")
 
@@ -63,7 +63,7 @@ def call(lib, name: str, *args) -> None:
 
 
 def host_launch(lib, log: list | None = None):
-    """A ``launch(name, blocks, args)`` for gpu_media.cuda_kernels that runs the serial twins."""
+    """A ``launch(name, blocks, args)`` for gpu_media.cuda.kernels that runs the serial twins."""
 
     def launch(name, blocks, args):
         assert name in cuda_kernels.kernel_names(), name

@@ -1,12 +1,12 @@
-// Host build of gpu_media/kernels/*.cuh for tests/test_kernels_host.py (g++ -O2
-// -ffp-contract=off -std=c++17 -shared -fPIC -I gpu_media/kernels).
+// Host build of gpu_media/cuda/src/*.cuh for tests/test_kernels_host.py (g++ -O2
+// -ffp-contract=off -std=c++17 -shared -fPIC -I gpu_media/cuda/src).
 //
 // Two kinds of functions, all extern "C" over plain arrays (ctypes):
 //  * gmh_*: one per-element helper looped over an array (to_u8, range_key, mask_class,
 //    the float16 conversions), checked bit for bit against NumPy / cpu_fallback;
 //  * gm_*: serial twins of the CUDA entry points of kernels.cu, with the same names and
 //    arguments: the same per-pixel functions, tile decomposition and key folding, with
-//    loops in place of the grid, block and atomics. gpu_media/cuda_kernels.py drives
+//    loops in place of the grid, block and atomics. gpu_media/cuda/kernels.py drives
 //    them exactly as it drives the GPU, so its planning (strides, layouts, keys, box
 //    offsets) is tested end to end without a GPU.
 #include "common.cuh"

@@ -30,15 +30,14 @@ LAYERS: list[tuple[str, list[str]]] = [
                      "gpu_media.png"]),
     # the per-pixel implementations and the GPU libraries they wrap; they satisfy the
     # gpu_media.backend interface structurally and never import the dispatch or a stage
-    ("backends", ["cpu_fallback", "cpu_fallback.*", "gpu_media.cupy_backend", "gpu_media.cuda_kernels",
-                  "gpu_media.nvimgcodec_encode", "gpu_media.nvcomp_deflate", "gpu_media.dali_reader"]),
+    ("backends", ["cpu_fallback", "cpu_fallback.*", "gpu_media.cuda", "gpu_media.cuda.*"]),
     ("dispatch", ["gpu_media.backend"]),
     ("stages", ["gpu_media.normalize", "gpu_media.masks", "gpu_media.boxes", "gpu_media.encode",
                 "gpu_media.warmup"]),
     ("viewer", ["gpu_media.viewer"]),  # written by dump after the index, so below it
-    ("dump", ["gpu_media.dump"]),
-    ("front ends", ["gpu_media.formats", "gpu_media.formats.*", "gpu_media.coco", "gpu_media.wandb_compat",
-                    "gpu_media.ray"]),
+    # within dump: options, layout < index < pipeline, finish < the package itself (write_batches)
+    ("dump", ["gpu_media.dump", "gpu_media.dump.*"]),
+    ("front ends", ["gpu_media.formats", "gpu_media.formats.*", "gpu_media.wandb_compat", "gpu_media.ray"]),
     ("entry points", ["gpu_media.cli", "gpu_media"]),
 ]
 
@@ -188,9 +187,11 @@ def test_the_graph_sees_the_packages():
             "cpu_fallback", "cpu_fallback.encode"} <= set(GRAPH)
     # module-level, function-level and relative imports are all edges
     assert "gpu_media.fileio" in GRAPH["gpu_media.dump"]
-    assert "gpu_media.viewer" in GRAPH["gpu_media.dump"]  # imported inside write_batches
+    assert "gpu_media.viewer" in GRAPH["gpu_media.dump.finish"]  # imported inside finish_dump
+    assert "gpu_media.dump.pipeline" in GRAPH["gpu_media.dump"]  # from . import pipeline
     assert "cpu_fallback" in GRAPH["gpu_media.backend"]  # imported inside get_backend
-    assert "gpu_media.cuda_kernels" in GRAPH["gpu_media.cupy_backend"]  # from . import cuda_kernels as _k
+    assert "gpu_media.cuda.kernels" in GRAPH["gpu_media.cuda.backend"]  # from . import kernels as _k
+    assert "gpu_media.png" in GRAPH["gpu_media.cuda.backend"]  # from .. import png as _png
     assert "gpu_media.dump" in GRAPH["gpu_media.formats.coco"]  # from ..dump import ...
 
 
@@ -229,7 +230,7 @@ def test_the_codec_table_is_the_one_source_of_formats():
     """gpu_media.codecs is plain data (errors and checks only); every module that knows formats reads it."""
     assert GRAPH["gpu_media.codecs"] <= {"gpu_media.errors", "gpu_media.checks"}
     readers = {m for m, deps in GRAPH.items() if "gpu_media.codecs" in deps}
-    assert {"gpu_media.encode", "gpu_media.cli", "gpu_media.cupy_backend", "gpu_media.nvimgcodec_encode",
+    assert {"gpu_media.encode", "gpu_media.cli", "gpu_media.cuda.backend", "gpu_media.cuda.nvimgcodec",
             "cpu_fallback.encode"} <= readers
 
 
@@ -242,3 +243,80 @@ def test_viewer_and_dump_are_not_entangled():
 def test_formats_package_imports_no_reader():
     """``import gpu_media.formats.npz`` must not pull in another reader's dependencies."""
     assert not {d for d in GRAPH["gpu_media.formats"] if d.startswith("gpu_media.formats.")}
+
+
+def _aliases(module: str, tree: ast.AST) -> dict[str, str]:
+    """{local name: module of ours} for every name an import binds to one of our modules."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = _resolve(module, node)
+            for a in node.names:
+                if f"{base}.{a.name}" in MODULES:
+                    out[a.asname or a.name] = f"{base}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if _known(a.name) is not None:  # ``import a.b`` binds ``a``; ``import a.b as c`` binds ``c`` to a.b
+                    out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+    return out
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_uses(module: str, tree: ast.AST) -> list[str]:
+    """Where ``module`` uses another module's ``_private`` name.
+
+    ``from X import _name`` and ``X._name`` (``X`` bound to one of our modules by an
+    import, dotted chains such as ``gpu_media.dump._x`` included), where ``X`` is not
+    ``module`` itself. A private *module* (``from . import _arrays``) is a module of the
+    package, not a name of another module, and is allowed; its public names are its interface.
+    """
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = _resolve(module, node)
+            owner = _known(base)
+            for a in node.names:
+                if owner is not None and owner != module and _private(a.name) and f"{base}.{a.name}" not in MODULES:
+                    bad.append(f"line {node.lineno}: from {base} import {a.name}")
+    aliases = _aliases(module, tree)
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and _private(node.attr)):
+            continue
+        chain, value = [], node.value
+        while isinstance(value, ast.Attribute):
+            chain.append(value.attr)
+            value = value.value
+        if not (isinstance(value, ast.Name) and value.id in aliases):
+            continue
+        owner = ".".join([aliases[value.id], *reversed(chain)])
+        if owner in MODULES and owner != module and f"{owner}.{node.attr}" not in MODULES:
+            bad.append(f"line {node.lineno}: {owner}.{node.attr}")
+    return bad
+
+
+def test_no_module_uses_another_modules_private_names():
+    """A name with a leading underscore is its module's own; what another module needs is public there."""
+    found = {}
+    for module, path in MODULES.items():
+        with open(path, encoding="utf-8") as f:
+            bad = private_uses(module, ast.parse(f.read(), filename=path))
+        if bad:
+            found[module] = bad
+    assert not found, "imports or uses of another module's _private names:\n" + "\n".join(
+        f"{m}: {b}" for m, bs in sorted(found.items()) for b in bs)
+
+
+def test_the_private_name_finder_finds_them():
+    tree = ast.parse("from .dump import _chunks, write_dump\nfrom . import _arrays, dump as d\n"
+                     "import gpu_media.dump\nimport cpu_fallback.encode as enc\n"
+                     "d._finish(); _arrays._xp(1); gpu_media.dump._paths_of(1); enc._executor(); d.__name__\n"
+                     "def f(self):\n    return self._own, _arrays.image_groups\n")
+    assert sorted(private_uses("gpu_media.ray", tree)) == sorted([
+        "line 1: from gpu_media.dump import _chunks",
+        "line 5: gpu_media.dump._finish", "line 5: gpu_media._arrays._xp", "line 5: gpu_media.dump._paths_of",
+        "line 5: cpu_fallback.encode._executor",
+    ])
+    assert private_uses("gpu_media.dump", ast.parse("from gpu_media.dump import _progress\n")) == []  # its own

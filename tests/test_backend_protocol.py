@@ -82,9 +82,9 @@ def _module_level_names(path: str) -> dict[str, ast.AST]:
 
 def test_cupy_backend_satisfies_the_protocol_by_its_source():
     """Without CuPy the module cannot be imported; its source must still define every member."""
-    defined = _module_level_names(os.path.join(ROOT, "gpu_media", "cupy_backend.py"))
+    defined = _module_level_names(os.path.join(ROOT, "gpu_media", "cuda", "backend.py"))
     for name, sig in MEMBERS.items():
-        assert name in defined, f"gpu_media/cupy_backend.py does not define Backend.{name}"
+        assert name in defined, f"gpu_media/cuda/backend.py does not define Backend.{name}"
         node = defined[name]
         if sig is None:
             assert isinstance(node, ast.Assign), f"cupy_backend.{name} must be a module-level value"
@@ -281,9 +281,9 @@ def test_the_misuse_finder_finds_misuse():
 
 
 def test_no_backend_probing_in_gpu_media():
-    """dump.py and the stages call declared members (``chunk_bytes()``, ``name``, ``xp``, ``to_host``, ...) only."""
+    """dump/ and the stages call declared members (``chunk_bytes()``, ``name``, ``xp``, ``to_host``, ...) only."""
     found = {path: backend_misuse(tree) for path, tree in _gpu_media_sources()}
     assert not any(found.values()), {p: b for p, b in found.items() if b}
-    dump = dict(_gpu_media_sources())[os.path.join("gpu_media", "dump.py")]
+    dump = dict(_gpu_media_sources())[os.path.join("gpu_media", "dump", "pipeline.py")]
     used = {n.attr for n in ast.walk(dump) if isinstance(n, ast.Attribute) and _backend_expr(n.value)}
     assert {"chunk_bytes", "name", "encode"} <= used  # the finder does see dump's backend calls

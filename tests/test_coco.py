@@ -1,4 +1,4 @@
-"""COCO in (gpu_media.coco, ``gpu-media dump IMAGES_DIR OUT --coco ...``).
+"""COCO in (gpu_media.formats.coco, ``gpu-media dump IMAGES_DIR OUT --coco ...``).
 
 Expected masks come from pycocotools' own COCO API (``annToMask``) painted with
 the documented overlap rule; expected boxes from the JSON files. The bundled
@@ -18,7 +18,7 @@ from PIL import Image
 
 import gpu_media as gm
 from gpu_media import cli
-from gpu_media.coco import CocoWarning, load_coco, write_coco_dump
+from gpu_media.formats.coco import CocoWarning, load_coco, write_coco_dump
 from media_helpers import decode_image, read_rel
 
 pycocotools = pytest.importorskip("pycocotools", reason="the coco extra (pycocotools) is not installed")

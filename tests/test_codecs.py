@@ -22,7 +22,7 @@ import cpu_fallback
 import gpu_media as gm
 from gpu_media import backend as B
 from gpu_media import cli, codecs
-from gpu_media import nvimgcodec_encode as ne
+from gpu_media.cuda import nvimgcodec as ne
 from gpu_media.encode import FILE_TYPES, check_format
 
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}

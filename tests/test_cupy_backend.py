@@ -1,4 +1,4 @@
-"""gpu_media.cupy_backend: the module's wiring without a GPU, its parity with cpu_fallback on one.
+"""gpu_media.cuda.backend: the module's wiring without a GPU, its parity with cpu_fallback on one.
 
 Without a GPU: the module is imported under a stand-in ``cupy`` (NumPy arrays, the
 kernels run by their serial host twins, see tests/kernels_host.py), which checks its
@@ -24,7 +24,8 @@ from PIL import Image
 import cpu_fallback
 import gpu_media
 import kernels_host
-from gpu_media import codecs, cuda_kernels
+from gpu_media import codecs
+from gpu_media.cuda import kernels as cuda_kernels
 
 DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
           "float16", "float32", "float64")
@@ -39,18 +40,18 @@ def lib(tmp_path_factory):
 
 @pytest.fixture
 def stand_in(lib, monkeypatch):
-    """gpu_media.cupy_backend imported under the stand-in cupy; removed again afterwards."""
+    """gpu_media.cuda.backend imported under the stand-in cupy; removed again afterwards."""
     log: list = []
     cp, cpx = kernels_host.fake_cupy(lib, log)
     monkeypatch.setitem(sys.modules, "cupy", cp)
     monkeypatch.setitem(sys.modules, "cupyx", cpx)
-    monkeypatch.delitem(sys.modules, "gpu_media.cupy_backend", raising=False)
+    monkeypatch.delitem(sys.modules, "gpu_media.cuda.backend", raising=False)
     monkeypatch.delattr(gpu_media, "cupy_backend", raising=False)
     codecs._resolve.cache_clear()  # the codec table's encoders must be this module's functions
-    module = importlib.import_module("gpu_media.cupy_backend")
+    module = importlib.import_module("gpu_media.cuda.backend")
     module.launches = log
     yield module
-    sys.modules.pop("gpu_media.cupy_backend", None)  # monkeypatch then restores any real one
+    sys.modules.pop("gpu_media.cuda.backend", None)  # monkeypatch then restores any real one
     codecs._resolve.cache_clear()
     if getattr(gpu_media, "cupy_backend", None) is module:
         delattr(gpu_media, "cupy_backend")
@@ -142,7 +143,7 @@ def test_stand_in_encode_and_host_copies(stand_in, monkeypatch):
 
 
 class FakeNvcomp:
-    """nvidia.nvcomp as gpu_media.nvcomp_deflate calls it, over host memory: zlib's raw deflate."""
+    """nvidia.nvcomp as gpu_media.cuda.nvcomp calls it, over host memory: zlib's raw deflate."""
 
     class BitstreamKind:
         RAW = "RAW"
@@ -185,7 +186,7 @@ def test_stand_in_png_through_nvcomp(stand_in, monkeypatch):
     """The device PNG path's plumbing: kernels (host twins), nvCOMP calls, copies, assembly, order."""
     from test_png import zlib_read_png
 
-    from gpu_media import nvcomp_deflate
+    from gpu_media.cuda import nvcomp as nvcomp_deflate
 
     fake = FakeNvcomp()
     monkeypatch.setattr(nvcomp_deflate, "_state", {"module": fake})
@@ -219,7 +220,7 @@ def test_stand_in_png_through_nvcomp(stand_in, monkeypatch):
 
 
 def test_stand_in_png_falls_back_when_nvcomp_fails(stand_in, monkeypatch):
-    from gpu_media import nvcomp_deflate
+    from gpu_media.cuda import nvcomp as nvcomp_deflate
 
     class Broken:
         class BitstreamKind:
@@ -239,7 +240,7 @@ def test_stand_in_png_falls_back_when_nvcomp_fails(stand_in, monkeypatch):
 
 
 def test_nvcomp_wrapper_without_nvcomp(monkeypatch):
-    from gpu_media import nvcomp_deflate
+    from gpu_media.cuda import nvcomp as nvcomp_deflate
 
     monkeypatch.setattr(nvcomp_deflate, "_state", {"error": "ModuleNotFoundError: No module named 'nvidia.nvcomp'"})
     assert nvcomp_deflate.available() is False
@@ -394,7 +395,7 @@ def test_gpu_dump_in_chunks_on_a_caller_stream_equals_cpu(tmp_path, monkeypatch,
     """
     import cupy
 
-    from gpu_media import nvcomp_deflate
+    from gpu_media.cuda import nvcomp as nvcomp_deflate
 
     be = gpu_media.backend.get_backend("gpu")
     if png_on_gpu and not nvcomp_deflate.available():
@@ -418,7 +419,7 @@ def test_gpu_dump_in_chunks_on_a_caller_stream_equals_cpu(tmp_path, monkeypatch,
 
 
 def _nvcomp_or_skip():
-    from gpu_media import nvcomp_deflate
+    from gpu_media.cuda import nvcomp as nvcomp_deflate
 
     if not nvcomp_deflate.available():
         pytest.skip("nvCOMP (nvidia-nvcomp-cu13) is not installed")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import gpu_media as gm
-from gpu_media import dali_reader
-from gpu_media.coco import load_coco, read_image, write_coco_dump
+from gpu_media.cuda import dali_reader
+from gpu_media.formats.coco import load_coco, read_image, write_coco_dump
 from media_helpers import host
 
 dali = pytest.importorskip("nvidia.dali", reason="NVIDIA DALI (the dali extra) is not installed")

@@ -6,7 +6,7 @@ compiler that CuPy itself uses, loaded with ctypes
 from the ``nvidia-cuda-nvrtc`` wheel (``nvidia/cu13/lib/libnvrtc.so.13``; the CUDA 12
 wheel's ``nvidia/cuda_nvrtc/lib/libnvrtc.so.12`` also works) or from the system
 (``GPU_MEDIA_NVRTC`` names another library, or none when empty). Both
-compile with the backend's options (``--fmad=false -std=c++17 -I gpu_media/kernels``,
+compile with the backend's options (``--fmad=false -std=c++17 -I gpu_media/cuda/src``,
 plus the ``-ftz=true`` that CuPy appends)
 and must print no warning; the PTX must define every kernel the backend launches.
 """
@@ -23,7 +23,7 @@ import subprocess
 
 import pytest
 
-from gpu_media import cuda_kernels
+from gpu_media.cuda import kernels as cuda_kernels
 
 ARCHS = (80, 90)
 

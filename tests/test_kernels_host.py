@@ -1,6 +1,6 @@
 """The CUDA kernels' math and indexing, built for the host and checked bit for bit against cpu_fallback.
 
-``gpu_media/kernels/*.cuh`` hold every per-element and per-pixel function of the
+``gpu_media/cuda/src/*.cuh`` hold every per-element and per-pixel function of the
 kernels (docs/SPEC.md 2 conversion, range keys and branch codes, docs/SPEC.md 3 mask classes, docs/SPEC.md 4
 outline test, the strided indexing and the tile decomposition). They compile with a
 host C++ compiler too; ``tests/kernels_host_shim.cpp`` loops them over arrays and
@@ -13,7 +13,7 @@ contraction, like --fmad=false on the device) and checks:
   0, +-1, 255, tiny, huge, NaN, +-inf), every 8- and 16-bit integer, 32/64-bit extremes,
   bool; the float16 conversions against NumPy's; range keys' order and decoding;
   mask classes; the outline test against cpu_fallback's strip painting;
-* gpu_media.cuda_kernels (the backend's driver) with xp=numpy and the serial kernels,
+* gpu_media.cuda.kernels (the backend's driver) with xp=numpy and the serial kernels,
   against cpu_fallback.normalize / mask_stats / draw_outlines, on random batches in
   both layouts, strided and negative-stride views, with images split into many tiles.
 
@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 import cpu_fallback
 import kernels_host
 from cpu_fallback.normalize import _convert_float, _convert_int
-from gpu_media import cuda_kernels
+from gpu_media.cuda import kernels as cuda_kernels
 
 INT_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64")
 FLOAT_DTYPES = ("float16", "float32", "float64")

@@ -2,7 +2,7 @@
 
 ``gm_normalize_<t>`` reads each image about once from device memory: its range tickets
 and its convert tickets run in one kernel, in the order of ``fused_ticket``
-(kernels/normalize.cuh). Here, with the host build of the kernels
+(gpu_media/cuda/src/normalize.cuh). Here, with the host build of the kernels
 (tests/kernels_host.py):
 
 * the ticket order, against its NumPy statement (``cuda_kernels.fused_schedule``), and
@@ -30,7 +30,7 @@ from test_kernels_host import ALL_DTYPES, SETTINGS, VIEWS, _batch, _view, flush_
 
 import cpu_fallback
 import kernels_host
-from gpu_media import cuda_kernels
+from gpu_media.cuda import kernels as cuda_kernels
 
 
 @pytest.fixture(scope="module")

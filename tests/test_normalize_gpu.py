@@ -19,7 +19,7 @@ import pytest
 
 import cpu_fallback
 import gpu_media
-from gpu_media import cuda_kernels
+from gpu_media.cuda import kernels as cuda_kernels
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not gpu_media.gpu_available(), reason="no usable GPU backend (CuPy + CUDA device)")]

@@ -1,4 +1,4 @@
-"""gpu_media.nvimgcodec_encode: nvImageCodec's CPU-only codecs here, nvJPEG where a GPU is.
+"""gpu_media.cuda.nvimgcodec: nvImageCodec's CPU-only codecs here, nvJPEG where a GPU is.
 
 The CPU-only half runs wherever ``nvidia-nvimgcodec-cu13`` installs (Linux x86-64 and
 aarch64, no GPU or CUDA driver needed) and skips, saying why, where it cannot be
@@ -18,8 +18,8 @@ from PIL import Image, JpegImagePlugin
 
 import cpu_fallback
 from gpu_media import DeviceError, ImageError, MediaError
-from gpu_media import nvimgcodec_encode as ne
 from gpu_media.cli import demo_input
+from gpu_media.cuda import nvimgcodec as ne
 
 CPU_ONLY = ne.CPU_ONLY
 HAVE_NVIMGCODEC = ne.available()
@@ -248,7 +248,7 @@ def test_bad_input_raises():
 @needs_nvimgcodec
 def test_cpu_only_is_quiet_on_stderr():
     """No notices about optional libraries, no per-image 'Unable to get device count' errors."""
-    code = ("import numpy as np; from gpu_media import nvimgcodec_encode as ne; "
+    code = ("import numpy as np; from gpu_media.cuda import nvimgcodec as ne; "
             "x = np.zeros((6, 16, 16, 3), np.uint8); "
             "assert len(ne.encode_device(x, 75)) == 6; assert len(ne.encode_device(x, 75, 'png')) == 6")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

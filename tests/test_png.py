@@ -1,10 +1,10 @@
 """The GPU PNG encoder's parts without a GPU (docs/SPEC.md 5): row filters, Adler-32, file assembly.
 
-* ``gpu_media/kernels/png.cuh`` built for the host (tests/kernels_host_shim.cpp): the
+* ``gpu_media/cuda/src/png.cuh`` built for the host (tests/kernels_host_shim.cpp): the
   per-row filter and libpng's choice against the NumPy reference
   (``gpu_media.png.filter_rows``), itself checked against a byte-by-byte reading of the
   PNG specification; the serial twins of ``gm_png_filter``/``gm_png_adler`` driven by
-  ``gpu_media.cuda_kernels.png_rows`` as the GPU backend drives them; Adler-32
+  ``gpu_media.cuda.kernels.png_rows`` as the GPU backend drives them; Adler-32
   (deferred reduction, combination, the warp's strided split) against ``zlib.adler32``.
 * ``gpu_media.png.assemble``: PNGs made from zlib's raw deflate of host-filtered rows
   decode to exactly the input, in Pillow and in a reader built here on ``zlib``
@@ -24,7 +24,8 @@ import pytest
 from PIL import Image
 
 import kernels_host
-from gpu_media import cuda_kernels, png
+from gpu_media import png
+from gpu_media.cuda import kernels as cuda_kernels
 
 SHAPES = [(1, 1), (1, 7), (5, 1), (3, 5), (17, 31), (64, 33)]
 CHANNELS = (1, 3, 4)

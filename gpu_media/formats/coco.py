@@ -378,12 +378,20 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
     )
 
 
-def _mask_api():
+def pycocotools_mask() -> Any:
+    """``pycocotools.mask``, imported on first use.
+
+    Returns:
+        the module ``pycocotools.mask``.
+
+    Raises:
+        gpu_media.MediaError: pycocotools is not installed (naming the extra to install).
+    """
     try:
-        from pycocotools import mask as mask_api
+        from pycocotools import mask
     except ImportError:
         raise MediaError(f"COCO segmentations need pycocotools: {COCO_EXTRA}") from None
-    return mask_api
+    return mask
 
 
 def rasterize(anns: list[dict], height: int, width: int, order: str) -> np.ndarray:
@@ -405,7 +413,7 @@ def rasterize(anns: list[dict], height: int, width: int, order: str) -> np.ndarr
     segs = [a for a in anns if a.get("segmentation") is not None]
     if not segs:
         return out
-    mask_api = _mask_api()
+    mask_api = pycocotools_mask()
     decoded = []
     for k, a in enumerate(segs):
         seg = a["segmentation"]
@@ -498,7 +506,7 @@ def batches(ds: CocoDataset, batch_size: int = 64,
     """Yield :func:`batch` dicts of ``batch_size`` images, decoding each part in turn.
 
     ``reader(list[CocoImage]) -> list of (H,W,3) arrays`` decodes a part (default:
-    Pillow on the host; :func:`gpu_media.dali_reader.read_batch` decodes on the GPU).
+    Pillow on the host; :func:`gpu_media.cuda.dali_reader.read_batch` decodes on the GPU).
 
     Examples:
         >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
@@ -603,7 +611,7 @@ def dump_coco(out_dir: str | os.PathLike, images_dir: str | os.PathLike, instanc
     check_overwrite(out_dir, key, step, options.overwrite)  # before the (slow) reading of the dataset
     ds = load_coco(images_dir, instances, predictions, score_threshold=score_threshold, skip_bad=skip_bad)
     if ds.has_gt_masks or ds.has_pred_masks:
-        _mask_api()  # fail before writing anything
+        pycocotools_mask()  # fail before writing anything
     dicts = write_batches(out_dir, batches(ds, batch_size, reader), options, key=key, step=step,
                           total=len(ds.images))
     return ds, dicts

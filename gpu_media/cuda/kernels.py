@@ -1,6 +1,6 @@
-"""Driving the CUDA kernels of ``gpu_media/kernels/`` from any array library (docs/SPEC.md 2-4).
+"""Driving the CUDA kernels of ``gpu_media/cuda/src/`` from any array library (docs/SPEC.md 2-4).
 
-The GPU backend (:mod:`gpu_media.cupy_backend`) runs the functions below with
+The GPU backend (:mod:`gpu_media.cuda.backend`) runs the functions below with
 ``xp=cupy`` and a ``launch`` that starts the compiled kernels; the tests run the very
 same functions with ``xp=numpy`` and the serial host twins of the kernels
 (``tests/kernels_host_shim.cpp``, same names and arguments), so the planning done here
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")
 HEADERS = ("common.cuh", "normalize.cuh", "masks.cuh", "boxes.cuh", "png.cuh")
 SOURCE = "kernels.cu"
 # --fmad=false: no a*b+c contraction anywhere (docs/SPEC.md 2 rounds after each operation).
@@ -79,7 +79,7 @@ def fused_plan(n: int, h: int, w: int, c: int, itemsize: int, device: DeviceInfo
                l2_fraction: float | None = None, lag: int | None = None) -> FusedPlan:
     """Host-side plan of the fused docs/SPEC.md 2 kernel for n images of (h, w, c) elements of ``itemsize`` bytes.
 
-    Tickets (``fused_ticket`` in kernels/normalize.cuh) run image by image, the range
+    Tickets (``fused_ticket`` in src/normalize.cuh) run image by image, the range
     tickets of image s beside the convert tickets of image s - lag. ``lag`` is the
     larger of: the images whose bytes fill ``l2_fraction`` of L2 (their second read
     then hits L2), and the images the grid holds in flight at once (about
@@ -110,7 +110,7 @@ def fused_plan(n: int, h: int, w: int, c: int, itemsize: int, device: DeviceInfo
 def fused_schedule(n: int, tiles: int, lag: int) -> np.ndarray:
     """(2*n*tiles, 3) int64: (phase, image, tile) of each ticket in order; phase 0 range, 1 convert.
 
-    The order of ``fused_ticket`` (kernels/normalize.cuh), written out in NumPy for the
+    The order of ``fused_ticket`` (src/normalize.cuh), written out in NumPy for the
     tests and for reading: they check the two agree and that every range ticket of an
     image precedes each of its convert tickets (what makes the kernel deadlock-free).
     """
@@ -410,7 +410,7 @@ def png_rows(images, *, xp, launch, stride=None):
     bytes, so image starts can be aligned for nvCOMP; bytes past ``per`` are left
     unwritten. Row y of image i is ``filtered[i, y*(1+W*C) : (y+1)*(1+W*C)]``: its PNG filter type
     (libpng's rule: the least sum of absolute values of the five filters, see
-    ``kernels/png.cuh``) then its filtered bytes, so ``filtered[i]`` is the data a PNG's
+    ``src/png.cuh``) then its filtered bytes, so ``filtered[i]`` is the data a PNG's
     zlib stream compresses; ``adler[i]`` its Adler-32. Two launches for the batch:
     ``gm_png_filter`` (one warp per row) and ``gm_png_adler`` (one thread per image).
     """

@@ -4,7 +4,7 @@
 DALI is installed: the encoded files are read on the host (they are bytes on disk),
 decoded by nvJPEG inside DALI's ``decoders.image(device="mixed")``, and the decoded
 pixels stay on the GPU through normalization, masks, boxes and encoding. Without
-DALI the COCO path decodes with Pillow (``gpu_media.coco.read_image``).
+DALI the COCO path decodes with Pillow (``gpu_media.formats.coco.read_image``).
 
 DALI's outputs (``TensorGPU``, ``TensorListGPU`` and their CPU twins) are also
 accepted directly by every public function (``gpu_media._arrays``); this module is
@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from .errors import DeviceError, MediaError
+from ..errors import DeviceError, MediaError
 
 DALI_EXTRA = "pip install 'gpu-media[dali]'"
 _lock = threading.Lock()

@@ -56,8 +56,8 @@ import threading
 
 import numpy as np
 
-from . import codecs as _codecs
-from .errors import DeviceError, ImageError, MediaError
+from .. import codecs as _codecs
+from ..errors import DeviceError, ImageError, MediaError
 
 CPU_ONLY = -99999  # nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY, usable without importing nvimgcodec
 INSTALL_HINT = "pip install 'gpu-media[gpu]'"

@@ -7,12 +7,12 @@ the codec table's GPU encoders (:func:`encode_jpeg`, :func:`encode_png`,
 this module only once CuPy and a CUDA device are known to work; nothing else imports
 it, so ``import gpu_media`` never imports CuPy.
 
-The per-pixel work runs in the kernels of ``gpu_media/kernels/kernels.cu``: loaded from
+The per-pixel work runs in the kernels of ``gpu_media/cuda/src/kernels.cu``: loaded from
 the fatbin shipped beside it (nvcc, sm_80/86/89/90/100 + PTX, ``scripts/build_kernels.py``)
 or, when that is stale or does not load, compiled once per device with NVRTC through
 :class:`cupy.RawModule`; both with ``--fmad=false``, so every float operation is
 rounded as NumPy rounds it. They are driven by
-:mod:`gpu_media.cuda_kernels`. Every launch, allocation and copy goes to CuPy's
+:mod:`gpu_media.cuda.kernels`. Every launch, allocation and copy goes to CuPy's
 current stream (``cupy.cuda.get_current_stream()``); arrays come in as CuPy arrays (the
 dispatcher has already taken PyTorch, DLPack and ``__cuda_array_interface__`` inputs
 without a copy) and results stay on the device until :func:`to_host` or
@@ -30,11 +30,11 @@ import numpy as np
 import cpu_fallback
 
 # the CPU backend's encode threads also assemble the GPU's PNG files
-from cpu_fallback.encode import _executor as _encode_pool
+from cpu_fallback.encode import executor as _encode_pool
 
-from . import codecs
-from . import cuda_kernels as _k
-from . import png as _png
+from .. import codecs
+from .. import png as _png
+from . import kernels as _k
 
 name = "gpu"
 xp = cupy
@@ -54,7 +54,7 @@ CHUNK_MAX = 1 << 30
 
 
 def _load_fatbin():
-    """The shipped precompiled kernels (``kernels/kernels.fatbin``) loaded on the current device, or None.
+    """The shipped precompiled kernels (``src/kernels.fatbin``) loaded on the current device, or None.
 
     None when the fatbin is missing or stale (its stamp's digest differs from the
     sources: see ``scripts/build_kernels.py``), when ``GPU_MEDIA_KERNELS=nvrtc`` asks
@@ -184,10 +184,10 @@ def chunk_bytes() -> int:
 
 
 def _jpeg_encoder():
-    """``gpu_media.nvimgcodec_encode`` when nvImageCodec is installed and imports, else None."""
+    """``gpu_media.cuda.nvimgcodec`` when nvImageCodec is installed and imports, else None."""
     if "module" not in _jpeg_state:
         try:
-            from . import nvimgcodec_encode as enc
+            from . import nvimgcodec as enc
 
             if not enc.available():
                 enc = None
@@ -226,9 +226,9 @@ def _host_pinned(images):
 
 
 def _png_encoder():
-    """``gpu_media.nvcomp_deflate`` when nvCOMP is installed and imports, else None."""
+    """``gpu_media.cuda.nvcomp`` when nvCOMP is installed and imports, else None."""
     if "module" not in _png_state:
-        from . import nvcomp_deflate as nd
+        from . import nvcomp as nd
 
         _png_state["module"] = nd if nd.available() else None
     return _png_state["module"]
@@ -237,7 +237,7 @@ def _png_encoder():
 def _png_group(images, compression_level, nd) -> list:
     """uint8 CuPy (N,H,W,C), one shape -> PNG bytes per image, filtered and deflated on the device.
 
-    ``gm_png_filter`` + ``gm_png_adler`` (kernels/png.cuh) write each image's filtered
+    ``gm_png_filter`` + ``gm_png_adler`` (src/png.cuh) write each image's filtered
     rows at a 16-byte aligned offset and their Adler-32, for the whole batch at once.
     Then, per part of :data:`PNG_PART_IMAGES` images: nvCOMP deflates each image as one
     raw stream, the compressed bytes come back into one pinned host buffer (one
@@ -302,7 +302,7 @@ def encode_png(images, codec, quality: int, compression_level=None) -> list:
     filtered on the device (libpng's per-row choice among the five PNG filters), their
     Adler-32 summed there, each image deflated by nvCOMP as one raw stream
     (``compression_level`` -> nvCOMP algorithm type, see
-    :data:`gpu_media.nvcomp_deflate.ALGORITHM_TYPES`), and the files assembled on the
+    :data:`gpu_media.cuda.nvcomp.ALGORITHM_TYPES`), and the files assembled on the
     host (:mod:`gpu_media.png`): lossless like the CPU backend's (docs/SPEC.md 5), other bytes.
     Without nvCOMP, or when it fails (one warning, then the host for the rest of the
     process), or for rows longer than ``cuda_kernels.PNG_MAX_ROW`` bytes (16 MiB):
@@ -311,7 +311,7 @@ def encode_png(images, codec, quality: int, compression_level=None) -> list:
     nd = _png_encoder()
     items = images if isinstance(images, (list, tuple)) else [images[0]] if len(images) else []
     if nd is not None and all(1 + a.shape[1] * a.shape[2] <= _k.PNG_MAX_ROW for a in items):
-        from .errors import DeviceError
+        from ..errors import DeviceError
 
         try:
             return _encode_png_device(images, compression_level, nd)
@@ -325,7 +325,7 @@ def encode_png(images, codec, quality: int, compression_level=None) -> list:
 def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
     """The codec table's GPU JPEG encoder: uint8 CuPy (N,H,W,C) or a list of (H,W,C), C in {1,3} -> ``list[bytes]``.
 
-    nvJPEG on the device through ``gpu_media.nvimgcodec_encode.encode_device`` when
+    nvJPEG on the device through ``gpu_media.cuda.nvimgcodec.encode_device`` when
     nvImageCodec is installed; without it (or when its GPU encoder fails, with one
     warning) :func:`encode_on_host`, the CPU backend's JPEG, whose decoded pixels
     docs/SPEC.md 5 holds to the same bound. ``codec``: the :class:`gpu_media.codecs.Codec`.
@@ -339,7 +339,7 @@ def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
     """
     enc = _jpeg_encoder()
     if enc is not None:
-        from .errors import DeviceError
+        from ..errors import DeviceError
 
         batch = images if isinstance(images, (list, tuple)) else cupy.ascontiguousarray(images)
         try:

@@ -2,7 +2,7 @@
 
 ``nvidia-nvcomp-cu13`` (nvCOMP 6, part of ``pip install 'gpu-media[gpu]'``) is imported
 on first use, never at import time: :func:`available` says whether it imports. The
-GPU PNG encoder (:func:`gpu_media.cupy_backend.encode`) hands :func:`deflate` the
+GPU PNG encoder (:func:`gpu_media.cuda.backend.encode`) hands :func:`deflate` the
 filtered rows of a batch, one image per entry, and gets back where each image's
 compressed bytes lie on the device; it then copies them to pinned host memory and
 builds the files with :mod:`gpu_media.png`.
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 
-from .errors import DeviceError
+from ..errors import DeviceError
 
 INSTALL_HINT = "pip install 'gpu-media[gpu]' (nvidia-nvcomp-cu13)"
 ALGORITHM_TYPES = {None: 0, 0: 0, 1: 0, 2: 0, 3: 0, 4: 2, 5: 2, 6: 2, 7: 4, 8: 4, 9: 4}

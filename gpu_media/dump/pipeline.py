@@ -1,0 +1,326 @@
+"""A dump's pipeline: a batch validated into a :class:`Plan`, cut into chunks, encoded by workers, written in order.
+
+Each chunk is normalized, drawn and encoded (:func:`encode_chunk`: bytes, no file) by
+:func:`workers` threads at once (:func:`ordered`: in order, bounded); its files are
+written by the writer threads (:func:`written`) while the next chunk is encoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+
+from .. import _arrays
+from ..backend import Backend, get_backend, resolve_device
+from ..boxes import BoxTable, check_box_inputs, parse_boxes, render
+from ..encode import check_size, drop_alpha_for_jpeg
+from ..errors import MediaError
+from ..masks import check_mask_inputs, mask_report, parse_masks
+from ..normalize import normalize_groups
+from .index import json_bytes
+from .options import DumpOptions
+
+
+class Plan(NamedTuple):
+    """A validated batch: everything checked, nothing written yet."""
+
+    groups: list
+    n: int
+    sizes: list  # (H, W) per image
+    backend: Backend
+    masks: list  # MaskSet
+    report: list  # per image {mask key: {class id: count}}
+    mask_labels: dict  # {mask key: {int: str}}
+    boxes: BoxTable | None
+    captions: list  # str or None per image
+    options: DumpOptions
+
+
+def _captions(captions, n) -> list:
+    if captions is None:
+        return [None] * n
+    if isinstance(captions, str):
+        captions = [captions]
+    captions = [c.item() if hasattr(c, "item") else c for c in captions]
+    if len(captions) != n:
+        raise MediaError(f"captions: {len(captions)} captions for a batch of {n} images", item=len(captions))
+    for i, c in enumerate(captions):
+        if c is not None and not isinstance(c, str):
+            raise MediaError(f"image {i}: caption must be a string or None, got {type(c).__name__}", index=i, item=c)
+    return captions
+
+
+def _with_default_labels(sets, classes):
+    if not classes or sets is None:
+        return sets
+    if isinstance(sets, dict):
+        return {k: ({**v, "class_labels": classes} if isinstance(v, dict) and "class_labels" not in v
+                    and ("mask_data" in v or "path" in v or "xyxy" in v or "box_data" in v) else v)
+                for k, v in sets.items()}
+    return [None if e is None else _with_default_labels(e, classes) for e in sets]
+
+
+def prepare(images: Any, options: DumpOptions, *, masks: Mapping[str, Any] | None = None, boxes: Any = None,
+            captions: Sequence[str | None] | None = None) -> Plan:
+    """Validate a whole batch (docs/SPEC.md 1-5) before anything is written; see :func:`gpu_media.dump.write_dump`.
+
+    Args:
+        images: the batch, as for :func:`gpu_media.normalize`.
+        options: the dump's (already validated) options.
+        masks: as for :func:`gpu_media.dump.write_dump`.
+        boxes: as for :func:`gpu_media.dump.write_dump`.
+        captions: as for :func:`gpu_media.dump.write_dump`.
+
+    Returns:
+        the :class:`Plan` of the batch, on the backend ``options.device`` resolves to.
+
+    Raises:
+        gpu_media.ImageError, MaskError, BoxError, MediaError: as :func:`gpu_media.dump.write_dump`.
+
+    Examples:
+        >>> import numpy as np
+        >>> masks = {"pred": {"mask_data": np.array([[[0, 1], [1, 1]]], np.uint8)}}
+        >>> plan = prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"), masks=masks)
+        >>> plan.n, plan.sizes, plan.report, plan.mask_labels
+        (1, [(2, 2)], [{'pred': {0: 1, 1: 3}}], {'pred': {0: 'class_0', 1: 'class_1'}})
+    """
+    images = _arrays.check_images(images)  # dtypes first: before the device and any copy to it
+    masks, boxes = check_mask_inputs(masks), check_box_inputs(boxes)
+    dev = resolve_device(options.device, _arrays.on_gpu(images))
+    backend = get_backend(dev)
+    groups, n = _arrays.image_groups(images, options.layout, dev)
+    sizes = [None] * n
+    for g in groups:
+        for i in g.indices:
+            sizes[i] = _arrays.hw_of(g)
+    check_size(sizes, options.codec)
+    caps = _captions(captions, n)
+    cls = options.classes
+    msets = parse_masks(_with_default_labels(masks, cls), sizes, dev)
+    report = mask_report(msets, n, backend, options.strict_masks)
+    labels = {}
+    for ms in msets:
+        if ms.class_labels is not None:
+            labels[ms.key] = ms.class_labels
+        else:  # wandb: {c: "class_<c>"} for the values present
+            present = sorted({c for r in report for c in r[ms.key]})
+            labels[ms.key] = {c: f"class_{c}" for c in present}
+    table = parse_boxes(_with_default_labels(boxes, cls), sizes)
+    return Plan(groups, n, sizes, backend, msets, report, labels, table, caps, options)
+
+
+def workers(plan: Plan) -> int:
+    """Chunks normalized and encoded at once: one per core on the CPU backend (NumPy and Pillow release the GIL).
+
+    Two on the GPU, so that one chunk's kernels run while the previous chunk is encoded. The
+    files are written by the writer threads meanwhile (:func:`written`).
+
+    Args:
+        plan: the batch's :class:`Plan` (its backend decides).
+
+    Returns:
+        the number of encode workers (>= 1).
+
+    Examples:
+        >>> import os
+        >>> import numpy as np
+        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))) == (os.cpu_count() or 1)
+        True
+    """
+    return (os.cpu_count() or 1) if plan.backend.name == "cpu" else 2
+
+
+def on_caller_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` made to run on the caller's current CuPy stream in any thread.
+
+    CuPy's current stream is per thread; ``fn`` itself where CuPy is not in use.
+
+    Args:
+        fn: the function to run in the encode threads.
+
+    Returns:
+        ``fn``, or a wrapper that enters the caller's stream around each call.
+
+    Examples:
+        >>> on_caller_stream(len)("abc")
+        3
+    """
+    cupy = sys.modules.get("cupy")
+    if cupy is None:
+        return fn
+    stream = cupy.cuda.get_current_stream()
+
+    def run(*args):
+        with stream:
+            return fn(*args)
+
+    return run
+
+
+def chunks(plan: Plan) -> list[tuple[int, int]]:
+    """``(lo, hi)`` image ranges of the batch: ``options.chunk_size`` images each.
+
+    By default, the backend's ``chunk_bytes()`` of uint8 pixels shared among the workers.
+
+    Args:
+        plan: the batch's :class:`Plan` (``options.chunk_size``, sizes, backend).
+
+    Returns:
+        ``[(lo, hi), ...]``, consecutive and covering ``0..plan.n``.
+
+    Examples:
+        >>> import numpy as np
+        >>> chunks(prepare(np.zeros((5, 2, 2, 3), np.uint8), DumpOptions(device="cpu", chunk_size=2)))
+        [(0, 2), (2, 4), (4, 5)]
+    """
+    chunk_size = plan.options.chunk_size
+    if chunk_size is None:
+        h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
+        budget = plan.backend.chunk_bytes()
+        chunk_size = max(1, budget // (h * w * 4) // workers(plan))
+        if workers(plan) > 1:  # enough chunks to keep every core busy
+            chunk_size = min(chunk_size, max(1, -(-plan.n // (2 * workers(plan)))))
+    return [(lo, min(lo + chunk_size, plan.n)) for lo in range(0, plan.n, chunk_size)]
+
+
+def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
+    """``map(fn, items)`` in order, at most ``workers + 1`` calls in flight (bounded memory).
+
+    Args:
+        fn: called once per item, in a pool of ``workers`` threads (in this thread for ``workers <= 1``).
+        items: the arguments, taken lazily.
+        workers: threads.
+
+    Returns:
+        an iterator of the results, in the order of ``items``; an error of ``fn`` raises there.
+
+    Examples:
+        >>> list(ordered(lambda x: x * x, range(5), 2))
+        [0, 1, 4, 9, 16]
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpu-media-dump") as pool:
+        pending = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+#: Writer threads of a dump: hashing, writing and (durable) fsyncing the files run here while the
+#: next chunk is normalized and encoded. Mostly waiting on the disk, so more threads than cores.
+WRITERS = min(32, (os.cpu_count() or 1) + 4)
+
+
+def written(encoded: Iterable[list[Any]], write: Callable[[Any], Any], pool: ThreadPoolExecutor,
+            ahead: int = 1) -> Iterator[list[Any]]:
+    """Per chunk of ``encoded`` (records, in order), ``[write(rec) for rec in records]``, the writes run in ``pool``.
+
+    A chunk's records are handed to the writer threads one per task as soon as the
+    chunk is encoded; the results of the chunk ``ahead`` chunks back are collected
+    (waiting for its writes) before the next chunk is taken, so the encoding of
+    chunk k+1 overlaps the writes of chunk k and at most ``ahead + 1`` chunks' records
+    wait for the disk (bounded memory). Yields each chunk's results in order. The
+    first write that fails raises here once the writes already running have
+    finished; the writes not started yet are cancelled, so nothing of the dump is
+    left running when it raises.
+
+    Args:
+        encoded: each chunk's records, in order (taken lazily).
+        write: called once per record in ``pool``.
+        pool: the writer threads.
+        ahead: chunks whose writes may still run while the next chunk is taken.
+
+    Returns:
+        an iterator of ``[write(rec) for rec in records]`` per chunk, in order.
+
+    Examples:
+        >>> from concurrent.futures import ThreadPoolExecutor
+        >>> with ThreadPoolExecutor(2) as pool:
+        ...     list(written(iter([[1, 2], [3]]), lambda r: r * 10, pool))
+        [[10, 20], [30]]
+    """
+    pending: deque = deque()
+    try:
+        for records in encoded:
+            pending.append([pool.submit(write, rec) for rec in records])
+            while len(pending) > ahead:
+                yield _results(pending.popleft())
+        while pending:
+            yield _results(pending.popleft())
+    finally:
+        while pending:
+            _drain(pending.popleft())
+
+
+def _results(futures: list) -> list:
+    """The results of ``futures`` in order; on the first error, :func:`_drain` them all, then raise it."""
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        _drain(futures)
+        raise
+
+
+def _drain(futures: list) -> None:
+    """Cancel the ``futures`` not started yet and wait for the running ones (their errors are dropped)."""
+    for f in futures:
+        f.cancel()
+    for f in futures:
+        if not f.cancelled():
+            with contextlib.suppress(BaseException):
+                f.result()
+
+
+def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
+    """Normalize, draw and encode images ``lo:hi``: one record per image (bytes, not files).
+
+    Examples:
+        >>> import numpy as np
+        >>> plan = prepare(np.zeros((3, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))
+        >>> [(r["index"], r["image"][1:4], r["height"], r["width"]) for r in encode_chunk(plan, 1, 3)]
+        [(1, b'PNG', 2, 2), (2, b'PNG', 2, 2)]
+    """
+    be, opt = plan.backend, plan.options
+    u8 = normalize_groups(plan.groups, plan.n, opt.normalize, be, lo, hi)
+    if opt.draw_boxes:
+        if isinstance(u8, list):
+            u8 = [render(a[None], plan.boxes, be, opt.thickness, opt.colors, lo=lo + k)[0] for k, a in enumerate(u8)]
+        else:
+            u8 = render(u8, plan.boxes, be, opt.thickness, opt.colors, lo=lo)
+    images = be.encode(drop_alpha_for_jpeg(u8, opt.codec), opt.codec, opt.quality, opt.compression_level)
+    mask_bytes, mask_ext = {}, {}
+    for ms in plan.masks:
+        if ms.files is not None:  # {"path": file}: the file's own bytes and extension, as wandb copies it
+            mask_bytes[ms.key] = [data for data, _ in ms.files[lo:hi]]
+            mask_ext[ms.key] = [ext for _, ext in ms.files[lo:hi]]
+            continue
+        part = ms.data[lo:hi]
+        if isinstance(part, list):
+            mask_bytes[ms.key] = [be.encode(p.astype("uint8")[None, :, :, None], "png", 75, opt.compression_level)[0]
+                                  for p in part]
+        else:
+            mask_bytes[ms.key] = be.encode(part.astype("uint8")[:, :, :, None], "png", 75, opt.compression_level)
+    records = []
+    for k, i in enumerate(range(lo, hi)):
+        h, w = plan.sizes[i]
+        per = plan.boxes.per_image[i] if plan.boxes is not None else {}
+        records.append({
+            "index": i, "image": images[k], "height": h, "width": w,
+            "masks": {key: mb[k] for key, mb in mask_bytes.items()},
+            "mask_ext": {key: ext[k] for key, ext in mask_ext.items()},
+            "boxes": {key: json_bytes(v) for key, v in per.items()},
+        })
+    return records
