@@ -455,7 +455,7 @@ def jpeg_cases(x, u8, tmp: str, counter, rounds: int, sync, results: list, check
     """
     import torch
 
-    from gpu_media import dump as gm_dump
+    from gpu_media.dump import pipeline as gm_pipeline
 
     n = len(u8)
 
@@ -471,7 +471,7 @@ def jpeg_cases(x, u8, tmp: str, counter, rounds: int, sync, results: list, check
         return run
 
     cases = [ours(), ours(durable=False)]
-    writers = ThreadPoolExecutor(max_workers=gm_dump._WRITERS, thread_name_prefix="by-hand-write")
+    writers = ThreadPoolExecutor(max_workers=gm_pipeline.WRITERS, thread_name_prefix="by-hand-write")
     try:
         import torchvision.io as tvio
     except Exception as exc:  # noqa: BLE001 - ImportError, or a torchvision built for another torch (RuntimeError)
@@ -552,18 +552,18 @@ def jpeg_dump_stages(x, u8, tmp: str, counter, rounds: int, sync) -> dict:
     compressed bytes are already in host memory, this is the only host copy of the
     JPEG path); ``hash`` (sha256 of every file, one thread); ``write_durable`` and
     ``write_plain`` (the dump's writes: ``write_atomic`` with and without fsync, from
-    a pool of ``dump._WRITERS`` threads); ``viewer`` (:func:`viewer_stage`: the
+    a pool of ``gpu_media.dump.pipeline.WRITERS`` threads); ``viewer`` (:func:`viewer_stage`: the
     dump's ``index.html``). The caller adds ``dump_seconds`` (the whole dump) and
     ``sum_of_stages`` (normalize + encode + hash + write_durable + viewer): the dump
     overlaps the writes with the encoding, and adds the index.
     """
     import cupy
 
-    from gpu_media import dump as gm_dump
     from gpu_media.cuda import backend as cupy_backend
     from gpu_media.cuda import nvimgcodec as nvimgcodec_encode
+    from gpu_media.dump import pipeline as gm_pipeline
 
-    out: dict = {"images": len(u8), "writer_threads": gm_dump._WRITERS}
+    out: dict = {"images": len(u8), "writer_threads": gm_pipeline.WRITERS}
 
     def norm():
         y = gm.normalize(x, layout="NCHW", device="gpu")
@@ -628,18 +628,18 @@ def host_stages(files: list, tmp: str, counter, rounds: int) -> dict:
     """Median seconds to sha256 ``files`` (one thread) and to write them as a dump does, with and without fsync.
 
     The writes: :func:`gpu_media.fileio.write_atomic` of every file into a new
-    folder, from a pool of ``gpu_media.dump._WRITERS`` threads (the dump's writers).
+    folder, from a pool of ``gpu_media.dump.pipeline.WRITERS`` threads (the dump's writers).
     """
     import hashlib
 
-    from gpu_media import dump as gm_dump
     from gpu_media import fileio
+    from gpu_media.dump import pipeline as gm_pipeline
 
     def hashes():
         return [hashlib.sha256(b).hexdigest() for b in files]
 
     names = hashes()
-    pool = ThreadPoolExecutor(max_workers=gm_dump._WRITERS, thread_name_prefix="bench-write")
+    pool = ThreadPoolExecutor(max_workers=gm_pipeline.WRITERS, thread_name_prefix="bench-write")
 
     def writes(durable):
         def run():

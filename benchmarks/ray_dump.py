@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import photo_batch  # noqa: E402
 
 import gpu_media as gm  # noqa: E402
-import gpu_media.dump as gm_dump  # noqa: E402
+import gpu_media.dump.pipeline as gm_pipeline  # noqa: E402
 import gpu_media.ray as gm_ray  # noqa: E402
 
 
@@ -111,15 +111,15 @@ def main() -> None:
     ds = ray.data.from_items(rows).materialize()  # the rows in Ray's object store before the clock starts
     ds_small = ray.data.from_items(small).materialize()
     base = tempfile.mkdtemp(prefix="gpu-media-ray-bench-")
-    workers_all = gm_dump._workers
+    workers_all = gm_pipeline.workers
 
     def one_thread(part):
         def run(out):
-            gm_dump._workers = lambda plan: 1
+            gm_pipeline.workers = lambda plan: 1
             try:
                 single(out, part)
             finally:
-                gm_dump._workers = workers_all
+                gm_pipeline.workers = workers_all
         return run
 
     busy: dict = {}

@@ -5,7 +5,7 @@
 Machine code for sm_80/86/89/90/100 plus PTX for compute_80 (any later GPU), compiled
 with the backend's NVRTC options (``--fmad=false -std=c++17 -ftz=true``), so the
 results are the same bits whichever way a kernel was built. Beside it,
-``kernels.fatbin.json`` records the source digest (``cuda_kernels.source_digest()``):
+``kernels.fatbin.json`` records the source digest (``gpu_media.cuda.kernels.source_digest()``):
 the backend loads the fatbin only while that digest matches the sources, and
 ``tests/test_kernels_compile.py`` fails when a kernel changed without a rebuild.
 Run it after any change to ``gpu_media/cuda/src/*``, and commit both files.

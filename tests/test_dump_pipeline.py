@@ -15,6 +15,8 @@ import pytest
 
 import gpu_media as gm
 from gpu_media import dump, fileio
+from gpu_media.dump import index as dump_index
+from gpu_media.dump import pipeline
 
 
 def test_written_keeps_the_order_of_chunks_and_records():
@@ -26,7 +28,7 @@ def test_written_keeps_the_order_of_chunks_and_records():
         return rec
 
     with ThreadPoolExecutor(8) as pool:
-        assert list(dump._written(iter(chunks), write, pool)) == chunks
+        assert list(pipeline.written(iter(chunks), write, pool)) == chunks
 
 
 def test_written_overlaps_the_next_chunk_and_bounds_the_chunks_in_flight():
@@ -49,7 +51,7 @@ def test_written_overlaps_the_next_chunk_and_bounds_the_chunks_in_flight():
         return rec
 
     with ThreadPoolExecutor(4) as pool:
-        for done in dump._written(encoded(), write, pool):
+        for done in pipeline.written(encoded(), write, pool):
             collected.append(done)
     assert overlapped == [True]
     assert [d[0][0] for d in collected] == list(range(6))
@@ -75,7 +77,7 @@ def test_a_failed_write_raises_with_nothing_left_running():
     chunks = [[(c, k) for k in range(40)] for c in range(4)]
     with ThreadPoolExecutor(2) as pool:
         with pytest.raises(OSError, match="No space"):
-            for _ in dump._written(iter(chunks), write, pool):
+            for _ in pipeline.written(iter(chunks), write, pool):
                 pass
         assert active[0] == 0  # the writes already running finished before the error came out
         n = len(started)
@@ -114,13 +116,13 @@ def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monke
             raise OSError(28, "No space left on device")
         return real(path, data, **kwargs)
 
-    monkeypatch.setattr(dump, "write_atomic", failing)
+    monkeypatch.setattr(dump_index, "write_atomic", failing)
     root = tmp_path / "out"
     with pytest.raises(OSError, match="No space"):
         gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)
     assert not os.path.exists(dump.index_path(root, "k"))
     assert any(name.startswith("gpu-media-write") for name in calls)
     assert not [t for t in threading.enumerate() if t.name.startswith("gpu-media-write")]
-    monkeypatch.setattr(dump, "write_atomic", real)
+    monkeypatch.setattr(dump_index, "write_atomic", real)
     dicts = gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)  # the same call again finishes it
     assert all((root / d["path"]).is_file() for d in dicts) and os.path.exists(dump.index_path(root, "k"))

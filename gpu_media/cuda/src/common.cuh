@@ -1,6 +1,6 @@
 // gpu_media CUDA kernels: shared definitions (types, bit casts, exactly rounded float ops).
 //
-// Every .cuh file under gpu_media/cuda/src/ compiles three ways:
+// Every .cuh file under gpu_media/kernels/ compiles three ways:
 //   * NVRTC (CuPy's RawModule, at run time): no system headers at all;
 //   * nvcc (the tests compile each .cu for sm_80 and sm_90);
 //   * a host C++ compiler (tests/kernels_host_shim.cpp, g++ -ffp-contract=off), where the

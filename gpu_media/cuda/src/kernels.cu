@@ -1,4 +1,4 @@
-// gpu_media's CUDA kernels (the CuPy backend, gpu_media/cuda/backend.py, loads this file
+// gpu_media's CUDA kernels (the CuPy backend, gpu_media/cupy_backend.py, loads this file
 // with cupy.RawModule; NVRTC, --fmad=false, -std=c++17, -I<this folder>).
 //
 // Self-contained: no CuPy header, no cuda_fp16.h, no system header. The per-element and
