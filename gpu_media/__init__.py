@@ -14,7 +14,7 @@ The pipeline, one module per stage (the contract is docs/SPEC.md; both backends 
 Only numpy and pillow are needed; the GPU backend needs ``gpu-media[gpu]``.
 """
 
-from .backend import gpu_available
+from .backend import gpu_available, gpu_status
 from .boxes import PALETTE, draw_boxes
 from .dump import write_dump
 from .encode import encode
@@ -29,5 +29,5 @@ __version__ = "0.1.0"
 __all__ = [
     "normalize", "validate_masks", "draw_boxes", "encode", "write_dump", "to_wandb",
     "MediaError", "ImageError", "MaskError", "BoxError", "DumpExistsError", "DeviceError", "PALETTE", "gpu_available",
-    "warmup",
+    "gpu_status", "warmup",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
@@ -91,47 +92,124 @@ class Backend(Protocol):
 
 DEVICES = ("auto", "cpu", "gpu")  # the built-in device names (register_backend adds more)
 _GPU_MODULE = "gpu_media.cuda.backend"
+# the modules of the GPU encoders, each with ``available()`` and ``INSTALL_HINT`` (for gpu_status)
+_GPU_CODEC_MODULES = (("JPEG", "nvImageCodec", "gpu_media.cuda.nvimgcodec"),
+                      ("PNG", "nvCOMP", "gpu_media.cuda.nvcomp"))
 _gpu_state: dict = {}
+#: the extra that brings CuPy for each CUDA major version, and the oldest NVIDIA driver branch
+#: that runs it (CUDA's minor version compatibility: any driver of the major version's first release)
+GPU_EXTRAS = {13: ("gpu", 580), 12: ("gpu-cu12", 525)}
+_INSTALL = ("pip install 'gpu-media[gpu]' (NVIDIA driver R580 or newer, CUDA 13) or "
+            "'gpu-media[gpu-cu12]' (R525-R575, CUDA 12)")
+
+
+def _import_cupy():
+    import cupy
+
+    return cupy
+
+
+def _driver_release() -> str | None:
+    """The NVIDIA kernel driver's version ("580.95.05") from /proc, or None where it cannot be read."""
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return m.group(1) if m else None
+
+
+def _cuda(version: int) -> str:
+    """CUDA's integer version (13000, 12020) as "13.0", "12.2"."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def _gpu_unusable_reason(cupy) -> str | None:
+    """Why CuPy cannot run gpu_media's GPU backend on this machine (one line), or None when it can.
+
+    Asks, in order: the driver (present, and new enough for the CUDA major version this
+    CuPy is built for), a visible device, NVRTC (CuPy compiles its elementwise kernels with
+    it). Each answer names what to install.
+    """
+    rt = cupy.cuda.runtime
+    try:
+        runtime = int(rt.runtimeGetVersion())
+    except Exception as exc:  # noqa: BLE001 - a CuPy without its CUDA runtime library
+        return f"CuPy {cupy.__version__} cannot load its CUDA runtime ({type(exc).__name__}: {exc}); {_INSTALL}"
+    major = runtime // 1000
+    extra, min_driver = GPU_EXTRAS.get(major, ("gpu", 580))
+    try:
+        driver = int(rt.driverGetVersion())
+    except Exception as exc:  # noqa: BLE001 - no libcuda.so
+        driver, why = 0, f" ({type(exc).__name__}: {exc})"
+    else:
+        why = ""
+    release = _driver_release()
+    if driver <= 0:
+        return f"no NVIDIA driver found (libcuda{why}); CuPy {cupy.__version__} needs driver R{min_driver} or newer"
+    if driver // 1000 < major:
+        fit = GPU_EXTRAS.get(driver // 1000)
+        hint = (f"pip install 'gpu-media[{fit[0]}]' (after pip uninstall cupy-cuda{major}x)" if fit else
+                "no gpu-media extra supports it")
+        return (f"the NVIDIA driver {release or '(version unknown)'} supports CUDA up to {_cuda(driver)}, but CuPy "
+                f"{cupy.__version__} is built for CUDA {_cuda(runtime)}, which needs driver R{min_driver} or newer: "
+                f"update the driver, or {hint}")
+    try:
+        count = int(rt.getDeviceCount())
+    except Exception as exc:  # noqa: BLE001 - CUDARuntimeError: no device, driver/library mismatch, ...
+        return (f"no usable CUDA device (driver {release or _cuda(driver)}: {type(exc).__name__}: {exc}; "
+                f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')})")
+    if count < 1:
+        return (f"no CUDA device is visible (driver {release or _cuda(driver)}, CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')})")
+    try:
+        cupy.cuda.nvrtc.getVersion()
+    except Exception as exc:  # noqa: BLE001 - libnvrtc.so.<major> not found
+        return (f"NVRTC for CUDA {major} does not load ({type(exc).__name__}: {exc}); CuPy compiles its kernels with "
+                f"it: pip install 'gpu-media[{extra}]' (cuda-toolkit[nvrtc]=={major}.*)")
+    return None
 
 
 def _load_gpu():
-    """Return the GPU backend module, or raise DeviceError saying why it is unusable."""
+    """Return the GPU backend module, or raise DeviceError saying in one line why it is unusable."""
     if "module" in _gpu_state:
         return _gpu_state["module"]
     if "error" in _gpu_state:
         raise DeviceError(_gpu_state["error"])
     try:
-        import cupy  # noqa: F401
-
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no CUDA device is visible")
-    except Exception as exc:  # ImportError, CUDARuntimeError, ...
-        _gpu_state["error"] = (
-            f"device='gpu' needs CuPy and a CUDA GPU ({type(exc).__name__}: {exc}); "
-            "install gpu-media[gpu] on a machine with a GPU, or use device='cpu'"
-        )
-        raise DeviceError(_gpu_state["error"]) from None
-    try:
-        module = importlib.import_module(_GPU_MODULE)
-    except ImportError as exc:
-        _gpu_state["error"] = (
-            f"device='gpu': the CuPy backend of gpu_media could not be loaded ({exc}); "
-            "use device='cpu'"
-        )
+        cupy = _import_cupy()
+    except Exception as exc:  # ImportError, or a CuPy whose libraries do not load
+        reason = f"CuPy does not import ({type(exc).__name__}: {exc}); {_INSTALL}"
+    else:
+        try:
+            reason = _gpu_unusable_reason(cupy)
+        except Exception as exc:  # noqa: BLE001 - a probe we did not foresee: still one line, still a reason
+            reason = f"CuPy cannot reach a GPU ({type(exc).__name__}: {exc})"
+    if reason is None:
+        try:
+            module = importlib.import_module(_GPU_MODULE)
+        except ImportError as exc:
+            reason = f"the CuPy backend of gpu_media could not be loaded ({exc})"
+    if reason is not None:
+        _gpu_state["error"] = "device='gpu' is unusable: " + " ".join(reason.split()) + "; or use device='cpu'"
         raise DeviceError(_gpu_state["error"]) from None
     _gpu_state["module"] = module
     return module
 
 
 def gpu_available() -> bool:
-    """True when the GPU backend can be used on this machine (CuPy, a CUDA device, the backend).
+    """True when the GPU backend can be used on this machine (CuPy, a driver new enough for it, a device, NVRTC).
 
     The answer is found once per process (CuPy is imported and asked for a device on
-    the first call) and remembered.
+    the first call) and remembered. When it is False, :func:`gpu_status` (and the
+    :class:`gpu_media.DeviceError` of ``device="gpu"``) says why in one line: CuPy
+    missing, no driver, a driver too old for this CuPy's CUDA (its version and the one
+    needed, and the extra to install instead: ``gpu-media[gpu-cu12]`` for CUDA 12
+    drivers), no visible device, or NVRTC missing.
 
     Returns:
-        whether ``device="gpu"`` works here; when False, ``device="gpu"`` raises
-        :class:`gpu_media.DeviceError` saying why.
+        whether ``device="gpu"`` works here.
 
     Examples:
         >>> import gpu_media
@@ -143,6 +221,41 @@ def gpu_available() -> bool:
         return True
     except DeviceError:
         return False
+
+
+def gpu_status() -> str:
+    """One line on the GPU backend here: "usable: ..." with what runs on the host, or "unusable: <why>".
+
+    Usable: the device, the driver and CUDA versions, and where JPEG and PNG are encoded
+    (on the GPU with nvImageCodec / nvCOMP, or on the host with the reason and the
+    install that fixes it). Unusable: the reason :func:`gpu_available` is False (see
+    there), naming what to install or update. Found once per process, like
+    :func:`gpu_available`.
+
+    Returns:
+        the line, without a newline.
+
+    Examples:
+        >>> line = gpu_status()
+        >>> line.startswith(("usable: ", "unusable: ")) and len(line.splitlines()) == 1
+        True
+    """
+    try:
+        _load_gpu()
+    except DeviceError as exc:
+        return "unusable: " + str(exc).removeprefix("device='gpu' is unusable: ")
+    cupy = _import_cupy()
+    rt = cupy.cuda.runtime
+    dev = cupy.cuda.Device()
+    name = rt.getDeviceProperties(dev.id)["name"]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    parts = [f"usable: {name} (device {dev.id}, driver {_driver_release() or _cuda(rt.driverGetVersion())}, "
+             f"CuPy {cupy.__version__} for CUDA {_cuda(rt.runtimeGetVersion())})"]
+    for what, lib, path in _GPU_CODEC_MODULES:
+        mod = importlib.import_module(path)
+        parts.append(f"{what} with {lib}" if mod.available() else
+                     f"{what} on the host ({lib} missing: {mod.INSTALL_HINT})")
+    return "; ".join(parts)
 
 
 _registry: dict[str, Callable[[], Any]] = {}
