@@ -1,11 +1,13 @@
 """The CUDA kernels compile for Ampere (sm_80) and Hopper (sm_90), without a GPU.
 
-Two compilers, each tested where it is present: ``nvcc`` (CUDA toolkit in PATH or
+Three compilers, each tested where it is present: ``nvcc`` (CUDA toolkit in PATH or
 CUDA_HOME; ``GPU_MEDIA_NVCC`` names another, or none when empty) and NVRTC, the run-time
 compiler that CuPy itself uses, loaded with ctypes
 from the ``nvidia-cuda-nvrtc`` wheel (``nvidia/cu13/lib/libnvrtc.so.13``; the CUDA 12
 wheel's ``nvidia/cuda_nvrtc/lib/libnvrtc.so.12`` also works) or from the system
-(``GPU_MEDIA_NVRTC`` names another library, or none when empty). Both
+(``GPU_MEDIA_NVRTC`` names another library, or none when empty), and CUDA 12's NVRTC
+(``nvidia-cuda-nvrtc-cu12``; ``GPU_MEDIA_NVRTC12``), which compiles the kernels for
+``gpu-media[gpu-cu12]`` on CUDA 12 drivers. All
 compile with the backend's options (``--fmad=false -std=c++17 -I gpu_media/cuda/src``,
 plus the ``-ftz=true`` that CuPy appends)
 and must print no warning; the PTX must define every kernel the backend launches.
@@ -71,9 +73,39 @@ def _load_nvrtc():
     return None, None
 
 
+def _load_nvrtc12():
+    """CUDA 12's NVRTC (the ``nvidia-cuda-nvrtc-cu12`` wheel), where it is not already :data:`NVRTC`.
+
+    What ``gpu-media[gpu-cu12]`` compiles the kernels with on a CUDA 12 driver (the
+    shipped fatbin is CUDA 13's), so they must compile with it too (issue 17.3).
+    """
+    if "GPU_MEDIA_NVRTC12" in os.environ:
+        paths = [os.environ["GPU_MEDIA_NVRTC12"]] if os.environ["GPU_MEDIA_NVRTC12"] else []
+    else:
+        try:
+            import nvidia
+        except ImportError:
+            return None, None
+        paths = [p for root in list(getattr(nvidia, "__path__", []))
+                 for p in sorted(glob.glob(os.path.join(root, "cuda_nvrtc", "lib", "libnvrtc.so.12")))]
+    for path in paths:
+        if path == NVRTC_PATH:
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+            major, minor = ctypes.c_int(), ctypes.c_int()
+            lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+        except (OSError, AttributeError):
+            continue
+        if major.value == 12:
+            return lib, path
+    return None, None
+
+
 NVCC = _nvcc()
 NVRTC, NVRTC_PATH = _load_nvrtc()
-COMPILERS = [c for c, ok in (("nvcc", NVCC), ("nvrtc", NVRTC)) if ok]
+NVRTC12, NVRTC12_PATH = _load_nvrtc12()
+COMPILERS = [c for c, ok in (("nvcc", NVCC), ("nvrtc", NVRTC), ("nvrtc12", NVRTC12)) if ok]
 if not COMPILERS:
     COMPILERS = [pytest.param(None, marks=pytest.mark.skip(
         reason="neither nvcc (PATH, CUDA_HOME) nor NVRTC (the nvidia-cuda-nvrtc wheel, "
@@ -120,11 +152,12 @@ def _nvrtc_check(lib):
 
 def compile_kernels(compiler: str, arch: int, kind: str, tmp_path) -> tuple[bytes, str]:
     """kernels.cu, as the backend compiles it, to ``kind`` ("ptx" or "cubin") for sm_<arch>."""
-    if compiler == "nvrtc":
+    if compiler in ("nvrtc", "nvrtc12"):
         target = f"sm_{arch}" if kind == "cubin" else f"compute_{arch}"
         options = [f"--gpu-architecture={target}", *cuda_kernels.NVRTC_OPTIONS, f"-I{cuda_kernels.KERNEL_DIR}",
                    *cuda_kernels.CUPY_APPENDED_OPTIONS]
-        return nvrtc_compile(NVRTC, cuda_kernels.source(), options, cubin=kind == "cubin")
+        return nvrtc_compile(NVRTC12 if compiler == "nvrtc12" else NVRTC, cuda_kernels.source(), options,
+                             cubin=kind == "cubin")
     src = tmp_path / "kernels.cu"
     src.write_text(cuda_kernels.source())
     out = tmp_path / f"kernels.{kind}"
