@@ -93,11 +93,16 @@ def normalize_groups(groups: list[_arrays.Group], n: int, normalize: bool, backe
     if len(groups) == 1 and lo == 0 and hi == n:
         g = groups[0]
         return backend.normalize(g.array, g.layout, normalize and not g.pil)
+    sels = [(g, [j for j, i in enumerate(g.indices) if lo <= i < hi]) for g in groups]
+    sels = [(g, sel) for g, sel in sels if sel]
+    if len(sels) == 1:
+        g, sel = sels[0]
+        if [g.indices[j] for j in sel] == list(range(lo, hi)) and sel == list(range(sel[0], sel[0] + hi - lo)):
+            # one group holds lo:hi in order (a dump's chunk of one array): normalize the slice itself, with
+            # no stack (on the GPU: no copy of the chunk, and no NVRTC compile of CuPy's concatenate kernel)
+            return backend.normalize(g.array[sel[0] : sel[-1] + 1], g.layout, normalize and not g.pil)
     outs = [None] * (hi - lo)
-    for g in groups:
-        sel = [j for j, i in enumerate(g.indices) if lo <= i < hi]
-        if not sel:
-            continue
+    for g, sel in sels:
         part = g.array[sel[0] : sel[-1] + 1] if sel == list(range(sel[0], sel[-1] + 1)) else g.array[sel]
         u8 = backend.normalize(part, g.layout, normalize and not g.pil)
         for k, j in enumerate(sel):

@@ -269,3 +269,63 @@ def test_property_gpu_matches_cpu(device):
         x = (rng.random((8, 9, 7, 3)) * 4 - 2).astype(dtype) if np.dtype(dtype).kind == "f" else \
             rng.integers(-2, 300, (8, 9, 7, 3)).astype(dtype)
         np.testing.assert_array_equal(host(gm.normalize(x, device="gpu")), host(gm.normalize(x, device="cpu")))
+
+
+class _StackSpy:
+    """The CPU backend with ``xp.stack`` counted (normalize_groups' join of per-group results)."""
+
+    def __init__(self):
+        import cpu_fallback
+
+        self.name, self.stacks, self._cpu = "cpu", 0, cpu_fallback
+        spy = self
+
+        class _Xp:
+            def __getattr__(self, attr):
+                return getattr(np, attr)
+
+            def stack(self, arrays, *a, **k):
+                spy.stacks += 1
+                return np.stack(arrays, *a, **k)
+
+        self.xp = _Xp()
+
+    def normalize(self, x, layout, normalize=True):
+        self.sliced = np.shares_memory(x, self.source) if hasattr(self, "source") else None
+        return self._cpu.normalize(x, layout, normalize)
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 4), (4, 8), (13, 16), (5, 6)])
+def test_one_contiguous_group_normalizes_the_slice_without_stack(lo, hi):
+    """Issue 17.7: a dump's chunk of one array goes to the backend as a view of the input, never stacked.
+
+    (On the GPU ``xp.stack`` NVRTC-compiles CuPy's concatenate kernel on a first call and copies the chunk.)
+    """
+    from gpu_media import _arrays
+    from gpu_media.backend import get_backend
+    from gpu_media.normalize import normalize_groups
+
+    x = np.random.default_rng(0).random((16, 3, 5, 4), dtype=np.float32)
+    groups, n = _arrays.image_groups(x, "NCHW", "cpu")
+    spy = _StackSpy()
+    spy.source = x
+    got = normalize_groups(groups, n, True, spy, lo, hi)
+    assert spy.stacks == 0 and spy.sliced
+    want = normalize_groups(groups, n, True, get_backend("cpu"))[lo:hi]
+    assert got.dtype == np.uint8 and np.array_equal(got, want)
+
+
+def test_images_from_several_groups_are_still_joined():
+    """The spy does see a stack where one is needed: a chunk spanning two shapes' groups of equal C."""
+    from gpu_media import _arrays
+    from gpu_media.normalize import normalize_groups
+
+    rng = np.random.default_rng(1)
+    imgs = [rng.random((4, 5, 3), dtype=np.float32), rng.random((4, 5, 3)).astype(np.float64),
+            rng.random((4, 5, 3), dtype=np.float32)]
+    groups, n = _arrays.image_groups(imgs, "HWC", "cpu")
+    assert len(groups) == 2
+    spy = _StackSpy()
+    got = normalize_groups(groups, n, True, spy, 0, 3)
+    assert spy.stacks == 1
+    assert np.array_equal(got, np.stack([gm.normalize(i[None], layout="NHWC", device="cpu")[0] for i in imgs]))
