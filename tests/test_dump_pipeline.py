@@ -126,3 +126,133 @@ def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monke
     monkeypatch.setattr(dump_index, "write_atomic", real)
     dicts = gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)  # the same call again finishes it
     assert all((root / d["path"]).is_file() for d in dicts) and os.path.exists(dump.index_path(root, "k"))
+
+
+class _FakeCuda:
+    """CuPy's per-thread current device and stream (``cupy.cuda.Device``, ``Stream``), without a GPU."""
+
+    def __init__(self):
+        self._local = threading.local()
+        fake = self
+
+        class Device:
+            def __init__(self, id=None):
+                self.id = fake._get("device", 0) if id is None else id
+
+            def __enter__(self):
+                fake._push("device", self.id)
+                return self
+
+            def __exit__(self, *exc):
+                fake._pop("device")
+
+        class Stream:
+            def __init__(self, name):
+                self.name = name
+
+            def __enter__(self):
+                fake._push("stream", self)
+                return self
+
+            def __exit__(self, *exc):
+                fake._pop("stream")
+
+        self.Device, self.Stream = Device, Stream
+        self.null = Stream("null")
+
+    def _stack(self, what):
+        if not hasattr(self._local, what):
+            setattr(self._local, what, [])
+        return getattr(self._local, what)
+
+    def _get(self, what, default):
+        st = self._stack(what)
+        return st[-1] if st else default
+
+    def _push(self, what, value):
+        self._stack(what).append(value)
+
+    def _pop(self, what):
+        self._stack(what).pop()
+
+    def get_current_stream(self):
+        return self._get("stream", self.null)
+
+
+def test_worker_threads_run_on_the_callers_device_and_stream(tmp_path, monkeypatch):
+    """Issue 17.4: a caller on device 1 and its own stream: the dump's worker threads run there too.
+
+    Every backend call in them sees device 1 and that stream (before: device 0 with device 1's stream).
+    """
+    import sys
+    import types
+
+    from test_backend_protocol import Recorder
+
+    from gpu_media import backend
+
+    cuda = _FakeCuda()
+    # host arrays stand in for device arrays (the Recorder does the CPU backend's work)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda, asarray=np.asarray, asnumpy=np.asarray))
+    seen = []
+
+    class OnDevice(Recorder):
+        def _rec(self, member):
+            seen.append((member, cuda.Device().id, cuda.get_current_stream().name, threading.current_thread().name))
+            return super()._rec(member)
+
+    monkeypatch.setitem(backend._loaded, "gpu", OnDevice("gpu"))
+    x = np.random.default_rng(0).random((6, 4, 5, 3)).astype(np.float32)
+    with cuda.Device(1), cuda.Stream("caller") as s:
+        assert cuda.get_current_stream() is s
+        got = gm.write_dump(tmp_path / "g", x, key="k", device="gpu", chunk_size=1, viewer=False)
+    want = gm.write_dump(tmp_path / "c", x, key="k", device="cpu", chunk_size=1, viewer=False)
+    assert got == want
+    in_workers = [s for s in seen if s[3].startswith("gpu-media-dump")]
+    assert {m for m, *_ in in_workers} >= {"normalize", "encode"}
+    assert {(d, st) for _, d, st, _ in in_workers} == {(1, "caller")}, in_workers
+    assert cuda.Device().id == 0 and cuda.get_current_stream() is cuda.null  # restored
+
+
+def test_on_caller_stream_without_the_device_would_be_caught():
+    """The fake is strict: a new thread sees device 0 and the null stream (what the test above rules out)."""
+    cuda = _FakeCuda()
+    with cuda.Device(1), cuda.Stream("caller") as s:
+        stream = cuda.get_current_stream()
+        out = []
+        t = threading.Thread(target=lambda: out.append((cuda.Device().id, cuda.get_current_stream().name)))
+        t.start()
+        t.join()
+        assert out == [(0, "null")] and stream is s
+
+
+@pytest.mark.parametrize("n, h, w, budget, workers, spread, want", [
+    (256, 512, 512, 1 << 30, 2, True, 64),  # spread: 4 chunks over 2 workers
+    (256, 512, 512, 1 << 30, 2, False, 256),  # PNG on the GPU: the whole batch in one chunk
+    (2048, 512, 512, 1 << 30, 2, False, 512),  # ... up to the memory bound (1 GiB / 1 MiB RGBA / 2 workers)
+    (16, 512, 512, 1 << 30, 2, True, 4),  # the first-call dump of issue 17.7: chunks of 4
+    (16, 512, 512, 1 << 30, 2, False, 16),  # ... one chunk with PNG on the GPU
+    (3, 8000, 8000, 16 << 20, 2, False, 1),  # larger than the budget: one image per chunk
+    (5, 2, 2, 1 << 20, 1, True, 5),
+])
+def test_chunk_images(n, h, w, budget, workers, spread, want):
+    assert pipeline.chunk_images(n, h, w, budget, workers, spread=spread) == want
+
+
+def test_png_dumps_on_a_gpu_backend_are_chunked_by_bytes(monkeypatch):
+    """chunks() picks bytes alone for PNG on a non-CPU backend, the spread for JPEG and on the CPU."""
+    import sys
+    import types
+
+    from test_backend_protocol import Recorder
+
+    from gpu_media import backend
+
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=_FakeCuda(), asarray=np.asarray,
+                                                                   asnumpy=np.asarray))
+    rec = Recorder("gpu")
+    rec.chunk_bytes = lambda: 1 << 30
+    monkeypatch.setitem(backend._loaded, "gpu", rec)
+    x = np.zeros((16, 64, 64, 3), np.uint8)
+    assert pipeline.chunks(pipeline.prepare(x, dump.DumpOptions(device="gpu", file_type="png"))) == [(0, 16)]
+    assert len(pipeline.chunks(pipeline.prepare(x, dump.DumpOptions(device="gpu", file_type="jpg")))) == 4

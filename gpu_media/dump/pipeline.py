@@ -135,15 +135,18 @@ def workers(plan: Plan) -> int:
 
 
 def on_caller_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` made to run on the caller's current CuPy stream in any thread.
+    """``fn`` made to run on the caller's current CUDA device and CuPy stream in any thread.
 
-    CuPy's current stream is per thread; ``fn`` itself where CuPy is not in use.
+    CuPy's current device and current stream are per thread: a worker thread starts on
+    device 0 and its null stream, so without this a caller on device 1 would have the
+    kernels launched on device 0 with device 1's stream, and nvCOMP given ``device_id=0``
+    (issue 17.4). ``fn`` itself where CuPy is not in use.
 
     Args:
         fn: the function to run in the encode threads.
 
     Returns:
-        ``fn``, or a wrapper that enters the caller's stream around each call.
+        ``fn``, or a wrapper that enters the caller's device, then its stream, around each call.
 
     Examples:
         >>> on_caller_stream(len)("abc")
@@ -152,10 +155,11 @@ def on_caller_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
     cupy = sys.modules.get("cupy")
     if cupy is None:
         return fn
+    device = cupy.cuda.Device()  # the caller's current device (not device 0)
     stream = cupy.cuda.get_current_stream()
 
     def run(*args):
-        with stream:
+        with device, stream:
             return fn(*args)
 
     return run
@@ -180,11 +184,44 @@ def chunks(plan: Plan) -> list[tuple[int, int]]:
     chunk_size = plan.options.chunk_size
     if chunk_size is None:
         h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
-        budget = plan.backend.chunk_bytes()
-        chunk_size = max(1, budget // (h * w * 4) // workers(plan))
-        if workers(plan) > 1:  # enough chunks to keep every core busy
-            chunk_size = min(chunk_size, max(1, -(-plan.n // (2 * workers(plan)))))
+        # PNG on the GPU: by bytes alone. nvCOMP's call costs about the same for 64 or 256 images
+        # (one chunk per image), so the fewer calls the better (issue 17.6).
+        by_bytes = plan.backend.name != "cpu" and plan.options.codec == "png"
+        chunk_size = chunk_images(plan.n, h, w, plan.backend.chunk_bytes(), workers(plan), spread=not by_bytes)
     return [(lo, min(lo + chunk_size, plan.n)) for lo in range(0, plan.n, chunk_size)]
+
+
+def chunk_images(n: int, h: int, w: int, budget: int, workers: int, *, spread: bool = True) -> int:
+    """Images per dump chunk: ``budget`` bytes of uint8 RGBA pixels of ``h`` x ``w``, shared among ``workers``.
+
+    With ``spread`` (the CPU, and JPEG on the GPU) also at most ``ceil(n / (2 * workers))``,
+    so that every worker gets chunks; without it (PNG on the GPU) the memory bound alone,
+    so a batch that fits is one chunk and its PNGs one nvCOMP call per part
+    (:func:`gpu_media.cuda.nvcomp.part_images`).
+
+    Args:
+        n: images in the batch (>= 1).
+        h: the largest image height.
+        w: the largest image width.
+        budget: bytes the backend lets a dump hold at once (``Backend.chunk_bytes()``).
+        workers: chunks in flight (:func:`workers`).
+        spread: cap the chunk so that each worker gets about two.
+
+    Returns:
+        the chunk size in images (>= 1).
+
+    Examples:
+        >>> chunk_images(256, 512, 512, 1 << 30, 2)  # 256 MiB of RGBA: spread over 2 workers
+        64
+        >>> chunk_images(256, 512, 512, 1 << 30, 2, spread=False)  # bytes only: the whole batch
+        256
+        >>> chunk_images(16, 512, 512, 16 << 20, 2, spread=False)  # 16 MiB: 8 images per worker
+        8
+    """
+    size = max(1, budget // (h * w * 4) // max(1, workers))
+    if spread and workers > 1:
+        size = min(size, max(1, -(-n // (2 * workers))))
+    return min(size, max(1, n))
 
 
 def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
