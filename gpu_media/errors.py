@@ -70,3 +70,15 @@ class DumpExistsError(MediaError):
 
 class DeviceError(RuntimeError):
     """``device="gpu"`` (or ``GPU_MEDIA_DEVICE=gpu``) was asked for but no usable GPU backend exists."""
+
+
+class HostFallbackWarning(RuntimeWarning):
+    """Work meant for the GPU ran on the host instead: same files (lossless), other speed.
+
+    The GPU backend warns with it, and counts the event (``gpu_media.cuda.backend.host_fallbacks()``),
+    when an image is encoded on the host after all: nvCOMP failed on it, it is larger
+    than nvCOMP's largest chunk, its PNG rows exceed the filter kernel's bound, or
+    nvJPEG failed. GPU checks turn it into an error
+    (``-W error::gpu_media.errors.HostFallbackWarning``; the test suite does so in
+    pyproject.toml), so no fallback passes for a GPU result.
+    """

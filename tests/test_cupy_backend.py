@@ -26,6 +26,7 @@ import gpu_media
 import kernels_host
 from gpu_media import codecs
 from gpu_media.cuda import kernels as cuda_kernels
+from gpu_media.errors import HostFallbackWarning
 
 DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
           "float16", "float32", "float64")
@@ -143,13 +144,22 @@ def test_stand_in_encode_and_host_copies(stand_in, monkeypatch):
 
 
 class FakeNvcomp:
-    """nvidia.nvcomp as gpu_media.cuda.nvcomp calls it, over host memory: zlib's raw deflate."""
+    """nvidia.nvcomp 6 as gpu_media.cuda.nvcomp calls it, over host memory: zlib's raw deflate.
+
+    ``as_arrays(buffer, offsets, sizes)`` -> a batch, ``Codec.encode(batch)`` -> a batch with
+    ``buffer_sizes`` and indexing (the ``BatchArray`` API). ``fail_if(chunk)`` makes an
+    encode call fail when it holds such a chunk (an nvCOMP error on one image).
+    """
 
     class BitstreamKind:
         RAW = "RAW"
 
-    def __init__(self):
-        self.codecs = []
+    class BatchArray:  # its presence marks the nvCOMP 6 API
+        pass
+
+    def __init__(self, fail_if=None):
+        self.codecs, self.calls, self.compressed = [], [], 0
+        self.fail_if = fail_if or (lambda chunk: False)
 
     @staticmethod
     def as_arrays(buffer, offsets, sizes, cuda_stream=None):
@@ -157,10 +167,19 @@ class FakeNvcomp:
         assert all(o % 16 == 0 for o in offsets)  # aligned image starts
         return [flat[o:o + s] for o, s in zip(offsets, sizes)]
 
-    def Codec(self, **kw):  # nvcomp's name
-        self.codecs.append(kw)
-        assert kw["algorithm"] == "Deflate" and kw["bitstream_kind"] == "RAW"
+    def _deflate(self, kw, src):
+        assert all(len(a) == kw["uncomp_chunk_size"] for a in src)  # one chunk per image
+        self.calls.append(len(src))
+        if any(self.fail_if(a) for a in src):
+            raise RuntimeError("nvCOMP: compression failed (fake)")
+        outs = []
+        self.compressed += len(src)
+        for a in src:
+            comp = zlib.compressobj(1, zlib.DEFLATED, -15)
+            outs.append(np.frombuffer(comp.compress(np.asarray(a).tobytes()) + comp.flush(), np.uint8).copy())
+        return outs
 
+    def _wrap(self, outs):
         class Out:
             def __init__(self, arrays):
                 self.arrays = arrays
@@ -170,29 +189,58 @@ class FakeNvcomp:
                 a = self.arrays[i]
                 return types.SimpleNamespace(__cuda_array_interface__={"data": (a.ctypes.data, False)})
 
+        return Out(outs)
+
+    def Codec(self, **kw):  # nvcomp's name
+        self.codecs.append(kw)
+        assert kw["algorithm"] == "Deflate" and kw["bitstream_kind"] == "RAW"
+        fake = self
+
         class Codec:
             def encode(self, src):
-                assert all(len(a) == kw["uncomp_chunk_size"] for a in src)  # one chunk per image
-                outs = []
-                for a in src:
-                    comp = zlib.compressobj(1, zlib.DEFLATED, -15)
-                    outs.append(np.frombuffer(comp.compress(a.tobytes()) + comp.flush(), np.uint8).copy())
-                return Out(outs)
+                return fake._wrap(fake._deflate(kw, src))
 
         return Codec()
 
 
-def test_stand_in_png_through_nvcomp(stand_in, monkeypatch):
-    """The device PNG path's plumbing: kernels (host twins), nvCOMP calls, copies, assembly, order."""
+class FakeNvcomp5(FakeNvcomp):
+    """nvidia.nvcomp 5.3's list API: ``as_arrays([views])`` -> list of Arrays, ``encode(list)`` -> list of Arrays."""
+
+    def __getattribute__(self, name):
+        if name == "BatchArray":  # nvCOMP 5 has none
+            raise AttributeError(name)
+        return object.__getattribute__(self, name)
+
+    @staticmethod
+    def as_arrays(sources, cuda_stream=None):
+        assert isinstance(sources, list)
+        return [np.asarray(a) for a in sources]
+
+    def _wrap(self, outs):
+        return [types.SimpleNamespace(buffer_size=len(a), keep=a, __cuda_array_interface__={"data": (a.ctypes.data,
+                                                                                                      False)})
+                for a in outs]
+
+
+def _nvcomp(monkeypatch, stand_in, fake):
+    from gpu_media.cuda import nvcomp as nd
+
+    monkeypatch.setattr(nd, "_state", {"module": fake})
+    monkeypatch.setattr(nd, "_local", threading.local())
+    monkeypatch.setitem(stand_in._png_state, "module", nd)
+    monkeypatch.setattr(stand_in, "_host_fallbacks", __import__("collections").Counter())
+    return nd
+
+
+@pytest.mark.parametrize("api", [6, 5])
+def test_stand_in_png_through_nvcomp(stand_in, monkeypatch, api):
+    """The device PNG path's plumbing: kernels (host twins), nvCOMP calls (5.3's and 6's API), copies, order."""
     from test_png import zlib_read_png
 
-    from gpu_media.cuda import nvcomp as nvcomp_deflate
-
-    fake = FakeNvcomp()
-    monkeypatch.setattr(nvcomp_deflate, "_state", {"module": fake})
-    monkeypatch.setattr(nvcomp_deflate, "_local", threading.local())
-    monkeypatch.setitem(stand_in._png_state, "module", nvcomp_deflate)
-    monkeypatch.setattr(stand_in, "PNG_PART_IMAGES", 2)  # parts of 2, 1 images: the pipeline's order
+    fake = FakeNvcomp() if api == 6 else FakeNvcomp5()
+    nd = _nvcomp(monkeypatch, stand_in, fake)
+    assert nd.api() == api
+    monkeypatch.setattr(nd, "part_images", lambda n, per, budget=0: 2)  # parts of 2, 1 images: the order
     rng = np.random.default_rng(11)
     for c in (1, 3, 4):
         batch = rng.integers(0, 256, (3, 7, 5, c), dtype=np.uint8)
@@ -206,37 +254,93 @@ def test_stand_in_png_through_nvcomp(stand_in, monkeypatch):
                 with Image.open(io.BytesIO(data)) as im:
                     np.testing.assert_array_equal(np.asarray(im).reshape(img.shape), img)
                 np.testing.assert_array_equal(zlib_read_png(data), img)  # CRCs, Adler-32 too
+    assert fake.calls[-2:] == [2, 1]
     items = [rng.integers(0, 256, s, dtype=np.uint8) for s in ((4, 3, 3), (1, 1, 3), (4, 3, 3), (2, 9, 4))]
     for data, img in zip(stand_in.encode(items, "png", 75, None), items):
         with Image.open(io.BytesIO(data)) as im:
             np.testing.assert_array_equal(np.asarray(im).reshape(img.shape), img)
-    # rows longer than the kernel's exact sums allow: the host (Pillow's bytes), no kernel launched
+    assert stand_in.host_fallbacks() == {}
+    # rows longer than the kernel's exact sums allow: the host (Pillow's bytes), no kernel launched, a warning
     monkeypatch.setattr(cuda_kernels, "PNG_MAX_ROW", 3 * 5)
     stand_in.launches.clear()
     wide = rng.integers(0, 256, (2, 3, 5, 3), dtype=np.uint8)
-    assert stand_in.encode(wide, "png", 75, None) == cpu_fallback.encode(wide, "png", 75, None)
-    assert stand_in.encode(list(wide), "png", 75, None) == cpu_fallback.encode(wide, "png", 75, None)
+    with pytest.warns(HostFallbackWarning, match="over the filter kernel"):
+        assert stand_in.encode(wide, "png", 75, None) == cpu_fallback.encode(wide, "png", 75, None)
+        assert stand_in.encode(list(wide), "png", 75, None) == cpu_fallback.encode(wide, "png", 75, None)
     assert stand_in.launches == []
+    assert stand_in.host_fallbacks() == {"PNG": 4}
 
 
-def test_stand_in_png_falls_back_when_nvcomp_fails(stand_in, monkeypatch):
-    from gpu_media.cuda import nvcomp as nvcomp_deflate
+def test_whole_batch_in_one_nvcomp_call(stand_in, monkeypatch):
+    """Issue 17.6: a batch that fits PART_BYTES is one nvCOMP call, whatever its image count."""
+    fake = FakeNvcomp()
+    nd = _nvcomp(monkeypatch, stand_in, fake)
+    batch = np.random.default_rng(3).integers(0, 256, (300, 4, 3, 3), dtype=np.uint8)
+    assert len(stand_in.encode(batch, "png", 75, None)) == 300 and fake.calls == [300]
+    monkeypatch.setattr(nd, "PART_BYTES", 100 * nd.stride(4 * (1 + 3 * 3)))  # a memory bound of 100 images
+    fake.calls.clear()
+    stand_in.encode(batch, "png", 75, None)
+    assert fake.calls == [100, 100, 100]
 
+
+@pytest.mark.parametrize("api", [6, 5])
+def test_an_nvcomp_failure_on_one_image_sends_only_that_image_to_the_host(stand_in, monkeypatch, api):
+    """Issue 17.5: the failed call is retried image by image; the one that fails alone is Pillow's, with a warning.
+
+    nvCOMP stays on: the next call goes to it as before.
+    """
+    zero = lambda chunk: not np.asarray(chunk).any()  # noqa: E731 - fails on an all-black image's rows
+    fake = FakeNvcomp(zero) if api == 6 else FakeNvcomp5(zero)
+    nd = _nvcomp(monkeypatch, stand_in, fake)
+    rng = np.random.default_rng(12)
+    u8 = rng.integers(1, 256, (5, 4, 6, 3), dtype=np.uint8)
+    u8[2] = 0
+    with pytest.warns(HostFallbackWarning, match="nvCOMP failed on image 2.*compression failed") as rec:
+        out = stand_in.encode(u8, "png", 75, None)
+    assert len(rec) == 1
+    assert fake.calls == [5, 1, 1, 1, 1, 1]  # the batch, then one by one
+    assert out[2] == cpu_fallback.encode(u8[2:3], "png", 75, None)[0]  # the host's bytes for image 2 only
+    assert fake.compressed == 4  # images 0, 1, 3, 4 by nvCOMP, one by one
+    for k in (0, 1, 3, 4):
+        with Image.open(io.BytesIO(out[k])) as im:
+            np.testing.assert_array_equal(np.asarray(im), u8[k])
+    assert stand_in._png_state["module"] is nd and stand_in.host_fallbacks() == {"PNG": 1}
+    fake.calls.clear()
+    stand_in.encode(u8[3:], "png", 75, None)  # still nvCOMP
+    assert fake.calls == [2]
+
+
+def test_an_image_over_nvcomps_largest_chunk_goes_to_the_host_directly(stand_in, monkeypatch):
+    fake = FakeNvcomp()
+    nd = _nvcomp(monkeypatch, stand_in, fake)
+    monkeypatch.setattr(nd, "MAX_CHUNK_BYTES", 4 * (1 + 6 * 3) - 1)  # a 4x6 RGB image is one byte over
+    u8 = np.random.default_rng(13).integers(0, 256, (2, 4, 6, 3), dtype=np.uint8)
+    stand_in.launches.clear()
+    with pytest.warns(HostFallbackWarning, match="over nvCOMP's largest chunk"):
+        assert stand_in.encode(u8, "png", 75, None) == cpu_fallback.encode(u8, "png", 75, None)
+    assert fake.calls == [] and stand_in.launches == []  # neither the filter kernels nor nvCOMP ran
+    assert stand_in._png_state["module"] is nd and stand_in.host_fallbacks() == {"PNG": 2}
+    with pytest.raises(gpu_media.DeviceError, match="at most"):
+        nd.deflate(np.zeros(64, np.uint8), 1, nd.MAX_CHUNK_BYTES + 1, 0, device_id=0, stream_ptr=0)
+
+
+def test_nvcomp_failing_everywhere_leaves_every_image_on_the_host(stand_in, monkeypatch):
     class Broken:
         class BitstreamKind:
             RAW = "RAW"
+
+        BatchArray = object
 
         @staticmethod
         def as_arrays(*args, **kwargs):
             raise RuntimeError("no device")
 
-    monkeypatch.setattr(nvcomp_deflate, "_state", {"module": Broken})
-    monkeypatch.setitem(stand_in._png_state, "module", nvcomp_deflate)
+    nd = _nvcomp(monkeypatch, stand_in, Broken)
     u8 = np.random.default_rng(12).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
-    with pytest.warns(RuntimeWarning, match="nvCOMP PNG encoding failed.*no device"):
+    with pytest.warns(HostFallbackWarning, match="nvCOMP failed.*no device"):
         out = stand_in.encode(u8, "png", 75, None)
-    assert out == cpu_fallback.encode(u8, "png", 75, None)  # Pillow's bytes from then on
-    assert stand_in._png_state["module"] is None
+    assert out == cpu_fallback.encode(u8, "png", 75, None)  # Pillow's bytes
+    assert stand_in._png_state["module"] is nd and stand_in.host_fallbacks() == {"PNG": 2}
 
 
 def test_nvcomp_wrapper_without_nvcomp(monkeypatch):

@@ -21,6 +21,7 @@ without a copy) and results stay on the device until :func:`to_host` or
 
 from __future__ import annotations
 
+import collections
 import threading
 import warnings
 
@@ -44,12 +45,9 @@ _modules: dict = {}  # device id -> cupy.RawModule
 _functions: dict = {}  # (device id, kernel name) -> cupy.RawKernel
 _jpeg_state: dict = {}
 _png_state: dict = {}
+_host_fallbacks: collections.Counter = collections.Counter()  # host_fallbacks()
 
 CHUNK_MIN = 16 << 20  # chunk_bytes() bounds
-# Images per nvCOMP call of the GPU PNG encoder: the host assembles one part's files while
-# the device compresses the next. nvCOMP compresses one image per chunk, so a part
-# should hold at least a chunk per SM (about 132 on an H100) to keep the device busy.
-PNG_PART_IMAGES = 128
 CHUNK_MAX = 1 << 30
 
 
@@ -234,30 +232,67 @@ def _png_encoder():
     return _png_state["module"]
 
 
+def _fell_back(what: str, n: int, why: str) -> None:
+    """Count ``n`` images of ``what`` ("PNG", "JPEG") encoded on the host after all, and warn (HostFallbackWarning)."""
+    from ..errors import HostFallbackWarning
+
+    with _lock:
+        _host_fallbacks[what] += n
+    warnings.warn(f"{what}: {n} image(s) encoded on the host instead of the GPU: {why}", HostFallbackWarning,
+                  stacklevel=5)
+
+
+def host_fallbacks() -> dict:
+    """Images encoded on the host by this process although the GPU encoder was meant to: ``{"PNG": n, "JPEG": n}``.
+
+    Each one also raised a :class:`gpu_media.errors.HostFallbackWarning`. Not counted:
+    the host path where nvCOMP or nvImageCodec is not installed (``gpu_media.gpu_status()``
+    says so) and BMP, which has no device encoder.
+    """
+    with _lock:
+        return dict(_host_fallbacks)
+
+
+def _png_on_host(images, compression_level) -> list:
+    return cpu_fallback.encode(_host_pinned(images), "png", 75, compression_level)
+
+
 def _png_group(images, compression_level, nd) -> list:
     """uint8 CuPy (N,H,W,C), one shape -> PNG bytes per image, filtered and deflated on the device.
 
     ``gm_png_filter`` + ``gm_png_adler`` (src/png.cuh) write each image's filtered
     rows at a 16-byte aligned offset and their Adler-32, for the whole batch at once.
-    Then, per part of :data:`PNG_PART_IMAGES` images: nvCOMP deflates each image as one
-    raw stream, the compressed bytes come back into one pinned host buffer (one
+    Then, per part (:func:`gpu_media.cuda.nvcomp.part_images`: the whole batch, up to
+    ``nvcomp.PART_BYTES`` and a quarter of free device memory): nvCOMP deflates each image
+    as one raw stream, the compressed bytes come back into one pinned host buffer (one
     asynchronous copy per image on the current stream), and the files are assembled
     with their CRCs by :func:`gpu_media.png.assemble` in the encode thread pool while
     the device compresses the next part.
+
+    An nvCOMP failure does not switch nvCOMP off (issue 17.5): a failed part is retried
+    image by image, and an image that fails alone is encoded on the host (Pillow's
+    bytes), as is an image larger than nvCOMP's largest chunk; each such image is
+    counted (:func:`host_fallbacks`) and warned about (``HostFallbackWarning``).
     """
     import cupyx
+
+    from ..errors import DeviceError
 
     images = cupy.ascontiguousarray(images)
     n, h, w, c = (int(v) for v in images.shape)
     per = h * (1 + w * c)
+    if per > nd.MAX_CHUNK_BYTES:
+        _fell_back("PNG", n, f"{per} bytes of filtered rows per image, over nvCOMP's largest chunk "
+                             f"({nd.MAX_CHUNK_BYTES} bytes)")
+        return _png_on_host(images, compression_level)
     stream = cupy.cuda.get_current_stream()
     filtered, adler = _k.png_rows(images, xp=cupy, launch=_launch, stride=nd.stride(per))
     adler_host = cupy.asnumpy(adler, stream=stream)  # waits for the filter kernels
     algo, device_id = nd.algorithm_type(compression_level), cupy.cuda.Device().id
     pool = _encode_pool() if n > 1 else None
-    out = []
-    for lo in range(0, n, PNG_PART_IMAGES):
-        hi = min(n, lo + PNG_PART_IMAGES)
+
+    def compressed(lo, hi):
+        """Images lo:hi deflated by nvCOMP, copied into one pinned buffer: (buffer, offsets)."""
         keep, pointers, sizes = nd.deflate(filtered[lo:hi], hi - lo, per, algo, device_id=device_id,
                                            stream_ptr=int(stream.ptr))
         offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
@@ -268,16 +303,36 @@ def _png_group(images, compression_level, nd) -> list:
                                           cupy.cuda.runtime.memcpyDeviceToHost, stream.ptr)
         stream.synchronize()
         del keep
+        return host, offsets
 
-        def one(k, host=host, offsets=offsets, lo=lo):
-            return _png.assemble(w, h, c, host[offsets[k]:offsets[k + 1]], int(adler_host[lo + k]),
-                                 compression_level)
+    def assemble(lo, host, offsets, k):
+        return _png.assemble(w, h, c, host[offsets[k]:offsets[k + 1]], int(adler_host[lo + k]), compression_level)
 
+    def submit(lo, host, offsets, count):
         if pool is None:
-            out.extend(one(k) for k in range(hi - lo))
+            out.extend(assemble(lo, host, offsets, k) for k in range(count))
         else:
-            out.extend(pool.submit(one, k) for k in range(hi - lo))
-    return out if pool is None else [f.result() for f in out]
+            out.extend(pool.submit(assemble, lo, host, offsets, k) for k in range(count))
+
+    out: list = []
+    step = nd.part_images(n, per, min(nd.PART_BYTES, chunk_bytes()))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        try:
+            submit(lo, *compressed(lo, hi), hi - lo)
+            continue
+        except DeviceError as exc:
+            if hi - lo == 1:
+                _fell_back("PNG", 1, f"nvCOMP failed on image {lo} of the call ({exc})")
+                out.extend(_png_on_host(images[lo:hi], compression_level))
+                continue
+        for i in range(lo, hi):  # the part failed: image by image, the host for those that fail alone
+            try:
+                submit(i, *compressed(i, i + 1), 1)
+            except DeviceError as exc:
+                _fell_back("PNG", 1, f"nvCOMP failed on image {i} of the call ({exc})")
+                out.extend(_png_on_host(images[i:i + 1], compression_level))
+    return [f.result() if hasattr(f, "result") else f for f in out]
 
 
 def _encode_png_device(images, compression_level, nd) -> list:
@@ -295,6 +350,7 @@ def _encode_png_device(images, compression_level, nd) -> list:
             out[i] = data
     return out
 
+
 def encode_png(images, codec, quality: int, compression_level=None) -> list:
     """The codec table's GPU PNG encoder: uint8 CuPy (N,H,W,C) or a list of (H,W,C), C in {1,3,4} -> ``list[bytes]``.
 
@@ -304,22 +360,20 @@ def encode_png(images, codec, quality: int, compression_level=None) -> list:
     (``compression_level`` -> nvCOMP algorithm type, see
     :data:`gpu_media.cuda.nvcomp.ALGORITHM_TYPES`), and the files assembled on the
     host (:mod:`gpu_media.png`): lossless like the CPU backend's (docs/SPEC.md 5), other bytes.
-    Without nvCOMP, or when it fails (one warning, then the host for the rest of the
-    process), or for rows longer than ``cuda_kernels.PNG_MAX_ROW`` bytes (16 MiB):
-    :func:`encode_on_host`, the CPU backend's bytes.
+    Without nvCOMP: :func:`encode_on_host`, the CPU backend's bytes. An image nvCOMP fails
+    on or cannot take, and a batch with rows longer than ``kernels.PNG_MAX_ROW`` bytes
+    (16 MiB), are encoded on the host too, each with a ``HostFallbackWarning`` (and counted:
+    :func:`host_fallbacks`); nvCOMP stays on for the next images.
     """
     nd = _png_encoder()
+    if nd is None:
+        return encode_on_host(images, codec, quality, compression_level)
     items = images if isinstance(images, (list, tuple)) else [images[0]] if len(images) else []
-    if nd is not None and all(1 + a.shape[1] * a.shape[2] <= _k.PNG_MAX_ROW for a in items):
-        from ..errors import DeviceError
-
-        try:
-            return _encode_png_device(images, compression_level, nd)
-        except DeviceError as exc:
-            _png_state["module"] = None
-            warnings.warn(f"nvCOMP PNG encoding failed, PNG is encoded on the CPU from now on: {exc}",
-                          RuntimeWarning, stacklevel=4)
-    return encode_on_host(images, codec, quality, compression_level)
+    wide = [1 + a.shape[1] * a.shape[2] for a in items if 1 + a.shape[1] * a.shape[2] > _k.PNG_MAX_ROW]
+    if wide:
+        _fell_back("PNG", len(images), f"rows of {max(wide)} bytes, over the filter kernel's {_k.PNG_MAX_ROW}")
+        return encode_on_host(images, codec, quality, compression_level)
+    return _encode_png_device(images, compression_level, nd)
 
 
 def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
@@ -346,8 +400,7 @@ def encode_jpeg(images, codec, quality: int, compression_level=None) -> list:
             return list(enc.encode_device(batch, quality, codec.nvimgcodec_name))
         except DeviceError as exc:
             _jpeg_state["module"] = None
-            warnings.warn(f"nvJPEG encoding failed, JPEG is encoded on the CPU from now on: {exc}",
-                          RuntimeWarning, stacklevel=4)
+            _fell_back("JPEG", len(images), f"nvJPEG failed ({exc}); JPEG is encoded on the host from now on")
     return encode_on_host(images, codec, quality, compression_level)
 
 
@@ -371,5 +424,5 @@ def encode(images, file_type: str, quality: int, compression_level=None):
     return codecs.encoder(codec.name, name)(images, codec, quality, compression_level)
 
 
-__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "encode_png", "mask_stats",
-           "name", "normalize", "to_host", "xp"]
+__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "encode_png",
+           "host_fallbacks", "mask_stats", "name", "normalize", "to_host", "xp"]

@@ -1,7 +1,13 @@
 """Raw deflate on the GPU with nvCOMP, one stream per image (docs/SPEC.md 5, PNG on the GPU).
 
-``nvidia-nvcomp-cu13`` (nvCOMP 6, part of ``pip install 'gpu-media[gpu]'``) is imported
-on first use, never at import time: :func:`available` says whether it imports. The
+``nvidia-nvcomp-cu13`` (nvCOMP 5.3 or 6.x, part of ``pip install 'gpu-media[gpu]'``;
+``nvidia-nvcomp-cu12`` in ``gpu-media[gpu-cu12]``) is imported on first use, never at
+import time: :func:`available` says whether it imports. Both Python APIs are spoken
+(:func:`api`): pip installs 5.3 next to DALI 2.x (which pins libnvcomp 5.3) and 6.x
+elsewhere. nvCOMP 6 wraps one buffer carved by an offset table as a ``BatchArray``
+(``as_arrays(buffer, offsets, sizes)``) and returns one from ``encode``
+(``buffer_sizes``, indexing); nvCOMP 5 takes and returns lists of ``Array``
+(``as_arrays([view, ...])``, each output's ``buffer_size``). The
 GPU PNG encoder (:func:`gpu_media.cuda.backend.encode`) hands :func:`deflate` the
 filtered rows of a batch, one image per entry, and gets back where each image's
 compressed bytes lie on the device; it then copies them to pinned host memory and
@@ -33,7 +39,14 @@ import threading
 
 from ..errors import DeviceError
 
-INSTALL_HINT = "pip install 'gpu-media[gpu]' (nvidia-nvcomp-cu13)"
+INSTALL_HINT = "pip install 'gpu-media[gpu]' (nvidia-nvcomp-cu13; CUDA 12: 'gpu-media[gpu-cu12]')"
+#: nvCOMP's largest uncompressed Deflate chunk (``nvcompDeflateCompressionMaxAllowedChunkSize``, 2^31
+#: bytes): an image whose filtered rows are larger is encoded on the host (one chunk per image here)
+MAX_CHUNK_BYTES = 1 << 31
+#: bytes of filtered rows handed to one nvCOMP call at most (its output buffers take about as much
+#: again): the whole batch in one call where it fits, as a call costs about the same for 64 or 256
+#: whole-image chunks (H100, 2026-11-22: ~17 ms), see :func:`part_images`
+PART_BYTES = 1 << 30
 ALGORITHM_TYPES = {None: 0, 0: 0, 1: 0, 2: 0, 3: 0, 4: 2, 5: 2, 6: 2, 7: 4, 8: 4, 9: 4}
 ALIGN = 16  # bytes between image starts in the batch buffer (nvCOMP: "if in doubt, use 16B alignment")
 _CACHE_PER_THREAD = 8
@@ -77,6 +90,33 @@ def available() -> bool:
         return False
 
 
+def api() -> int:
+    """The nvCOMP Python API in use: 6 (``BatchArray``) or 5 (lists of ``Array``); imports nvCOMP (see :func:`load`)."""
+    return 6 if hasattr(load(), "BatchArray") else 5
+
+
+def part_images(n: int, per: int, budget: int = PART_BYTES) -> int:
+    """Images per nvCOMP call for ``n`` images of ``per`` bytes of filtered rows: all of them, up to ``budget`` bytes.
+
+    Args:
+        n: images of one shape in the batch (>= 1).
+        per: filtered-row bytes of one image (its nvCOMP chunk).
+        budget: bytes of input one call may take (:data:`PART_BYTES`, or less where device memory is short).
+
+    Returns:
+        the part size in images, at least 1 and at most ``n``.
+
+    Examples:
+        >>> part_images(256, 512 * (1 + 512 * 3))  # 256 photographs of 512x512 RGB: one call
+        256
+        >>> part_images(1000, 4 << 20, budget=1 << 30)  # 4 MiB each, 1 GiB per call
+        256
+        >>> part_images(3, 3 << 30)
+        1
+    """
+    return int(max(1, min(n, budget // max(1, stride(per)))))
+
+
 def stride(per: int) -> int:
     """Bytes from one image's rows to the next in the batch buffer: ``per`` rounded up to :data:`ALIGN`."""
     return -(-int(per) // ALIGN) * ALIGN
@@ -117,16 +157,28 @@ def deflate(buffer, n: int, per: int, algo: int, *, device_id: int, stream_ptr: 
         Reading the sizes waits for the compression to finish.
 
     Raises:
-        gpu_media.DeviceError: nvCOMP is missing, or it failed (its message quoted).
+        gpu_media.DeviceError: nvCOMP is missing, ``per`` exceeds :data:`MAX_CHUNK_BYTES`, or
+            nvCOMP failed (its message quoted).
     """
     nvcomp = load()
     step = stride(per)
+    if per > MAX_CHUNK_BYTES:
+        raise DeviceError(f"nvCOMP Deflate takes chunks of at most {MAX_CHUNK_BYTES} bytes, an image here has {per}")
     try:
         flat = buffer.reshape(-1) if hasattr(buffer, "reshape") else buffer
-        src = nvcomp.as_arrays(flat, [i * step for i in range(n)], [per] * n, cuda_stream=stream_ptr)
-        out = codec(device_id, stream_ptr, algo, per).encode(src)
-        sizes = [int(s) for s in out.buffer_sizes]
-        pointers = [int(out[i].__cuda_array_interface__["data"][0]) for i in range(n)]
+        offsets = [i * step for i in range(n)]
+        if hasattr(nvcomp, "BatchArray"):  # nvCOMP 6: one buffer, an offset table; a BatchArray back
+            src = nvcomp.as_arrays(flat, offsets, [per] * n, cuda_stream=stream_ptr)
+            out = codec(device_id, stream_ptr, algo, per).encode(src)
+            sizes = [int(s) for s in out.buffer_sizes]  # waits for the compression
+            pointers = [int(out[i].__cuda_array_interface__["data"][0]) for i in range(n)]
+        else:  # nvCOMP 5: a list of views in, a list of Arrays out
+            src = nvcomp.as_arrays([flat[o : o + per] for o in offsets], cuda_stream=stream_ptr)
+            out = codec(device_id, stream_ptr, algo, per).encode(src)
+            sizes = [int(a.buffer_size) for a in out]  # waits for the compression
+            pointers = [int(a.__cuda_array_interface__["data"][0]) for a in out]
+        if len(sizes) != n or len(pointers) != n:
+            raise RuntimeError(f"{len(sizes)} outputs for {n} images")
     except DeviceError:
         raise
     except Exception as exc:
