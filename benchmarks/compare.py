@@ -342,6 +342,8 @@ def gpu_cases(n: int, size: int, rounds: int, results: list, checks: dict, repor
         shutil.rmtree(tmp, ignore_errors=True)
 
     normalize_paths(xc, host, rounds, n, results, checks)
+    # images encoded on the host although the GPU encoder was meant to (issue 17.5): must stay empty
+    checks["gpu_host_fallbacks"] = cupy_backend.host_fallbacks()
 
 
 # Knobs of the fused docs/SPEC.md 2 kernel tried beside its defaults (cuda_kernels.fused_plan), so

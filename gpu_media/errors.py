@@ -78,7 +78,7 @@ class HostFallbackWarning(RuntimeWarning):
     The GPU backend warns with it, and counts the event (``gpu_media.cuda.backend.host_fallbacks()``),
     when an image is encoded on the host after all: nvCOMP failed on it, it is larger
     than nvCOMP's largest chunk, its PNG rows exceed the filter kernel's bound, or
-    nvJPEG failed. GPU checks turn it into an error
-    (``-W error::gpu_media.errors.HostFallbackWarning``; the test suite does so in
-    pyproject.toml), so no fallback passes for a GPU result.
+    nvJPEG failed. Its message starts with "host fallback: ". GPU checks turn it into an
+    error (the test suite in pyproject.toml; ``PYTHONWARNINGS="error:host fallback"`` in
+    any process, as ``benchmarks/verify_gpu.sh`` does), so no fallback passes for a GPU result.
     """

@@ -238,8 +238,8 @@ def _fell_back(what: str, n: int, why: str) -> None:
 
     with _lock:
         _host_fallbacks[what] += n
-    warnings.warn(f"{what}: {n} image(s) encoded on the host instead of the GPU: {why}", HostFallbackWarning,
-                  stacklevel=5)
+    warnings.warn(f"host fallback: {what}: {n} image(s) encoded on the host instead of the GPU: {why}",
+                  HostFallbackWarning, stacklevel=5)
 
 
 def host_fallbacks() -> dict:
