@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download into .whl/ the wheels that benchmarks/gpu_check.sh needs on a GPU machine
+# Download into .whl/ the wheels that benchmarks/verify_gpu.sh and gpu_check.sh need on a GPU machine
 # that has no network: nvImageCodec and nvJPEG, nvCOMP (the GPU PNG encoder) for
 # CPython 3.12, manylinux x86_64, and the small tools of the test extra that machine
 # lacks (hypothesis, tqdm, pycocotools) plus setuptools/wheel to install gpu-media
@@ -10,9 +10,13 @@
 # (the extension modules of other Pythons, libnvcomp's bin/ and include/ go) and packed
 # as site.tar.xz, which gpu_check.sh unpacks:
 #
-#   bash scripts/fetch_gpu_wheels.sh        # then: benchmarks/gpu_check.sh, carry ["site.tar.xz"]
+#   bash scripts/fetch_gpu_wheels.sh        # then: benchmarks/verify_gpu.sh (or gpu_check.sh), carry ["site.tar.xz"]
 #
 # Versions are pinned (override: NVIMGCODEC_VERSION=... NVJPEG_VERSION=... NVCOMP_VERSION=...).
+# nvCOMP 6.0 is what `pip install "gpu-media[gpu]"` takes alone; NVCOMP_VERSION=5.3.0.16 packs the
+# 5.3 that pip takes next to DALI, to run verify_gpu.sh on nvCOMP's other Python API (its libnvcomp
+# comes along: the requirement loop below follows the wheel's pin). One of them per site.tar.xz
+# (both together pass the device tool's 64 MiB).
 # Each wheel's unconditional Requires-Dist is fetched as well, except what the GPU
 # machine already has (numpy, cupy). .whl/, site/ and site.tar.xz stay out of git
 # (the repository's info/exclude).
