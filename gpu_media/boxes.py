@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
@@ -10,7 +11,7 @@ import numpy as np
 
 from . import _arrays
 from .backend import get_backend, resolve_device
-from .checks import check_int, is_integer, is_number
+from .checks import MAX_CLASS_ID, check_class_id, check_int, is_integer, is_number
 from .errors import BoxError, ImageError
 from .masks import parse_class_labels
 
@@ -105,10 +106,15 @@ def _bounds(box: dict, where: str, index: int | None = None, key: str | None = N
         for k, v in box["scores"].items():
             if not isinstance(k, str):
                 raise error(f"{where}: A score key must be a string")
-            if not isinstance(_py(v), numbers.Number):  # wandb's own rule (a bool score passes)
+            v = _py(v)
+            if not isinstance(v, numbers.Number):  # wandb's own rule (a bool score passes)
                 raise error(f"{where}: A score value must be a number")
-    if "class_id" in box and not is_integer(_py(box["class_id"])):
-        raise error(f"{where}: A box's class_id must be an integer")
+            if isinstance(v, float) and not math.isfinite(v):  # NaN/Infinity are not JSON (docs/SPEC.md 4)
+                raise error(f"{where}: score {k!r} must be finite, got {v!r}")
+    if "class_id" in box:
+        if not is_integer(_py(box["class_id"])):
+            raise error(f"{where}: A box's class_id must be an integer")
+        check_class_id(_py(box["class_id"]), where, BoxError, index=index, key=key, item=box)
     if "box_caption" in box and not isinstance(box["box_caption"], str):
         raise error(f"{where}: A box's caption must be a string")
     return vals
@@ -136,8 +142,8 @@ def _parse_list(boxes, sizes):
         h, w = sizes[i]
         for key, spec in entry.items():
             where = f"image {i}, box key {key!r}"
-            if not isinstance(key, str):
-                raise BoxError(f"{where}: box keys must be strings", index=i, key=key)
+            if not isinstance(key, str) or not key:
+                raise BoxError(f"{where}: box keys must be non-empty strings", index=i, key=key)
             if not isinstance(spec, dict) or "box_data" not in spec:
                 raise BoxError(f"{where}: needs 'box_data' (a list of boxes)", index=i, key=key)
             labels = parse_class_labels(spec.get("class_labels"), where, BoxError, index=i, key=key)
@@ -154,6 +160,7 @@ def _parse_list(boxes, sizes):
                 bnd.append(_to_pixels(v, box.get("domain") == "pixel", h, w))
                 cls.append(int(_py(box["class_id"])))
                 jboxes.append(_jsonable(box))
+            _check_json(jboxes, where, i, key)
             entry = {"box_data": jboxes}
             if labels is not None:  # wandb writes class_labels into the file only when given
                 entry["class_labels"] = {str(k): v for k, v in labels.items()}
@@ -162,6 +169,30 @@ def _parse_list(boxes, sizes):
             labels_all.setdefault(key, {}).update(labels)
             per_image[i][key] = entry
     return idx, bnd, cls, per_image, labels_all
+
+
+def _check_json(jboxes: list, where: str, index: int, key: str) -> None:
+    """Raise BoxError naming the first box of ``jboxes`` that is not strict JSON (NaN, Infinity, other objects).
+
+    The boxes are written as they are given (wandb keeps every field of a box), so a
+    NaN in any field would make ``boxes2D.json`` a file that ``JSON.parse`` rejects.
+    """
+    try:
+        json.dumps(jboxes, allow_nan=False)
+        return
+    except (TypeError, ValueError):
+        pass
+    for j, box in enumerate(jboxes):
+        try:
+            json.dumps(box, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            why = "NaN and infinite numbers are not JSON" if isinstance(exc, ValueError) else str(exc)
+            raise BoxError(f"{where}, box {j}: the box cannot be written as JSON ({why})", index=index, key=key,
+                           item=box) from None
+
+
+#: The fields of one key of the batched form (docs/SPEC.md 4), in the order messages list them.
+BATCHED_FIELDS = ("xyxy", "image_index", "class_id", "scores", "captions", "domain", "class_labels")
 
 
 def _dtype_rule(name: str) -> _arrays.DtypeRule:
@@ -211,6 +242,25 @@ def check_box_inputs(boxes: Any) -> Any:
     return out
 
 
+def _box_captions(captions: Any, m: int, key: str) -> list | None:
+    """The batched form's ``captions`` (M,): str or None per box (None: the default caption); raises BoxError."""
+    if captions is None:
+        return None
+    if isinstance(captions, np.ndarray) and captions.dtype.kind in "UO":
+        captions = captions.tolist()
+    if isinstance(captions, (str, bytes)) or not isinstance(captions, (list, tuple)):
+        raise BoxError(f"box key {key!r}: captions must be a list of {m} strings (None for the default caption), "
+                       f"got {type(captions).__name__}", key=key, item=captions)
+    if len(captions) != m:
+        raise BoxError(f"box key {key!r}: captions must have shape ({m},), got ({len(captions)},)", key=key,
+                       item=len(captions))
+    for j, c in enumerate(captions):
+        if c is not None and not isinstance(c, str):
+            raise BoxError(f"box key {key!r}, box {j}: a caption must be a string or None, got {type(c).__name__}",
+                           key=key, item=c)
+    return [None if c is None else str(c) for c in captions]
+
+
 def _column(spec, name, m, key, dtype_kind):
     arr = np.asarray(_arrays.to_array(spec[name], "cpu", rule=_dtype_rule(name), where=f"box key {key!r}",
                                       key=key)[0])
@@ -227,10 +277,18 @@ def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of docs/SPEC.md 4's c
     n = len(sizes)
     idx, bnd, cls, per_image, labels_all = [], [], [], [{} for _ in range(n)], {}
     for key, spec in boxes.items():
-        if not isinstance(key, str):
-            raise BoxError(f"box key {key!r}: box keys must be strings", key=key)
+        if not isinstance(key, str) or not key:
+            raise BoxError(f"box key {key!r}: box keys must be non-empty strings", key=key)
         if not isinstance(spec, dict) or "xyxy" not in spec:
             raise BoxError(f"box key {key!r}: the batched form needs 'xyxy' (M, 4) and 'image_index' (M,)", key=key)
+        unknown = [f for f in spec if f not in BATCHED_FIELDS]
+        if unknown:
+            raise BoxError(f"box key {key!r}: unknown field {unknown[0]!r} of the batched form (its fields: "
+                           f"{', '.join(BATCHED_FIELDS)})", key=key, item=unknown[0])
+        domain = spec.get("domain", "pixel")
+        if domain not in ("pixel", "fraction"):
+            raise BoxError(f"box key {key!r}: domain must be 'pixel' or 'fraction', got {domain!r}", key=key,
+                           item=domain)
         xyxy = np.asarray(_arrays.to_array(spec["xyxy"], "cpu", rule=_dtype_rule("xyxy"), where=f"box key {key!r}",
                                            key=key)[0])
         if xyxy.ndim != 2 or xyxy.shape[1] != 4 or (xyxy.size and xyxy.dtype.kind not in "biuf"):
@@ -244,12 +302,23 @@ def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of docs/SPEC.md 4's c
             img = np.zeros(m, dtype=np.int64)
         else:
             img = _column(spec, "image_index", m, key, "i").astype(np.int64)
-        cid = _column(spec, "class_id", m, key, "i").astype(np.int64) if "class_id" in spec else None
+        cid = None
+        if "class_id" in spec:
+            raw = _column(spec, "class_id", m, key, "i")
+            far = np.flatnonzero((raw > MAX_CLASS_ID) | (raw < -MAX_CLASS_ID)) if raw.size else ()
+            if len(far):  # before the cast to int64, which would wrap it
+                j = int(far[0])
+                check_class_id(int(raw[j]), f"image {int(img[j])}, box key {key!r}, box {j}", BoxError,
+                               index=int(img[j]), key=key, item=[float(v) for v in xyxy[j]])
+            cid = raw.astype(np.int64)
         scores = spec.get("scores") or {}
         if not isinstance(scores, dict):
             raise BoxError(f"box key {key!r}: scores must be a dictionary {{name: (M,) array}}", key=key)
-        scores = {str(k): _column(scores, k, m, key, "f").astype(np.float64) for k in scores}
-        domain = spec.get("domain", "pixel")
+        for k in scores:
+            if not isinstance(k, str):
+                raise BoxError(f"box key {key!r}: score names must be strings, got {k!r}", key=key, item=k)
+        scores = {k: _column(scores, k, m, key, "f").astype(np.float64) for k in scores}
+        box_captions = _box_captions(spec.get("captions"), m, key)
         given = parse_class_labels(spec.get("class_labels"), f"box key {key!r}", BoxError, key=key)
         labels = given
         if labels is None:  # the index (and so the viewer) gets wandb's defaults, {c: "class_<c>"}
@@ -288,7 +357,10 @@ def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of docs/SPEC.md 4's c
             box["class_id"] = c
             sc = {k: float(s[j]) for k, s in scores.items()}
             name = labels.get(c, f"class_{c}")
-            box["box_caption"] = f"{name} {next(iter(sc.values())):.2f}" if sc else name
+            if box_captions is not None and box_captions[j] is not None:
+                box["box_caption"] = box_captions[j]
+            else:
+                box["box_caption"] = f"{name} {next(iter(sc.values())):.2f}" if sc else name
             if sc:
                 box["scores"] = sc
             entry = per_image[i].setdefault(key, {"box_data": []})
@@ -436,8 +508,10 @@ def draw_boxes(images_u8: Any, boxes: Any, *, thickness: int = 2, colors: Mappin
             ``position`` as ``{minX, maxX, minY, maxY}`` or ``{middle: [x, y],
             width, height}``; ``domain`` "pixel" for pixels, else fractions of W
             and H); or the batched form ``{key: {"xyxy": (M,4), "image_index":
-            (M,), "class_id": (M,), "scores": {name: (M,)}, "domain": "pixel" |
-            "fraction"}}`` (domain defaults to "pixel").
+            (M,), "class_id": (M,), "scores": {name: (M,)}, "captions": (M,),
+            "domain": "pixel" | "fraction", "class_labels": {int: str}}}`` (domain
+            defaults to "pixel"; ``captions``, optional, are the boxes'
+            ``box_caption``, None for the default ``"<class name> <score>"``).
         thickness: outline width in pixels (>= 1), growing inward.
         colors: ``{class_id: (r, g, b)}``; other classes use :data:`PALETTE`
             entry ``class_id % 20``.
@@ -450,7 +524,9 @@ def draw_boxes(images_u8: Any, boxes: Any, *, thickness: int = 2, colors: Mappin
     Raises:
         gpu_media.BoxError: naming the image index, box key and box: wandb's box
             validation rules, a box without ``class_id`` (required in both forms;
-            wandb raises KeyError), NaN/inf coordinates, min > max, an
+            wandb raises KeyError), NaN/inf coordinates or scores, a box that
+            is not strict JSON, a class id beyond ``2**53 - 1`` in magnitude,
+            an unknown field of the batched form, an empty box key, an
             ``image_index`` out of range, bad ``colors`` or ``thickness``; a
             batched-form column whose dtype is not bool, integer or
             float16/32/64 (checked before the device is resolved).

@@ -78,6 +78,50 @@ def is_finite_number(x: Any) -> bool:
     return is_number(x) and isinstance(x, numbers.Real) and math.isfinite(x)
 
 
+#: The largest class id, in magnitude, that a dump takes: ``2**53 - 1``, JavaScript's
+#: ``Number.MAX_SAFE_INTEGER``, the largest integer that the viewer (and any JSON reader
+#: that parses numbers as doubles) reads back exactly (docs/SPEC.md 3, 4).
+MAX_CLASS_ID = 2**53 - 1
+
+
+def check_class_id(value: int, where: str, error: type[MediaError] = MediaError, *, what: str = "class id",
+                   index: int | None = None, key: str | None = None, item: Any = None) -> int:
+    """Check that the integer class id ``value`` lies in ``[-MAX_CLASS_ID, MAX_CLASS_ID]``; return it as an int.
+
+    Negative ids are allowed (wandb takes them; ``-1`` often means "ignore"); ids
+    beyond :data:`MAX_CLASS_ID` are refused because the viewer's JavaScript would
+    read another id back (docs/SPEC.md 3, 4).
+
+    Args:
+        value: an integer (``int`` or a NumPy integer; :func:`is_integer` already checked).
+        where: what the message starts with ("image 0, box key 'pred', box 3", ...).
+        error: the :class:`gpu_media.MediaError` subclass to raise.
+        what: how the message names the value ("class id", "class_labels key").
+        index: the ``index`` field of the error (batch index), if any.
+        key: the ``key`` field of the error, if any.
+        item: the ``item`` field of the error (default: ``value``).
+
+    Returns:
+        ``int(value)``.
+
+    Raises:
+        gpu_media.MediaError: (``error``) ``value`` is out of range.
+
+    Examples:
+        >>> check_class_id(-1, "box 0"), check_class_id(2**53 - 1, "box 0")
+        (-1, 9007199254740991)
+        >>> check_class_id(2**53, "box 0")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: box 0: class id 9007199254740992 is outside [-(2**53 - 1), 2**53 - 1], ...
+    """
+    v = int(value)
+    if -MAX_CLASS_ID <= v <= MAX_CLASS_ID:
+        return v
+    raise error(f"{where}: {what} {v} is outside [-(2**53 - 1), 2**53 - 1], the integers the viewer's "
+                "JavaScript reads exactly", index=index, key=key, item=value if item is None else item)
+
+
 def _range_text(lo: int | None, hi: int | None) -> str:
     if lo is not None and hi is not None:
         return f" from {lo} to {hi}"

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _arrays
 from .backend import get_backend, resolve_device
-from .checks import is_number
+from .checks import check_class_id, is_integer, is_number
 from .errors import MaskError, MediaError
 
 if TYPE_CHECKING:
@@ -61,9 +61,9 @@ def parse_class_labels(labels: Any, where: str, error: type[MediaError] = MaskEr
         if not is_number(k) or not isinstance(v, str):
             raise error(f"{where}: class_labels must be a dictionary of numbers to strings, got {k!r}: {v!r}",
                         index=index, key=key, item=(k, v))
-        if not math.isfinite(float(k)) or float(k) != int(k):
+        if not is_integer(k) and (not math.isfinite(float(k)) or float(k) != int(k)):
             raise error(f"{where}: class_labels key {k!r} is not an integer", index=index, key=key, item=k)
-        out[int(k)] = v
+        out[check_class_id(int(k), where, error, what="class_labels key", index=index, key=key)] = v
     return out
 
 
@@ -165,8 +165,8 @@ def parse_masks(masks: Mapping[str, Any] | None, sizes: Sequence[tuple[int, int]
     n = len(sizes)
     out, shape_errors = [], []
     for key, spec in masks.items():
-        if not isinstance(key, str):
-            raise MaskError(f"mask key {key!r}: keys must be strings", key=key)
+        if not isinstance(key, str) or not key:
+            raise MaskError(f"mask key {key!r}: keys must be non-empty strings", key=key)
         if not isinstance(spec, dict) or not ("mask_data" in spec or "path" in spec):
             raise MaskError(f"mask key {key!r}: needs 'mask_data' (an array) or 'path' (a mask file)", key=key)
         labels = parse_class_labels(spec.get("class_labels"), f"mask key {key!r}", key=key)

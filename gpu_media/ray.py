@@ -225,7 +225,7 @@ def rows_to_batch(batch: dict, mask_labels: dict | None = None, box_labels: dict
                         raise MediaError(f"image {i}: {col} has {len(v)} values for {len(x)} boxes",
                                          index=i, key=key, item=col)
                 arr = np.concatenate(vals) if vals else np.zeros(0)
-                spec[name] = {"score": arr.astype(np.float64)} if field == "score" else arr.astype(np.int64)
+                spec[name] = {"score": arr.astype(np.float64)} if field == "score" else arr  # ids checked there
             if key in box_labels:
                 spec["class_labels"] = box_labels[key]
             out["boxes"][key] = spec

@@ -826,3 +826,132 @@ def test_batched_form_matches_spec_reference(device, h, w, c, t, fraction, data)
         sx, sy = (w, h) if fraction else (1, 1)
         ref = [(r[0] * sx, r[1] * sy, r[2] * sx, r[3] * sy, k) for r, j, k in zip(rows, idx, cid) if j == i]
         np.testing.assert_array_equal(out[i], draw_reference(img[i], ref, t, None))
+
+
+# --------------------------------------------------------------------------- strict JSON, fields, class id range
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), np.float32("nan")],
+                         ids=["nan", "inf", "-inf", "np-nan"])
+def test_list_form_non_finite_score_is_an_error_as_in_the_batched_form(device, bad):
+    # NaN/Infinity are not JSON: boxes2D.json would be a file JSON.parse rejects (docs/SPEC.md 4)
+    img, boxes = err3(mm(0, 1, 0, 1, scores={"ok": 0.5, "conf": bad}))
+    with pytest.raises(BoxError, match=BOX + r"score 'conf' must be finite, got -?(nan|inf)") as info:
+        draw(img, boxes, device)
+    assert (info.value.index, info.value.key) == (2, "k")
+    spec = {"xyxy": [[0, 0, 1, 1]], "class_id": [0], "image_index": [2], "scores": {"conf": [bad]}}
+    with pytest.raises(BoxError, match=r"image 2, box key 'k', box 0: score 'conf' must be finite"):
+        draw(img, {"k": spec}, device)
+
+
+@pytest.mark.parametrize("extra,why", [
+    ({"note": float("nan")}, "NaN and infinite numbers are not JSON"),
+    ({"note": [1.0, float("inf")]}, "NaN and infinite numbers are not JSON"),
+    ({"note": {1, 2}}, "not JSON serializable"),
+    ({"scores": {"c": 1j}}, "not JSON serializable"),  # wandb's own score rule takes a complex number
+], ids=["nan-field", "inf-in-list", "set", "complex-score"])
+def test_list_form_box_that_is_not_strict_json_is_an_error(device, extra, why):
+    img, boxes = err3(mm(0, 1, 0, 1, **extra))
+    with pytest.raises(BoxError, match=BOX + "the box cannot be written as JSON .*" + why):
+        draw(img, boxes, device)
+
+
+@pytest.mark.parametrize("field", ["score", "box_caption", "caption", "class_ids", "labels"])
+def test_batched_form_unknown_field_is_an_error_naming_it(device, field):
+    spec = {"xyxy": [[0, 0, 1, 1]], "class_id": [0], field: [0.5]}
+    with pytest.raises(BoxError, match=rf"box key 'k': unknown field '{field}' of the batched form \(its fields: "
+                       r"xyxy, image_index, class_id, scores, captions, domain, class_labels\)") as info:
+        draw(blank(5, 5), {"k": spec}, device)
+    assert (info.value.key, info.value.item) == ("k", field)
+
+
+@pytest.mark.parametrize("domain", ["pixels", "percent", None, 1])
+def test_batched_form_domain_is_pixel_or_fraction(device, domain):
+    spec = {"xyxy": [[0, 0, 1, 1]], "class_id": [0], "domain": domain}
+    with pytest.raises(BoxError, match=r"box key 'k': domain must be 'pixel' or 'fraction', got "):
+        draw(blank(5, 5), {"k": spec}, device)
+
+
+def test_batched_captions_are_box_captions():
+    spec = {"xyxy": [[0, 0, 2, 2], [1, 1, 3, 3], [0, 0, 1, 1]], "image_index": [1, 0, 1], "class_id": [4, 5, 4],
+            "scores": {"conf": [0.5, 0.25, 0.75]}, "captions": np.array(["car 1", "bus", None], dtype=object),
+            "class_labels": {4: "car", 5: "bus"}}
+    table = gpu_media.boxes.parse_boxes({"k": spec}, [(4, 4), (4, 4)])
+    assert [b["box_caption"] for b in table.per_image[0]["k"]["box_data"]] == ["bus"]
+    assert [b["box_caption"] for b in table.per_image[1]["k"]["box_data"]] == ["car 1", "car 0.75"]  # None: default
+    table = gpu_media.boxes.parse_boxes({"k": {**spec, "captions": ["a", "b", "c"]}}, [(4, 4), (4, 4)])
+    assert [b["box_caption"] for b in table.per_image[1]["k"]["box_data"]] == ["a", "c"]
+
+
+@pytest.mark.parametrize("captions,match", [
+    (["a"], r"box key 'k': captions must have shape \(2,\), got \(1,\)"),
+    ("ab", r"box key 'k': captions must be a list of 2 strings \(None for the default caption\), got str"),
+    (np.array([1, 2]), r"box key 'k': captions must be a list of 2 strings"),
+    (["a", 3], r"box key 'k', box 1: a caption must be a string or None, got int"),
+    (["a", b"b"], r"box key 'k', box 1: a caption must be a string or None, got bytes"),
+])
+def test_batched_captions_errors(device, captions, match):
+    spec = {"xyxy": [[0, 0, 1, 1], [0, 0, 2, 2]], "class_id": [0, 1], "captions": captions}
+    with pytest.raises(BoxError, match=match):
+        draw(blank(5, 5), {"k": spec}, device)
+
+
+MAX_ID = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER: the viewer reads larger ids back as other ids
+
+
+@pytest.mark.parametrize("cid", [MAX_ID, -MAX_ID, -3, 0])
+def test_class_ids_within_2_53_are_drawn_in_their_palette_colour(device, cid):
+    img = blank(4, 4)
+    expected = np.full((4, 4, 3), 0, np.uint8)
+    expected[[0, 3], :] = PALETTE[cid % 20]
+    expected[:, [0, 3]] = PALETTE[cid % 20]
+    expected[1:3, 1:3] = 0
+    out = draw(img, [{"k": key(mm(0, 4, 0, 4, class_id=cid))}], device, thickness=1)
+    np.testing.assert_array_equal(out[0], expected)
+    for dtype in (np.int64, np.float64) if abs(cid) < 2**52 else (np.int64,):
+        spec = {"xyxy": [[0, 0, 4, 4]], "class_id": np.array([cid], dtype)}
+        np.testing.assert_array_equal(draw(img, {"k": spec}, device, thickness=1)[0], expected)
+
+
+@pytest.mark.parametrize("cid", [2**53, -(2**53), 2**63 - 1, 2**70], ids=["2**53", "-2**53", "2**63-1", "2**70"])
+def test_list_form_class_id_beyond_2_53_is_an_error(device, cid):
+    img, boxes = err3(mm(0, 1, 0, 1, class_id=cid))
+    with pytest.raises(BoxError, match=BOX + rf"class id {cid} is outside \[-\(2\*\*53 - 1\), 2\*\*53 - 1\]"):
+        draw(img, boxes, device)
+
+
+@pytest.mark.parametrize("column", [np.array([1, 2**53], np.int64), np.array([1, 2**64 - 1], np.uint64),
+                                    np.array([1.0, 2.0**60]), np.array([1, -(2**63)], np.int64)],
+                         ids=["int64", "uint64-that-wraps", "float", "int64-min"])
+def test_batched_class_id_beyond_2_53_is_an_error_not_wrapped(device, column):
+    spec = {"xyxy": [[0, 0, 1, 1], [0, 0, 2, 2]], "image_index": [0, 1], "class_id": column}
+    with pytest.raises(BoxError, match=r"^image 1, box key 'k', box 1: class id -?\d+ is outside") as info:
+        draw(blank(5, 5, n=2), {"k": spec}, device)
+    assert (info.value.index, info.value.key) == (1, "k")
+
+
+@pytest.mark.parametrize("label", [2**53, -(2**53), 10**30])
+def test_class_labels_key_beyond_2_53_is_an_error(device, label):
+    img = blank(5, 5, n=3)
+    boxes = [None, None, {"k": key(mm(0, 1, 0, 1), class_labels={label: "x"})}]
+    with pytest.raises(BoxError, match=rf"image 2, box key 'k': class_labels key {label} is outside"):
+        draw(img, boxes, device)
+
+
+@pytest.mark.parametrize("labels", [{1: {"name": "car"}}, {1: ["car"]}, {1: {"en": "car", "de": "Auto"}}],
+                         ids=["dict", "list", "translations"])
+def test_nested_class_label_value_is_an_error(device, labels):
+    img = blank(5, 5)
+    with pytest.raises(BoxError, match=r"image 0, box key 'k': class_labels must be a dictionary of numbers to "
+                       r"strings, got 1: "):
+        draw(img, [{"k": key(mm(0, 1, 0, 1, class_id=1), class_labels=labels)}], device)
+    spec = {"xyxy": [[0, 0, 1, 1]], "class_id": [1], "class_labels": labels}
+    with pytest.raises(BoxError, match=r"box key 'k': class_labels must be a dictionary of numbers to strings"):
+        draw(img, {"k": spec}, device)
+
+
+def test_empty_box_key_is_an_error(device):
+    with pytest.raises(BoxError, match=r"image 0, box key '': box keys must be non-empty strings"):
+        draw(blank(5, 5), [{"": key(mm(0, 1, 0, 1))}], device)
+    with pytest.raises(BoxError, match=r"box key '': box keys must be non-empty strings"):
+        draw(blank(5, 5), {"": {"xyxy": [[0, 0, 1, 1]], "class_id": [0]}}, device)

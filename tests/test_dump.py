@@ -370,3 +370,32 @@ def test_list_of_differing_sizes_any_chunking(device, tmp_path):
             np.testing.assert_array_equal(np.asarray(Image.open(out / d["masks"]["m"]["path"])), m.astype(np.uint8))
         indexes.append(open(index_path(out, "k"), "rb").read())
     assert indexes[0] == indexes[1] == indexes[2]
+
+
+def _strict_json(path):
+    """The JSON of ``path`` as a browser's JSON.parse reads it: NaN and Infinity refused."""
+    def refuse(name):
+        raise ValueError(f"{path}: {name} is not JSON")
+    return json.loads(open(path, "rb").read().decode("utf-8"), parse_constant=refuse)
+
+
+def test_boxes2D_files_are_strict_json_and_carry_batched_captions(device, tmp_path):
+    x = np.zeros((2, 6, 6, 3), np.uint8)
+    nan_box = {"position": {"minX": 0, "maxX": 2, "minY": 0, "maxY": 2}, "class_id": 1, "scores": {"p": float("nan")}}
+    with pytest.raises(gm.BoxError, match=r"image 1, box key 'b', box 0: score 'p' must be finite, got nan"):
+        gm.write_dump(tmp_path, x, key="k", boxes=[None, {"b": {"box_data": [nan_box]}}], device=device)
+    assert not os.listdir(tmp_path)  # refused before any file is written
+    with pytest.raises(gm.BoxError, match=r"box key 'b': unknown field 'score' of the batched form"):
+        gm.write_dump(tmp_path, x, key="k", device=device, boxes={"b": {
+            "xyxy": [[0, 0, 2, 2]], "image_index": [1], "class_id": [1], "score": [0.5]}})
+    assert not os.listdir(tmp_path)
+    boxes = {"b": {"xyxy": [[0, 0, 2, 2], [1, 1, 4, 4]], "image_index": [1, 1], "class_id": [1, 2],
+                   "scores": {"p": [0.5, 0.25]}, "captions": ["person, 50%", None], "class_labels": {1: "person"}}}
+    dicts = gm.write_dump(tmp_path, x, key="k", boxes=boxes, device=device)
+    doc = _strict_json(tmp_path / dicts[1]["boxes"]["b"]["path"])
+    assert [b["box_caption"] for b in doc["box_data"]] == ["person, 50%", "class_2 0.25"]
+    assert [b["scores"] for b in doc["box_data"]] == [{"p": 0.5}, {"p": 0.25}]
+    for d in dicts:
+        for entry in d.get("boxes", {}).values():
+            _strict_json(tmp_path / entry["path"])
+    _strict_json(index_path(tmp_path, "k"))

@@ -410,3 +410,39 @@ def test_nothing_is_reported_when_any_image_fails(device):
     data[2, 0, 0] = 256
     with pytest.raises(MaskError, match=r"image 2"):
         gpu_media.validate_masks(one(data), (2, 2), device=device)
+
+
+# --------------------------------------------------------------------------- keys and class ids the viewer can read
+
+
+def test_empty_mask_key_is_an_error(device):
+    data = np.zeros((1, 2, 2), np.uint8)
+    with pytest.raises(MaskError, match=r"mask key '': keys must be non-empty strings"):
+        gpu_media.validate_masks({"": {"mask_data": data}}, (2, 2), device=device)
+    with pytest.raises(MaskError, match=r"mask key 'm': needs 'mask_data' \(an array\) or 'path'"):
+        gpu_media.validate_masks({"m": {}}, (2, 2), device=device)
+
+
+@pytest.mark.parametrize("label", [2**53, -(2**53), 2**64, 1e300], ids=["2**53", "-2**53", "2**64", "1e300"])
+def test_class_label_key_beyond_2_53_is_an_error(device, label):
+    # the viewer's JavaScript reads integers above 2**53 - 1 back as other numbers (docs/SPEC.md 3)
+    data = np.zeros((1, 2, 2), np.uint8)
+    with pytest.raises(MaskError, match=r"mask key 'm': class_labels key -?\d+ is outside "
+                       r"\[-\(2\*\*53 - 1\), 2\*\*53 - 1\]") as info:
+        gpu_media.validate_masks(one(data, class_labels={0: "bg", label: "x"}), (2, 2), device=device)
+    assert info.value.key == "m"
+
+
+def test_negative_and_2_53_class_label_keys_are_kept(device):
+    data = np.array([[[0, 1], [1, 1]]], np.uint8)
+    labels = {-1: "ignore", 0: "bg", 1: "a", 2**53 - 1: "far"}
+    report = gpu_media.validate_masks(one(data, class_labels=labels), (2, 2), strict=True, device=device)
+    assert report == [{"m": {0: 1, 1: 3}}]
+
+
+@pytest.mark.parametrize("labels", [{1: {"name": "car"}}, {1: ["car"]}, {"a": {1: "car"}}],
+                         ids=["dict-value", "list-value", "nested-labels"])
+def test_nested_class_labels_are_an_error(device, labels):
+    data = np.zeros((1, 2, 2), np.uint8)
+    with pytest.raises(MaskError, match=r"mask key 'm': class_labels must be a dictionary of numbers to strings"):
+        gpu_media.validate_masks(one(data, class_labels=labels), (2, 2), device=device)
