@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -37,9 +38,22 @@ S3_EXTRA = "pip install 'gpu-media[s3]'"
 _FSSPEC_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 
 
+#: ``<scheme>://``: RFC 3986's scheme (a letter, then letters, digits, ``+``, ``-`` or ``.``), two
+#: characters at least, so that a Windows drive (``C://x``) stays a path.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+
+
 def is_url(out: object) -> bool:
-    """Whether ``out`` is a URL (``<protocol>://...``) rather than a local path."""
-    return isinstance(out, str) and "://" in out and out.split("://", 1)[0].isidentifier()
+    """Whether ``out`` is a URL (``<scheme>://...``, any RFC 3986 scheme) rather than a local path.
+
+    A URL is never a local folder name: ``write_dump("s3://b/p", ...)`` writes to the
+    bucket or fails, it never creates ``./s3:/b/p`` (docs/SPEC.md 6.5).
+
+    Examples:
+        >>> is_url("s3://bucket/prefix"), is_url("my-store://x"), is_url("runs/s3:/x"), is_url("C://x")
+        (True, True, False, False)
+    """
+    return isinstance(out, str) and _URL.match(out) is not None
 
 
 def _check_rel(rel: str) -> str:

@@ -194,3 +194,60 @@ def test_bad_credentials_fail_before_any_work(ray, s3_auth, tmp_path):
     # the right credentials work against the same server
     gmray.write_dump_dataset(ds, "s3://private/x", key="k", storage_options=s3_auth.storage_options())
     assert marker.exists() and "k_0.index.json" in s3_auth.objects("private", "x")
+
+
+def _batch(seed, n=4):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {"images": rng.integers(0, 256, (n, 6, 5, 3), dtype=np.uint8),
+            "masks": {"m": {"mask_data": rng.integers(0, 3, (n, 6, 5))}},
+            "boxes": {"b": {"xyxy": [[0, 0, 2, 2]] * n, "image_index": list(range(n)), "class_id": [1] * n}}}
+
+
+def test_write_dump_to_s3_matches_a_local_dump(s3, tmp_path):
+    """docs/SPEC.md 6.5: ``write_dump`` (not only the Ray dataset dump) takes an fsspec URL."""
+    import gpu_media as gm
+
+    ref = gm.write_dump(tmp_path / "ref", key="val/pred", step=2, device="cpu", **_batch(1))
+    got = gm.write_dump("s3://evals/wd/a", key="val/pred", step=2, device="cpu", **_batch(1),
+                        storage_options=s3.storage_options())
+    assert got == ref
+    local = {k: v for k, v in tree(tmp_path / "ref").items() if k != ".gpu-media.lock"}
+    assert _sha(s3.objects("evals", "wd/a")) == local
+    with pytest.raises(DumpExistsError, match="overwrite=True"):
+        gm.write_dump("s3://evals/wd/a", key="val/pred", step=2, device="cpu", **_batch(2),
+                      storage_options=s3.storage_options())
+    parts = [_batch(1, n=2), _batch(3, n=2)]
+    gm.write_dump_batches("s3://evals/wd/b", parts, key="k", device="cpu", storage_options=s3.storage_options())
+    gm.write_dump_batches(tmp_path / "refb", parts, key="k", device="cpu")
+    assert _sha(s3.objects("evals", "wd/b")) == {k: v for k, v in tree(tmp_path / "refb").items()
+                                                 if k != ".gpu-media.lock"}
+
+
+class _Killed(BaseException):
+    """A kill, in-process: nothing catches it."""
+
+
+def test_overwrite_at_a_url_killed_before_its_removals_is_finished_by_the_next_dump(s3, tmp_path, monkeypatch):
+    """Issue 18 item 2 at a URL: the removals are journaled before the index is put, and finished next time."""
+    import gpu_media as gm
+    from gpu_media import storage
+
+    opts = s3.storage_options()
+    for prefix in ("clean", "crash"):
+        gm.write_dump(f"s3://evals/j/{prefix}", key="k", device="cpu", **_batch(1), storage_options=opts)
+    gm.write_dump("s3://evals/j/clean", key="k", device="cpu", overwrite=True, **_batch(2), storage_options=opts)
+    expected = _sha(s3.objects("evals", "j/clean"))
+    old = set(s3.objects("evals", "j/crash"))
+
+    def killed(self, rel):
+        raise _Killed(rel)
+
+    monkeypatch.setattr(storage.FsspecOutput, "remove", killed)
+    with pytest.raises(_Killed):
+        gm.write_dump("s3://evals/j/crash", key="k", device="cpu", overwrite=True, **_batch(2), storage_options=opts)
+    monkeypatch.undo()
+    assert old <= set(s3.objects("evals", "j/crash"))  # the new index is there, the old files too
+    gm.write_dump("s3://evals/j/crash", key="k", device="cpu", overwrite=True, **_batch(2), storage_options=opts)
+    assert _sha(s3.objects("evals", "j/crash")) == expected
