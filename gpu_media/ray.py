@@ -38,7 +38,6 @@ import io
 import json
 import os
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +49,7 @@ from .dump import (
     DumpOptions,
     check_key_step,
     check_overwrite,
+    destination,
     encode_chunk,
     file_stem,
     image_json,
@@ -62,14 +62,14 @@ from .dump import (
     prepare,
     step_str,
 )
-from .dump.finish import finish_dump, folders_up
+from .dump.finish import check_overwrite_at, claim, finish_dump, finish_dump_at, folders_up, missing_files, release
 from .dump.index import paths_of
 from .dump.layout import dump_folders
 from .dump.pipeline import chunks, ordered
-from .errors import DeviceError, DumpExistsError, MediaError
+from .errors import DeviceError, MediaError
 from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
 from .masks import parse_class_labels
-from .storage import Output, open_output
+from .storage import open_output
 
 __all__ = ["ROW_HELP", "RAY_EXTRA", "PARTS_DIR", "DatasetDump", "BlockWriter", "write_dump_dataset", "rows_to_batch",
            "block_id", "placement", "coco_dataset", "npz_shards_dataset"]
@@ -307,6 +307,9 @@ class BlockWriter:
         bid = block_id(batch, self.fingerprint)
         rel = f"{self.parts}/{bid}.json"
         part = self.output.get(rel)
+        if part is not None and self.output.local is not None and missing_files(
+                self.output.local, paths_of(json.loads(part.decode("utf-8")))):
+            part = None  # a file it names was removed since (an overwrite of an aliasing key): write it again
         written = part is None
         if written:
             part = json_bytes(self._write(batch, bid, t0))
@@ -342,37 +345,6 @@ def _parts_dir(key: str, step) -> str:
 
 
 # ------------------------------------------------------------------------------------ the driver
-
-
-def _write_viewer(output: Output) -> None:
-    """``index.html`` of every index at ``output``: in place for a folder, through a local copy for a URL."""
-    from .viewer import INDEX_HTML, render_html, viewer_data, write_viewer
-
-    if output.local is not None:
-        write_viewer(output.local)
-        return
-    names = [n for n in output.listdir() if n.endswith(".index.json")]
-    with tempfile.TemporaryDirectory(prefix="gpu-media-viewer-") as tmp:
-        local = open_output(tmp)
-        got = output.get_many(names)
-        boxes = set()
-        for name, data in got.items():
-            local.put(name, data)
-            try:
-                index = json.loads(data.decode("utf-8"))
-                for d in index.get("images") or []:
-                    for v in (d.get("boxes") or {}).values():
-                        if isinstance(v, dict) and isinstance(v.get("path"), str):
-                            boxes.add(v["path"])
-            except (ValueError, AttributeError, TypeError):
-                continue  # the viewer reports an unreadable index itself
-        for rel, data in output.get_many(sorted(boxes)).items():
-            try:
-                local.put(rel, data)
-            except MediaError:
-                continue  # not a path inside the dump: the viewer reports the box file as unreadable
-        html = render_html(viewer_data(tmp)).encode("utf-8")
-    output.put(INDEX_HTML, html, overwrite=True)
 
 
 def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int | str = 0, classes: Any = None,
@@ -456,7 +428,7 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
                    for k, v in (mask_labels or {}).items()}
     box_labels = {str(k): parse_class_labels(v, f"box_labels[{k!r}]", MediaError)
                   for k, v in (box_labels or {}).items()}
-    output = open_output(out, storage_options)
+    output = destination(out, storage_options)
     output.check()
     name = index_name(key, step)
     if output.local is not None:
@@ -464,9 +436,7 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
         check_overwrite(root, key, step, overwrite)
         stem = file_stem(root, key, step)
     else:
-        if not overwrite and output.exists(name):
-            raise DumpExistsError(f"the index of key {key!r} at step {step!r} exists: {output.url}/{name}; pass "
-                                  "overwrite=True (gpu-media: --overwrite) to replace it", key=key, item=name)
+        check_overwrite_at(output, key, step, overwrite)
         stem = f"{key_path(key)}_{step_str(step)}"
 
     names = ds.columns()
@@ -497,11 +467,17 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
                        options=options, key=key, step=step, stem=stem, mask_labels=mask_labels,
                        box_labels=box_labels, fingerprint=fingerprint, threads=threads)
 
+    claim_path = None
     with contextlib.ExitStack() as held:
         if output.local is not None:
             os.makedirs(output.local, exist_ok=True)
             if overwrite:  # as write_dump: no other dump may remove or replace files while this one runs
                 held.enter_context(folder_lock(output.local))
+                claim_path = claim(output.local, stem, durable)
+            else:
+                with folder_lock(output.local):  # as write_dump: claimed before any worker looks for a file
+                    claim_path = claim(output.local, stem, durable)
+            held.callback(release, claim_path)
             remove_stale_temps(dump_folders(output.local))
         rows = _run(ray, ds, writer_args, batch_size, size, remote)
         parts = [json.loads(r["part"]) for r in rows]
@@ -522,10 +498,11 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
                     fsync_dir(folder)
             if not overwrite:
                 held.enter_context(folder_lock(root))
-            finish_dump(root, index_path(root, key, step), json_bytes(index), ours, options, key, step)
+            finish_dump(root, index_path(root, key, step), json_bytes(index), ours, options, key, step,
+                        claim_path=claim_path)
             where = index_path(root, key, step)
         else:
-            _finish_remote(output, name, index, options)
+            finish_dump_at(output, name, index, options)
             where = f"{output.url}/{name}"
     output.remove_tree(_parts_dir(key, step))
     if output.local is not None:
@@ -585,28 +562,6 @@ def _run(ray, ds, writer_args: dict, batch_size: int, size: int, remote: dict) -
         return done.take_all()
     finally:
         ctx.execution_options.preserve_order = saved
-
-
-def _finish_remote(output: Output, name: str, index: dict, options: DumpOptions) -> None:
-    """At a URL: the index (an object put whole), the old index's orphans with ``overwrite``, index.html."""
-    old = output.get(name) if options.overwrite else None
-    output.put(name, json_bytes(index), overwrite=True)
-    if old is not None:
-        try:
-            stale = paths_of(json.loads(old.decode("utf-8"))) - paths_of(index)
-        except ValueError:
-            stale = set()
-        if stale:
-            others = [n for n in output.listdir() if n.endswith(".index.json") and n != name]
-            for data in output.get_many(others).values():
-                try:
-                    stale -= paths_of(json.loads(data.decode("utf-8")))
-                except ValueError:
-                    stale = set()  # an unreadable index: it may name anything, so nothing is removed
-            for rel in sorted(stale):
-                output.remove(rel)
-    if options.viewer:
-        _write_viewer(output)
 
 
 # ------------------------------------------------------------------------ datasets from files

@@ -173,8 +173,9 @@ def test_overwrite_killed_after_its_index_is_finished_by_the_next_dump(tmp_path,
     old = media(out)
     rc = run("dump", y, out, "--key", "k", "--overwrite", hook=("exit-after-rename", index_name("k", 0)))
     assert rc == 9
-    assert named(out)[index_name("k", 0)].isdisjoint(old)  # the new index is in place ...
-    assert old <= media(out)  # ... and the old files are all still there: the kill landed at that point
+    new = named(tmp_path / "clean")[index_name("k", 0)]
+    assert named(out)[index_name("k", 0)] == new  # the new index is in place ...
+    assert old - new and old <= media(out)  # ... and the old files are all still there: the kill landed there
     assert run(*then(out)) == 0
     assert files_under(out) == expected
 

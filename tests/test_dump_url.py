@@ -12,6 +12,7 @@ import pytest
 
 import gpu_media as gm
 from gpu_media import MediaError
+from gpu_media.dump import write_dump_batches
 from gpu_media.storage import S3_EXTRA, is_url
 
 
@@ -55,7 +56,7 @@ def test_is_url_refuses_paths(path):
 def test_empty_out_dir_is_an_error(cwd, write):
     b = batch()
     call = (lambda: gm.write_dump("", key="k", device="cpu", **b)) if write == "write_dump" else (
-        lambda: gm.write_dump_batches("", [b], key="k", device="cpu"))
+        lambda: write_dump_batches("", [b], key="k", device="cpu"))
     with pytest.raises(MediaError, match=r"out_dir must be a folder or a URL, got ''"):
         call()
     assert os.listdir(cwd) == []
@@ -72,8 +73,12 @@ def test_file_url_is_the_local_folder(cwd, tmp_path):
 @pytest.mark.parametrize("url,package", [("s3://bucket/prefix", "s3fs"), ("gs://bucket/prefix", "gcsfs")])
 def test_url_without_its_package_is_a_clear_error_naming_the_extra(cwd, monkeypatch, url, package):
     monkeypatch.setitem(sys.modules, package, None)  # as if not installed: its import raises ImportError
+    registry = sys.modules.get("fsspec.registry")
+    if registry is not None:  # fsspec keeps the classes it imported before (another test's s3fs)
+        for protocol in ("s3", "s3a", "gs", "gcs"):
+            monkeypatch.delitem(registry._registry, protocol, raising=False)
     for call in (lambda: gm.write_dump(url, key="k", device="cpu", **batch()),
-                 lambda: gm.write_dump_batches(url, [batch()], key="k", device="cpu")):
+                 lambda: write_dump_batches(url, [batch()], key="k", device="cpu")):
         with pytest.raises(MediaError, match=re.escape(url) + ".*" + package + ".*" + re.escape(S3_EXTRA)):
             call()
     assert os.listdir(cwd) == []  # no ./s3: folder

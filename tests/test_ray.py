@@ -191,3 +191,34 @@ def test_cli_npz_shards_with_ray_equal_the_single_npz(ray, tmp_path):
     assert cli.main(["dump", shards, str(tmp_path / "ray"), "--ray"]) == 2  # exists: --overwrite needed
     assert cli.main(["dump", shards, str(tmp_path / "ray"), "--ray", "--overwrite"]) == 0
     assert tree(tmp_path / "ray") == tree(tmp_path / "one")
+
+
+class _DriverKilled(BaseException):
+    """The driver killed before its index, in-process: nothing catches it."""
+
+
+def test_rerun_rewrites_a_written_block_whose_files_were_removed_meanwhile(ray, tmp_path, monkeypatch):
+    """docs/SPEC.md 6.4/6.5: a block found written is written again when a file it names is gone.
+
+    Between a killed run and its re-run, an overwrite of a key that aliases this one may
+    remove files that only the killed run's blocks named (its claim died with it).
+    Before, the re-run skipped the block and its index named the removed file.
+    """
+    rows = make_rows(6, seed=11)
+    single_process_dump(tmp_path / "ref", rows, key="k", step=0)
+
+    def killed(*args, **kwargs):
+        raise _DriverKilled()
+
+    monkeypatch.setattr(gmray, "finish_dump", killed)
+    with pytest.raises(_DriverKilled):
+        gmray.write_dump_dataset(dataset(ray, rows), tmp_path / "out", key="k", batch_size=2)
+    monkeypatch.undo()
+    out = tmp_path / "out"
+    assert not os.path.exists(out / "k_0.index.json") and os.listdir(out / gmray.PARTS_DIR)
+    gone = sorted(p for p in tree(out) if p.startswith("media/images/mask/"))[:2]
+    for rel in gone:
+        os.unlink(out / rel)
+    got = gmray.write_dump_dataset(dataset(ray, rows), out, key="k", batch_size=2)
+    assert got.written >= 1  # the blocks of the removed files, again
+    assert {k: v for k, v in tree(out).items()} == tree(tmp_path / "ref")

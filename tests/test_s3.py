@@ -208,6 +208,7 @@ def _batch(seed, n=4):
 def test_write_dump_to_s3_matches_a_local_dump(s3, tmp_path):
     """docs/SPEC.md 6.5: ``write_dump`` (not only the Ray dataset dump) takes an fsspec URL."""
     import gpu_media as gm
+    from gpu_media.dump import write_dump_batches
 
     ref = gm.write_dump(tmp_path / "ref", key="val/pred", step=2, device="cpu", **_batch(1))
     got = gm.write_dump("s3://evals/wd/a", key="val/pred", step=2, device="cpu", **_batch(1),
@@ -219,8 +220,8 @@ def test_write_dump_to_s3_matches_a_local_dump(s3, tmp_path):
         gm.write_dump("s3://evals/wd/a", key="val/pred", step=2, device="cpu", **_batch(2),
                       storage_options=s3.storage_options())
     parts = [_batch(1, n=2), _batch(3, n=2)]
-    gm.write_dump_batches("s3://evals/wd/b", parts, key="k", device="cpu", storage_options=s3.storage_options())
-    gm.write_dump_batches(tmp_path / "refb", parts, key="k", device="cpu")
+    write_dump_batches("s3://evals/wd/b", parts, key="k", device="cpu", storage_options=s3.storage_options())
+    write_dump_batches(tmp_path / "refb", parts, key="k", device="cpu")
     assert _sha(s3.objects("evals", "wd/b")) == {k: v for k, v in tree(tmp_path / "refb").items()
                                                  if k != ".gpu-media.lock"}
 

@@ -36,8 +36,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..checks import is_integer
 from ..errors import MediaError
 from ..fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
+from ..storage import Output, is_url, open_output
 from . import pipeline
-from .finish import check_overwrite, finish_dump, folders_up
+from .finish import check_overwrite, check_overwrite_at, claim, finish_dump, finish_dump_at, folders_up, release
 from .index import image_json, index_json, json_bytes, merge_labels, paths_of, separated_json
 from .layout import (
     BOX_DIR,
@@ -58,6 +59,7 @@ __all__ = [
     "write_dump", "write_dump_batches", "write_batches", "DumpOptions", "Plan", "prepare", "encode_chunk",
     "image_json", "separated_json", "index_json", "merge_labels", "json_bytes", "check_key_step", "check_overwrite",
     "file_stem", "index_name", "index_path", "key_path", "step_str", "IMAGE_DIR", "MASK_DIR", "BOX_DIR",
+    "destination",
 ]
 
 
@@ -90,13 +92,15 @@ def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int |
                normalize: bool = True, layout: str | None = None, device: str = "auto", thickness: int = 2,
                colors: Mapping[int, Sequence[int]] | None = None, chunk_size: int | None = None,
                progress: bool = False, viewer: bool = True, overwrite: bool = False,
-               durable: bool = True) -> list[dict]:
+               durable: bool = True, storage_options: dict | None = None) -> list[dict]:
     """Write a batch as wandb's media files plus an index, for offline evaluation (docs/SPEC.md 6).
 
     Args:
         out_dir: folder (created if missing); files go under ``media/`` as in a
             wandb run's ``files/`` folder, the index to ``<enc(key)>_<enc_step(step)>.index.json``
-            (:func:`index_name`).
+            (:func:`index_name`). Or a URL ``<scheme>://...`` (docs/SPEC.md 6.5):
+            ``file://`` is a local folder, any other scheme an fsspec file system
+            (``s3://bucket/prefix`` needs the s3 extra), never a local folder name.
         images: a batch as for :func:`gpu_media.normalize` (N images).
         key: the log key (str); it names the files as wandb names them
             (:func:`key_path`: ``val/pred`` makes the sub-folder ``val``, a component
@@ -137,6 +141,9 @@ def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int |
         durable: fsync each file (and the folders) before the index names it, so
             that after a crash or power cut an index never names a missing or short
             file (docs/SPEC.md 6.4).
+        storage_options: keyword arguments of the fsspec file system of a URL
+            ``out_dir`` (``key``, ``secret``, ``client_kwargs={"endpoint_url": ...}``
+            for s3fs); unused for a local folder.
 
     Returns:
         list of N wandb ``image-file`` dicts (``caption``, ``_type``, ``sha256``,
@@ -149,7 +156,11 @@ def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int |
             another dump of the same key and step finished meanwhile, at the end,
             with this dump's files removed again).
         gpu_media.ImageError, MaskError, BoxError, MediaError: bad input, raised
-            before any file is written (naming the batch index and key).
+            before any file is written (naming the batch index and key); an empty
+            ``out_dir``; a URL whose fsspec package is not installed (the message
+            names the extra) or whose scheme fsspec does not know; a file the
+            dump found present and was removed before its index was written (run
+            it again).
         OSError: the disk; files already renamed into place are complete, and
             running the same call again finishes the dump.
 
@@ -184,7 +195,7 @@ def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int |
                           thickness=thickness, colors=colors, classes=classes, chunk_size=chunk_size,
                           progress=progress, viewer=viewer, overwrite=overwrite, durable=durable)
     batch = {"images": images, "masks": masks, "boxes": boxes, "captions": captions}
-    return write_batches(out_dir, [batch], options, key=key, step=step)
+    return write_batches(out_dir, [batch], options, key=key, step=step, storage_options=storage_options)
 
 
 def write_dump_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any]], *, key: str,
@@ -193,7 +204,7 @@ def write_dump_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str
                        normalize: bool = True, layout: str | None = None, device: str = "auto", thickness: int = 2,
                        colors: Mapping[int, Sequence[int]] | None = None, chunk_size: int | None = None,
                        progress: bool = False, viewer: bool = True, overwrite: bool = False,
-                       durable: bool = True) -> list[dict]:
+                       durable: bool = True, storage_options: dict | None = None) -> list[dict]:
     """:func:`write_dump` of a batch too large to hold at once, given as consecutive parts.
 
     Args:
@@ -220,6 +231,7 @@ def write_dump_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str
         viewer: as for :func:`write_dump`.
         overwrite: as for :func:`write_dump`.
         durable: as for :func:`write_dump`.
+        storage_options: as for :func:`write_dump`.
 
     Returns:
         the image-file dicts of every image, as :func:`write_dump`.
@@ -245,20 +257,26 @@ def write_dump_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str
                           draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
                           thickness=thickness, colors=colors, classes=classes, chunk_size=chunk_size,
                           progress=progress, viewer=viewer, overwrite=overwrite, durable=durable)
-    return write_batches(out_dir, batches, options, key=key, step=step, total=total)
+    return write_batches(out_dir, batches, options, key=key, step=step, total=total,
+                         storage_options=storage_options)
 
 
 def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any]], options: DumpOptions, *,
-                  key: str, step: int | str = 0, total: int | None = None) -> list[dict]:
+                  key: str, step: int | str = 0, total: int | None = None,
+                  storage_options: dict | None = None) -> list[dict]:
     """The dump itself, given its options: what :func:`write_dump_batches` does once it has built them.
 
     The order of the writes (docs/SPEC.md 6.4): the existing-index check; then, with
-    the first part validated, the removal of the temporary files that killed dumps
-    left in the folder (:func:`gpu_media.fileio.remove_stale_temps`); the media
-    files (each fsynced in the writer threads); an fsync of every folder that
-    received one; then, under the folder's lock, the index (temporary name, fsync,
-    rename, fsync of the folder), with ``overwrite`` the removal of the files only
-    the old index named, and ``index.html``.
+    the first part validated, under the folder's lock, the dump's claim on the files
+    it may name (:func:`gpu_media.dump.finish.claim`), and the removal of the
+    temporary files that killed dumps left in the folder
+    (:func:`gpu_media.fileio.remove_stale_temps`); the media files (each fsynced in
+    the writer threads); an fsync of every folder that received one; then, under the
+    folder's lock (:func:`gpu_media.dump.finish.finish_dump`), with ``overwrite`` the
+    files only the old index named to the removal journal, the index (temporary
+    name, fsync, rename, fsync of the folder), the claim released, the journal's
+    removals, and ``index.html``. At a URL (docs/SPEC.md 6.5) the files are put
+    whole, without lock, claim or fsync (:func:`gpu_media.dump.finish.finish_dump_at`).
 
     Args:
         out_dir: as for :func:`write_dump`.
@@ -267,6 +285,7 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
         key: as for :func:`write_dump`.
         step: as for :func:`write_dump`.
         total: as for :func:`write_dump_batches`.
+        storage_options: as for :func:`write_dump`.
 
     Returns:
         the image-file dicts of every image, as :func:`write_dump`.
@@ -284,25 +303,38 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
     """
     check_key_step(key, step)
     step = int(step) if is_integer(step) else step  # a NumPy integer step: a plain int in the index JSON
-    root = os.path.abspath(os.fspath(out_dir))
-    check_overwrite(root, key, step, options.overwrite)
-    stem = file_stem(root, key, step)
+    output = destination(out_dir, storage_options)
+    remote = output.local is None
+    root = output.local or ""
+    if remote:  # docs/SPEC.md 6.5: every file an object put whole; no lock, claims or temporary names there
+        output.check()
+        check_overwrite_at(output, key, step, options.overwrite)
+        stem = f"{key_path(key)}_{step_str(step)}"
+    else:
+        check_overwrite(root, key, step, options.overwrite)
+        stem = file_stem(root, key, step)
+    put = output.put if remote else None
     dicts, captions, report = [], [], []
     mask_labels, box_labels = [], []  # each part's
     with contextlib.ExitStack() as held:
-        started, bar, n_chunks = False, None, 0
+        started, bar, n_chunks, claim_path = False, None, 0, None
         writers = ThreadPoolExecutor(max_workers=pipeline.WRITERS, thread_name_prefix="gpu-media-write")
         held.callback(writers.shutdown, wait=True, cancel_futures=True)
         try:
             for part in batches:
                 plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
                                captions=part.get("captions"))
-                if not started:  # the first file is about to be written
+                if not started and not remote:  # the first file is about to be written (or found present)
                     os.makedirs(root, exist_ok=True)
                     if options.overwrite:  # no other dump may remove or replace files while this one runs
                         held.enter_context(folder_lock(root))
+                        claim_path = claim(root, stem, options.durable)
+                    else:
+                        with folder_lock(root):
+                            claim_path = claim(root, stem, options.durable)
+                    held.callback(release, claim_path)  # also when the dump fails
                     remove_stale_temps(dump_folders(root))
-                    started = True
+                started = True
                 chunks = pipeline.chunks(plan)
                 n_chunks += len(chunks)
                 if bar is None and options.progress and n_chunks > 1:  # more than one chunk: a bar
@@ -316,7 +348,7 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
 
                 def write(rec, plan=plan):
                     with durable_writes(options.durable):  # the files image_json writes, in this writer thread
-                        return image_json(rec, root, stem, plan)
+                        return image_json(rec, root, stem, plan, put=put)
 
                 if plan.backend.name == "gpu":
                     encode = pipeline.on_caller_stream(encode)
@@ -336,11 +368,51 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
             raise MediaError("images: the batch is empty")
         index = index_json(key, step, dicts, captions, report, merge_labels(mask_labels), merge_labels(box_labels),
                            options)
+        if remote:
+            finish_dump_at(output, index_name(key, step), index, options)
+            return dicts
         ours = paths_of(index)
         if options.durable:  # the files' names on the disk before an index names them
             for folder in folders_up(root, ours):
                 fsync_dir(folder)
         if not options.overwrite:
             held.enter_context(folder_lock(root))
-        finish_dump(root, index_path(root, key, step), json_bytes(index), ours, options, key, step)
+        finish_dump(root, index_path(root, key, step), json_bytes(index), ours, options, key, step,
+                    claim_path=claim_path)
     return dicts
+
+
+def destination(out_dir: str | os.PathLike, storage_options: dict | None = None) -> Output:
+    """Where a dump goes: the :class:`gpu_media.storage.Output` of a folder or a URL (docs/SPEC.md 6.5).
+
+    A URL (``<scheme>://...``, :func:`gpu_media.storage.is_url`) is never taken as a
+    local folder name: ``file://`` is the local folder, any other scheme needs its
+    fsspec file system.
+
+    Args:
+        out_dir: a folder (str or ``os.PathLike``) or a URL.
+        storage_options: keyword arguments of a URL's fsspec file system.
+
+    Returns:
+        a :class:`gpu_media.storage.LocalOutput` (``.local`` absolute) or an fsspec one.
+
+    Raises:
+        gpu_media.MediaError: ``out_dir`` is empty; the URL's fsspec package is not
+            installed (the message names the extra); a scheme fsspec does not know.
+
+    Examples:
+        >>> destination("runs/d").local == os.path.abspath("runs/d")
+        True
+        >>> destination("file:///tmp/d").local
+        '/tmp/d'
+        >>> destination("")
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.MediaError: out_dir must be a folder or a URL, got ''
+    """
+    out = os.fspath(out_dir)
+    if not out:
+        raise MediaError(f"out_dir must be a folder or a URL, got {out!r}", item=out)
+    if isinstance(out, str) and is_url(out):
+        return open_output(out, storage_options)
+    return open_output(os.path.abspath(out))

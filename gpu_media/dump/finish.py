@@ -1,8 +1,18 @@
-"""A dump's end (docs/SPEC.md 6.4): the overwrite rule, the final rename of the index, the old index's orphans.
+"""A dump's end (docs/SPEC.md 6.4, 6.5): the overwrite rule, the final rename of the index, the old index's orphans.
 
 The index is renamed into place last, under the folder's lock, so an index that
-exists describes a complete dump; with ``overwrite`` the files only the old index
-named are removed once the new one is in place; then ``index.html`` is rewritten.
+exists describes a complete dump; then ``index.html`` is rewritten.
+
+Files are removed in one way only, resumably and never from under a running dump:
+
+* A dump *claims* the files it may name (:func:`claim`, under the lock, before it
+  looks for any existing file) and releases the claim once its index is in place.
+  Keys that alias one path (``k`` and ``/k``) claim the same files.
+* Files to remove (with ``overwrite``, those only the old index named) are first
+  written to the folder's removal *journal* (:func:`journal_removals`, before the
+  new index replaces the old one); then :func:`finish_removals`, at the end of every
+  dump into the folder, removes the journal's files that no index names and no live
+  claim covers. A dump killed in between leaves the journal for the next one.
 """
 
 from __future__ import annotations
@@ -11,14 +21,21 @@ import glob
 import json
 import os
 import posixpath
+import re
+import socket
+import tempfile
+import uuid
 import warnings
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from ..errors import DumpExistsError
-from ..fileio import fsync_dir, write_atomic
-from .index import paths_of
-from .layout import index_path
+from ..errors import DumpExistsError, MediaError
+from ..fileio import fsync_dir, pid_alive, relative_path, write_atomic
+from .index import json_bytes, paths_of
+from .layout import BOX_DIR, IMAGE_DIR, MASK_DIR, index_name, index_path
 from .options import DumpOptions
+
+if TYPE_CHECKING:
+    from ..storage import Output
 
 
 def check_overwrite(out_dir: str | os.PathLike, key: str, step: int | str, overwrite: bool) -> None:
@@ -42,6 +59,24 @@ def check_overwrite(out_dir: str | os.PathLike, key: str, step: int | str, overw
     path = index_path(out_dir, key, step)
     if not overwrite and os.path.exists(path):
         raise _exists_error(path, key, step)
+
+
+def check_overwrite_at(output: Output, key: str, step: int | str, overwrite: bool) -> None:
+    """:func:`check_overwrite` at a URL (or any :class:`gpu_media.storage.Output`).
+
+    Args:
+        output: the dump's location (:func:`gpu_media.storage.open_output`).
+        key: the log key.
+        step: the step.
+        overwrite: whether an existing index may be replaced.
+
+    Raises:
+        gpu_media.DumpExistsError: naming the index's URL; ``key`` is the key, ``item`` the index's name.
+    """
+    name = index_name(key, step)
+    if not overwrite and output.exists(name):
+        raise DumpExistsError(f"the index of key {key!r} at step {step!r} exists: {output.url}/{name}; pass "
+                              "overwrite=True (gpu-media: --overwrite) to replace it", key=key, item=name)
 
 
 def _exists_error(path: str, key: str, step, meanwhile: bool = False) -> DumpExistsError:
@@ -92,33 +127,257 @@ def _referenced(root: str) -> set[str] | None:
     return out
 
 
-def _remove_unreferenced(root: str, candidates: set[str]) -> None:
-    """Remove the ``candidates`` (relative paths) that no index in ``root`` names, then the folders left empty.
+# ---- claims: which running dumps may still name which files (docs/SPEC.md 6.4)
 
-    Called under the folder's lock.
+#: A running dump's claim file in the dump folder: ``.gpu-media-claim.<pid>.<8 hex>.json``.
+CLAIM_NAME = re.compile(r"^\.gpu-media-claim\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.json$")
+#: The removal journal of a dump folder: the files to remove once nothing names them.
+JOURNAL_NAME = ".gpu-media-remove.json"
+
+
+def claim_prefixes(stem: str) -> list[str]:
+    """The path prefixes of every media file a dump of ``stem`` (``<path(key)>_<step>``) can write.
+
+    Empty path components are dropped as :func:`gpu_media.dump.image_json` drops them,
+    so keys that alias one path (``k`` and ``/k``, ``a//b`` and ``a/b``, ``a/./b`` and
+    ``a/_/b``) claim the same prefixes.
+
+    Args:
+        stem: the dump's :func:`gpu_media.dump.file_stem`.
+
+    Returns:
+        one ``/``-separated prefix per media folder (images, masks, boxes2D).
+
+    Examples:
+        >>> claim_prefixes("a//b_0") == claim_prefixes("a/b_0")
+        True
+        >>> claim_prefixes("k_0")[0]
+        'media/images/k_0_'
     """
+    return ["/".join(p for p in f"{sub}/{stem}_".split("/") if p) for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR)]
+
+
+def claim(root: str, stem: str, durable: bool = True) -> str:
+    """Claim, for this process, every file a dump of ``stem`` may name; call it under the folder's lock.
+
+    Made before the dump looks for (and skips) any existing file, and released once
+    its index is in place (:func:`release`): while it stands, no dump removes a file
+    the claim covers (:func:`finish_removals`), so an index never names a file removed
+    after it was found present. Claims of processes that are gone (on this host) are
+    removed here.
+
+    Args:
+        root: the dump folder (it exists).
+        stem: the dump's :func:`gpu_media.dump.file_stem`.
+        durable: fsync the claim before its rename, as every file of a durable dump
+            (only a live process's claim counts, so this keeps the rule uniform).
+
+    Returns:
+        the claim file's path, for :func:`release`.
+
+    Examples:
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> path = claim(root, "k_0")
+        >>> live_claims(root)
+        ['media/images/k_0_', 'media/images/mask/k_0_', 'media/metadata/boxes2D/k_0_']
+        >>> release(path)
+        >>> live_claims(root), os.listdir(root)
+        ([], [])
+    """
+    live_claims(root)  # drops the claims of dead processes
+    path = os.path.join(root, f".gpu-media-claim.{os.getpid()}.{uuid.uuid4().hex[:8]}.json")
+    data = {"pid": os.getpid(), "host": socket.gethostname(), "prefixes": claim_prefixes(stem)}
+    write_atomic(path, json_bytes(data), durable=durable)
+    return path
+
+
+def release(path: str | None) -> None:
+    """Remove the claim file ``path`` (:func:`claim`); nothing if None or gone."""
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def live_claims(root: str) -> list[str]:
+    """The prefixes that running dumps into ``root`` claim; claims of dead processes on this host are removed.
+
+    A claim of another host, or one that cannot be read while its process lives,
+    counts in full (an unreadable one claims everything: ``""``).
+
+    Args:
+        root: the dump folder.
+
+    Returns:
+        the claimed ``/``-separated path prefixes, sorted.
+    """
+    try:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    host = socket.gethostname()
+    out = set()
+    for name in names:
+        m = CLAIM_NAME.match(name)
+        if m is None:
+            continue
+        path = os.path.join(root, name)
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+            prefixes = [p for p in data["prefixes"] if isinstance(p, str)]
+            other_host = data.get("host") != host
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, KeyError, TypeError):
+            prefixes, other_host = [""], False
+        if not other_host and not pid_alive(int(m.group("pid"))):
+            release(path)
+            continue
+        out.update(prefixes)
+    return sorted(out)
+
+
+def _claimed(rel: str, prefixes: list[str]) -> bool:
+    return any(rel.startswith(p) for p in prefixes)
+
+
+# ---- the removal journal
+
+
+def _read_journal(root: str) -> set[str]:
+    path = os.path.join(root, JOURNAL_NAME)
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+        return {p for p in data["remove"] if relative_path(p) and p.startswith("media/")}
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(f"gpu-media: {path} cannot be read ({exc}); it is replaced", stacklevel=4)
+        return set()
+
+
+def _write_journal(root: str, pending: set[str], durable: bool) -> None:
+    path = os.path.join(root, JOURNAL_NAME)
+    if pending:
+        write_atomic(path, json_bytes({"remove": sorted(pending)}), overwrite=True, durable=durable)
+        if durable:
+            fsync_dir(root)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def journal_removals(root: str, rels: set[str], durable: bool) -> None:
+    """Add ``rels`` to the folder's removal journal (written whole, then renamed); call it under the folder's lock.
+
+    Written before the index that stops naming them replaces the old one, so that a
+    dump killed after that rename has its removals finished by the next dump into the
+    folder (:func:`finish_removals`).
+
+    Args:
+        root: the dump folder.
+        rels: ``/``-separated paths under ``media/``.
+        durable: fsync the journal (and the folder) before returning.
+    """
+    if rels:
+        _write_journal(root, _read_journal(root) | rels, durable)
+
+
+def finish_removals(root: str, durable: bool) -> None:
+    """Remove the journal's files that no index names and no running dump claims; call it under the folder's lock.
+
+    The journaled files that an index names now are dropped from the journal (they
+    are not orphans); those a live claim covers stay in it, for a later dump to
+    remove; the journal is removed when nothing is left in it. A folder emptied by the
+    removals is removed too. If an index in the folder cannot be read nothing is
+    removed (it may name anything) and the journal is kept.
+
+    Args:
+        root: the dump folder.
+        durable: fsync the rewritten journal.
+    """
+    pending = _read_journal(root)
+    if not pending:
+        return
     referenced = _referenced(root)
     if referenced is None:
         return
+    prefixes = live_claims(root)
+    kept = {rel for rel in pending - referenced if _claimed(rel, prefixes)}
+    _remove_files(root, pending - referenced - kept)
+    _write_journal(root, kept, durable)
+
+
+def _remove_files(root: str, rels: set[str]) -> None:
+    """Unlink ``rels`` (relative paths) whose folder resolves inside ``root``, then the folders left empty."""
+    real_root = os.path.realpath(root)
+    inside: dict[str, bool] = {}
     folders = set()
-    for rel in sorted(candidates - referenced):
+    for rel in sorted(rels):
+        folder = posixpath.dirname(rel)
+        if folder not in inside:
+            real = os.path.realpath(os.path.join(root, *folder.split("/")))
+            inside[folder] = os.path.commonpath([real_root, real]) == real_root
+        if not inside[folder]:  # a symbolic link out of the dump: never follow it
+            continue
         try:
             os.unlink(os.path.join(root, *rel.split("/")))
         except FileNotFoundError:
             pass
-        folders.add(os.path.dirname(rel))
+        folders.add(folder)
     for rel in sorted(folders, key=lambda r: -r.count("/")):
         while rel and rel != "media":
             try:
                 os.rmdir(os.path.join(root, *rel.split("/")))
             except OSError:  # not empty (or gone)
                 break
-            rel = os.path.dirname(rel)
+            rel = posixpath.dirname(rel)
+
+
+def missing_files(root: str, rels: Iterable[str]) -> list[str]:
+    """The ``rels`` (``/``-separated paths relative to ``root``) that do not exist, sorted; each folder listed once.
+
+    Args:
+        root: the dump folder.
+        rels: the paths to look for.
+
+    Returns:
+        the missing ones.
+
+    Examples:
+        >>> import tempfile
+        >>> missing_files(tempfile.mkdtemp(), ["media/images/a.png"])
+        ['media/images/a.png']
+    """
+    by_folder: dict[str, list[str]] = {}
+    for rel in rels:
+        folder, name = posixpath.split(rel)
+        by_folder.setdefault(folder, []).append(name)
+    missing = []
+    for folder, names in by_folder.items():
+        try:
+            have = set(os.listdir(os.path.join(root, *folder.split("/"))))
+        except (FileNotFoundError, NotADirectoryError):
+            have = set()
+        missing.extend(f"{folder}/{n}" for n in names if n not in have)
+    return sorted(missing)
 
 
 def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options: DumpOptions, key: str,
-                step: int | str) -> None:
-    """The dump's last steps, under the folder's lock: the index, the old index's orphans, index.html.
+                step: int | str, claim_path: str | None = None) -> None:
+    """The dump's last steps, under the folder's lock: the index, the removals, index.html (docs/SPEC.md 6.4).
+
+    In order: with ``overwrite``, the files only the old index named go to the removal
+    journal (:func:`journal_removals`); every file ``ours`` names is checked to exist;
+    the index is renamed into place (and the folder fsynced); the dump's claim is
+    released; the journal's removals are done (:func:`finish_removals`); index.html.
 
     Args:
         root: the dump folder (absolute).
@@ -128,11 +387,15 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
         options: the dump's options (``overwrite``, ``durable``, ``viewer``).
         key: the log key, for the error.
         step: the step, for the error.
+        claim_path: the dump's claim (:func:`claim`), released here in any case.
 
     Raises:
         gpu_media.DumpExistsError: the index exists and ``options.overwrite`` is False
             (another dump of this key and step finished meanwhile); the files of
             ``ours`` that no index names are removed first.
+        gpu_media.MediaError: a file ``ours`` names is missing (removed meanwhile by
+            something that holds no claim): the index is not written, and running
+            the dump again writes the file.
 
     Examples:
         >>> import os, tempfile
@@ -142,22 +405,132 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
         >>> sorted(os.listdir(root))
         ['k_0.index.json']
     """
-    old: set[str] = set()
-    if os.path.exists(index_file):
-        if not options.overwrite:  # another dump of this key and step finished while this one ran
-            _remove_unreferenced(root, ours)
+    try:
+        if os.path.exists(index_file) and not options.overwrite:
+            # another dump of this key and step finished while this one ran: this one's files may go
+            journal_removals(root, ours, options.durable)
+            release(claim_path)
+            claim_path = None
+            finish_removals(root, options.durable)
             raise _exists_error(index_file, key, step, meanwhile=True)
-        try:
-            with open(index_file, "rb") as f:
-                old = paths_of(json.loads(f.read().decode("utf-8")))
-        except (OSError, ValueError):
-            old = set()  # not a readable index: it names nothing this dump could remove
-    write_atomic(index_file, data, overwrite=True, durable=options.durable)
-    if options.durable:
-        fsync_dir(root)
-    if old - ours:
-        _remove_unreferenced(root, old - ours)
+        missing = missing_files(root, ours)
+        if missing:
+            raise MediaError(f"{len(missing)} files this dump wrote or found were removed while it ran (e.g. "
+                             f"{missing[0]}); its index was not written: run the dump again", key=key,
+                             item=missing[0])
+        old: set[str] = set()
+        if os.path.exists(index_file):
+            try:
+                with open(index_file, "rb") as f:
+                    old = paths_of(json.loads(f.read().decode("utf-8")))
+            except (OSError, ValueError):
+                old = set()  # not a readable index: it names nothing this dump could remove
+        journal_removals(root, old - ours, options.durable)  # before the index that stops naming them
+        write_atomic(index_file, data, overwrite=True, durable=options.durable)
+        if options.durable:
+            fsync_dir(root)
+    finally:
+        release(claim_path)
+    finish_removals(root, options.durable)
     if options.viewer:
         from ..viewer import write_viewer_locked  # here, not at the top: the viewer's http.server import is slow
 
         write_viewer_locked(root, durable=options.durable)
+
+
+# ---- at a URL (docs/SPEC.md 6.5): no lock and no claims, the same journal
+
+
+def _journal_at(output: Output) -> set[str]:
+    data = output.get(JOURNAL_NAME)
+    if data is None:
+        return set()
+    try:
+        return {p for p in json.loads(data.decode("utf-8"))["remove"] if relative_path(p) and p.startswith("media/")}
+    except (ValueError, KeyError, TypeError) as exc:
+        warnings.warn(f"gpu-media: {output.url}/{JOURNAL_NAME} cannot be read ({exc}); it is replaced", stacklevel=4)
+        return set()
+
+
+def finish_removals_at(output: Output) -> None:
+    """:func:`finish_removals` at a URL: the journal's objects that no index names are removed, then the journal.
+
+    Args:
+        output: the dump's location (:func:`gpu_media.storage.open_output`).
+    """
+    pending = _journal_at(output)
+    if not pending:
+        return
+    names = [n for n in output.listdir() if n.endswith(".index.json")]
+    referenced: set[str] = set()
+    got = output.get_many(names)
+    for name in names:
+        try:
+            referenced |= paths_of(json.loads(got[name].decode("utf-8")))
+        except KeyError:
+            continue  # removed meanwhile
+        except ValueError:
+            return  # an unreadable index: it may name anything, so nothing is removed
+    for rel in sorted(pending - referenced):
+        output.remove(rel)
+    output.remove(JOURNAL_NAME)
+
+
+def finish_dump_at(output: Output, name: str, index: dict, options: DumpOptions) -> None:
+    """At a URL: the journal, the index (an object put whole), the journal's removals, index.html (docs/SPEC.md 6.5).
+
+    Args:
+        output: the dump's location (a URL's :class:`gpu_media.storage.Output`).
+        name: the index's name (:func:`gpu_media.dump.index_name`).
+        index: the index JSON.
+        options: the dump's options (``overwrite``, ``viewer``).
+    """
+    old = output.get(name) if options.overwrite else None
+    if old is not None:
+        try:
+            stale = paths_of(json.loads(old.decode("utf-8"))) - paths_of(index)
+        except ValueError:
+            stale = set()
+        if stale:  # journaled before the index that stops naming them
+            pending = _journal_at(output) | stale
+            output.put(JOURNAL_NAME, json_bytes({"remove": sorted(pending)}), overwrite=True)
+    output.put(name, json_bytes(index), overwrite=True)
+    finish_removals_at(output)
+    if options.viewer:
+        write_viewer_at(output)
+
+
+def write_viewer_at(output: Output) -> None:
+    """``index.html`` of every index at ``output``: in place for a folder, through a local copy for a URL.
+
+    Args:
+        output: the dump's location (:func:`gpu_media.storage.open_output`).
+    """
+    from ..storage import open_output
+    from ..viewer import INDEX_HTML, render_html, viewer_data, write_viewer
+
+    if output.local is not None:
+        write_viewer(output.local)
+        return
+    names = [n for n in output.listdir() if n.endswith(".index.json")]
+    with tempfile.TemporaryDirectory(prefix="gpu-media-viewer-") as tmp:
+        local = open_output(tmp)
+        got = output.get_many(names)
+        boxes = set()
+        for name, data in got.items():
+            local.put(name, data)
+            try:
+                index = json.loads(data.decode("utf-8"))
+                for d in index.get("images") or []:
+                    for v in (d.get("boxes") or {}).values():
+                        if isinstance(v, dict) and isinstance(v.get("path"), str):
+                            boxes.add(v["path"])
+            except (ValueError, AttributeError, TypeError):
+                continue  # the viewer reports an unreadable index itself
+        for rel, data in output.get_many(sorted(boxes)).items():
+            try:
+                local.put(rel, data)
+            except MediaError:
+                continue  # not a path inside the dump: the viewer reports the box file as unreadable
+        html = render_html(viewer_data(tmp)).encode("utf-8")
+    output.put(INDEX_HTML, html, overwrite=True)
