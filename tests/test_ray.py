@@ -220,5 +220,5 @@ def test_rerun_rewrites_a_written_block_whose_files_were_removed_meanwhile(ray, 
     for rel in gone:
         os.unlink(out / rel)
     got = gmray.write_dump_dataset(dataset(ray, rows), out, key="k", batch_size=2)
-    assert got.written >= 1  # the blocks of the removed files, again
-    assert {k: v for k, v in tree(out).items()} == tree(tmp_path / "ref")
+    assert tree(out) == tree(tmp_path / "ref")  # before: the index named the removed files
+    assert 1 <= got.written < got.blocks  # the blocks of the removed files, again; the others skipped

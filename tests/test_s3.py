@@ -230,25 +230,35 @@ class _Killed(BaseException):
     """A kill, in-process: nothing catches it."""
 
 
-def test_overwrite_at_a_url_killed_before_its_removals_is_finished_by_the_next_dump(s3, tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["write_dump", "ray"])
+def test_overwrite_at_a_url_killed_before_its_removals_is_finished_by_the_next_dump(ray, s3, monkeypatch, writer):
     """Issue 18 item 2 at a URL: the removals are journaled before the index is put, and finished next time."""
     import gpu_media as gm
     from gpu_media import storage
 
     opts = s3.storage_options()
+
+    def dump(prefix, seed, overwrite=False):
+        url = f"s3://evals/j-{writer}/{prefix}"
+        if writer == "ray":
+            gmray.write_dump_dataset(ray.data.from_items(make_rows(5, seed=seed)), url, key="k", batch_size=2,
+                                     overwrite=overwrite, storage_options=opts)
+        else:
+            gm.write_dump(url, key="k", device="cpu", overwrite=overwrite, **_batch(seed), storage_options=opts)
+
     for prefix in ("clean", "crash"):
-        gm.write_dump(f"s3://evals/j/{prefix}", key="k", device="cpu", **_batch(1), storage_options=opts)
-    gm.write_dump("s3://evals/j/clean", key="k", device="cpu", overwrite=True, **_batch(2), storage_options=opts)
-    expected = _sha(s3.objects("evals", "j/clean"))
-    old = set(s3.objects("evals", "j/crash"))
+        dump(prefix, 1)
+    dump("clean", 2, overwrite=True)
+    expected = _sha(s3.objects("evals", f"j-{writer}/clean"))
+    old = set(s3.objects("evals", f"j-{writer}/crash"))
 
     def killed(self, rel):
         raise _Killed(rel)
 
     monkeypatch.setattr(storage.FsspecOutput, "remove", killed)
     with pytest.raises(_Killed):
-        gm.write_dump("s3://evals/j/crash", key="k", device="cpu", overwrite=True, **_batch(2), storage_options=opts)
+        dump("crash", 2, overwrite=True)
     monkeypatch.undo()
-    assert old <= set(s3.objects("evals", "j/crash"))  # the new index is there, the old files too
-    gm.write_dump("s3://evals/j/crash", key="k", device="cpu", overwrite=True, **_batch(2), storage_options=opts)
-    assert _sha(s3.objects("evals", "j/crash")) == expected
+    assert old <= set(s3.objects("evals", f"j-{writer}/crash"))  # the new index is there, the old files too
+    dump("crash", 2, overwrite=True)
+    assert _sha(s3.objects("evals", f"j-{writer}/crash")) == expected
