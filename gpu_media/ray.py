@@ -473,10 +473,10 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
             os.makedirs(output.local, exist_ok=True)
             if overwrite:  # as write_dump: no other dump may remove or replace files while this one runs
                 held.enter_context(folder_lock(output.local))
-                claim_path = claim(output.local, stem, durable)
+                claim_path = claim(output.local, stem)
             else:
                 with folder_lock(output.local):  # as write_dump: claimed before any worker looks for a file
-                    claim_path = claim(output.local, stem, durable)
+                    claim_path = claim(output.local, stem)
             held.callback(release, claim_path)
             remove_stale_temps(dump_folders(output.local))
         rows = _run(ray, ds, writer_args, batch_size, size, remote)

@@ -328,10 +328,10 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                     os.makedirs(root, exist_ok=True)
                     if options.overwrite:  # no other dump may remove or replace files while this one runs
                         held.enter_context(folder_lock(root))
-                        claim_path = claim(root, stem, options.durable)
+                        claim_path = claim(root, stem)
                     else:
                         with folder_lock(root):
-                            claim_path = claim(root, stem, options.durable)
+                            claim_path = claim(root, stem)
                     held.callback(release, claim_path)  # also when the dump fails
                     remove_stale_temps(dump_folders(root))
                 started = True

@@ -157,7 +157,7 @@ def claim_prefixes(stem: str) -> list[str]:
     return ["/".join(p for p in f"{sub}/{stem}_".split("/") if p) for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR)]
 
 
-def claim(root: str, stem: str, durable: bool = True) -> str:
+def claim(root: str, stem: str) -> str:
     """Claim, for this process, every file a dump of ``stem`` may name; call it under the folder's lock.
 
     Made before the dump looks for (and skips) any existing file, and released once
@@ -169,8 +169,6 @@ def claim(root: str, stem: str, durable: bool = True) -> str:
     Args:
         root: the dump folder (it exists).
         stem: the dump's :func:`gpu_media.dump.file_stem`.
-        durable: fsync the claim before its rename, as every file of a durable dump
-            (only a live process's claim counts, so this keeps the rule uniform).
 
     Returns:
         the claim file's path, for :func:`release`.
@@ -188,7 +186,10 @@ def claim(root: str, stem: str, durable: bool = True) -> str:
     live_claims(root)  # drops the claims of dead processes
     path = os.path.join(root, f".gpu-media-claim.{os.getpid()}.{uuid.uuid4().hex[:8]}.json")
     data = {"pid": os.getpid(), "host": socket.gethostname(), "prefixes": claim_prefixes(stem)}
-    write_atomic(path, json_bytes(data), durable=durable)
+    # created in place, not renamed, and never fsynced: only a live process's claim counts, and one
+    # read half-written claims everything (live_claims), so a reader never removes too much
+    with open(path, "xb") as f:
+        f.write(json_bytes(data))
     return path
 
 
