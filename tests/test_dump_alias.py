@@ -192,3 +192,40 @@ def test_overwrite_killed_in_the_middle_of_its_removals_is_finished_by_the_next_
     assert len(old & media(out)) == len(old) - removed
     assert run("dump", y, out, "--key", "k", "--overwrite") == 0
     assert files_under(out) == expected
+
+
+def test_missing_files_looks_up_few_and_lists_many(tmp_path):
+    from gpu_media.dump.finish import missing_files
+
+    (tmp_path / "media" / "images").mkdir(parents=True)
+    have = [f"media/images/{i}.png" for i in range(100)]
+    for rel in have:
+        (tmp_path / rel).write_bytes(b"x")
+    gone = ["media/images/gone.png", "media/images/mask/x.png", "media/metadata/boxes2D/y.json"]
+    assert missing_files(str(tmp_path), have + gone) == sorted(gone)  # 101 in one folder: listed
+    assert missing_files(str(tmp_path), have[:3] + gone[:1]) == gone[:1]  # 4: looked up
+    assert missing_files(str(tmp_path), []) == []
+
+
+def test_a_dump_whose_file_is_removed_before_its_index_fails_and_its_rerun_writes_it(tmp_path, monkeypatch):
+    """docs/SPEC.md 6.4: the index is never renamed in while a file it names is gone (removed by a non-dump)."""
+    import gpu_media as gm
+    from gpu_media import MediaError, dump
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 6, 5, 3), dtype=np.uint8)
+    where = dump.write_batches.__globals__
+    real = where["index_json"]
+
+    def remove_one(*args, **kwargs):
+        index = real(*args, **kwargs)
+        os.unlink(tmp_path / index["images"][1]["path"])  # as another program might, without the lock
+        return index
+
+    monkeypatch.setitem(where, "index_json", remove_one)
+    with pytest.raises(MediaError, match=r"1 files this dump wrote or found were removed while it ran \(e\.g\. "
+                       r"media/images/k_0_[0-9a-f]{20}\.png\); its index was not written: run the dump again"):
+        gm.write_dump(tmp_path, x, key="k", device="cpu")
+    assert not os.path.exists(tmp_path / index_name("k", 0))
+    monkeypatch.undo()
+    gm.write_dump(tmp_path, x, key="k", device="cpu")
+    assert_consistent(tmp_path)

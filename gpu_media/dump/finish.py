@@ -343,7 +343,9 @@ def _remove_files(root: str, rels: set[str]) -> None:
 
 
 def missing_files(root: str, rels: Iterable[str]) -> list[str]:
-    """The ``rels`` (``/``-separated paths relative to ``root``) that do not exist, sorted; each folder listed once.
+    """The ``rels`` (``/``-separated paths relative to ``root``) that do not exist, sorted.
+
+    A folder with more than 64 of them is listed once rather than each file looked up.
 
     Args:
         root: the dump folder.
@@ -363,8 +365,12 @@ def missing_files(root: str, rels: Iterable[str]) -> list[str]:
         by_folder.setdefault(folder, []).append(name)
     missing = []
     for folder, names in by_folder.items():
+        path = os.path.join(root, *folder.split("/"))
+        if len(names) <= 64:  # a few files: one stat each, whatever the folder holds
+            missing.extend(f"{folder}/{n}" for n in names if not os.path.exists(os.path.join(path, n)))
+            continue
         try:
-            have = set(os.listdir(os.path.join(root, *folder.split("/"))))
+            have = set(os.listdir(path))
         except (FileNotFoundError, NotADirectoryError):
             have = set()
         missing.extend(f"{folder}/{n}" for n in names if n not in have)
