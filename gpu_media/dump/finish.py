@@ -72,6 +72,11 @@ def check_overwrite_at(output: Output, key: str, step: int | str, overwrite: boo
 
     Raises:
         gpu_media.DumpExistsError: naming the index's URL; ``key`` is the key, ``item`` the index's name.
+
+    Examples:
+        >>> import tempfile
+        >>> from gpu_media.storage import open_output
+        >>> check_overwrite_at(open_output(tempfile.mkdtemp()), "val", 0, overwrite=False)  # no index yet
     """
     name = index_name(key, step)
     if not overwrite and output.exists(name):
@@ -194,7 +199,14 @@ def claim(root: str, stem: str) -> str:
 
 
 def release(path: str | None) -> None:
-    """Remove the claim file ``path`` (:func:`claim`); nothing if None or gone."""
+    """Remove the claim file ``path`` (:func:`claim`); nothing if None or gone.
+
+    Args:
+        path: what :func:`claim` returned, or None.
+
+    Examples:
+        >>> release(None)
+    """
     if path is None:
         return
     try:
@@ -214,6 +226,15 @@ def live_claims(root: str) -> list[str]:
 
     Returns:
         the claimed ``/``-separated path prefixes, sorted.
+
+    Examples:
+        >>> import json, os, socket, tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> stale = {"pid": 999999999, "host": socket.gethostname(), "prefixes": ["media/images/k_0_"]}
+        >>> with open(os.path.join(root, ".gpu-media-claim.999999999.0123abcd.json"), "w") as f:  # no such pid
+        ...     _ = f.write(json.dumps(stale))
+        >>> live_claims(root), os.listdir(root)
+        ([], [])
     """
     try:
         names = os.listdir(root)
@@ -233,7 +254,7 @@ def live_claims(root: str) -> list[str]:
             other_host = data.get("host") != host
         except FileNotFoundError:
             continue
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             prefixes, other_host = [""], False
         if not other_host and not pid_alive(int(m.group("pid"))):
             release(path)
@@ -286,6 +307,18 @@ def journal_removals(root: str, rels: set[str], durable: bool) -> None:
         root: the dump folder.
         rels: ``/``-separated paths under ``media/``.
         durable: fsync the journal (and the folder) before returning.
+
+    Examples:
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(root, "media", "images"))
+        >>> open(os.path.join(root, "media", "images", "k_0_a.png"), "wb").close()
+        >>> journal_removals(root, {"media/images/k_0_a.png"}, durable=False)
+        >>> sorted(os.listdir(root))
+        ['.gpu-media-remove.json', 'media']
+        >>> finish_removals(root, durable=False)  # no index names it, no dump claims it
+        >>> os.listdir(root)
+        ['media']
     """
     if rels:
         _write_journal(root, _read_journal(root) | rels, durable)
@@ -303,6 +336,10 @@ def finish_removals(root: str, durable: bool) -> None:
     Args:
         root: the dump folder.
         durable: fsync the rewritten journal.
+
+    Examples:
+        >>> import tempfile
+        >>> finish_removals(tempfile.mkdtemp(), durable=False)  # no journal: nothing to do
     """
     pending = _read_journal(root)
     if not pending:
@@ -464,6 +501,10 @@ def finish_removals_at(output: Output) -> None:
 
     Args:
         output: the dump's location (:func:`gpu_media.storage.open_output`).
+
+    Examples:
+        >>> from gpu_media.storage import open_output
+        >>> finish_removals_at(open_output("memory://dumps/none"))  # doctest: +SKIP
     """
     pending = _journal_at(output)
     if not pending:
@@ -491,6 +532,13 @@ def finish_dump_at(output: Output, name: str, index: dict, options: DumpOptions)
         name: the index's name (:func:`gpu_media.dump.index_name`).
         index: the index JSON.
         options: the dump's options (``overwrite``, ``viewer``).
+
+    Examples:
+        >>> from gpu_media.storage import open_output
+        >>> out = open_output("memory://dumps/x")  # doctest: +SKIP
+        >>> finish_dump_at(out, "k_0.index.json", {"images": []}, DumpOptions(viewer=False))  # doctest: +SKIP
+        >>> out.listdir()  # doctest: +SKIP
+        ['k_0.index.json']
     """
     old = output.get(name) if options.overwrite else None
     if old is not None:
@@ -512,6 +560,14 @@ def write_viewer_at(output: Output) -> None:
 
     Args:
         output: the dump's location (:func:`gpu_media.storage.open_output`).
+
+    Examples:
+        >>> import os, tempfile
+        >>> from gpu_media.storage import open_output
+        >>> root = tempfile.mkdtemp()
+        >>> write_viewer_at(open_output(root))
+        >>> sorted(os.listdir(root))
+        ['.gpu-media.lock', 'index.html']
     """
     from ..storage import open_output
     from ..viewer import INDEX_HTML, render_html, viewer_data, write_viewer
