@@ -39,6 +39,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import sys
 import urllib.parse
 from importlib import resources
@@ -338,27 +339,126 @@ CHROMIUM_ARGS = (
 )
 
 
+class _BadRequest(Exception):
+    """A request path that is not a file name (undecodable, a NUL byte)."""
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Static files of the dump folder, without a log line per request and without folder listings."""
+    """The dump folder's regular files, confined to it (see :func:`serve`), without a log line per request."""
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
-
-    def list_directory(self, path):
-        """A folder without an ``index.html`` is 404, never an HTML listing of its files."""
-        self.send_error(http.HTTPStatus.NOT_FOUND, "Not found")  # and no file to copy: send_head gets None
 
     def end_headers(self):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("X-Content-Type-Options", "nosniff")
         super().end_headers()
 
+    def _host_ok(self) -> bool:
+        """True when the ``Host`` header names this server as a local name (no DNS rebinding)."""
+        host = self.headers.get("Host")
+        if host is None:
+            self.send_error(http.HTTPStatus.BAD_REQUEST, "No Host header")
+            return False
+        if host.strip().lower() not in self.server.allowed_hosts:
+            self.send_error(http.HTTPStatus.MISDIRECTED_REQUEST, "Host not served here")
+            return False
+        return True
+
+    def _file(self) -> str | None:
+        """The real path of the regular file the URL names inside the dump, or None (404).
+
+        Raises:
+            _BadRequest: the path does not decode to a file name.
+        """
+        raw = self.path.split("?", 1)[0].split("#", 1)[0]
+        try:
+            rel = urllib.parse.unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            raise _BadRequest("path is not UTF-8") from None
+        if "\0" in rel or not rel.startswith("/"):
+            raise _BadRequest("not a file path")
+        parts = [p for p in rel.split("/") if p]
+        if any(p.startswith(".") or p.endswith(".tmp") for p in parts):
+            return None  # dotfiles (the lock, temporary files), "..", temporary names
+        root = self.server.real_root
+        path = os.path.realpath(os.path.join(root, *parts))
+        if os.path.isdir(path):
+            path = os.path.realpath(os.path.join(path, INDEX_HTML))
+        if os.path.commonpath([root, path]) != root:
+            return None  # a symlink (of the file or a folder on the way) out of the dump
+        if any(p.startswith(".") for p in os.path.relpath(path, root).split(os.sep)):
+            return None  # a symlink to a hidden file of the dump
+        return path
+
+    def send_head(self):
+        """Headers for the confined file and the open file object, or None after an error response."""
+        if not self._host_ok():
+            return None
+        try:
+            path = self._file()
+        except _BadRequest as exc:
+            self.send_error(http.HTTPStatus.BAD_REQUEST, str(exc))
+            return None
+        if path is None:
+            self.send_error(http.HTTPStatus.NOT_FOUND, "Not found")
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except (OSError, ValueError):
+            self.send_error(http.HTTPStatus.NOT_FOUND, "Not found")
+            return None
+        f = os.fdopen(fd, "rb")
+        try:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):  # a FIFO, a device, a folder swapped in
+                f.close()
+                self.send_error(http.HTTPStatus.NOT_FOUND, "Not found")
+                return None
+            self.send_response(http.HTTPStatus.OK)
+            self.send_header("Content-type", self.guess_type(path))
+            self.send_header("Content-Length", str(st.st_size))
+            self.send_header("Last-Modified", self.date_time_string(int(st.st_mtime)))
+            self.end_headers()
+            return f
+        except BaseException:
+            f.close()
+            raise
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """The server of :func:`serve`: the dump's real path and the ``Host`` values it answers."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, root: str) -> None:
+        super().__init__(address, handler)
+        self.real_root = os.path.realpath(root)
+        port = self.server_address[1]
+        names = ["127.0.0.1", "localhost", "[::1]"]
+        bound = address[0]
+        if bound not in ("", "0.0.0.0", "::"):  # an explicit address answers to its own name too
+            names.append(f"[{bound}]" if ":" in bound else bound)
+        self.allowed_hosts = {f"{n.lower()}:{port}" for n in names}
+        if port == 80:  # the default port, which browsers leave out of Host
+            self.allowed_hosts |= {n.lower() for n in names}
+
 
 def serve(out_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
     """An HTTP server for ``out_dir`` on ``host:port`` (0: any free port), not yet serving.
 
-    It serves the folder's files; ``/`` gives ``index.html``, and a folder URL without
-    an ``index.html`` is 404 (no directory listings).
+    It serves the folder's regular files; ``/`` gives ``index.html``, and a folder URL
+    without an ``index.html`` is 404 (no directory listings). Confined to the dump:
+
+    * a file whose real path is outside ``out_dir`` (a symlinked file, a file under a
+      symlinked folder) is 404, as are FIFOs, devices and other non-regular files;
+    * hidden names (a path segment starting with ``.``: the ``.gpu-media.lock``,
+      :func:`gpu_media.fileio.write_atomic`'s temporary files, ``..``) and ``*.tmp`` are 404;
+    * a path that does not decode to a file name (``%00``, bytes that are not UTF-8) is 400;
+    * the ``Host`` header must be ``127.0.0.1:PORT``, ``localhost:PORT`` or ``[::1]:PORT``
+      (or ``host:PORT`` for an explicit ``host``), else 421 Misdirected Request, and a
+      request without one is 400: a web page on another name that resolves to 127.0.0.1
+      (DNS rebinding) cannot read the dump.
 
     Call ``serve_forever()`` (in a thread, say) and ``shutdown()`` / ``server_close()``;
     the port is ``server.server_address[1]``.
@@ -389,9 +489,7 @@ def serve(out_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 0) ->
     root = os.path.abspath(os.fspath(out_dir))
     if not os.path.isdir(root):
         raise NotADirectoryError(f"{out_dir!r} is not a folder")
-    server = http.server.ThreadingHTTPServer((host, port), functools.partial(_Handler, directory=root))
-    server.daemon_threads = True
-    return server
+    return _Server((host, port), functools.partial(_Handler, directory=root), root)
 
 
 def view(out_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *, rewrite: bool = False,

@@ -496,3 +496,91 @@ def test_every_grey_value_maps_to_its_class(browser, tmp_path):
         got = _stage_pixels(pg)[8::16, 8::16].reshape(256, 3)
         want = np.array([(50, 50, 50) if c % 3 == 0 else PAL[c % len(PAL)] for c in range(256)])
         assert np.abs(got - want).max() <= 1, np.nonzero(np.abs(got - want).max(axis=1) > 1)[0].tolist()
+
+
+# ---------------------------------------------------------------- the server stays inside the dump
+
+def _raw(port: int, target: str, host: str | None = "127.0.0.1:{port}", method: str = "GET") -> tuple[int, bytes]:
+    """One HTTP/1.1 request written byte for byte on a socket: ``(status, body)``."""
+    import socket
+
+    lines = [f"{method} {target} HTTP/1.1"]
+    if host is not None:
+        lines.append("Host: " + host.format(port=port))
+    lines += ["Connection: close", "", ""]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall("\r\n".join(lines).encode("latin-1"))
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    assert data.startswith(b"HTTP/1."), data[:200]
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.fixture
+def confined(tmp_path):
+    """A served dump with symlinks out of it, a hidden temporary file and a secret beside it."""
+    root = tmp_path / "dump"
+    gpu_media.write_dump(root, np.full((2, 8, 8, 3), 7, np.uint8), key="k", device="cpu")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "passwd.txt").write_text("SECRET")
+    (secret / "x.png").write_bytes(b"SECRET-PNG")
+    (root / "leak.txt").symlink_to(secret / "passwd.txt")
+    (root / "leakdir").symlink_to(secret)
+    media = root / "media" / "images"
+    (media / "x.png").symlink_to(secret / "x.png")
+    (media / "inside.png").symlink_to(next(media.glob("k_*.png")))  # real path inside: served
+    (root / ".index.html.123.deadbeef.tmp").write_text("partial")
+    (root / "notes.tmp").write_text("partial")
+    (root / "fifo").mkdir()  # a folder without index.html
+    server = viewer.serve(root)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield root, server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_serve_follows_no_symlink_out_of_the_dump(confined):
+    root, port = confined
+    first = next((root / "media" / "images").glob("k_*.png")).name
+    assert _raw(port, "/media/images/" + first) == (200, (root / "media" / "images" / first).read_bytes())
+    assert _raw(port, "/media/images/inside.png")[0] == 200
+    for target in ("/leak.txt", "/leakdir/passwd.txt", "/leakdir/x.png", "/media/images/x.png", "/leakdir/",
+                   "/fifo/", "/fifo"):
+        status, body = _raw(port, target)
+        assert status == 404, target
+        assert b"SECRET" not in body
+
+
+def test_serve_hides_dotfiles_and_temporary_files(confined):
+    root, port = confined
+    assert (root / ".gpu-media.lock").exists()
+    for target in ("/.gpu-media.lock", "/.index.html.123.deadbeef.tmp", "/notes.tmp", "/%2egpu-media.lock",
+                   "/media/../k_0.index.json", "/media/%2e%2e/k_0.index.json"):
+        assert _raw(port, target)[0] == 404, target
+    assert _raw(port, "/k_0.index.json")[0] == 200
+
+
+def test_serve_answers_undecodable_paths_with_400(confined, capfd):
+    _, port = confined
+    for target in ("/index.html%00.png", "/%00", "/index.html%ff", "/%c3%28.png"):
+        assert _raw(port, target)[0] == 400, target
+    assert _raw(port, "/index.html", method="HEAD")[0] == 200  # the server still answers
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_serve_checks_the_host_header(confined):
+    """DNS rebinding: a page on attacker.example resolving to 127.0.0.1 sends its own name as Host."""
+    _, port = confined
+    for host in ("127.0.0.1:{port}", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}"):
+        assert _raw(port, "/", host=host)[0] == 200, host
+    for host in ("attacker.example", "attacker.example:{port}", "127.0.0.1", "127.0.0.1:1", "localhost.:{port}",
+                 "127.0.0.1:{port}.attacker.example", ""):
+        status, body = _raw(port, "/index.html", host=host)
+        assert status == 421, host
+        assert b"gpu-media" not in body
+    assert _raw(port, "/", host=None)[0] == 400
