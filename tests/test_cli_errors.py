@@ -8,6 +8,7 @@ and ``gpu-media view``'s refusal to list folders.
 """
 
 import errno
+import io
 import os
 import stat
 import subprocess
@@ -127,6 +128,16 @@ def make_bad_npz(kind, path):
         with open(path, "wb") as f:
             np.save(f, images())
         return [".npy"]
+    if kind == "zero_d_images":  # np.savez(f, images=np.array(5, np.uint8)): no len()
+        np.savez(path, images=np.array(5, np.uint8))
+        return ["'images'", "shape ()"]
+    if kind == "huge_header":  # a header claiming 3 EB: refused before numpy allocates it
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**6, 10**6, 3)})
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("images.npy", header.getvalue() + bytes(64))
+        return ["'images'", "(1000000, 1000000, 1000000, 3)", "memory available"]
     if kind == "missing":
         return []
     if kind == "folder":  # read as a folder of .npz shards (gpu_media.formats.shards), holding none
@@ -136,7 +147,8 @@ def make_bad_npz(kind, path):
 
 
 @pytest.mark.parametrize("kind", ["empty", "truncated", "bad_crc", "bad_deflate", "object_array", "object_images",
-                                  "text", "npy", "missing", "folder"])
+                                  "text", "npy", "missing", "folder", "zero_d_images",
+                                  "huge_header"])
 def test_bad_npz_is_one_line_and_writes_nothing(tmp_path, kind):
     inp = tmp_path / "batch.npz"
     words = make_bad_npz(kind, inp)

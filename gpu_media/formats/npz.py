@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import MediaError
 
-__all__ = ["NPZ_HELP", "load_npz"]
+__all__ = ["NPZ_HELP", "load_npz", "available_memory"]
 
 #: The entries of an .npz input, one per line (part of ``gpu-media dump --help``).
 NPZ_HELP = """\
@@ -54,7 +54,10 @@ def load_npz(path: str | os.PathLike) -> dict[str, Any]:
             CRC, bad compressed data), an entry holding Python objects (never
             unpickled, for safety), no ``images`` entry, an unknown
             entry or box field, a box key without ``xyxy``, malformed
-            ``class_labels`` (the message names the file and the entry).
+            ``class_labels``, an ``images`` entry with fewer than 2 dimensions, an
+            entry whose header claims more bytes than :func:`available_memory`
+            (checked before anything is allocated; docs/SPEC.md 1) (the message
+            names the file and the entry).
 
     Examples:
         >>> import json, os, tempfile
@@ -77,7 +80,11 @@ def load_npz(path: str | os.PathLike) -> dict[str, Any]:
         if "images" not in names:
             raise MediaError(f"{path}: no 'images' entry (entries: {sorted(names)})", item=path)
         z = _Entries(archive, path)
-        out = {"images": z["images"]}
+        images = z["images"]
+        if images.ndim < 2:
+            raise MediaError(f"{path}: entry 'images' has shape {images.shape}: not an image or a batch of images "
+                             "((N,H,W,C), (N,H,W) or a single (H,W[,C]) image)", item=images.shape)
+        out = {"images": images}
         if "layout" in names:
             out["layout"] = str(z["layout"])
         masks, boxes = {}, {}
@@ -147,6 +154,7 @@ class _Entries:
         self._z, self._path = z, path
 
     def __getitem__(self, name):
+        self._check_size(name)
         try:
             return self._z[name]
         except ValueError as exc:
@@ -157,3 +165,60 @@ class _Entries:
             raise MediaError(f"{self._path}: entry {name!r} cannot be read ({exc})", item=name) from None
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise MediaError(f"{self._path}: entry {name!r} is damaged ({exc})", item=name) from None
+        except MemoryError:  # the size check passed, but the memory went meanwhile
+            raise MediaError(f"{self._path}: entry {name!r} does not fit in memory", item=name) from None
+
+    def _check_size(self, name):
+        """The size the entry's ``.npy`` header claims, against the memory available (docs/SPEC.md 1)."""
+        try:
+            with self._z.zip.open(name + ".npy") as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:  # a 3.0 header (UTF-8 field names): numpy reads it, and a MemoryError is caught
+                    return
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
+            return  # reading the entry itself reports what is wrong
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        available = available_memory()
+        if available is not None and claimed > available:
+            raise MediaError(f"{self._path}: entry {name!r} claims shape {tuple(shape)} {dtype} ({_size(claimed)}), "
+                             f"more than the {_size(available)} of memory available; a batch must fit in memory "
+                             "(split it into .npz shards in a folder)", item=name)
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new array can take now: Linux's ``MemAvailable``, else the free physical memory.
+
+    The largest batch an input file may claim (docs/SPEC.md 1); None where the
+    system does not say.
+
+    Returns:
+        a byte count, or None.
+
+    Examples:
+        >>> n = available_memory()
+        >>> n is None or n > 0
+        True
+    """
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
