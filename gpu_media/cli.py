@@ -39,6 +39,15 @@ def _error_line(exc: BaseException) -> str:
     return "gpu-media: error: " + " ".join(text.split("\n"))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a bad command line as one ``gpu-media: error: ...`` line (exit 2), not the usage block."""
+
+    def error(self, message: str):
+        """Print ``gpu-media: error: <message> (see '<prog> --help')`` on stderr and exit with status 2."""
+        text = " ".join(message.split())
+        self.exit(2, f"gpu-media: error: {text} (see '{self.prog} --help')\n")
+
+
 def _print_locations(summary: dict, out_dir: str | os.PathLike, stream: TextIO) -> None:
     print(f"index: {summary['index']}", file=stream)
     print(f"viewer: {os.path.join(summary['out_dir'], 'index.html')}  (or: gpu-media view {out_dir})", file=stream)
@@ -218,7 +227,7 @@ def demo_input() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``gpu-media``: returns the exit status (0; 2 for a failure, as one line on stderr; 130 on Ctrl-C)."""
-    p = argparse.ArgumentParser(prog="gpu-media", description="Batches of images to wandb-compatible media files.",
+    p = _Parser(prog="gpu-media", description="Batches of images to wandb-compatible media files.",
                                 epilog="A failure prints one line 'gpu-media: error: ...' and exits with status 2.")
     p.add_argument("--version", action="version", version=f"gpu-media {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -268,10 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dump" and not args.coco:
             for flag in ("predictions", "score_threshold"):
                 if getattr(args, flag) is not None:
-                    p.error(f"--{flag.replace('_', '-')} needs --coco")
+                    d.error(f"--{flag.replace('_', '-')} needs --coco")
         if args.command == "dump" and args.ray is not None:
             if args.batch_size < 1:
-                p.error("--batch-size must be at least 1")
+                d.error("--batch-size must be at least 1")
             run_ray(args.input, args.out_dir, address=args.ray or None, key=args.key or ("coco" if args.coco
                     else "images"), step=args.step, coco=args.coco, predictions=args.predictions,
                     score_threshold=args.score_threshold, skip_bad=args.skip_bad, workers=args.workers,
@@ -280,10 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     overwrite=args.overwrite, durable=args.durable)
             return 0
         if args.command == "dump" and "://" in args.out_dir:
-            p.error("an fsspec URL as OUT_DIR needs --ray")
+            d.error("an fsspec URL as OUT_DIR needs --ray")
         if args.command == "dump" and args.coco:
             if args.batch_size < 1:
-                p.error("--batch-size must be at least 1")
+                d.error("--batch-size must be at least 1")
             run_coco(args.input, args.out_dir, instances=args.coco, predictions=args.predictions,
                      score_threshold=args.score_threshold, skip_bad=args.skip_bad, key=args.key or "coco",
                      step=args.step, file_type=args.file_type, quality=args.quality, draw_boxes=args.draw_boxes,

@@ -387,3 +387,22 @@ def test_view_serves_files_but_no_directory_listings(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+# --------------------------------------------------------------------------- a bad command line
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["dump", "in.npz", "out", "--step", "abc"], ["--step", "'abc'", "gpu-media dump --help"]),
+    (["dump", "in.npz"], ["required", "out_dir"]),
+    (["demo", "out", "--format", "gif"], ["--format", "'gif'", "gpu-media demo --help"]),
+    (["bogus"], ["'bogus'", "gpu-media --help"]),
+    (["dump", "in.npz", "out", "--predictions", "r.json"], ["--predictions needs --coco"]),
+])
+def test_bad_command_line_is_one_line(tmp_path, argv, words):
+    """The usage block of argparse is replaced by the one error line (status 2, as argparse's)."""
+    proc = subprocess.run([sys.executable, "-m", "gpu_media.cli", *argv], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, check=False)
+    assert_one_line_error(proc, *words)
+    assert "usage:" not in proc.stderr
+    assert os.listdir(tmp_path) == []
