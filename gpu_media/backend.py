@@ -25,7 +25,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from .errors import DeviceError
+from .errors import DeviceError, MediaError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -359,7 +359,7 @@ def get_backend(device: str) -> Backend:
         the backend, loaded on first use and then cached.
 
     Raises:
-        ValueError: ``device`` is not registered.
+        gpu_media.MediaError: ``device`` is not registered (a ``ValueError``).
         DeviceError: its loader says it is unusable here ("gpu" without CuPy and a GPU).
         TypeError: its loader returned something that does not satisfy :class:`Backend`.
 
@@ -376,7 +376,7 @@ def get_backend(device: str) -> Backend:
         return backend
     loader = _registry.get(device)
     if loader is None:
-        raise ValueError(f"no backend named {device!r}; registered: {list(_registry)}")
+        raise MediaError(f"no backend named {device!r}; registered: {list(_registry)}", item=device)
     backend = loader()
     if not isinstance(backend, Backend) or backend.name != device:
         raise TypeError(f"the backend registered as {device!r} does not satisfy gpu_media.backend.Backend "
@@ -400,7 +400,7 @@ def resolve_device(device: str | None, on_gpu: bool = False) -> str:
         the resolved name ("cpu", "gpu", ...), whose backend :func:`get_backend` gives.
 
     Raises:
-        ValueError: another value (of ``device`` or of ``GPU_MEDIA_DEVICE``).
+        gpu_media.MediaError: another value (of ``device`` or of ``GPU_MEDIA_DEVICE``; a ``ValueError``).
         DeviceError: "gpu" (or another backend) that is not usable here.
 
     Examples:
@@ -414,17 +414,17 @@ def resolve_device(device: str | None, on_gpu: bool = False) -> str:
         >>> resolve_device("tpu")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: device must be one of ('auto', 'cpu', 'gpu'...), got 'tpu'
+        gpu_media.errors.MediaError: device must be one of ('auto', 'cpu', 'gpu'...), got 'tpu'
     """
     device = "auto" if device is None else device
     names = ("auto", *backends())
     if device not in names:
-        raise ValueError(f"device must be one of {names}, got {device!r}")
+        raise MediaError(f"device must be one of {names}, got {device!r}", item=device)
     if device == "auto":
         env = os.environ.get("GPU_MEDIA_DEVICE", "").strip().lower()
         if env:
             if env not in names:
-                raise ValueError(f"GPU_MEDIA_DEVICE must be one of {names}, got {env!r}")
+                raise MediaError(f"GPU_MEDIA_DEVICE must be one of {names}, got {env!r}", item=env)
             device = env
     if device == "auto":
         device = "gpu" if on_gpu and gpu_available() else "cpu"

@@ -82,3 +82,44 @@ class HostFallbackWarning(RuntimeWarning):
     error (the test suite in pyproject.toml; ``PYTHONWARNINGS="error:host fallback"`` in
     any process, as ``benchmarks/verify_gpu.sh`` does), so no fallback passes for a GPU result.
     """
+
+
+class DumpPathError(MediaError):
+    """An output folder that cannot take a dump, found before any work (docs/SPEC.md 6.4).
+
+    ``item`` is the path as given. The subclasses keep the builtin exception that
+    Python itself would raise, so ``except FileExistsError`` and the like still work.
+    """
+
+
+class DumpPathExistsError(DumpPathError, FileExistsError):
+    """``out_dir`` is an existing file, not a folder."""
+
+
+class DumpPathNotADirectoryError(DumpPathError, NotADirectoryError):
+    """A parent of ``out_dir`` is a file, so the folder cannot be created."""
+
+
+class DumpPathTypeError(DumpPathError, TypeError):
+    """``out_dir`` is not a ``str`` or ``os.PathLike`` of ``str`` (a ``bytes`` path, ``None``, a number)."""
+
+
+class DumpLockError(DumpPathError, IsADirectoryError):
+    """The folder's lock file ``.gpu-media.lock`` is a folder (or another non-file), so it cannot be locked."""
+
+
+class DumpWriteError(MediaError, OSError):
+    """The disk failed while a dump's files were written (``errno`` as the disk's error, ENOSPC say).
+
+    The message names the folder and says that the dump was not indexed: no index names
+    any of its files, and a run again (with space freed) writes it whole.
+    """
+
+
+class ViewerWarning(UserWarning):
+    """The dump is written and indexed, but the folder's ``index.html`` could not be updated.
+
+    :func:`gpu_media.write_dump` warns (and returns normally); ``gpu-media dump`` prints
+    one ``gpu-media: warning:`` line and exits 0. ``gpu-media view OUT --rebuild``
+    writes the page again.
+    """

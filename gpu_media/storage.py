@@ -28,8 +28,15 @@ import shutil
 import tempfile
 import uuid
 
-from .errors import MediaError
-from .fileio import write_atomic
+from .errors import (
+    DumpLockError,
+    DumpPathError,
+    DumpPathExistsError,
+    DumpPathNotADirectoryError,
+    DumpPathTypeError,
+    MediaError,
+)
+from .fileio import LOCK_NAME, write_atomic
 
 __all__ = ["Output", "LocalOutput", "FsspecOutput", "open_output", "is_url", "check_local_folder", "S3_EXTRA"]
 
@@ -289,30 +296,66 @@ def check_local_folder(out_dir: str | os.PathLike) -> None:
     ``out_dir`` must be a folder or not exist yet (it is created by the dump). A probe
     file is created and removed in it, or, when it does not exist, in its nearest
     existing parent (where the dump will create it), so that permissions, read-only
-    file systems and root's exceptions all count as they will for the dump.
+    file systems and root's exceptions all count as they will for the dump. The
+    folder's lock file (:data:`gpu_media.fileio.LOCK_NAME`), if there, must be a file.
 
     Raises:
-        gpu_media.MediaError: ``out_dir`` (or a parent) is an existing file, or the
-            folder the dump would write in refuses a new file (the message names it).
+        gpu_media.errors.DumpPathTypeError: ``out_dir`` is not a ``str`` or
+            ``os.PathLike`` of ``str`` (a ``bytes`` path; also a ``TypeError``).
+        gpu_media.errors.DumpPathExistsError: ``out_dir`` is an existing file (also a
+            ``FileExistsError``).
+        gpu_media.errors.DumpPathNotADirectoryError: a parent is a file (also a
+            ``NotADirectoryError``).
+        gpu_media.errors.DumpLockError: ``out_dir/.gpu-media.lock`` exists and is not
+            a file (also an ``IsADirectoryError``).
+        gpu_media.errors.DumpPathError: the folder the dump would write in refuses a
+            new file (the message names it).
+
+    Examples:
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> check_local_folder(os.path.join(folder, "new", "out"))  # creatable: fine, nothing made
+        >>> os.listdir(folder)
+        []
+        >>> os.mkdir(os.path.join(folder, ".gpu-media.lock"))
+        >>> check_local_folder(folder)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gpu_media.errors.DumpLockError: ...: the lock file .../.gpu-media.lock is a folder...
     """
-    path = os.path.abspath(os.fspath(out_dir).split("://", 1)[-1] if is_url(out_dir) else os.fspath(out_dir))
+    try:
+        given = os.fspath(out_dir)
+    except TypeError:
+        given = out_dir
+    if not isinstance(given, str):
+        raise DumpPathTypeError(f"output folder {out_dir!r}: a {type(given).__name__}, not a folder path (a str "
+                                "or os.PathLike of str)", item=out_dir)
+    if not given:
+        raise DumpPathError("output folder '': an empty path (write '.' for the working folder)", item=given)
+    path = os.path.abspath(given.split("://", 1)[-1] if is_url(given) else given)
     probe = path
     while not os.path.isdir(probe):
         if os.path.exists(probe):
-            what = "an existing file" if probe == path else f"under {probe}, which is a file"
-            raise MediaError(f"{out_dir}: output folder is {what}, not a folder", item=os.fspath(out_dir))
+            if probe == path:
+                raise DumpPathExistsError(f"{given}: output folder is an existing file, not a folder", item=given)
+            raise DumpPathNotADirectoryError(f"{given}: output folder is under {probe}, which is a file, not a "
+                                             "folder", item=given)
         parent = os.path.dirname(probe)
         if parent == probe:
             break
         probe = parent
+    lock = os.path.join(path, LOCK_NAME)
+    if probe == path and os.path.lexists(lock) and not os.path.isfile(lock):
+        kind = "a folder" if os.path.isdir(lock) else "not a regular file"
+        raise DumpLockError(f"{given}: the lock file {lock} is {kind}; remove it (gpu-media creates the file)",
+                            item=given)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".gpu-media-probe-", suffix=".tmp", dir=probe)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
         where = "output folder" if probe == path else f"output folder (to be created in {probe})"
-        raise MediaError(f"{out_dir}: {where} is not writable ({exc.strerror or exc})",
-                         item=os.fspath(out_dir)) from None
+        raise DumpPathError(f"{given}: {where} is not writable ({exc.strerror or exc})", item=given) from None
 
 
 def _why(exc: BaseException) -> str:

@@ -8,13 +8,14 @@ both backends share.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 
 import numpy as np
 import pytest
 
 import gpu_media as gm
-from gpu_media import checks
+from gpu_media import checks, errors
 from gpu_media.dump import DumpOptions
 from gpu_media.errors import BoxError, ImageError, MaskError, MediaError
 
@@ -178,3 +179,60 @@ def test_bad_options_are_raised_before_the_images_are_looked_at(tmp_path):
     with pytest.raises(MediaError, match="^quality must be"):
         gm.write_dump(tmp_path / "out", np.zeros((2, 4, 4, 3), np.complex64), key="k", quality=0)
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- the output folder and the device
+
+
+def _folder_cases(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_bytes(b"keep")
+    locked = tmp_path / "locked"
+    (locked / ".gpu-media.lock").mkdir(parents=True)
+    return [
+        (a_file, errors.DumpPathExistsError, FileExistsError, ["a_file", "existing file"]),
+        (a_file / "sub", errors.DumpPathNotADirectoryError, NotADirectoryError, ["a_file", "which is a file"]),
+        (os.fsencode(tmp_path / "b"), errors.DumpPathTypeError, TypeError, ["bytes"]),
+        (locked, errors.DumpLockError, IsADirectoryError, [".gpu-media.lock", "is a folder"]),
+    ]
+
+
+def test_bad_output_folders_are_gpu_media_errors_keeping_the_builtin_base(tmp_path):
+    """write_dump raises a gpu_media error that callers catching the builtin one still catch; nothing written."""
+    for out, cls, builtin, words in _folder_cases(tmp_path):
+        before = sorted(str(p) for p in tmp_path.rglob("*"))
+        with pytest.raises(cls) as info:
+            gm.write_dump(out, np.zeros((2, 4, 4, 3), np.uint8), key="k", device="cpu")
+        assert isinstance(info.value, MediaError) and isinstance(info.value, builtin)
+        assert isinstance(info.value, errors.DumpPathError)
+        assert info.value.item == out
+        for word in words:
+            assert word in str(info.value), (word, str(info.value))
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # found before any work
+
+
+def test_the_lock_folder_is_found_before_any_media_file(tmp_path):
+    """Found in the preflight, not by the lock after every media file was encoded and written."""
+    (tmp_path / ".gpu-media.lock").mkdir()
+    with pytest.raises(errors.DumpLockError):
+        gm.write_dump(tmp_path, np.zeros((2, 4, 4, 3), np.uint8), key="k", device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gpu-media.lock"]
+
+
+@pytest.mark.parametrize("cls", [errors.DumpPathExistsError, errors.DumpPathNotADirectoryError,
+                                 errors.DumpPathTypeError, errors.DumpLockError, errors.DumpWriteError])
+def test_dump_path_errors_pickle_with_their_fields(cls):
+    err = cls("/x: bad", item="/x")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls and str(back) == "/x: bad" and back.item == "/x"
+
+
+def test_an_unknown_device_is_a_media_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("GPU_MEDIA_DEVICE", raising=False)
+    with pytest.raises(MediaError, match="device must be one of") as info:
+        gm.write_dump(tmp_path / "o", np.zeros((2, 4, 4, 3), np.uint8), key="k", device="tpu")
+    assert info.value.item == "tpu"
+    monkeypatch.setenv("GPU_MEDIA_DEVICE", "tpu")
+    with pytest.raises(MediaError, match="GPU_MEDIA_DEVICE must be one of"):
+        gm.encode(np.zeros((1, 4, 4, 3), np.uint8))
+    assert not (tmp_path / "o").exists()
