@@ -66,13 +66,13 @@ from .dump.finish import check_overwrite_at, claim, finish_dump, finish_dump_at,
 from .dump.index import paths_of
 from .dump.layout import dump_folders
 from .dump.pipeline import chunks, ordered
-from .errors import DeviceError, MediaError
+from .errors import DeviceError, DumpWriteError, MediaError
 from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
 from .masks import parse_class_labels
 from .storage import open_output
 
 __all__ = ["ROW_HELP", "RAY_EXTRA", "PARTS_DIR", "DatasetDump", "BlockWriter", "write_dump_dataset", "rows_to_batch",
-           "block_id", "placement", "coco_dataset", "npz_shards_dataset"]
+           "block_id", "placement", "coco_dataset", "npz_shards_dataset", "storage_failure"]
 
 RAY_EXTRA = "pip install 'gpu-media[ray]'"
 PARTS_DIR = ".gpu-media-parts"
@@ -302,7 +302,23 @@ class BlockWriter:
         self.parts = _parts_dir(key, step)
 
     def __call__(self, batch: dict) -> dict:
-        """Write one block (or find it written); returns its partial index."""
+        """Write one block (or find it written); returns its partial index.
+
+        A failure of the storage is raised as a :class:`gpu_media.errors.DumpWriteError`
+        naming the location (it reaches the driver whole; the storage's own exception
+        may not unpickle there).
+        """
+        try:
+            return self._block(batch)
+        except Exception as exc:
+            cause = storage_failure(exc)
+            if cause is None or isinstance(cause, DumpWriteError):
+                raise
+            err = DumpWriteError(f"{self.output.url}: {_one_line(cause)}", key=self.key, item=self.output.url)
+            err.errno = getattr(cause, "errno", None)
+            raise err from None
+
+    def _block(self, batch: dict) -> dict:
         t0 = time.perf_counter()
         bid = block_id(batch, self.fingerprint)
         rel = f"{self.parts}/{bid}.json"
@@ -402,6 +418,10 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
             ``out`` cannot be written (a missing bucket, bad credentials: checked with a
             probe before any work starts); bad rows (raised from the block that has
             them; blocks already written stay, and a re-run resumes); an empty dataset.
+        gpu_media.errors.DumpWriteError: the storage (the disk, an object store, its
+            network) failed while the workers wrote the blocks (:func:`storage_failure`):
+            one line saying how many blocks (and images) are written and that running
+            the same call again resumes; no index is written.
         gpu_media.DumpExistsError: the index exists and ``overwrite`` is False.
         gpu_media.DeviceError: ``device="gpu"`` on a cluster without GPUs.
 
@@ -479,7 +499,7 @@ def write_dump_dataset(ds: Any, out: str | os.PathLike, *, key: str, step: int |
                     claim_path = claim(output.local, stem)
             held.callback(release, claim_path)
             remove_stale_temps(dump_folders(output.local))
-        rows = _run(ray, ds, writer_args, batch_size, size, remote)
+        rows = _write_blocks(ray, ds, writer_args, batch_size, size, remote, output, key, step)
         parts = [json.loads(r["part"]) for r in rows]
         if not parts:
             raise MediaError("images: the dataset is empty")
@@ -550,18 +570,118 @@ def placement(device: str, resources: dict, num_workers: int | None = None,
     return ("gpu" if use_gpu else "cpu"), remote, size
 
 
-def _run(ray, ds, writer_args: dict, batch_size: int, size: int, remote: dict) -> list[dict]:
-    """The actors' pass over the dataset: one ``{"block", "part", "written"}`` row per block, in order."""
+#: Modules whose exceptions are the storage's (an object store or its network), not gpu-media's.
+_STORAGE_MODULES = ("botocore", "aiobotocore", "s3fs", "fsspec", "gcsfs", "adlfs", "aiohttp", "urllib3",
+                    "requests", "google", "azure")
+
+
+def storage_failure(exc: BaseException) -> BaseException | None:
+    """The storage error (the disk, an object store, its network) inside ``exc`` from Ray's workers, or None.
+
+    Ray wraps a worker's exception (``RayTaskError`` and Ray Data's ``UserCodeException``);
+    the chain (``__cause__``, ``__context__``, ``.cause``) is searched for an
+    ``OSError`` that is not a :class:`gpu_media.MediaError`, or an exception of an
+    fsspec / botocore / aiohttp module. A :class:`gpu_media.MediaError` found first
+    (bad rows) gives None: that is not the storage's failure.
+
+    Args:
+        exc: what the driver caught.
+
+    Returns:
+        the storage's exception, or None.
+
+    Examples:
+        >>> storage_failure(RuntimeError("x")) is None
+        True
+        >>> try:
+        ...     try:
+        ...         raise OSError(28, "No space left on device")
+        ...     except OSError as inner:
+        ...         raise RuntimeError("task failed") from inner
+        ... except RuntimeError as outer:
+        ...     storage_failure(outer).strerror
+        'No space left on device'
+    """
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        inner = getattr(e, "cause", None)
+        if isinstance(inner, BaseException) and type(e).__module__.startswith("ray."):
+            todo.insert(0, inner)  # Ray's wrapper (RayTaskError(X) is an X too): what the worker raised
+            continue
+        if isinstance(e, DumpWriteError):
+            return e
+        if isinstance(e, MediaError):
+            return None
+        if isinstance(e, OSError) or type(e).__module__.split(".")[0] in _STORAGE_MODULES:
+            return e
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return None
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of ``exc`` on one line, at most ``limit`` characters."""
+    why = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return why if len(why) <= limit else why[: limit - 3] + "..."
+
+
+def _interrupted(output: Output, key: str, step, rows: list[dict], cause: BaseException) -> DumpWriteError:
+    """The one-line error of a run stopped by the storage: how many blocks are written, and that a re-run resumes."""
+    parts = {r["block"]: json.loads(r["part"]) for r in rows}
+    try:  # the partial indexes really there (blocks finished but not yet reported count too)
+        names = [n for n in output.listdir(_parts_dir(key, step)) if n.endswith(".json")]
+        for rel, data in output.get_many([f"{_parts_dir(key, step)}/{n}" for n in names]).items():
+            part = json.loads(data.decode("utf-8"))
+            if part.get("key") == key and part.get("step") == step:
+                parts.setdefault(rel.rsplit("/", 1)[-1][: -len(".json")], part)
+    except Exception:  # noqa: BLE001 - the storage is down: what the driver was told is what is known
+        pass
+    images = sum(int(p.get("count", 0)) for p in parts.values())
+    # (a worker's DumpWriteError "<url>: <why>", to which Ray Data may have added lines of its own)
+    why = str(cause).split("\n", 1)[0].split(": ", 1)[-1] if isinstance(cause, DumpWriteError) else _one_line(cause)
+    err = DumpWriteError(f"{output.url}: the storage failed while the blocks were written ({why}); "
+                         f"{len(parts)} blocks ({images} images) written, no index yet; "
+                         "run again to resume (written blocks are skipped)", key=key, item=output.url)
+    err.errno = getattr(cause, "errno", None)
+    return err
+
+
+def _write_blocks(ray, ds, writer_args: dict, batch_size: int, size: int, remote: dict, output: Output, key: str,
+                  step) -> list[dict]:
+    """:func:`_run`, a failure of the storage raised as :func:`_interrupted`'s one-line error."""
+    rows: list[dict] = []
+    try:
+        return _run(ray, ds, writer_args, batch_size, size, remote, rows)
+    except Exception as exc:
+        cause = storage_failure(exc)
+        if cause is None:  # bad rows (a MediaError), a bug: raised as they are
+            raise
+        raise _interrupted(output, key, step, rows, cause) from exc
+
+
+def _run(ray, ds, writer_args: dict, batch_size: int, size: int, remote: dict, rows: list[dict]) -> list[dict]:
+    """The actors' pass over the dataset: one ``{"block", "part", "written"}`` row per block, in order.
+
+    The rows are appended to ``rows`` as they come back, so that a caller knows how
+    many blocks finished when the pass fails.
+    """
     ctx = ray.data.DataContext.get_current()
-    saved = ctx.execution_options.preserve_order
+    saved = ctx.execution_options.preserve_order, ctx.raise_original_map_exception
     ctx.execution_options.preserve_order = True  # the partial indexes come back in the dataset's order
+    ctx.raise_original_map_exception = True  # a worker's own exception, not Ray Data's UserCodeException
     try:
         done = ds.map_batches(BlockWriter, fn_constructor_kwargs=writer_args, batch_size=batch_size,
                               batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=size), **remote)
         done.context.execution_options.preserve_order = True
-        return done.take_all()
+        done.context.raise_original_map_exception = True
+        for row in done.iter_rows():
+            rows.append(row)
+        return rows
     finally:
-        ctx.execution_options.preserve_order = saved
+        ctx.execution_options.preserve_order, ctx.raise_original_map_exception = saved
 
 
 # ------------------------------------------------------------------------ datasets from files
