@@ -24,7 +24,7 @@ from .normalize import normalize
 from .wandb_compat import to_wandb
 from .warmup import warmup
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "normalize", "validate_masks", "draw_boxes", "encode", "write_dump", "to_wandb",

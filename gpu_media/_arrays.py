@@ -277,6 +277,7 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
     their batch index (the ``index`` field of any :class:`ImageError`).
     """
     shape = tuple(int(s) for s in arr.shape)
+    given = layout
     if layout is not None:
         if layout not in LAYOUTS:
             raise ImageError(f"{where}: layout must be one of {LAYOUTS}, got {layout!r}", index=index, item=layout)
@@ -300,8 +301,11 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
             else:
                 layout = "HWC" if s[-1] in (1, 3, 4) else "NHW"
             if single and layout == "NHW":
+                hint = ('; if the channels come first (C,H,W), say so: layout="CHW"' if not channel_first
+                        and s[0] in (1, 3, 4) else "")
                 raise ImageError(
-                    f"{where}: unsupported image shape {shape}: channels must be 1, 3 or 4", index=index, item=shape
+                    f"{where}: unsupported image shape {shape}: channels must be 1, 3 or 4{hint}", index=index,
+                    item=shape,
                 )
         elif nd == 4 and not single:
             layout = "NCHW" if channel_first else "NHWC"
@@ -317,8 +321,12 @@ def canonical(arr, channel_first: bool, layout: str | None, where: str, single: 
     n, c, h, w = (arr.shape[0], arr.shape[1], arr.shape[2], arr.shape[3]) if layout == "NCHW" \
         else (arr.shape[0], arr.shape[3], arr.shape[1], arr.shape[2])
     if c not in (1, 3, 4):
+        hint = ""
+        if given is None and layout == "NHWC" and arr.shape[1] in (1, 3, 4):
+            hint = ('; if the channels come first (N,C,H,W), say so: layout="NCHW" '
+                    "(gpu-media dump: --layout NCHW, or a 'layout' entry \"NCHW\" in the .npz)")
         raise ImageError(
-            f"{where}: unsupported shape {shape} (layout {layout}): channels must be 1, 3 or 4, got {c}",
+            f"{where}: unsupported shape {shape} (layout {layout}): channels must be 1, 3 or 4, got {c}{hint}",
             index=index, item=shape,
         )
     if h == 0 or w == 0:

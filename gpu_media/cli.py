@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 import time
@@ -22,6 +23,9 @@ from .formats import npz as _npz
 from .formats import shards as _shards
 from .formats.npz import load_npz  # noqa: F401  (``gpu_media.cli.load_npz``, as before the move)
 from .storage import check_local_folder as check_out_dir  # the CLI's name for it (tests, users)
+
+#: How to install an extra from the checkout (the package is not on PyPI).
+RAY_EXTRA = 'pip install ".[ray]"'
 
 #: ``gpu-media dump --help``: the inputs, each documented by its reader in ``gpu_media.formats``.
 NPZ_HELP = (
@@ -55,16 +59,22 @@ def _print_locations(summary: dict, out_dir: str | os.PathLike, stream: TextIO) 
 
 def run_dump(input_path: str | os.PathLike, out_dir: str | os.PathLike, *, key: str, step: int | str,
              file_type: str, quality: int, draw_boxes: bool, device: str, compression_level: int | None = None,
-             overwrite: bool = False, durable: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
-    """Load, validate and write one dump of an .npz, or of a folder of .npz shards; print and return a summary."""
+             overwrite: bool = False, durable: bool = True, stream: TextIO | None = None,
+             layout: str | None = None) -> dict[str, Any]:
+    """Load, validate and write one dump of an .npz, or of a folder of .npz shards; print and return a summary.
+
+    ``layout`` (``--layout``) wins over the input's ``layout`` entry (docs/SPEC.md 1: an explicit layout wins).
+    """
     stream = sys.stdout if stream is None else stream
     if os.path.isdir(input_path):
         shards = _shards.npz_shards(input_path)
-        kwargs = {"layout": _shards.shard_layout(shards), "classes": _shards.shard_classes(shards)}
+        kwargs = {"layout": layout or _shards.shard_layout(shards), "classes": _shards.shard_classes(shards)}
         parts: Any = _shards.shard_parts(shards)
         total = None
     else:
         kwargs = load_npz(input_path)
+        if layout is not None:
+            kwargs["layout"] = layout
         parts = [{name: kwargs.get(name) for name in ("images", "masks", "boxes", "captions")}]
         total = len(kwargs["images"])
     check_key_step(key, step)
@@ -141,20 +151,51 @@ def run_coco(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, insta
     return summary
 
 
-def _start_ray(address: str | None) -> None:
-    """Connect to the Ray cluster at ``address``, or start a local Ray (``address`` None)."""
+def _start_ray(address: str | None, verbose: bool = False) -> bool:
+    """Connect to the Ray cluster at ``address``, or start a local Ray (``address`` None).
+
+    Quiet unless ``verbose``: Ray's and Ray Data's log lines (and the workers' output)
+    are not shown, only errors; ``verbose`` shows them as Ray prints them. Returns
+    whether this call started Ray (then the command shuts it down: :func:`_stop_ray`).
+    """
+    import logging
+
     try:
         import ray
     except ImportError:
-        raise MediaError("--ray needs Ray: pip install 'gpu-media[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=address or None, log_to_driver=False, logging_level="WARNING")
+        raise MediaError(f"--ray needs Ray: {RAY_EXTRA}") from None
+    if ray.is_initialized():
+        return False
+    if not verbose:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the C++ core's lines (E ... core_worker.cc)
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    ray.init(address=address or None, log_to_driver=verbose, logging_level="INFO" if verbose else "ERROR",
+             include_dashboard=False)
+    if not verbose:
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    atexit.register(_stop_ray)  # also when the command is interrupted or fails
+    return True
+
+
+def _stop_ray() -> None:
+    """Shut down the Ray that :func:`_start_ray` started (no-op when none is running)."""
+    try:
+        import ray
+    except ImportError:
+        return
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def run_ray(input_path: str | os.PathLike, out: str, *, address: str | None, key: str, step: int | str,
             coco: str | None = None, predictions: str | None = None, score_threshold: float | None = None,
             skip_bad: bool = False, workers: int | None = None, batch_size: int = 64,
-            stream: TextIO | None = None, **dump_kwargs: Any) -> dict[str, Any]:
+            stream: TextIO | None = None, verbose: bool = False, **dump_kwargs: Any) -> dict[str, Any]:
     """``gpu-media dump ... --ray``: a COCO folder or a folder of .npz shards dumped by Ray workers.
 
     Args:
@@ -171,6 +212,7 @@ def run_ray(input_path: str | os.PathLike, out: str, *, address: str | None, key
         workers: Ray actors (default: see :func:`gpu_media.ray.write_dump_dataset`).
         batch_size: images per block.
         stream: where the summary goes (default stdout).
+        verbose: show Ray's log lines (else only errors).
         **dump_kwargs: file_type, quality, compression_level, draw_boxes, device,
             overwrite, durable.
 
@@ -199,17 +241,22 @@ def run_ray(input_path: str | os.PathLike, out: str, *, address: str | None, key
                 print(f"gpu-media: warning: {w.message}", file=sys.stderr)
         if data.has_gt_masks or data.has_pred_masks:
             _coco.pycocotools_mask()  # pycocotools, before any work
-        _start_ray(address)
-        ds, labels["mask_labels"], labels["box_labels"] = gm_ray.coco_dataset(data)
     else:
         shards = _shards.npz_shards(input_path)
         labels["classes"] = _shards.shard_classes(shards)
-        _start_ray(address)
-        ds = gm_ray.npz_shards_dataset(shards)
-    t0 = time.perf_counter()
-    result = gm_ray.write_dump_dataset(ds, out, key=key, step=step, batch_size=batch_size, num_workers=workers,
-                                       **labels, **dump_kwargs)
-    seconds = time.perf_counter() - t0
+    started = _start_ray(address, verbose)
+    try:
+        if coco is not None:
+            ds, labels["mask_labels"], labels["box_labels"] = gm_ray.coco_dataset(data)
+        else:
+            ds = gm_ray.npz_shards_dataset(shards)
+        t0 = time.perf_counter()
+        result = gm_ray.write_dump_dataset(ds, out, key=key, step=step, batch_size=batch_size,
+                                           num_workers=workers, **labels, **dump_kwargs)
+        seconds = time.perf_counter() - t0
+    finally:
+        if started:  # a Ray this command started goes with it, whatever happened
+            _stop_ray()
     where = out if is_url(out) else os.path.abspath(out)
     summary = {"out_dir": where, "index": result.index, "images": result.count, "blocks": result.blocks,
                "written": result.written, "seconds": round(seconds, 3)}
@@ -261,8 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="encode and write on a Ray cluster (ray://host:10001, auto); without ADDRESS a local Ray. "
                         "INPUT: the images folder with --coco, else a folder of .npz shards. OUT may be an fsspec "
-                        "URL (s3://bucket/prefix: pip install 'gpu-media[ray,s3]')")
+                        "URL (s3://bucket/prefix: pip install \".[ray,s3]\")")
     d.add_argument("--workers", type=int, default=None, help="with --ray: Ray actors (default: GPUs, else CPUs - 1)")
+    d.add_argument("--verbose", action="store_true", help="with --ray: show Ray's log lines (default: errors only)")
+    d.add_argument("--layout", choices=["NHWC", "NCHW", "NHW"], default=None,
+                   help="how the images' axes are ordered (wins over the .npz's 'layout' entry); channel-first "
+                        "(N,C,H,W) data needs NCHW, since a 4-d array is read as NHWC without it")
     v = sub.add_parser("view", help="serve a dump folder's viewer (index.html) on 127.0.0.1 and print its URL")
     v.add_argument("out_dir")
     v.add_argument("--port", type=int, default=0, help="port (default 0: any free one)")
@@ -278,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for flag in ("predictions", "score_threshold"):
                 if getattr(args, flag) is not None:
                     d.error(f"--{flag.replace('_', '-')} needs --coco")
+        if args.command == "dump" and args.layout is not None and (args.ray is not None or args.coco):
+            d.error("--layout applies to an .npz input without --ray (with --ray, give each shard a 'layout' "
+                    "entry; COCO images are read as they are)")
         if args.command == "dump" and args.ray is not None:
             if args.batch_size < 1:
                 d.error("--batch-size must be at least 1")
@@ -286,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     score_threshold=args.score_threshold, skip_bad=args.skip_bad, workers=args.workers,
                     batch_size=args.batch_size, file_type=args.file_type, quality=args.quality,
                     draw_boxes=args.draw_boxes, device=args.device, compression_level=args.compression_level,
-                    overwrite=args.overwrite, durable=args.durable)
+                    overwrite=args.overwrite, durable=args.durable, verbose=args.verbose)
             return 0
         if args.command == "dump" and "://" in args.out_dir:
             d.error("an fsspec URL as OUT_DIR needs --ray")
@@ -305,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             source, key = demo_input(), args.key or "demo"
         run_dump(source, args.out_dir, key=key, step=args.step, file_type=args.file_type, quality=args.quality,
                  draw_boxes=args.draw_boxes, device=args.device, compression_level=args.compression_level,
-                 overwrite=args.overwrite, durable=args.durable)
+                 overwrite=args.overwrite, durable=args.durable, layout=getattr(args, "layout", None))
     except (MediaError, DeviceError, OSError, ValueError) as exc:  # MediaError is a ValueError; the disk: OSError
         print(_error_line(exc), file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Regenerate docs/viewer.png: the static viewer on the COCO demo dump, masks and boxes on.
+"""Regenerate docs/viewer.png: the static viewer on the COCO demo dump, in its default state.
 
     python scripts/screenshot_viewer.py [--out docs/viewer.png] [--keep DIR]
 
@@ -8,6 +8,8 @@ The dump is the README's offline-evaluation command on ``gpu_media/demo/coco``
 Needs Chromium (Debian: ``apt-get install chromium``; or GPU_MEDIA_CHROMIUM=/path/to/chrome)
 and ``pip install playwright`` (the system browser is used: no ``playwright install``).
 The outlines on the photographs are the viewer's own (switchable) ones: nothing is burned in.
+No control is touched: the screenshot shows the defaults (the first mask key at low opacity,
+boxes not burned into the pixels on).
 """
 
 from __future__ import annotations
@@ -34,17 +36,7 @@ def screenshot(dump_dir: str, out: str, width: int = 1400, height: int = 1000, s
         page.goto("file://" + os.path.abspath(os.path.join(dump_dir, viewer.INDEX_HTML)))
         page.wait_for_function("window.gpuMediaViewer !== undefined")
 
-        def set_value(selector, value):
-            page.eval_on_selector(selector, """(e, v) => { e.value = v;
-                                              e.dispatchEvent(new Event('input', {bubbles: true}));
-                                              e.dispatchEvent(new Event('change', {bubbles: true})); }""", str(value))
-
-        set_value("#thumb-select", 192)
-        # ground truth as a mask, predictions as boxes above a score of 0.5: the usual comparison
-        page.locator("#mask-controls fieldset[data-layer='1'] .layer-toggle").uncheck()  # prediction mask off
-        set_value("#mask-controls fieldset[data-layer='0'] input.opacity", 0.45)
-        page.locator("#box-controls fieldset[data-layer='0'] .layer-toggle").uncheck()  # ground-truth boxes off
-        set_value("#box-controls fieldset[data-layer='1'] input.threshold", 0.5)
+        # nothing set: the page as a user first sees it (its defaults, docs/viewer.png)
         page.wait_for_function("""() => Array.from(document.querySelectorAll('#grid img'))
             .filter(i => getComputedStyle(i).display !== 'none' && i.getBoundingClientRect().top < innerHeight)
             .every(i => i.complete && i.naturalWidth > 0)""")

@@ -341,14 +341,11 @@ def test_version():
     proc = gpu_media_cmd("--version", timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"gpu-media {gm.__version__}\n"
-    from importlib import metadata
+    import tomllib
 
-    try:
-        installed = metadata.version("gpu-media")
-    except metadata.PackageNotFoundError:
-        installed = None
-    if installed is not None:
-        assert installed == gm.__version__  # pyproject's version and the package's agree
+    with open(os.path.join(os.path.dirname(os.path.dirname(gm.__file__)), "pyproject.toml"), "rb") as f:
+        assert tomllib.load(f)["project"]["version"] == gm.__version__  # pyproject's version and the package's agree
+    assert gm.__version__ == "0.3.0"
 
 
 # --------------------------------------------------------------------------- view: no directory listings
@@ -406,3 +403,29 @@ def test_bad_command_line_is_one_line(tmp_path, argv, words):
     assert_one_line_error(proc, *words)
     assert "usage:" not in proc.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_channel_first_npz_says_how_to_give_the_layout_and_layout_flag_reads_it(tmp_path):
+    nchw = tmp_path / "nchw.npz"
+    np.savez(nchw, images=np.zeros((2, 3, 16, 16), np.uint8))
+    line = assert_one_line_error(gpu_media_cmd("dump", nchw, tmp_path / "o", "--device", "cpu"), "channels")
+    assert "--layout NCHW" in line and 'layout="NCHW"' in line
+    assert not (tmp_path / "o").exists()
+    proc = gpu_media_cmd("dump", nchw, tmp_path / "o", "--device", "cpu", "--layout", "NCHW")
+    assert proc.returncode == 0, proc.stderr
+    entry = gm_index(tmp_path / "o")["images"][0]
+    assert (entry["width"], entry["height"]) == (16, 16)
+
+
+def gm_index(folder):
+    import json
+
+    with open(os.path.join(folder, "images_0.index.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_mask_entry_with_one_underscore_names_the_pattern(tmp_path):
+    bad = tmp_path / "b.npz"
+    np.savez(bad, images=images(), masks_pred=np.zeros((2, 32, 32), np.uint8))
+    line = assert_one_line_error(gpu_media_cmd("dump", bad, tmp_path / "o", "--device", "cpu"), "'masks_pred'")
+    assert "masks__<key>" in line and "'masks__pred'" in line

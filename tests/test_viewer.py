@@ -584,3 +584,20 @@ def test_serve_checks_the_host_header(confined):
         assert status == 421, host
         assert b"gpu-media" not in body
     assert _raw(port, "/", host=None)[0] == 400
+
+
+def test_default_view_is_readable(page):
+    """The first mask key on at low opacity, the others off; boxes that are not burned in on."""
+    assert page.locator(f"{_layer('mask', 0)} .layer-toggle").is_checked()
+    assert not page.locator(f"{_layer('mask', 1)} .layer-toggle").is_checked()
+    assert float(page.locator(f"{_layer('mask', 0)} input.opacity").input_value()) == 0.35
+    for i in (0, 1):
+        assert page.locator(f"{_layer('box', i)} .layer-toggle").is_checked()  # not burned into the pixels
+
+
+def test_burned_in_boxes_start_off(browser, tmp_path):
+    images = np.broadcast_to(np.array(BASE, np.uint8), (2, H, W, 3)).copy()
+    gpu_media.write_dump(tmp_path, images, key="k", boxes=_boxes()[:2], draw_boxes=True, device="cpu")
+    with _open(browser, f"file://{tmp_path}/index.html") as pg:
+        for i in (0, 1):
+            assert not pg.locator(f"{_layer('box', i)} .layer-toggle").is_checked()

@@ -103,7 +103,7 @@ def load_npz(path: str | os.PathLike) -> dict[str, Any]:
                 else:
                     spec[field] = z[name]
             elif name not in ("images", "layout", "class_labels", "captions"):
-                raise MediaError(f"{path}: unknown entry {name!r}", item=name)
+                raise MediaError(f"{path}: unknown entry {name!r}{_entry_hint(name)}", item=name)
         for key, spec in boxes.items():
             if "xyxy" not in spec:
                 raise MediaError(f"{path}: box key {key!r} has no boxes__{key}__xyxy entry", key=key)
@@ -121,6 +121,17 @@ def load_npz(path: str | os.PathLike) -> dict[str, Any]:
         if "captions" in names:
             out["captions"] = [str(c) for c in z["captions"].reshape(-1)]
     return out
+
+
+def _entry_hint(name: str) -> str:
+    """What an unknown entry name was probably meant to be (``masks_pred``: ``masks__pred``)."""
+    if name.startswith("masks") and name[5:].strip("_"):
+        return (f"; a mask entry is named masks__<key> (two underscores), so did you mean "
+                f"'masks__{name[5:].strip('_')}'?")
+    if name.startswith("boxes"):
+        return ("; box entries are named boxes__<key>__xyxy, boxes__<key>__image_index, boxes__<key>__class_id "
+                "and boxes__<key>__score (two underscores each)")
+    return "; the entries are images, layout, masks__<key>, boxes__<key>__<field>, class_labels and captions"
 
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header, or an empty zip's end record
