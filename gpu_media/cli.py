@@ -11,13 +11,14 @@ import atexit
 import os
 import sys
 import time
+import warnings
 from importlib import resources
 from typing import Any, Sequence, TextIO
 
 from . import __version__
 from .codecs import FILE_TYPES
 from .dump import DumpOptions, check_key_step, index_path, write_batches
-from .errors import DeviceError, MediaError
+from .errors import DeviceError, MediaError, ViewerWarning
 from .formats import coco as _coco
 from .formats import npz as _npz
 from .formats import shards as _shards
@@ -275,7 +276,9 @@ def demo_input() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``gpu-media``: returns the exit status (0; 2 for a failure, as one line on stderr; 130 on Ctrl-C)."""
     p = _Parser(prog="gpu-media", description="Batches of images to wandb-compatible media files.",
-                                epilog="A failure prints one line 'gpu-media: error: ...' and exits with status 2.")
+                epilog="A failure prints one line 'gpu-media: error: ...' and exits with status 2. A dump that is "
+                       "written and indexed but whose viewer page (index.html) could not be updated prints one "
+                       "line 'gpu-media: warning: ...' and exits with status 0.")
     p.add_argument("--version", action="version", version=f"gpu-media {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="write an .npz batch as wandb media files + index",
@@ -320,6 +323,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     v.add_argument("--rebuild", action="store_true", help="rewrite index.html from the *.index.json files first")
     e.add_argument("--no-draw-boxes", dest="draw_boxes", action="store_false", help="keep the photographs unmarked")
     args = p.parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ViewerWarning)
+        rc = _dispatch(args, d)
+    for w in caught:  # the dump is complete; its viewer page is not (exit status 0, documented)
+        if issubclass(w.category, ViewerWarning):
+            print(f"gpu-media: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return rc
+
+
+def _dispatch(args: argparse.Namespace, d: argparse.ArgumentParser) -> int:
+    """Run the parsed command; the exit status (see :func:`main`)."""
     try:
         if args.command == "view":
             from .viewer import view

@@ -69,7 +69,7 @@ from .dump.pipeline import chunks, ordered
 from .errors import DeviceError, DumpWriteError, MediaError
 from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
 from .masks import parse_class_labels
-from .storage import open_output
+from .storage import Output, open_output
 
 __all__ = ["ROW_HELP", "RAY_EXTRA", "PARTS_DIR", "DatasetDump", "BlockWriter", "write_dump_dataset", "rows_to_batch",
            "block_id", "placement", "coco_dataset", "npz_shards_dataset", "storage_failure"]

@@ -429,3 +429,58 @@ def test_mask_entry_with_one_underscore_names_the_pattern(tmp_path):
     np.savez(bad, images=images(), masks_pred=np.zeros((2, 32, 32), np.uint8))
     line = assert_one_line_error(gpu_media_cmd("dump", bad, tmp_path / "o", "--device", "cpu"), "'masks_pred'")
     assert "masks__<key>" in line and "'masks__pred'" in line
+
+
+# --------------------------------------------------------------------------- the disk during and after a dump
+
+
+def test_disk_full_names_the_folder_and_says_nothing_was_indexed(tmp_path, capsys, monkeypatch):
+    """ENOSPC at the first media file's fsync (where a full disk shows), through the real writer path."""
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as the kernel gives it: no file name
+
+    inp = good_npz(tmp_path / "in.npz")
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "fsync", full)
+    rc = cli.main(["dump", inp, str(out), "--device", "cpu"])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    err = capsys.readouterr().err
+    assert rc == 2
+    err = err.rsplit("\r", 1)[-1].split("\n", 1)[-1] if "\r" in err else err  # the progress bar before it
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith(f"gpu-media: error: {out}: "), err
+    assert os.strerror(errno.ENOSPC) in err and "not indexed" in err
+    assert not list(out.glob("*.index.json"))
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    with pytest.raises(gm.errors.DumpWriteError) as info:  # the API: a gpu_media error that is an OSError too
+        monkeypatch.setattr(os, "fsync", full)
+        gm.write_dump(out, images(), key="k", device="cpu")
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
+
+
+def test_viewer_failure_after_the_index_is_a_warning_and_exit_0(tmp_path, capsys):
+    """index.html is a folder: the dump is complete and indexed; one warning line, exit 0; the API warns."""
+    out = tmp_path / "out"
+    (out / "index.html").mkdir(parents=True)
+    rc = cli.main(["dump", good_npz(tmp_path / "in.npz"), str(out), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "Traceback" not in captured.err and "gpu-media: error" not in captured.err
+    lines = [line for line in captured.err.splitlines() if line.startswith("gpu-media: ")]  # (not the progress bar)
+    assert len(lines) == 1 and lines[0].startswith("gpu-media: warning: "), captured.err
+    assert "written and indexed" in lines[0] and "index.html was not updated" in lines[0] and "--rebuild" in lines[0]
+    assert (out / "images_0.index.json").is_file()
+    with pytest.warns(gm.errors.ViewerWarning, match="index.html was not updated"):
+        gm.write_dump(out, images(), key="k2", device="cpu")
+    assert (out / "k2_0.index.json").is_file()
+
+
+def test_lock_folder_is_found_in_the_preflight(tmp_path):
+    inp = good_npz(tmp_path / "in.npz")
+    out = tmp_path / "out"
+    (out / ".gpu-media.lock").mkdir(parents=True)
+    before = tree(tmp_path)
+    assert_one_line_error(gpu_media_cmd("dump", inp, out, "--device", "cpu"), ".gpu-media.lock", "is a folder")
+    assert tree(tmp_path) == before  # no media file written first

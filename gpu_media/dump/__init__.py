@@ -34,9 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..checks import is_integer
-from ..errors import MediaError
+from ..errors import DumpWriteError, MediaError
 from ..fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
-from ..storage import Output, is_url, open_output
+from ..storage import Output, check_local_folder, is_url, open_output
 from . import pipeline
 from .finish import check_overwrite, check_overwrite_at, claim, finish_dump, finish_dump_at, folders_up, release
 from .index import image_json, index_json, json_bytes, merge_labels, paths_of, separated_json
@@ -261,6 +261,36 @@ def write_dump_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str
                          storage_options=storage_options)
 
 
+def _preflight(out_dir) -> None:
+    """A local ``out_dir`` checked before any work: its type, a file in the way, the lock file, permissions."""
+    if out_dir == "" or is_url(out_dir):  # destination() says what is wrong with these
+        return
+    check_local_folder(out_dir)
+
+
+@contextlib.contextmanager
+def _disk_errors(out_dir, key: str):
+    """An OSError of the block (the disk, while the media files are written) as :func:`_not_indexed`'s error."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, MediaError):
+            raise
+        raise _not_indexed(out_dir, key, exc) from exc
+
+
+def _not_indexed(out_dir, key: str, exc: OSError) -> DumpWriteError:
+    """The disk's failure while the media files were written, naming the folder and saying nothing was indexed."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename:
+        why += f": {exc.filename}"
+    err = DumpWriteError(f"{out_dir}: the dump's files could not be written ({why}); the dump was not indexed: no "
+                         "index names any of its files, and running it again (with the space freed) writes it whole",
+                         key=key, item=os.fspath(out_dir))
+    err.errno = exc.errno
+    return err
+
+
 def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any]], options: DumpOptions, *,
                   key: str, step: int | str = 0, total: int | None = None,
                   storage_options: dict | None = None) -> list[dict]:
@@ -303,6 +333,7 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
     """
     check_key_step(key, step)
     step = int(step) if is_integer(step) else step  # a NumPy integer step: a plain int in the index JSON
+    _preflight(out_dir)
     output = destination(out_dir, storage_options)
     remote = output.local is None
     root = output.local or ""
@@ -320,50 +351,51 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
         started, bar, n_chunks, claim_path = False, None, 0, None
         writers = ThreadPoolExecutor(max_workers=pipeline.WRITERS, thread_name_prefix="gpu-media-write")
         held.callback(writers.shutdown, wait=True, cancel_futures=True)
-        try:
-            for part in batches:
-                plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
-                               captions=part.get("captions"))
-                if not started and not remote:  # the first file is about to be written (or found present)
-                    os.makedirs(root, exist_ok=True)
-                    if options.overwrite:  # no other dump may remove or replace files while this one runs
-                        held.enter_context(folder_lock(root))
-                        claim_path = claim(root, stem)
-                    else:
-                        with folder_lock(root):
+        with _disk_errors(out_dir, key):  # a disk failure before the index: one error saying so
+            try:
+                for part in batches:
+                    plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
+                                   captions=part.get("captions"))
+                    if not started and not remote:  # the first file is about to be written (or found present)
+                        os.makedirs(root, exist_ok=True)
+                        if options.overwrite:  # no other dump may remove or replace files while this one runs
+                            held.enter_context(folder_lock(root))
                             claim_path = claim(root, stem)
-                    held.callback(release, claim_path)  # also when the dump fails
-                    remove_stale_temps(dump_folders(root))
-                started = True
-                chunks = pipeline.chunks(plan)
-                n_chunks += len(chunks)
-                if bar is None and options.progress and n_chunks > 1:  # more than one chunk: a bar
-                    one_part = isinstance(batches, (list, tuple)) and len(batches) == 1
-                    bar = _progress(plan.n if total is None and one_part else total)
-                    if dicts:
-                        bar.update(len(dicts))
+                        else:
+                            with folder_lock(root):
+                                claim_path = claim(root, stem)
+                        held.callback(release, claim_path)  # also when the dump fails
+                        remove_stale_temps(dump_folders(root))
+                    started = True
+                    chunks = pipeline.chunks(plan)
+                    n_chunks += len(chunks)
+                    if bar is None and options.progress and n_chunks > 1:  # more than one chunk: a bar
+                        one_part = isinstance(batches, (list, tuple)) and len(batches) == 1
+                        bar = _progress(plan.n if total is None and one_part else total)
+                        if dicts:
+                            bar.update(len(dicts))
 
-                def encode(bounds, plan=plan):
-                    return encode_chunk(plan, *bounds)
+                    def encode(bounds, plan=plan):
+                        return encode_chunk(plan, *bounds)
 
-                def write(rec, plan=plan):
-                    with durable_writes(options.durable):  # the files image_json writes, in this writer thread
-                        return image_json(rec, root, stem, plan, put=put)
+                    def write(rec, plan=plan):
+                        with durable_writes(options.durable):  # the files image_json writes, in this writer thread
+                            return image_json(rec, root, stem, plan, put=put)
 
-                if plan.backend.name == "gpu":
-                    encode = pipeline.on_caller_stream(encode)
-                encoded = pipeline.ordered(encode, chunks, pipeline.workers(plan))
-                for done in pipeline.written(encoded, write, writers):
-                    dicts.extend(done)
-                    if bar is not None:
-                        bar.update(len(done))
-                captions.extend(plan.captions)
-                report.extend(plan.report)
-                mask_labels.append(plan.mask_labels)
-                box_labels.append(plan.boxes.class_labels if plan.boxes is not None else {})
-        finally:
-            if bar is not None:
-                bar.close()
+                    if plan.backend.name == "gpu":
+                        encode = pipeline.on_caller_stream(encode)
+                    encoded = pipeline.ordered(encode, chunks, pipeline.workers(plan))
+                    for done in pipeline.written(encoded, write, writers):
+                        dicts.extend(done)
+                        if bar is not None:
+                            bar.update(len(done))
+                    captions.extend(plan.captions)
+                    report.extend(plan.report)
+                    mask_labels.append(plan.mask_labels)
+                    box_labels.append(plan.boxes.class_labels if plan.boxes is not None else {})
+            finally:
+                if bar is not None:
+                    bar.close()
         if not dicts:
             raise MediaError("images: the batch is empty")
         index = index_json(key, step, dicts, captions, report, merge_labels(mask_labels), merge_labels(box_labels),

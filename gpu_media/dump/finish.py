@@ -28,7 +28,7 @@ import uuid
 import warnings
 from typing import TYPE_CHECKING, Iterable
 
-from ..errors import DumpExistsError, MediaError
+from ..errors import DumpExistsError, MediaError, ViewerWarning
 from ..fileio import fsync_dir, pid_alive, relative_path, write_atomic
 from .index import json_bytes, paths_of
 from .layout import BOX_DIR, IMAGE_DIR, MASK_DIR, index_name, index_path
@@ -479,7 +479,14 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
     if options.viewer:
         from ..viewer import write_viewer_locked  # here, not at the top: the viewer's http.server import is slow
 
-        write_viewer_locked(root, durable=options.durable)
+        try:
+            write_viewer_locked(root, durable=options.durable)
+        except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
+            why = exc.strerror or str(exc)
+            warnings.warn(ViewerWarning(
+                f"{root}: the dump is written and indexed ({os.path.basename(index_file)}), but the viewer "
+                f"index.html was not updated ({why}); `gpu-media view {root} --rebuild` writes it again"),
+                stacklevel=2)
 
 
 # ---- at a URL (docs/SPEC.md 6.5): no lock and no claims, the same journal
