@@ -208,7 +208,7 @@ def cpu_cases(x: np.ndarray, rounds: int, results: list, checks: dict, report: d
 
         cases.insert(0, ("wandb.Image x N (uint8 in, png)", lambda: [wandb.Image(a) for a in u8], u8.nbytes))
     except ImportError:
-        print("wandb is not installed (pip install 'gpu-media[bench]'): no wandb.Image baseline", file=sys.stderr)
+        print("wandb is not installed (pip install \".[bench]\"): no wandb.Image baseline", file=sys.stderr)
     try:
         times, outs = interleaved([fn for _, fn, _ in cases], rounds)
         for k, (name, _, nbytes) in enumerate(cases):

@@ -11,7 +11,7 @@ The pipeline, one module per stage (the contract is docs/SPEC.md; both backends 
 - :func:`warmup` -- the first call's one-time work (kernels, encoders, threads) done ahead.
 
 ``device=`` is "auto", "cpu" or "gpu"; see :mod:`gpu_media.backend` for the rule.
-Only numpy and pillow are needed; the GPU backend needs ``gpu-media[gpu]``.
+Only numpy and pillow are needed; the GPU backend needs ``pip install ".[gpu]"``.
 """
 
 from .backend import gpu_available, gpu_status

@@ -215,7 +215,7 @@ def _cupy():
     try:
         import cupy
     except ImportError as exc:
-        raise DeviceError(f"a CUDA array was given, and reading it needs CuPy ({exc}); install gpu-media[gpu] "
+        raise DeviceError(f"a CUDA array was given, and reading it needs CuPy ({exc}); pip install \".[gpu]\" "
                           "or pass a host array") from None
     return cupy
 

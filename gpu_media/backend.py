@@ -99,8 +99,8 @@ _gpu_state: dict = {}
 #: the extra that brings CuPy for each CUDA major version, and the oldest NVIDIA driver branch
 #: that runs it (CUDA's minor version compatibility: any driver of the major version's first release)
 GPU_EXTRAS = {13: ("gpu", 580), 12: ("gpu-cu12", 525)}
-_INSTALL = ("pip install 'gpu-media[gpu]' (NVIDIA driver R580 or newer, CUDA 13) or "
-            "'gpu-media[gpu-cu12]' (R525-R575, CUDA 12)")
+_INSTALL = ('pip install ".[gpu]" (NVIDIA driver R580 or newer, CUDA 13) or '
+            '".[gpu-cu12]" (R525-R575, CUDA 12)')
 
 
 def _import_cupy():
@@ -150,7 +150,7 @@ def _gpu_unusable_reason(cupy) -> str | None:
         return f"no NVIDIA driver found (libcuda{why}); CuPy {cupy.__version__} needs driver R{min_driver} or newer"
     if driver // 1000 < major:
         fit = GPU_EXTRAS.get(driver // 1000)
-        hint = (f"pip install 'gpu-media[{fit[0]}]' (after pip uninstall cupy-cuda{major}x)" if fit else
+        hint = (f'pip install ".[{fit[0]}]" (after pip uninstall cupy-cuda{major}x)' if fit else
                 "no gpu-media extra supports it")
         return (f"the NVIDIA driver {release or '(version unknown)'} supports CUDA up to {_cuda(driver)}, but CuPy "
                 f"{cupy.__version__} is built for CUDA {_cuda(runtime)}, which needs driver R{min_driver} or newer: "
@@ -167,7 +167,7 @@ def _gpu_unusable_reason(cupy) -> str | None:
         cupy.cuda.nvrtc.getVersion()
     except Exception as exc:  # noqa: BLE001 - libnvrtc.so.<major> not found
         return (f"NVRTC for CUDA {major} does not load ({type(exc).__name__}: {exc}); CuPy compiles its kernels with "
-                f"it: pip install 'gpu-media[{extra}]' (cuda-toolkit[nvrtc]=={major}.*)")
+                f'it: pip install ".[{extra}]" (cuda-toolkit[nvrtc]=={major}.*)')
     return None
 
 
@@ -205,7 +205,7 @@ def gpu_available() -> bool:
     the first call) and remembered. When it is False, :func:`gpu_status` (and the
     :class:`gpu_media.DeviceError` of ``device="gpu"``) says why in one line: CuPy
     missing, no driver, a driver too old for this CuPy's CUDA (its version and the one
-    needed, and the extra to install instead: ``gpu-media[gpu-cu12]`` for CUDA 12
+    needed, and the extra to install instead: ``pip install ".[gpu-cu12]"`` for CUDA 12
     drivers), no visible device, or NVRTC missing.
 
     Returns:

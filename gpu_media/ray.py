@@ -25,7 +25,7 @@ encoding or writing anything, so running the same call again after a worker or t
 driver was killed does only the blocks that are missing.
 
 ``import gpu_media.ray`` needs only NumPy and Pillow; Ray (``pip install
-'gpu-media[ray]'``) is imported when a function here is called.
+".[ray]"``) is imported when a function here is called.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ from .storage import Output, open_output
 __all__ = ["ROW_HELP", "RAY_EXTRA", "PARTS_DIR", "DatasetDump", "BlockWriter", "write_dump_dataset", "rows_to_batch",
            "block_id", "placement", "coco_dataset", "npz_shards_dataset", "storage_failure"]
 
-RAY_EXTRA = "pip install 'gpu-media[ray]'"
+RAY_EXTRA = 'pip install ".[ray]"'
 PARTS_DIR = ".gpu-media-parts"
 
 #: The columns of a dataset row (one image), as :func:`write_dump_dataset` reads them.

@@ -9,7 +9,7 @@ paths relative to the dump's root (``media/images/x.png``, ``k_0.index.json``):
   :func:`gpu_media.write_dump` writes it.
 * Any other URL is an :class:`FsspecOutput` over the fsspec file system of its
   protocol (``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``; ``pip install
-  'gpu-media[s3]'``). An object store puts an object whole or not at all, so a name
+  ".[s3]"``). An object store puts an object whole or not at all, so a name
   that exists is complete there too. Objects get a ``Content-Type`` from their file
   extension (``text/html`` for ``index.html``), so a dump served from the bucket opens
   in a browser.
@@ -40,7 +40,7 @@ from .fileio import LOCK_NAME, write_atomic
 
 __all__ = ["Output", "LocalOutput", "FsspecOutput", "open_output", "is_url", "check_local_folder", "S3_EXTRA"]
 
-S3_EXTRA = "pip install 'gpu-media[s3]'"
+S3_EXTRA = 'pip install ".[s3]"'
 
 _FSSPEC_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 

@@ -67,12 +67,12 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
         them into the run; the folder is removed when the process exits.
 
     Raises:
-        ImportError: wandb is not installed (``pip install gpu-media[wandb]``).
+        ImportError: wandb is not installed (``pip install ".[wandb]"``).
         gpu_media.ImageError, MaskError, BoxError, MediaError: bad input, before
             anything is encoded.
 
     Examples:
-        Needs wandb (``pip install "gpu-media[wandb]"``); no run is needed to build the images:
+        Needs wandb (``pip install ".[wandb]"``); no run is needed to build the images:
 
         >>> import numpy as np
         >>> import wandb
@@ -86,7 +86,7 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
         import wandb
         from wandb.sdk.data_types.helper_types.image_mask import ImageMask
     except ImportError as exc:
-        raise ImportError("gpu_media.to_wandb needs wandb: pip install 'gpu-media[wandb]'") from exc
+        raise ImportError('gpu_media.to_wandb needs wandb: pip install ".[wandb]"') from exc
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, normalize=normalize, layout=layout, device=device,
                           thickness=thickness, colors=colors, classes=classes)

@@ -13,7 +13,7 @@
 #   bash scripts/fetch_gpu_wheels.sh        # then: benchmarks/verify_gpu.sh (or gpu_check.sh), carry ["site.tar.xz"]
 #
 # Versions are pinned (override: NVIMGCODEC_VERSION=... NVJPEG_VERSION=... NVCOMP_VERSION=...).
-# nvCOMP 6.0 is what `pip install "gpu-media[gpu]"` takes alone; NVCOMP_VERSION=5.3.0.16 packs the
+# nvCOMP 6.0 is what `pip install ".[gpu]"` takes alone; NVCOMP_VERSION=5.3.0.16 packs the
 # 5.3 that pip takes next to DALI, to run verify_gpu.sh on nvCOMP's other Python API (its libnvcomp
 # comes along: the requirement loop below follows the wheel's pin). One of them per site.tar.xz
 # (both together pass the device tool's 64 MiB).

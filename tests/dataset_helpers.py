@@ -18,8 +18,8 @@ TEST_SECONDS = 240
 
 
 def need_ray():
-    """The ``ray`` module, or a skip saying why (``pip install 'gpu-media[ray]'``)."""
-    return pytest.importorskip("ray", reason="Ray is not installed (pip install 'gpu-media[ray]')")
+    """The ``ray`` module, or a skip saying why (``pip install ".[ray]"``)."""
+    return pytest.importorskip("ray", reason="Ray is not installed (pip install \".[ray]\")")
 
 
 @contextlib.contextmanager

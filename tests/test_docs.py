@@ -208,3 +208,24 @@ def test_readme_python_example_runs(start, code, tmp_path):
     r = subprocess.run([sys.executable, str(script)], check=False, cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, f"README.md:{start} failed:\n{r.stdout}\n{r.stderr}"
+
+
+def test_extras_are_installed_from_the_checkout():
+    """The package is installed from a checkout: every extra reads ``pip install ".[x]"``, never the PyPI form."""
+    bad = []
+    for folder in ("gpu_media", "docs", "scripts", "benchmarks", "tests", ".ci"):
+        for dirpath, dirs, files in os.walk(os.path.join(ROOT, folder)):
+            dirs[:] = [d for d in dirs if d not in SKIP_DIRS and d != "results"]
+            for f in files:
+                if f.endswith((".py", ".md", ".html", ".toml", ".sh", ".txt")) or f == "run":
+                    path = os.path.join(dirpath, f)
+                    with open(path, encoding="utf-8", errors="replace") as fh:
+                        if "gpu-media" + "[" in fh.read():
+                            bad.append(os.path.relpath(path, ROOT))
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        if "gpu-media" + "[" in fh.read():
+            bad.append("README.md")
+    assert bad == []
+    help_text = subprocess.run([sys.executable, "-m", "gpu_media.cli", "dump", "--help"], capture_output=True,
+                               text=True, timeout=60, check=True).stdout
+    assert 'pip install ".[ray,s3]"' in " ".join(help_text.split())

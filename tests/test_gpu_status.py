@@ -74,7 +74,7 @@ def test_no_cupy(machine):
     machine(import_error=ModuleNotFoundError("No module named 'cupy'"))
     msg = unusable_line()
     assert "CuPy does not import" in msg and "No module named 'cupy'" in msg
-    assert "gpu-media[gpu]" in msg and "gpu-media[gpu-cu12]" in msg and "R580" in msg
+    assert ".[gpu]" in msg and ".[gpu-cu12]" in msg and "R580" in msg
 
 
 def test_cuda12_driver_under_a_cuda13_cupy(machine):
@@ -82,7 +82,7 @@ def test_cuda12_driver_under_a_cuda13_cupy(machine):
     machine(fake_cupy(runtime=13020, driver=12020), release="535.104.05")
     msg = unusable_line()
     for words in ("driver 535.104.05", "CUDA up to 12.2", "built for CUDA 13.2", "R580 or newer",
-                  "gpu-media[gpu-cu12]", "uninstall cupy-cuda13x"):
+                  ".[gpu-cu12]", "uninstall cupy-cuda13x"):
         assert words in msg, (words, msg)
 
 
@@ -123,7 +123,7 @@ def test_nvrtc_missing(machine, runtime, extra):
     msg = unusable_line()
     major = runtime // 1000
     assert f"NVRTC for CUDA {major}" in msg and "libnvrtc.so not found" in msg
-    assert f"gpu-media[{extra}]" in msg and f"cuda-toolkit[nvrtc]=={major}.*" in msg
+    assert f".[{extra}]" in msg and f"cuda-toolkit[nvrtc]=={major}.*" in msg
 
 
 def test_a_driver_query_that_raises_means_no_driver(machine):
@@ -136,8 +136,8 @@ def test_a_driver_query_that_raises_means_no_driver(machine):
 
 def test_usable_status_names_where_each_codec_runs(machine, monkeypatch):
     fake_backend = types.ModuleType("fake_gpu_backend_for_status")
-    nvimg = types.SimpleNamespace(available=lambda: True, INSTALL_HINT="pip install 'gpu-media[gpu]'")
-    nvcomp = types.SimpleNamespace(available=lambda: False, INSTALL_HINT="pip install 'gpu-media[gpu]' (nvcomp)")
+    nvimg = types.SimpleNamespace(available=lambda: True, INSTALL_HINT="pip install '.[gpu]'")
+    nvcomp = types.SimpleNamespace(available=lambda: False, INSTALL_HINT="pip install '.[gpu]' (nvcomp)")
     monkeypatch.setitem(sys.modules, fake_backend.__name__, fake_backend)
     monkeypatch.setitem(sys.modules, "fake_nvimg_for_status", nvimg)
     monkeypatch.setitem(sys.modules, "fake_nvcomp_for_status", nvcomp)
@@ -148,7 +148,7 @@ def test_usable_status_names_where_each_codec_runs(machine, monkeypatch):
     assert backend._load_gpu() is fake_backend
     status = gm.gpu_status()
     assert status == ("usable: Fake H100 (device 0, driver 580.95.05, CuPy 14.2.0 for CUDA 13.2); "
-                      "JPEG with nvImageCodec; PNG on the host (nvCOMP missing: pip install 'gpu-media[gpu]' (nvcomp))")
+                      "JPEG with nvImageCodec; PNG on the host (nvCOMP missing: pip install '.[gpu]' (nvcomp))")
 
 
 def test_cli_device_gpu_prints_the_reason_in_one_line(machine, tmp_path, capsys):
@@ -159,7 +159,7 @@ def test_cli_device_gpu_prints_the_reason_in_one_line(machine, tmp_path, capsys)
     rc = cli.main(["dump", str(tmp_path / "in.npz"), str(tmp_path / "out"), "--device", "gpu"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1, err
-    assert "driver 550.54.15" in err and "gpu-media[gpu-cu12]" in err and "R580" in err
+    assert "driver 550.54.15" in err and ".[gpu-cu12]" in err and "R580" in err
 
 
 def test_driver_release_parses_proc(monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ from the ``nvidia-cuda-nvrtc`` wheel (``nvidia/cu13/lib/libnvrtc.so.13``; the CU
 wheel's ``nvidia/cuda_nvrtc/lib/libnvrtc.so.12`` also works) or from the system
 (``GPU_MEDIA_NVRTC`` names another library, or none when empty), and CUDA 12's NVRTC
 (``nvidia-cuda-nvrtc-cu12``; ``GPU_MEDIA_NVRTC12``), which compiles the kernels for
-``gpu-media[gpu-cu12]`` on CUDA 12 drivers. All
+``pip install ".[gpu-cu12]"`` on CUDA 12 drivers. All
 compile with the backend's options (``--fmad=false -std=c++17 -I gpu_media/cuda/src``,
 plus the ``-ftz=true`` that CuPy appends)
 and must print no warning; the PTX must define every kernel the backend launches.
@@ -76,7 +76,7 @@ def _load_nvrtc():
 def _load_nvrtc12():
     """CUDA 12's NVRTC (the ``nvidia-cuda-nvrtc-cu12`` wheel), where it is not already :data:`NVRTC`.
 
-    What ``gpu-media[gpu-cu12]`` compiles the kernels with on a CUDA 12 driver (the
+    What ``pip install ".[gpu-cu12]"`` compiles the kernels with on a CUDA 12 driver (the
     shipped fatbin is CUDA 13's), so they must compile with it too (issue 17.3).
     """
     if "GPU_MEDIA_NVRTC12" in os.environ:

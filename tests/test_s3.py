@@ -25,7 +25,7 @@ from dataset_helpers import make_rows, need_ray, single_process_dump, tree
 
 need_ray()
 pytestmark = pytest.mark.usefixtures("bounded")  # conftest.py: no test hangs CI
-pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'gpu-media[s3]')")
+pytest.importorskip("s3fs", reason="s3fs is not installed (pip install \".[s3]\")")
 pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
 boto3 = pytest.importorskip("boto3", reason="boto3 (with moto) is not installed")
 

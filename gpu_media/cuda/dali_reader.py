@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DeviceError, MediaError
 
-DALI_EXTRA = "pip install 'gpu-media[dali]'"
+DALI_EXTRA = 'pip install ".[dali]"'
 _lock = threading.Lock()
 _pipes: dict = {}
 
@@ -70,7 +70,7 @@ def read_files(paths: list, *, device: str = "gpu", device_id: int = 0, max_batc
         output buffers on the next run).
 
     Raises:
-        gpu_media.DeviceError: DALI is not installed (``pip install 'gpu-media[dali]'``).
+        gpu_media.DeviceError: DALI is not installed (``pip install ".[dali]"``).
         gpu_media.MediaError: a file cannot be read or decoded (naming it).
     """
     if not available():

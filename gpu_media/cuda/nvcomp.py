@@ -1,7 +1,7 @@
 """Raw deflate on the GPU with nvCOMP, one stream per image (docs/SPEC.md 5, PNG on the GPU).
 
-``nvidia-nvcomp-cu13`` (nvCOMP 5.3 or 6.x, part of ``pip install 'gpu-media[gpu]'``;
-``nvidia-nvcomp-cu12`` in ``gpu-media[gpu-cu12]``) is imported on first use, never at
+``nvidia-nvcomp-cu13`` (nvCOMP 5.3 or 6.x, part of ``pip install ".[gpu]"``;
+``nvidia-nvcomp-cu12`` in ``pip install ".[gpu-cu12]"``) is imported on first use, never at
 import time: :func:`available` says whether it imports. Both Python APIs are spoken
 (:func:`api`): pip installs 5.3 next to DALI 2.x (which pins libnvcomp 5.3) and 6.x
 elsewhere. nvCOMP 6 wraps one buffer carved by an offset table as a ``BatchArray``
@@ -39,7 +39,7 @@ import threading
 
 from ..errors import DeviceError
 
-INSTALL_HINT = "pip install 'gpu-media[gpu]' (nvidia-nvcomp-cu13; CUDA 12: 'gpu-media[gpu-cu12]')"
+INSTALL_HINT = 'pip install ".[gpu]" (nvidia-nvcomp-cu13; CUDA 12: ".[gpu-cu12]")'
 #: nvCOMP's largest uncompressed Deflate chunk (``nvcompDeflateCompressionMaxAllowedChunkSize``, 2^31
 #: bytes): an image whose filtered rows are larger is encoded on the host (one chunk per image here)
 MAX_CHUNK_BYTES = 1 << 31

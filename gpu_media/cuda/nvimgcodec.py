@@ -3,7 +3,7 @@
 ``encode_device(images, quality, file_type="jpeg", device_id=None)`` turns a batch of
 uint8 images into one file's bytes per image with one cached
 ``nvimgcodec.Encoder`` per device (created on first use, reused, guarded by a lock).
-It needs ``nvidia-nvimgcodec-cu13`` (``pip install 'gpu-media[gpu]'``; the nvJPEG
+It needs ``nvidia-nvimgcodec-cu13`` (``pip install ".[gpu]"``; the nvJPEG
 library comes from its ``[nvjpeg]`` extra, package ``nvidia-nvjpeg``).
 
 Devices (``device_id``):
@@ -60,7 +60,7 @@ from .. import codecs as _codecs
 from ..errors import DeviceError, ImageError, MediaError
 
 CPU_ONLY = -99999  # nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY, usable without importing nvimgcodec
-INSTALL_HINT = "pip install 'gpu-media[gpu]'"
+INSTALL_HINT = 'pip install ".[gpu]"'
 #: ``file_type`` spelling -> nvImageCodec codec name, and that codec's channel counts; both from
 #: the codec table (``gpu_media.codecs``): {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "bmp": "bmp"}.
 CODECS = {spelling: c.nvimgcodec_name for c in _codecs.CODECS for spelling in c.spellings}
@@ -296,7 +296,7 @@ def encode_device(images, quality: int = 75, file_type: str = "jpeg", device_id:
     Raises:
         gpu_media.ImageError: not uint8, a bad shape, a channel count the codec lacks.
         gpu_media.MediaError: a bad ``file_type``/``quality``/``compression_level``/``device_id``.
-        gpu_media.DeviceError: nvImageCodec missing (install ``gpu-media[gpu]``), an
+        gpu_media.DeviceError: nvImageCodec missing (install ``pip install ".[gpu]"``), an
             encoder that cannot be created, or an image nvImageCodec failed to encode.
     """
     codec = _check_args(file_type, quality, compression_level)

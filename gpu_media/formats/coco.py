@@ -49,14 +49,14 @@ __all__ = [
 
 GT_KEY = "ground_truth"
 PRED_KEY = "predictions"
-COCO_EXTRA = "pip install 'gpu-media[coco]'"
+COCO_EXTRA = 'pip install ".[coco]"'
 
 #: The COCO input of ``gpu-media dump`` (part of ``gpu-media dump --help``).
 COCO_HELP = """\
 COCO: gpu-media dump IMAGES_DIR OUT_DIR --coco instances.json [--predictions results.json]
   Ground truth from a COCO instances file, predictions from a COCO results file:
   box keys and mask keys "ground_truth" and "predictions" (masks need the coco
-  extra: pip install 'gpu-media[coco]'). Where instances overlap in a mask, ground
+  extra: pip install ".[coco]"). Where instances overlap in a mask, ground
   truth is painted largest first (smaller instances stay visible) and predictions
   lowest score first (the most confident wins).
 """
