@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import sys
 import time
@@ -169,9 +170,12 @@ def _start_ray(address: str | None, verbose: bool = False) -> bool:
         return False
     if not verbose:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the C++ core's lines (E ... core_worker.cc)
+        os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    ray.init(address=address or None, log_to_driver=verbose, logging_level="INFO" if verbose else "ERROR",
-             include_dashboard=False)
+    atexit.register(_stop_ray)  # before init: also when the command is interrupted or fails meanwhile
+    with contextlib.nullcontext() if verbose else _quiet_fd2():  # the C++ core's start-up line
+        ray.init(address=address or None, log_to_driver=verbose, logging_level="INFO" if verbose else "ERROR",
+                 include_dashboard=False)
     if not verbose:
         import ray.data
 
@@ -179,8 +183,21 @@ def _start_ray(address: str | None, verbose: bool = False) -> bool:
         ctx.enable_progress_bars = False
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    atexit.register(_stop_ray)  # also when the command is interrupted or fails
     return True
+
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    """File descriptor 2 to /dev/null for the block (what native code prints there), restored after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _stop_ray() -> None:

@@ -21,7 +21,10 @@ map the grey value (the class id) to the class colour, or to transparent for hid
 classes, applied with CSS ``filter`` to an ``<img>`` of the mask over the image.
 Boxes are drawn on a ``<canvas>`` per image. Class colours are :data:`gpu_media.PALETTE`
 entry ``class_id % 20``, as for the burned-in outlines. Every class is shown by default,
-except a class named "background" or "bg" in masks (its checkbox brings it back).
+except a class named "background" or "bg" in masks (its checkbox brings it back). The
+default view is meant to be readable: the first mask key is on at opacity 0.35, the other
+mask keys off, and the box keys on unless the boxes are burned into the pixels
+(``boxes_drawn`` in the index), where drawing them again would hide the image.
 
 Every string from the dump reaches the page as text (``textContent``), never as markup.
 """
