@@ -10,7 +10,9 @@ import argparse
 import atexit
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from importlib import resources
@@ -173,6 +175,8 @@ def _start_ray(address: str | None, verbose: bool = False) -> bool:
         os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     atexit.register(_stop_ray)  # before init: also when the command is interrupted or fails meanwhile
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)  # `kill`: finally blocks and atexit run, Ray goes too
     with contextlib.nullcontext() if verbose else _quiet_fd2():  # the C++ core's start-up line
         ray.init(address=address or None, log_to_driver=verbose, logging_level="INFO" if verbose else "ERROR",
                  include_dashboard=False)
@@ -184,6 +188,12 @@ def _start_ray(address: str | None, verbose: bool = False) -> bool:
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
     return True
+
+
+def _terminated(signum, frame):
+    """SIGTERM as an exit with status 143 (128 + 15) that runs ``finally`` blocks and atexit."""
+    print("gpu-media: terminated", file=sys.stderr)
+    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,9 @@ entry ``class_id % 20``, as for the burned-in outlines. Every class is shown by 
 except a class named "background" or "bg" in masks (its checkbox brings it back). The
 default view is meant to be readable: the first mask key is on at opacity 0.35, the other
 mask keys off, and the box keys on unless the boxes are burned into the pixels
-(``boxes_drawn`` in the index), where drawing them again would hide the image.
+(``boxes_drawn`` in the index), where drawing them again would hide the image, or the
+mask of the same key is shown (it shows the same objects): ground-truth masks beside
+predicted boxes.
 
 Every string from the dump reaches the page as text (``textContent``), never as markup.
 """

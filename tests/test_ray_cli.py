@@ -76,7 +76,10 @@ def test_ray_run_is_quiet_and_shuts_down_the_ray_it_started(run):
     assert _gone(tmp) == []
 
 
-def test_interrupted_ray_run_shuts_down_the_ray_it_started(run):
+@pytest.mark.parametrize("sig,status,words", [(signal.SIGINT, 130, "gpu-media: interrupted"),
+                                               (signal.SIGTERM, 143, "gpu-media: terminated")])
+def test_interrupted_ray_run_shuts_down_the_ray_it_started(run, sig, status, words):
+    """Ctrl-C or ``kill`` mid-run: the command exits and takes the local Ray it started with it."""
     tmp, env, argv, out = run
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -86,12 +89,12 @@ def test_interrupted_ray_run_shuts_down_the_ray_it_started(run):
             assert time.monotonic() < deadline, "the run did not start"
             time.sleep(0.05)
         assert _ray_processes(tmp)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err
-    assert "gpu-media: interrupted" in err
+    assert proc.returncode == status, err
+    assert words in err
     assert _gone(tmp) == []

@@ -310,6 +310,7 @@ def test_images_load_and_paging(page):
     _set(page, "#thumb-select", 96)
     _set(page, "#page-size-select", 12)
     assert cells.count() == 12
+    _check(page, f"{_layer('mask', 1)} .layer-toggle", True)  # off by default (test_default_view_is_readable)
     _images_loaded(page)
     sizes = page.eval_on_selector_all("#grid img", "l => l.map(i => [i.className, i.naturalWidth, i.naturalHeight])")
     assert len(sizes) == 12 * 3 and all(s[1:] == [W, H] for s in sizes)  # image + two masks per cell
@@ -407,6 +408,7 @@ _CANVAS_PIXEL = """([i, x, y]) => {
 
 
 def test_box_layers(page):
+    _check(page, f"{_layer('box', 0)} .layer-toggle", True)  # ground truth: off by default, its mask is shown
     page.wait_for_function("document.querySelector(\"#grid figure.cell[data-index='0'] canvas.boxes\").dataset.drawn")
     cw, ch = page.eval_on_selector("#grid figure.cell[data-index='0'] canvas.boxes", "c => [c.width, c.height]")
     assert (cw, ch) == (256, 192)
@@ -587,12 +589,14 @@ def test_serve_checks_the_host_header(confined):
 
 
 def test_default_view_is_readable(page):
-    """The first mask key on at low opacity, the others off; boxes that are not burned in on."""
+    """The first mask key on at low opacity, the others off; boxes on unless their key's mask is shown."""
+    assert "ground_truth" in page.locator(_layer("mask", 0)).inner_text()
+    assert "ground_truth" in page.locator(_layer("box", 0)).inner_text()
     assert page.locator(f"{_layer('mask', 0)} .layer-toggle").is_checked()
     assert not page.locator(f"{_layer('mask', 1)} .layer-toggle").is_checked()
     assert float(page.locator(f"{_layer('mask', 0)} input.opacity").input_value()) == 0.35
-    for i in (0, 1):
-        assert page.locator(f"{_layer('box', i)} .layer-toggle").is_checked()  # not burned into the pixels
+    assert not page.locator(f"{_layer('box', 0)} .layer-toggle").is_checked()  # ground_truth: its mask is shown
+    assert page.locator(f"{_layer('box', 1)} .layer-toggle").is_checked()  # prediction: not burned in, no mask on
 
 
 def test_burned_in_boxes_start_off(browser, tmp_path):
