@@ -175,11 +175,11 @@ def _start_ray(address: str | None, verbose: bool = False) -> bool:
         os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     atexit.register(_stop_ray)  # before init: also when the command is interrupted or fails meanwhile
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)  # `kill`: finally blocks and atexit run, Ray goes too
     with contextlib.nullcontext() if verbose else _quiet_fd2():  # the C++ core's start-up line
         ray.init(address=address or None, log_to_driver=verbose, logging_level="INFO" if verbose else "ERROR",
                  include_dashboard=False)
+    if threading.current_thread() is threading.main_thread():  # after init, which installs a handler of its own
+        signal.signal(signal.SIGTERM, _terminated)  # `kill`: finally blocks and atexit run, Ray goes too
     if not verbose:
         import ray.data
 
