@@ -559,7 +559,12 @@ def finish_dump_at(output: Output, name: str, index: dict, options: DumpOptions)
     output.put(name, json_bytes(index), overwrite=True)
     finish_removals_at(output)
     if options.viewer:
-        write_viewer_at(output)
+        try:
+            write_viewer_at(output)
+        except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
+            warnings.warn(ViewerWarning(
+                f"{output.url}: the dump is written and indexed ({name}), but the viewer index.html was not "
+                f"updated ({' '.join(str(exc).split())}); the next dump there writes it again"), stacklevel=2)
 
 
 def write_viewer_at(output: Output) -> None:
