@@ -5,6 +5,8 @@ the documented overlap rule; expected boxes from the JSON files. The bundled
 COCO demo (``gpu_media/demo/coco``) is real photographs with real annotations.
 """
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -350,3 +352,96 @@ def test_cli_coco_gpu_without_a_gpu_is_a_device_error(tmp_path, capsys):
                    os.path.join(DEMO, "instances.json"), "--device", "gpu"])
     assert rc == 2 and "device='gpu'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- every results form of COCO.loadRes
+
+
+def _demo_as_segm_results():
+    """The demo's predictions in pycocotools' own segm demo form: compressed RLE + score, no bbox."""
+    from pycocotools import mask as mask_api
+
+    coco = COCO(os.path.join(DEMO, "instances.json"))
+    res = json.load(open(os.path.join(DEMO, "results.json")))
+    out = []
+    for d in res:
+        im = coco.imgs[d["image_id"]]
+        seg = d["segmentation"]
+        if isinstance(seg, list):
+            rle = mask_api.merge(mask_api.frPyObjects(seg, im["height"], im["width"]))
+            seg = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+        out.append({"image_id": d["image_id"], "category_id": d["category_id"], "score": d["score"],
+                    "segmentation": seg})
+    return coco, out
+
+
+def test_segm_results_without_bbox_get_loadres_boxes(tmp_path):
+    """The segm demo form of pycocotools (RLE + score, no bbox): the boxes are the ones loadRes derives."""
+    coco, segm = _demo_as_segm_results()
+    path = tmp_path / "segm_results.json"
+    path.write_text(json.dumps(segm))
+    with contextlib.redirect_stdout(io.StringIO()):
+        res = coco.loadRes(json.loads(path.read_text()))
+    expected = {}
+    for ann_id in sorted(res.anns):
+        a = res.anns[ann_id]
+        expected.setdefault(a["image_id"], []).append([float(v) for v in a["bbox"]])
+    ds = load_coco(os.path.join(DEMO, "images"), os.path.join(DEMO, "instances.json"), str(path))
+    got = {im.id: [a["bbox"] for a in im.pred] for im in ds.images if im.pred}
+    assert got == expected and sum(map(len, got.values())) == len(segm)
+    assert ds.has_pred_masks
+    # the dump draws those boxes and paints those masks
+    out = tmp_path / "out"
+    write_coco_dump(out, os.path.join(DEMO, "images"), os.path.join(DEMO, "instances.json"), str(path))
+    assert load_index(out)["count"] == 8
+
+
+def test_polygon_and_uncompressed_results_without_bbox(tmp_path):
+    from pycocotools import mask as mask_api
+
+    poly = square(2, 3, 12, 9)
+    rle = mask_api.frPyObjects(poly, 40, 30)[0]
+    raw = np.asfortranarray(mask_api.decode(rle))
+    counts, prev, run = [], 0, 0  # uncompressed RLE of the same square (column-major runs from 0)
+    for v in raw.ravel(order="F"):
+        if v != prev:
+            counts.append(run)
+            prev, run = v, 0
+        run += 1
+    counts.append(run)
+    preds = [{"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": poly},
+             {"image_id": 1, "category_id": 1, "score": 0.8, "bbox": [], "segmentation": {"size": [40, 30],
+                                                                                          "counts": counts}},
+             {"image_id": 2, "category_id": 7, "score": 0.7, "keypoints": [4, 5, 2, 10, 1, 2, 6, 8, 1]}]
+    img_dir, inst, res = make_dataset(tmp_path, [], predictions=preds)
+    ds = load_coco(img_dir, inst, res)
+    want = [float(v) for v in mask_api.toBbox(rle)]
+    assert [a["bbox"] for a in ds.images[0].pred] == [want, want]
+    assert ds.images[1].pred[0]["bbox"] == [4.0, 1.0, 6.0, 7.0]  # loadRes: [x0, y0, x1 - x0, y1 - y0]
+
+
+@pytest.mark.parametrize("det,message", [
+    ({"image_id": 1, "category_id": 1, "score": 0.5, "caption": "a cat"}, "a caption result has no box"),
+    ({"image_id": 1, "category_id": 1, "score": 0.5}, "needs a bbox"),
+    ({"image_id": 1, "category_id": 1, "score": 0.5, "keypoints": [1, 2]}, "keypoints must be"),
+    ({"image_id": 99, "category_id": 1, "score": 0.5, "bbox": [0, 0, 1, 1]},
+     "Results do not correspond to current coco set"),
+])
+def test_results_loadres_refuses_are_refused(tmp_path, det, message):
+    img_dir, inst, res = make_dataset(tmp_path, [], predictions=[det])
+    with pytest.raises(gm.MediaError, match=message):
+        load_coco(img_dir, inst, res)
+
+
+def test_results_not_a_list_says_so(tmp_path):
+    img_dir, inst, res = make_dataset(tmp_path, [], predictions={"image_id": 1})
+    with pytest.raises(gm.MediaError, match="results in not an array of objects"):
+        load_coco(img_dir, inst, res)
+
+
+def test_score_threshold_keeps_every_detection_for_evaluation(tmp_path):
+    preds = [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": s} for s in (0.1, 0.5, 0.9)]
+    img_dir, inst, res = make_dataset(tmp_path, [], predictions=preds)
+    ds = load_coco(img_dir, inst, res, score_threshold=0.5)
+    assert [a["score"] for a in ds.images[0].pred] == [0.5, 0.9]
+    assert [a["score"] for a in ds.images[0].pred_all] == [0.1, 0.5, 0.9]

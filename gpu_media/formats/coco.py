@@ -3,7 +3,11 @@
 Ground truth comes from a COCO *instances* file (``images``, ``annotations``,
 ``categories``), predictions from a COCO *results* file (a list of ``{image_id,
 category_id, bbox, score[, segmentation]}``), as written by ``pycocotools`` and
-detectron-style evaluators. They become:
+detectron-style evaluators. Every detection form ``COCO.loadRes`` accepts is read:
+without ``bbox`` (or with ``bbox: []``) the box is derived as loadRes derives it,
+from the ``segmentation`` (``maskUtils.toBbox``; RLE, and polygons through
+``frPyObjects``) or from the ``keypoints`` (their extent); a ``caption`` result is
+refused (it has no box). They become:
 
 * box keys ``ground_truth`` and ``predictions`` (``bbox`` ``[x, y, w, h]`` in
   pixels becomes ``minX=x, maxX=x+w, minY=y, maxY=y+h``, domain "pixel"; class id
@@ -76,7 +80,8 @@ class CocoImage:
     height: int
     width: int
     gt: list = field(default_factory=list)  # annotations, in file order
-    pred: list = field(default_factory=list)
+    pred: list = field(default_factory=list)  # the detections shown (score >= the threshold), in file order
+    pred_all: list = field(default_factory=list)  # every valid detection (what evaluation uses), in file order
 
 
 @dataclass
@@ -183,6 +188,41 @@ def _check_segmentation(seg, h, w, where):
     raise MediaError(f"{where}: segmentation must be a list of polygons or an RLE dict, got {type(seg).__name__}")
 
 
+def _derived_box(det: dict, img: CocoImage, where: str) -> dict:
+    """A detection without ``bbox`` (or with ``bbox: []``) given its box as ``COCO.loadRes`` derives it.
+
+    loadRes' forms: ``segmentation`` (box = ``maskUtils.toBbox`` of the mask; polygons
+    are merged through ``frPyObjects`` first, which loadRes itself does not accept) and
+    ``keypoints`` (box = the keypoints' extent). A ``caption`` result has no box and is
+    refused, as is a detection with neither. Returns a copy with ``bbox`` set.
+    """
+    if det.get("segmentation") is not None:
+        _check_segmentation(det["segmentation"], img.height, img.width, where)
+        mask_api = _mask_api()
+        seg = det["segmentation"]
+        if isinstance(seg, list):
+            rle = mask_api.merge(mask_api.frPyObjects(seg, img.height, img.width))
+        elif isinstance(seg["counts"], list):
+            rle = mask_api.frPyObjects(seg, img.height, img.width)
+        else:
+            rle = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
+        box = [float(v) for v in mask_api.toBbox(rle)]
+    elif det.get("keypoints") is not None:
+        kp = det["keypoints"]
+        if not (isinstance(kp, list) and kp and len(kp) % 3 == 0 and all(_is_num(v) for v in kp)):
+            raise MediaError(f"{where}: keypoints must be a non-empty flat list of (x, y, v) finite numbers, "
+                             f"got {(str(kp)[:80] + '...') if len(str(kp)) > 80 else kp}")
+        xs, ys = kp[0::3], kp[1::3]
+        box = [float(min(xs)), float(min(ys)), float(max(xs) - min(xs)), float(max(ys) - min(ys))]
+    elif "caption" in det:
+        raise MediaError(f"{where}: a caption result has no box or mask to show or evaluate "
+                         "(results with 'caption' are for caption evaluation, not detection)")
+    else:
+        raise MediaError(f"{where}: a detection needs a bbox [x, y, width, height], a segmentation or keypoints, "
+                         f"got bbox {det.get('bbox')!r}")
+    return {**det, "bbox": box}
+
+
 class _Problems:
     def __init__(self, skip_bad: bool):
         self.skip_bad = skip_bad
@@ -239,8 +279,10 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
         instances: path of a COCO instances JSON (``images``, ``annotations``,
             ``categories``); ``annotations`` may be absent (no ground truth).
         predictions: path of a COCO results JSON (a list of ``{image_id,
-            category_id, bbox, score[, segmentation]}``), or None.
-        score_threshold: keep only predictions with ``score >= score_threshold``.
+            category_id, bbox, score[, segmentation]}``, or any other form
+            ``COCO.loadRes`` accepts: see the module's docstring), or None.
+        score_threshold: show only predictions with ``score >= score_threshold``
+            (each image's ``pred``; ``pred_all`` keeps every valid one, for evaluation).
         skip_bad: leave out bad images and annotations with a :class:`CocoWarning`
             instead of raising.
 
@@ -333,18 +375,20 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
                     where += f" (id {a['id']})"
                 iid, cid = a.get("image_id"), a.get("category_id")
                 if not _is_int(iid) or iid not in by_id:
-                    raise MediaError(f"{where}: unknown image_id {iid!r}")
+                    raise MediaError(f"{where}: unknown image_id {iid!r}" + (
+                        " (pycocotools: Results do not correspond to current coco set)" if side == "pred" else ""))
                 img = by_id[iid]
                 if img is None:
                     continue  # its image was left out (already counted and warned about)
                 if not _is_int(cid) or cid not in categories:
                     raise MediaError(f"{where}: unknown category_id {cid!r} (not in the instances file's categories)")
-                _check_bbox(a.get("bbox"), where)
+                if side == "pred" and (a.get("bbox") is None or a.get("bbox") == []):
+                    a = _derived_box(a, img, where)  # loadRes' segmentation and keypoints forms
+                else:
+                    _check_bbox(a.get("bbox"), where)
                 if side == "pred":
                     if not _is_num(a.get("score")):
                         raise MediaError(f"{where}: score must be a finite number, got {a.get('score')!r}")
-                    if score_threshold is not None and a["score"] < score_threshold:
-                        continue
                 if a.get("segmentation") is not None:
                     if not 0 < cid <= 255:
                         raise MediaError(
@@ -354,6 +398,10 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
             except MediaError as exc:
                 problems(kind, exc)
                 continue
+            if side == "pred":
+                img.pred_all.append(a)
+                if score_threshold is not None and a["score"] < score_threshold:
+                    continue
             getattr(img, side).append(a)
 
     anns = inst.get("annotations") or []
@@ -366,7 +414,8 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
         if isinstance(preds, dict) and isinstance(preds.get("annotations"), list):
             preds = preds["annotations"]
         if not isinstance(preds, list):
-            raise MediaError(f"predictions file {predictions!r}: a COCO results file is a JSON list of detections")
+            raise MediaError(f"predictions file {predictions!r}: a COCO results file is a JSON list of detections "
+                             "(pycocotools: results in not an array of objects)")
         attach(preds, "predictions", "pred", "predictions file: detections")
     if not images:
         raise MediaError(f"instances file {instances!r}: no usable images")
