@@ -34,6 +34,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("dispatch", ["gpu_media.backend"]),
     ("stages", ["gpu_media.normalize", "gpu_media.masks", "gpu_media.boxes", "gpu_media.encode",
                 "gpu_media.warmup"]),
+    # evaluation: computes on the backend (mask confusion matrices) and with pycocotools; dump writes its results
+    ("eval", ["gpu_media.eval", "gpu_media.eval.*"]),
     ("viewer", ["gpu_media.viewer"]),  # written by dump after the index, so below it
     # within dump: options, layout < index < pipeline, finish < the package itself (write_batches)
     ("dump", ["gpu_media.dump", "gpu_media.dump.*"]),

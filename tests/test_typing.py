@@ -46,6 +46,8 @@ PUBLIC_MODULES = [
     "gpu_media.formats.npz",
     "gpu_media.formats.coco",
     "gpu_media.formats.shards",
+    "gpu_media.eval",
+    "gpu_media.eval.coco",
     "gpu_media.storage",
     "gpu_media.ray",
     "gpu_media.cli",

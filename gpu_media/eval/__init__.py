@@ -1,0 +1,25 @@
+"""Evaluation: COCO detection metrics with per-box outcomes, and mask confusion matrices.
+
+* :func:`evaluate_coco`: COCOeval's statistics (pycocotools, or faster-coco-eval
+  where installed), every prediction marked TP / FP and every ground-truth
+  instance matched / FN at IoU 0.50 and 0.75 (:mod:`gpu_media.eval.coco`).
+
+Both return frozen dataclasses with ``to_json()``, the index's ``eval`` section
+(docs/SPEC.md). pycocotools / faster-coco-eval are imported when called.
+"""
+
+from __future__ import annotations
+
+from .coco import (
+    ENGINES,
+    STATS_NAMES,
+    ClassEvaluation,
+    CocoEvaluation,
+    ImageEvaluation,
+    Mark,
+    evaluate_coco,
+    summary_lines,
+)
+
+__all__ = ["ENGINES", "STATS_NAMES", "ClassEvaluation", "CocoEvaluation", "ImageEvaluation", "Mark",
+           "evaluate_coco", "summary_lines"]
