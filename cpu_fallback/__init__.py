@@ -1,7 +1,7 @@
 """The NumPy + Pillow backend of gpu_media (identical semantics to the CuPy one).
 
 Satisfies the :class:`gpu_media.backend.Backend` protocol (``name``, ``xp``,
-``normalize``, ``mask_stats``, ``draw_outlines``, ``encode``, ``to_host``,
+``normalize``, ``mask_stats``, ``confusion``, ``draw_outlines``, ``encode``, ``to_host``,
 ``chunk_bytes``) and is registered as device "cpu". Its encoders are the codec
 table's ``"cpu"`` entries (``cpu_fallback.encode.encode_png`` and so on).
 Work is vectorized over the whole batch (per-image ranges come from one reduction
@@ -27,7 +27,7 @@ import numpy as np
 
 from .boxes import draw_outlines
 from .encode import encode
-from .masks import mask_stats
+from .masks import confusion, mask_stats
 from .normalize import normalize
 
 name = "cpu"
@@ -54,4 +54,4 @@ def chunk_bytes() -> int:
     return 64 << 20
 
 
-__all__ = ["normalize", "mask_stats", "draw_outlines", "encode", "to_host", "chunk_bytes", "name", "xp"]
+__all__ = ["normalize", "mask_stats", "confusion", "draw_outlines", "encode", "to_host", "chunk_bytes", "name", "xp"]

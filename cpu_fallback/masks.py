@@ -44,3 +44,25 @@ def mask_stats(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     vals = flat[rows, cols].astype(np.int64) + rows.astype(np.int64) * 256
     hist = np.bincount(vals, minlength=n * 256).reshape(n, 256)
     return hist, lo, hi, bad
+
+
+def confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N,H,W) class-id masks -> (N, C, C) int64 confusion matrices, one per image (``C = num_classes``).
+
+    ``out[i, g, p]`` counts the pixels of image i whose ground truth is class g and
+    prediction class p. The masks are validated integers in [0, C) (any integer,
+    float or bool dtype); one ``np.bincount`` of ``g * C + p`` per image.
+
+    Examples:
+        >>> confusion(np.array([[[0, 1], [1, 1]]], np.uint8), np.array([[[0, 1], [0, 1]]], np.uint8), 2).tolist()
+        [[[1, 0], [1, 2]]]
+    """
+    n, c = gt.shape[0], int(num_classes)
+    out = np.empty((n, c, c), dtype=np.int64)
+    idx_type = np.int32 if c * c < 2**31 else np.int64
+    for i in range(n):
+        idx = gt[i].ravel().astype(idx_type) * c
+        p = pred[i].ravel()
+        idx += p if p.dtype.kind in "iu" and p.itemsize <= idx.itemsize else p.astype(idx_type)
+        out[i] = np.bincount(idx, minlength=c * c).reshape(c, c)
+    return out

@@ -48,6 +48,7 @@ PUBLIC_MODULES = [
     "gpu_media.formats.shards",
     "gpu_media.eval",
     "gpu_media.eval.coco",
+    "gpu_media.eval.confusion",
     "gpu_media.storage",
     "gpu_media.ray",
     "gpu_media.cli",
