@@ -61,6 +61,16 @@ class Backend(Protocol):
         """
         ...
 
+    def confusion(self, gt: Any, pred: Any, num_classes: int) -> Any:
+        """Issue 20 (docs/SPEC.md, the index's ``eval`` section): two ``(N,H,W)`` class-id masks -> ``(N,C,C)`` int64.
+
+        ``out[i, g, p]`` counts image i's pixels of ground-truth class g predicted as
+        p (``C = num_classes``). The masks are this backend's arrays of any mask dtype,
+        already validated as integers in ``[0, C)``; one histogram of ``g * C + p``
+        (``np.bincount`` per image on the CPU, one atomic-histogram kernel on the GPU).
+        """
+        ...
+
     def draw_outlines(self, images: Any, rects: np.ndarray, image_index: np.ndarray, colors: np.ndarray,
                       thickness: int) -> Any:
         """docs/SPEC.md 4: uint8 NHWC images + host box arrays -> a new uint8 NHWC array (C=1 becomes 3).

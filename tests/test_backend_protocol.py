@@ -39,7 +39,7 @@ MEMBERS = protocol_members()
 
 
 def test_the_protocol_lists_the_interface_with_docs():
-    assert set(MEMBERS) == {"name", "xp", "normalize", "mask_stats", "draw_outlines", "encode", "to_host",
+    assert set(MEMBERS) == {"name", "xp", "normalize", "mask_stats", "confusion", "draw_outlines", "encode", "to_host",
                             "chunk_bytes"}
     for name, sig in MEMBERS.items():
         if sig is not None:
@@ -151,6 +151,9 @@ class Recorder:
 
     def mask_stats(self, masks):
         return self._rec("mask_stats")(masks)
+
+    def confusion(self, gt, pred, num_classes):
+        return self._rec("confusion")(gt, pred, num_classes)
 
     def draw_outlines(self, images, rects, image_index, colors, thickness):
         return self._rec("draw_outlines")(images, rects, image_index, colors, thickness)
