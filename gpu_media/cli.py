@@ -18,6 +18,8 @@ import warnings
 from importlib import resources
 from typing import Any, Sequence, TextIO
 
+import numpy as np
+
 from . import __version__
 from .codecs import FILE_TYPES
 from .dump import DumpOptions, check_key_step, index_path, write_batches
@@ -64,12 +66,19 @@ def _print_locations(summary: dict, out_dir: str | os.PathLike, stream: TextIO) 
 def run_dump(input_path: str | os.PathLike, out_dir: str | os.PathLike, *, key: str, step: int | str,
              file_type: str, quality: int, draw_boxes: bool, device: str, compression_level: int | None = None,
              overwrite: bool = False, durable: bool = True, stream: TextIO | None = None,
-             layout: str | None = None) -> dict[str, Any]:
+             layout: str | None = None, eval_gt: str | None = None, eval_pred: str | None = None,
+             eval_engine: str = "auto") -> dict[str, Any]:
     """Load, validate and write one dump of an .npz, or of a folder of .npz shards; print and return a summary.
 
     ``layout`` (``--layout``) wins over the input's ``layout`` entry (docs/SPEC.md 1: an explicit layout wins).
+    With ``eval_gt`` and ``eval_pred`` (``--eval --eval-gt KEY --eval-pred KEY``, an
+    .npz only): the two box keys are evaluated as COCO detections and / or the two
+    mask keys as semantic segmentation (:func:`npz_evaluation`), before anything is
+    written; the summary gets ``"eval"``.
     """
     stream = sys.stdout if stream is None else stream
+    if eval_gt is not None and os.path.isdir(input_path):
+        raise MediaError("--eval reads one .npz (or --coco), not a folder of shards")
     if os.path.isdir(input_path):
         shards = _shards.npz_shards(input_path)
         kwargs = {"layout": layout or _shards.shard_layout(shards), "classes": _shards.shard_classes(shards)}
@@ -83,6 +92,9 @@ def run_dump(input_path: str | os.PathLike, out_dir: str | os.PathLike, *, key: 
         total = len(kwargs["images"])
     check_key_step(key, step)
     check_out_dir(out_dir)
+    evaluation = None
+    if eval_gt is not None:
+        evaluation = npz_evaluation(kwargs, eval_gt, eval_pred, device=device, engine=eval_engine)
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, device=device, progress=True, layout=kwargs.get("layout"),
                           classes=kwargs.get("classes"), overwrite=overwrite, durable=durable)
@@ -106,16 +118,91 @@ def run_dump(input_path: str | os.PathLike, out_dir: str | os.PathLike, *, key: 
     print(f"wrote {summary['images']} images, {n_masks} masks ({', '.join(summary['mask_keys']) or 'none'}) and "
           f"{n_boxes} boxes ({', '.join(summary['box_keys']) or 'none'}) to {summary['out_dir']} "
           f"in {seconds:.2f} s", file=stream)
+    if evaluation is not None:
+        summary["eval"] = _print_evaluation(evaluation, stream)
     _print_locations(summary, out_dir, stream)
     return summary
+
+
+def _image_sizes(images: Any, layout: str | None) -> list:
+    """(H, W) of each image of an .npz batch (NHWC, NCHW or NHW)."""
+    shape = tuple(int(v) for v in np.shape(images))
+    if layout == "NCHW":
+        return [shape[2:4]] * shape[0]
+    return [shape[1:3]] * shape[0]
+
+
+def npz_evaluation(kwargs: dict[str, Any], gt_key: str, pred_key: str | None, *, device: str = "auto",
+                   engine: str = "auto") -> dict[str, Any]:
+    """``--eval`` of an .npz: its box keys ``gt_key``/``pred_key`` and / or its mask keys of those names.
+
+    Args:
+        kwargs: :func:`gpu_media.formats.npz.load_npz`'s result.
+        gt_key: the ground truth's key (a box key, a mask key, or both).
+        pred_key: the predictions' key (the same kinds as ``gt_key``).
+        device: where the mask confusion matrix is computed ("auto", "cpu", "gpu").
+        engine: as for :func:`gpu_media.eval.evaluate_coco`.
+
+    Returns:
+        ``{"detection": CocoEvaluation, "segmentation": ConfusionResult}`` (either
+        may be absent), plus ``"keys": (gt_key, pred_key)``.
+
+    Raises:
+        gpu_media.MediaError: ``pred_key`` missing, keys that are neither two box keys
+            nor two mask keys of the file, predictions without scores; as
+            :func:`gpu_media.eval.evaluate_boxes` and
+            :func:`gpu_media.eval.confusion_matrix`.
+    """
+    from .eval import confusion_matrix, evaluate_boxes
+
+    if not pred_key:
+        raise MediaError("--eval on an .npz needs --eval-gt KEY and --eval-pred KEY")
+    boxes, masks = kwargs.get("boxes") or {}, kwargs.get("masks") or {}
+    out: dict[str, Any] = {"keys": (gt_key, pred_key)}
+    sizes = _image_sizes(kwargs["images"], kwargs.get("layout"))
+    labels = kwargs.get("classes")
+    if gt_key in boxes and pred_key in boxes:
+        out["detection"] = evaluate_boxes(boxes[gt_key], boxes[pred_key], sizes, class_labels=labels, engine=engine)
+    if gt_key in masks and pred_key in masks:
+        g, p = np.asarray(masks[gt_key]["mask_data"]), np.asarray(masks[pred_key]["mask_data"])
+        top = max([int(g.max()) if g.size else 0, int(p.max()) if p.size else 0, *(labels or {}).keys()])
+        num_classes = min(max(top + 1, 1), 256)
+        out["segmentation"] = confusion_matrix(g, p, num_classes, device=device, class_labels=labels)
+    if len(out) == 1:
+        raise MediaError(f"--eval-gt {gt_key!r} --eval-pred {pred_key!r}: not two box keys "
+                         f"({', '.join(sorted(boxes)) or 'none'}) nor two mask keys "
+                         f"({', '.join(sorted(masks)) or 'none'}) of the .npz")
+    return out
+
+
+def _print_evaluation(evaluation: dict[str, Any], stream: TextIO) -> dict[str, Any]:
+    """Print pycocotools' 12-line summary and / or the masks' mIoU; return the numbers for the summary."""
+    out: dict[str, Any] = {}
+    det = evaluation.get("detection")
+    if det is not None:
+        print(det.summary(), file=stream)
+        out["stats"] = list(det.stats)
+        out["engine"] = det.engine
+    seg = evaluation.get("segmentation")
+    if seg is not None:
+        miou = "n/a" if seg.miou is None else f"{seg.miou:0.3f}"
+        acc = "n/a" if seg.pixel_accuracy is None else f"{seg.pixel_accuracy:0.3f}"
+        print(f" Segmentation ({seg.num_classes} classes): mIoU = {miou}, pixel accuracy = {acc}", file=stream)
+        out["miou"], out["pixel_accuracy"] = seg.miou, seg.pixel_accuracy
+    return out
 
 
 def run_coco(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, instances: str | os.PathLike,
              predictions: str | os.PathLike | None, score_threshold: float | None, skip_bad: bool, key: str,
              step: int | str, file_type: str, quality: int, draw_boxes: bool, device: str,
              compression_level: int | None = None, batch_size: int = 64, overwrite: bool = False,
-             durable: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
-    """Check and dump a COCO folder (:mod:`gpu_media.formats.coco`); print and return a summary."""
+             durable: bool = True, stream: TextIO | None = None, evaluate: str | None = None,
+             eval_engine: str = "auto") -> dict[str, Any]:
+    """Check and dump a COCO folder (:mod:`gpu_media.formats.coco`); print and return a summary.
+
+    ``evaluate`` ("bbox" / "segm", ``--eval``): COCOeval over every prediction, its
+    12-line summary printed as pycocotools prints it, the index's ``eval`` section.
+    """
     import warnings
 
     stream = sys.stdout if stream is None else stream
@@ -137,7 +224,7 @@ def run_coco(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, insta
         warnings.simplefilter("always", _coco.CocoWarning)
         ds, dicts = _coco.dump_coco(out_dir, images_dir, instances, predictions, options, key=key, step=step,
                                     score_threshold=score_threshold, skip_bad=skip_bad, batch_size=batch_size,
-                                    reader=reader)
+                                    reader=reader, evaluate=evaluate, eval_engine=eval_engine)
     seconds = time.perf_counter() - t0
     for w in caught:
         if issubclass(w.category, _coco.CocoWarning):
@@ -151,6 +238,8 @@ def run_coco(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, insta
           f"({len(ds.categories)} categories) to {summary['out_dir']} in {seconds:.2f} s", file=stream)
     if any(ds.skipped.values()):
         print("skipped (--skip-bad): " + ", ".join(f"{v} {k}" for k, v in ds.skipped.items()), file=stream)
+    if ds.evaluation is not None:
+        summary["eval"] = _print_evaluation({"detection": ds.evaluation}, stream)
     _print_locations(summary, out_dir, stream)
     return summary
 
@@ -300,6 +389,18 @@ def demo_input() -> str:
     return str(resources.files("gpu_media.demo").joinpath("demo.npz"))
 
 
+def _check_eval_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The ``--eval`` flags' combinations (``p.error`` exits with status 2)."""
+    if not args.eval and (args.eval_gt or args.eval_pred):
+        p.error("--eval-gt/--eval-pred need --eval")
+    if args.eval and args.coco and not args.predictions:
+        p.error("--eval with --coco needs --predictions")
+    if args.eval and not args.coco and not (args.eval_gt and args.eval_pred):
+        p.error("--eval on an .npz needs --eval-gt KEY and --eval-pred KEY")
+    if args.eval and args.ray is not None:
+        p.error("--eval does not run with --ray yet")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``gpu-media``: returns the exit status (0; 2 for a failure, as one line on stderr; 130 on Ctrl-C)."""
     p = _Parser(prog="gpu-media", description="Batches of images to wandb-compatible media files.",
@@ -331,6 +432,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--predictions", metavar="RESULTS_JSON", help="COCO results file (needs --coco)")
     d.add_argument("--score-threshold", type=float, default=None, metavar="T",
                    help="keep predictions with score >= T (needs --predictions)")
+    d.add_argument("--eval", action="store_true",
+                   help="evaluate: with --coco --predictions COCOeval over every prediction (pycocotools' 12-line "
+                        "summary; --score-threshold only hides boxes); on an .npz the keys --eval-gt/--eval-pred "
+                        "(two box keys: COCO detection metrics; two mask keys: confusion matrix, mIoU). "
+                        "Results go into the index's eval section and the viewer")
+    d.add_argument("--eval-iou-type", choices=["bbox", "segm"], default="bbox",
+                   help="with --coco --eval (default bbox)")
+    d.add_argument("--eval-engine", choices=["auto", "pycocotools", "faster-coco-eval"], default="auto",
+                   help="COCOeval implementation (auto: pycocotools, the reference floats; else faster-coco-eval)")
+    d.add_argument("--eval-gt", metavar="KEY", default=None, help="with --eval on an .npz: the ground truth's key")
+    d.add_argument("--eval-pred", metavar="KEY", default=None, help="with --eval on an .npz: the predictions' key")
     d.add_argument("--skip-bad", action="store_true",
                    help="leave out bad images and annotations with a warning and a count, instead of stopping")
     d.add_argument("--batch-size", type=int, default=64,
@@ -375,6 +487,8 @@ def _dispatch(args: argparse.Namespace, d: argparse.ArgumentParser) -> int:
         if args.command == "dump" and args.layout is not None and (args.ray is not None or args.coco):
             d.error("--layout applies to an .npz input without --ray (with --ray, give each shard a 'layout' "
                     "entry; COCO images are read as they are)")
+        if args.command == "dump":
+            _check_eval_flags(d, args)
         if args.command == "dump" and args.ray is not None:
             if args.batch_size < 1:
                 d.error("--batch-size must be at least 1")
@@ -394,15 +508,19 @@ def _dispatch(args: argparse.Namespace, d: argparse.ArgumentParser) -> int:
                      score_threshold=args.score_threshold, skip_bad=args.skip_bad, key=args.key or "coco",
                      step=args.step, file_type=args.file_type, quality=args.quality, draw_boxes=args.draw_boxes,
                      device=args.device, compression_level=args.compression_level, batch_size=args.batch_size,
-                     overwrite=args.overwrite, durable=args.durable)
+                     overwrite=args.overwrite, durable=args.durable,
+                     evaluate=args.eval_iou_type if args.eval else None, eval_engine=args.eval_engine)
             return 0
         if args.command == "dump":
             source, key = args.input, args.key or "images"
         else:
             source, key = demo_input(), args.key or "demo"
+        evaluate = args.command == "dump" and args.eval
         run_dump(source, args.out_dir, key=key, step=args.step, file_type=args.file_type, quality=args.quality,
                  draw_boxes=args.draw_boxes, device=args.device, compression_level=args.compression_level,
-                 overwrite=args.overwrite, durable=args.durable, layout=getattr(args, "layout", None))
+                 overwrite=args.overwrite, durable=args.durable, layout=getattr(args, "layout", None),
+                 eval_gt=args.eval_gt if evaluate else None, eval_pred=args.eval_pred if evaluate else None,
+                 eval_engine=getattr(args, "eval_engine", "auto"))
     except (MediaError, DeviceError, OSError, ValueError) as exc:  # MediaError is a ValueError; the disk: OSError
         print(_error_line(exc), file=sys.stderr)
         return 2

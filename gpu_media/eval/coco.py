@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import MediaError
 
-__all__ = ["ENGINES", "STATS_NAMES", "Mark", "ImageEvaluation", "ClassEvaluation", "CocoEvaluation",
+__all__ = ["ENGINES", "STATS_NAMES", "Mark", "ImageEvaluation", "ClassEvaluation", "CocoEvaluation", "evaluate_boxes",
            "evaluate_coco", "summary_lines"]
 
 #: The evaluation engines, in the order "auto" tries them: pycocotools first, its floats are the
@@ -552,3 +552,90 @@ def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
         pr[c] = tuple(float(v) for v in s[t50])
     return CocoEvaluation(iou_type=iou_type, engine=name, stats=stats, classes=tuple(classes),
                           images=tuple(image_rows), recall=tuple(float(v) for v in p.recThrs), precision50=pr)
+
+
+def _box_rows(spec: Any, what: str, sizes: list, scores: bool) -> list:
+    """Rows ``(image index, [x, y, w, h] in pixels, class id, score)`` of a batched box spec, in its order."""
+    if not isinstance(spec, dict) or "xyxy" not in spec:
+        raise MediaError(f"{what}: evaluation needs the batched box form {{'xyxy', 'image_index', 'class_id', ...}}")
+    xyxy = np.asarray(spec["xyxy"], dtype=np.float64).reshape(-1, 4)
+    idx = np.asarray(spec.get("image_index", np.zeros(len(xyxy))), dtype=np.int64).reshape(-1)
+    cid = np.asarray(spec.get("class_id", np.zeros(len(xyxy))), dtype=np.int64).reshape(-1)
+    if not (len(idx) == len(cid) == len(xyxy)):
+        raise MediaError(f"{what}: xyxy, image_index and class_id must have one row per box")
+    score = None
+    if scores:
+        table = spec.get("scores") or {}
+        if len(table) != 1:
+            raise MediaError(f"{what}: evaluated predictions need exactly one score per box (a 'scores' entry, "
+                             f"e.g. boxes__KEY__score in an .npz), got {sorted(table)}")
+        score = np.asarray(next(iter(table.values())), dtype=np.float64).reshape(-1)
+        if len(score) != len(xyxy) or not np.isfinite(score).all():
+            raise MediaError(f"{what}: scores must be one finite number per box")
+    fraction = spec.get("domain", "fraction") != "pixel"
+    rows = []
+    for k in range(len(xyxy)):
+        i = int(idx[k])
+        if not 0 <= i < len(sizes):
+            raise MediaError(f"{what}: box {k} has image_index {i}, outside the batch of {len(sizes)}")
+        x0, y0, x1, y1 = xyxy[k]
+        if fraction:
+            h, w = sizes[i]
+            x0, x1, y0, y1 = x0 * w, x1 * w, y0 * h, y1 * h
+        if not (np.isfinite([x0, y0, x1, y1]).all() and x1 >= x0 and y1 >= y0):
+            raise MediaError(f"{what}: box {k} is not finite with x0 <= x1 and y0 <= y1: {xyxy[k].tolist()}")
+        rows.append((i, [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], int(cid[k]),
+                     float(score[k]) if score is not None else None))
+    return rows
+
+
+def evaluate_boxes(gt: Any, pred: Any, sizes: Any, *, class_labels: dict | None = None,
+                   engine: str = "auto") -> CocoEvaluation:
+    """COCO detection evaluation of two batched box specs of one batch (no COCO files).
+
+    The ground-truth boxes become COCO annotations (``bbox`` ``[x, y, w, h]`` in
+    pixels, ``area = w * h``, ``iscrowd`` 0, ``category_id`` = class id), the
+    predictions COCO results with their score; image ids are the batch indices.
+
+    Args:
+        gt: the ground truth in :func:`gpu_media.write_dump`'s batched box form
+            ``{"xyxy" (M,4), "image_index" (M,), "class_id" (M,), "domain"}``
+            ("pixel", or "fraction" of the image's width and height: wandb's default).
+        pred: the same form with one ``"scores"`` entry (``{"score": (M,)}``).
+        sizes: ``(H, W)`` of each image of the batch.
+        class_labels: ``{class id: name}`` of the classes (else every class id
+            present, named by its id).
+        engine: as for :func:`evaluate_coco`.
+
+    Returns:
+        :class:`CocoEvaluation`; image i's marks follow the order of its boxes in
+        each spec (the order of their ``boxes2D`` entries in a dump).
+
+    Raises:
+        gpu_media.MediaError: a spec not in the batched form, boxes that are not
+            finite or reversed, an image index outside the batch, predictions
+            without exactly one score column; as :func:`evaluate_coco`.
+
+    Examples:
+        >>> gt = {"xyxy": np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), "image_index": np.array([0, 1]),
+        ...       "class_id": np.array([1, 1]), "domain": "pixel"}
+        >>> pred = {"xyxy": np.array([[1, 0, 10, 10]]), "image_index": np.array([0]), "class_id": np.array([1]),
+        ...         "domain": "pixel", "scores": {"score": np.array([0.9])}}
+        >>> ev = evaluate_boxes(gt, pred, [(32, 32), (32, 32)])
+        >>> [(im.tp, im.fp, im.fn) for im in ev.images], ev.images[0].pred[0].iou50
+        ([(1, 0, 0), (0, 0, 1)], 0.9)
+    """
+    sizes = [tuple(int(v) for v in s) for s in sizes]
+    g_rows = _box_rows(gt, "ground truth boxes", sizes, scores=False)
+    p_rows = _box_rows(pred, "predicted boxes", sizes, scores=True)
+    ids = sorted({r[2] for r in g_rows} | {r[2] for r in p_rows} | set((class_labels or {}).keys()))
+    names = dict(class_labels or {})
+    instances = {
+        "images": [{"id": i, "height": h, "width": w} for i, (h, w) in enumerate(sizes)],
+        "annotations": [{"id": k + 1, "image_id": r[0], "category_id": r[2], "bbox": r[1], "area": r[1][2] * r[1][3],
+                         "iscrowd": 0} for k, r in enumerate(sorted(g_rows, key=lambda r: r[0]))],
+        "categories": [{"id": c, "name": str(names.get(c, c))} for c in ids],
+    }
+    results = [{"image_id": r[0], "category_id": r[2], "bbox": r[1], "score": r[3]}
+               for r in sorted(p_rows, key=lambda r: r[0])]
+    return evaluate_coco(instances, results, "bbox", engine=engine)

@@ -49,6 +49,7 @@ from ..errors import MediaError
 __all__ = [
     "GT_KEY", "PRED_KEY", "COCO_EXTRA", "COCO_HELP", "CocoWarning", "CocoImage", "CocoDataset",
     "DemoCoco", "demo_coco", "load_coco", "rasterize", "read_image", "batch", "batches", "write_coco_dump", "dump_coco",
+    "evaluate_dataset", "detection_section",
 ]
 
 GT_KEY = "ground_truth"
@@ -81,7 +82,8 @@ class CocoImage:
     width: int
     gt: list = field(default_factory=list)  # annotations, in file order
     pred: list = field(default_factory=list)  # the detections shown (score >= the threshold), in file order
-    pred_all: list = field(default_factory=list)  # every valid detection (what evaluation uses), in file order
+    pred_all: list = field(default_factory=list)  # every valid detection as given (what evaluation uses), file order
+    pred_index: list = field(default_factory=list)  # for each of ``pred``: its index in ``pred_all``
 
 
 @dataclass
@@ -90,6 +92,8 @@ class CocoDataset:
 
     ``skipped`` counts what ``skip_bad=True`` left out: ``images``,
     ``annotations`` and ``predictions``; ``problems`` holds one message each.
+    ``evaluation``: the :class:`gpu_media.eval.CocoEvaluation` of a dump made with
+    ``evaluate="bbox"`` or ``"segm"`` (:func:`evaluate_dataset`), else None.
     """
 
     images: list
@@ -99,6 +103,7 @@ class CocoDataset:
     has_predictions: bool
     skipped: dict
     problems: list
+    evaluation: Any = None  # a gpu_media.eval.CocoEvaluation when the dump was evaluated (evaluate=...)
 
 
 def _load_json(path, what):
@@ -198,7 +203,7 @@ def _derived_box(det: dict, img: CocoImage, where: str) -> dict:
     """
     if det.get("segmentation") is not None:
         _check_segmentation(det["segmentation"], img.height, img.width, where)
-        mask_api = _mask_api()
+        mask_api = pycocotools_mask()
         seg = det["segmentation"]
         if isinstance(seg, list):
             rle = mask_api.merge(mask_api.frPyObjects(seg, img.height, img.width))
@@ -382,6 +387,7 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
                     continue  # its image was left out (already counted and warned about)
                 if not _is_int(cid) or cid not in categories:
                     raise MediaError(f"{where}: unknown category_id {cid!r} (not in the instances file's categories)")
+                original = a
                 if side == "pred" and (a.get("bbox") is None or a.get("bbox") == []):
                     a = _derived_box(a, img, where)  # loadRes' segmentation and keypoints forms
                 else:
@@ -399,9 +405,10 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
                 problems(kind, exc)
                 continue
             if side == "pred":
-                img.pred_all.append(a)
+                img.pred_all.append(original)
                 if score_threshold is not None and a["score"] < score_threshold:
                     continue
+                img.pred_index.append(len(img.pred_all) - 1)
             getattr(img, side).append(a)
 
     anns = inst.get("annotations") or []
@@ -550,6 +557,75 @@ def batch(ds: CocoDataset, images: list[CocoImage], arrays: list[Any]) -> dict[s
     return {"images": arrays, "masks": masks or None, "boxes": boxes, "captions": [im.file_name for im in images]}
 
 
+def evaluate_dataset(ds: CocoDataset, iou_type: str = "bbox", *, engine: str = "auto") -> Any:
+    """COCO evaluation (:func:`gpu_media.eval.evaluate_coco`) of a loaded dataset: every detection, no threshold.
+
+    The instances are the dataset's images (in its order) with their ground truth
+    and categories, the results every valid detection as given (``pred_all``,
+    whatever ``score_threshold`` hid), so without ``skip_bad`` this is the files'
+    evaluation, pycocotools' numbers exactly.
+
+    Args:
+        ds: a :class:`CocoDataset` with predictions.
+        iou_type: "bbox" or "segm".
+        engine: as for :func:`gpu_media.eval.evaluate_coco`.
+
+    Returns:
+        a :class:`gpu_media.eval.CocoEvaluation`, images in ``ds.images``' order.
+
+    Raises:
+        gpu_media.MediaError: no predictions file was given; as
+            :func:`gpu_media.eval.evaluate_coco`.
+
+    Examples:
+        >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
+        >>> ev = evaluate_dataset(load_coco(demo.images_dir, demo.instances, demo.predictions))
+        >>> len(ev.images), round(ev.stats[1], 3)
+        (8, 0.11)
+    """
+    from ..eval import evaluate_coco
+
+    if not ds.has_predictions:
+        raise MediaError("evaluation needs predictions (a COCO results file)")
+    instances = {
+        "images": [{"id": im.id, "file_name": im.file_name, "height": im.height, "width": im.width}
+                   for im in ds.images],
+        "annotations": [a for im in ds.images for a in im.gt],
+        "categories": [{"id": c, "name": n} for c, n in ds.categories.items()],
+    }
+    results = [a for im in ds.images for a in im.pred_all]
+    return evaluate_coco(instances, results, iou_type, engine=engine)
+
+
+def detection_section(ds: CocoDataset, evaluation: Any, gt_key: str = GT_KEY, pred_key: str = PRED_KEY) -> dict:
+    """The index's ``eval.detection`` section of a COCO dump (docs/SPEC.md).
+
+    Each image's ``pred`` marks are those of the detections the dump shows (its
+    ``pred``, above ``score_threshold``), in the order of its boxes of ``pred_key``;
+    counts and the summary cover every detection.
+
+    Args:
+        ds: the dataset the dump was made from.
+        evaluation: :func:`evaluate_dataset`'s result for ``ds``.
+        gt_key: the box key of the ground truth.
+        pred_key: the box key of the predictions.
+
+    Returns:
+        the section, a JSON-ready dict.
+
+    Examples:
+        >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
+        >>> ds = load_coco(demo.images_dir, demo.instances, demo.predictions, score_threshold=0.5)
+        >>> section = detection_section(ds, evaluate_dataset(ds))
+        >>> len(section["images"][0]["pred"]) == len(ds.images[0].pred), section["pred_key"]
+        (True, 'predictions')
+    """
+    out = evaluation.to_json()
+    out["images"] = [ev.to_json(pred_indices=im.pred_index) for im, ev in zip(ds.images, evaluation.images)]
+    return {"iou_type": out.pop("iou_type"), "gt_key": gt_key, "pred_key": pred_key, "engine": evaluation.engine,
+            **out}
+
+
 def batches(ds: CocoDataset, batch_size: int = 64,
             reader: Callable[[list[CocoImage]], list[Any]] | None = None) -> Iterator[dict[str, Any]]:
     """Yield :func:`batch` dicts of ``batch_size`` images, decoding each part in turn.
@@ -572,6 +648,7 @@ def write_coco_dump(out_dir: str | os.PathLike, images_dir: str | os.PathLike, i
                     predictions: str | os.PathLike | None = None, *, key: str = "coco", step: int | str = 0,
                     score_threshold: float | None = None, skip_bad: bool = False, batch_size: int = 64,
                     device: str = "auto", reader: Callable[[list[CocoImage]], list[Any]] | None = None,
+                    evaluate: str | None = None, eval_engine: str = "auto",
                     **dump_kwargs: Any) -> tuple[CocoDataset, list[dict]]:
     """Dump a COCO dataset (ground truth and optional predictions) with :func:`gpu_media.write_dump`.
 
@@ -587,6 +664,11 @@ def write_coco_dump(out_dir: str | os.PathLike, images_dir: str | os.PathLike, i
         batch_size: images decoded and written at once (bounds memory).
         device: "auto", "cpu" or "gpu" for the pipeline (docs/SPEC.md 1's device rule).
         reader: how images are decoded (see :func:`batches`).
+        evaluate: None, or "bbox" / "segm": evaluate the predictions (every one,
+            whatever ``score_threshold`` hides) with :func:`evaluate_dataset` before
+            anything is written; the result is ``dataset.evaluation`` and the
+            index's ``eval`` section (docs/SPEC.md).
+        eval_engine: as ``engine`` of :func:`gpu_media.eval.evaluate_coco`.
         dump_kwargs: file_type, quality, compression_level, draw_boxes, ... of
             :func:`gpu_media.write_dump` (the fields of
             :class:`gpu_media.dump.DumpOptions` except ``device`` and ``classes``).
@@ -617,14 +699,15 @@ def write_coco_dump(out_dir: str | os.PathLike, images_dir: str | os.PathLike, i
     check_key_step(key, step)
     options = DumpOptions(device=device, classes=None, **dump_kwargs)
     return dump_coco(out_dir, images_dir, instances, predictions, options, key=key, step=step,
-                     score_threshold=score_threshold, skip_bad=skip_bad, batch_size=batch_size, reader=reader)
+                     score_threshold=score_threshold, skip_bad=skip_bad, batch_size=batch_size, reader=reader,
+                     evaluate=evaluate, eval_engine=eval_engine)
 
 
 def dump_coco(out_dir: str | os.PathLike, images_dir: str | os.PathLike, instances: str | os.PathLike,
               predictions: str | os.PathLike | None, options: DumpOptions, *, key: str = "coco",
               step: int | str = 0, score_threshold: float | None = None, skip_bad: bool = False,
               batch_size: int = 64, reader: Callable[[list[CocoImage]], list[Any]] | None = None,
-              ) -> tuple[CocoDataset, list[dict]]:
+              evaluate: str | None = None, eval_engine: str = "auto") -> tuple[CocoDataset, list[dict]]:
     """:func:`write_coco_dump` with its dump options already built (the CLI's entry point).
 
     Args:
@@ -640,6 +723,8 @@ def dump_coco(out_dir: str | os.PathLike, images_dir: str | os.PathLike, instanc
         skip_bad: as for :func:`write_coco_dump`.
         batch_size: as for :func:`write_coco_dump`.
         reader: as for :func:`write_coco_dump`.
+        evaluate: as for :func:`write_coco_dump`.
+        eval_engine: as for :func:`write_coco_dump`.
 
     Returns:
         ``(dataset, dicts)`` as :func:`write_coco_dump`.
@@ -661,6 +746,8 @@ def dump_coco(out_dir: str | os.PathLike, images_dir: str | os.PathLike, instanc
     ds = load_coco(images_dir, instances, predictions, score_threshold=score_threshold, skip_bad=skip_bad)
     if ds.has_gt_masks or ds.has_pred_masks:
         pycocotools_mask()  # fail before writing anything
+    if evaluate is not None:
+        ds.evaluation = evaluate_dataset(ds, evaluate, engine=eval_engine)  # its errors before any file
     dicts = write_batches(out_dir, batches(ds, batch_size, reader), options, key=key, step=step,
                           total=len(ds.images))
     return ds, dicts
