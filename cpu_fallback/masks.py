@@ -59,10 +59,10 @@ def confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """
     n, c = gt.shape[0], int(num_classes)
     out = np.empty((n, c, c), dtype=np.int64)
-    idx_type = np.int32 if c * c < 2**31 else np.int64
     for i in range(n):
-        idx = gt[i].ravel().astype(idx_type) * c
+        idx = gt[i].ravel().astype(np.intp)  # bincount counts intp indices: no second conversion
+        idx *= c
         p = pred[i].ravel()
-        idx += p if p.dtype.kind in "iu" and p.itemsize <= idx.itemsize else p.astype(idx_type)
+        idx += p if p.dtype.kind in "iu" and p.dtype != np.uint64 else p.astype(np.intp)
         out[i] = np.bincount(idx, minlength=c * c).reshape(c, c)
     return out

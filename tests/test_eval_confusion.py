@@ -104,3 +104,11 @@ def test_scores_of_empty_and_labels():
                          class_labels={0: "bg", 1: "cat"})
     j = r.to_json()
     assert j["labels"] == {"0": "bg", "1": "cat"} and j["iou"] == [1.0, None] and j["miou"] == 1.0
+
+
+def test_bool_masks_need_two_classes(device):
+    gt = np.array([[[True, False]]])
+    r = confusion_matrix(on_device(gt, device), on_device(~gt, device), 2, device=device)
+    assert r.matrix.tolist() == [[0, 1], [1, 0]]
+    with pytest.raises(gm.MaskError, match=r"class ids must be in \[0, 1\) \(num_classes=1\), found 1"):
+        confusion_matrix(on_device(gt, device), on_device(gt, device), 1, device=device)

@@ -99,6 +99,39 @@ def _sizes(data: Any) -> list:
     return [shape[1:]] * shape[0]
 
 
+def _check_ids(backend: Any, masks: Any, what: str, c: int, offset: int) -> None:
+    """MaskError unless every value of the ``(n,H,W)`` backend array is an integer in [0, c).
+
+    docs/SPEC.md 3's value rule (integral, finite) with the bound C: per image the
+    smallest and largest value (one reduction each over the batch, on the backend)
+    and, for float masks, the count of values that are not integers.
+    """
+    xp = backend.xp
+    n = int(masks.shape[0])
+    if n == 0 or masks.size == 0:
+        return
+    flat = masks.reshape(n, -1)
+    if flat.dtype == xp.bool_:
+        flat = flat.view(xp.uint8)  # 0 and 1
+    bad = None
+    if flat.dtype.kind == "f":
+        fin = xp.isfinite(flat)
+        bad = backend.to_host((~(fin & (flat == xp.floor(xp.where(fin, flat, 0))))).sum(axis=1))
+        lo = backend.to_host(xp.where(fin, flat, xp.inf).min(axis=1))
+        hi = backend.to_host(xp.where(fin, flat, -xp.inf).max(axis=1))
+    else:
+        lo, hi = backend.to_host(flat.min(axis=1)), backend.to_host(flat.max(axis=1))
+    for j in range(n):
+        i = offset + j
+        if bad is not None and bad[j]:
+            raise MaskError(f"image {i}, {what}: class ids must be integers, found {int(bad[j])} values that are not",
+                            index=i, key=what)
+        if lo[j] < 0 or hi[j] >= c:
+            worst = lo[j] if lo[j] < 0 else hi[j]
+            raise MaskError(f"image {i}, {what}: class ids must be in [0, {c}) (num_classes={c}), found {worst:g}",
+                            index=i, key=what, item=float(worst))
+
+
 def confusion_matrix(gt: Any, pred: Any, num_classes: int, *, device: str = "auto",
                      class_labels: dict | None = None) -> ConfusionResult:
     """Confusion matrices of a batch of ground-truth and predicted class-id masks, on the backend.
@@ -146,21 +179,11 @@ def confusion_matrix(gt: Any, pred: Any, num_classes: int, *, device: str = "aut
     backend = get_backend(dev)
     sets = parse_masks(checked, sizes, dev)  # shapes of both against gt's
     for s in sets:
-        data = s.data if not isinstance(s.data, list) else None
-        parts = [data] if data is not None else [a[None] for a in s.data]
+        parts = [s.data] if not isinstance(s.data, list) else [a[None] for a in s.data]
         offset = 0
         for part in parts:
-            _, lo, hi, bad = (backend.to_host(v) for v in backend.mask_stats(part))
-            for j in range(len(lo)):
-                i = offset + j
-                if bad[j]:
-                    raise MaskError(f"image {i}, {s.key}: class ids must be integers, found {int(bad[j])} values "
-                                    "that are not", index=i, key=s.key)
-                if lo[j] < 0 or hi[j] >= c:
-                    worst = lo[j] if lo[j] < 0 else hi[j]
-                    raise MaskError(f"image {i}, {s.key}: class ids must be in [0, {c}) (num_classes={c}), "
-                                    f"found {worst:g}", index=i, key=s.key, item=float(worst))
-            offset += len(lo)
+            _check_ids(backend, part, s.key, c, offset)
+            offset += int(part.shape[0])
     g, p = sets[0].data, sets[1].data
     if isinstance(g, list) or isinstance(p, list):
         per = [backend.to_host(backend.confusion(a[None], b[None], c)) for a, b in zip(g, p)]
