@@ -1,6 +1,6 @@
 """The CuPy backend of gpu_media: docs/SPEC.md 2-5 on the GPU, identical to ``cpu_fallback``.
 
-Satisfies :class:`gpu_media.backend.Backend` (``normalize``, ``mask_stats``,
+Satisfies :class:`gpu_media.backend.Backend` (``normalize``, ``mask_stats``, ``confusion``,
 ``draw_outlines``, ``encode``, ``to_host``, ``chunk_bytes``, ``name``, ``xp``) and holds
 the codec table's GPU encoders (:func:`encode_jpeg`, :func:`encode_png`,
 :func:`encode_on_host`). ``gpu_media.backend`` imports
@@ -149,6 +149,35 @@ def mask_stats(masks):
     docs/SPEC.md 3, as ``cpu_fallback.mask_stats`` (lo/hi in the mask's dtype, bool as uint8).
     """
     return _k.mask_stats(cupy.asarray(masks), xp=cupy, launch=_launch)
+
+
+_confusion_lock = threading.Lock()
+_confusion_kernel: list = []  # the ElementwiseKernel, made on first use
+
+
+def confusion(gt, pred, num_classes: int):
+    """(N,H,W) CuPy class-id masks -> (N, C, C) int64 CuPy confusion matrices, one per image.
+
+    As ``cpu_fallback.confusion``: ``out[i, g, p]`` counts image i's pixels of
+    ground-truth class g predicted as p; the masks are validated integers in [0, C)
+    of any mask dtype. One kernel over the whole batch: each pixel adds 1 to its bin
+    ``(i * C + g) * C + p`` with a 64-bit ``atomicAdd`` (a histogram of ``g * C + p``
+    per image; counts are exact, so the result equals the CPU's bit for bit).
+    """
+    gt, pred = cupy.asarray(gt), cupy.asarray(pred)
+    n, c = int(gt.shape[0]), int(num_classes)
+    out = cupy.zeros((n, c, c), dtype=cupy.uint64)
+    if gt.size:
+        with _confusion_lock:
+            if not _confusion_kernel:
+                _confusion_kernel.append(cupy.ElementwiseKernel(
+                    "T g, U p, int64 hw, int64 c", "raw uint64 out",
+                    "atomicAdd(&out[((long long)(i / hw) * c + (long long)g) * c + (long long)p], "
+                    "(unsigned long long)1)",
+                    "gpu_media_confusion"))
+            kernel = _confusion_kernel[0]
+        kernel(gt, pred, np.int64(gt.size // max(n, 1)), np.int64(c), out)
+    return out.view(cupy.int64)
 
 
 def draw_outlines(images, rects, image_index, colors, thickness: int):
@@ -424,5 +453,5 @@ def encode(images, file_type: str, quality: int, compression_level=None):
     return codecs.encoder(codec.name, name)(images, codec, quality, compression_level)
 
 
-__all__ = ["chunk_bytes", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "encode_png",
+__all__ = ["chunk_bytes", "confusion", "draw_outlines", "encode", "encode_jpeg", "encode_on_host", "encode_png",
            "host_fallbacks", "mask_stats", "name", "normalize", "to_host", "xp"]
