@@ -42,6 +42,7 @@ class BoxTable(NamedTuple):
     class_id: np.ndarray  # (M,) int64, class used for colour
     per_image: list  # per image: {key: {"box_data": [...]}} (wandb's boxes2D JSON; "class_labels" when given)
     class_labels: dict  # {key: {int: str}} across the batch; wandb's {c: "class_<c>"} where none given
+    colors: np.ndarray | None = None  # (M,3) int16 outline colour per box from the batched form's "colors"; -1: class
 
 
 def _has_num(d, k) -> bool:
@@ -192,7 +193,7 @@ def _check_json(jboxes: list, where: str, index: int, key: str) -> None:
 
 
 #: The fields of one key of the batched form (docs/SPEC.md 4), in the order messages list them.
-BATCHED_FIELDS = ("xyxy", "image_index", "class_id", "scores", "captions", "domain", "class_labels")
+BATCHED_FIELDS = ("xyxy", "image_index", "class_id", "scores", "captions", "domain", "class_labels", "colors")
 
 
 def _dtype_rule(name: str) -> _arrays.DtypeRule:
@@ -273,9 +274,22 @@ def _column(spec, name, m, key, dtype_kind):
     return arr
 
 
+def _box_rgb(spec, m, key):
+    """The batched form's optional ``colors`` (M,3): integers in [0, 255] -> int16, or None."""
+    if spec.get("colors") is None:
+        return None
+    rgb = np.asarray(_arrays.to_array(spec["colors"], "cpu", rule=_dtype_rule("colors"), where=f"box key {key!r}",
+                                      key=key)[0])
+    if rgb.shape != (m, 3) or (rgb.size and (rgb.dtype.kind not in "iu" or rgb.min() < 0 or rgb.max() > 255)):
+        raise BoxError(f"box key {key!r}: colors must be (M, 3) = ({m}, 3) integers in [0, 255], got shape "
+                       f"{tuple(rgb.shape)} {rgb.dtype}", key=key, item=tuple(rgb.shape))
+    return rgb.astype(np.int16)
+
+
 def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of docs/SPEC.md 4's checks, in the order the errors are raised
     n = len(sizes)
     idx, bnd, cls, per_image, labels_all = [], [], [], [{} for _ in range(n)], {}
+    rgbs: list = []  # per box: its (3,) colour or (-1, -1, -1)
     for key, spec in boxes.items():
         if not isinstance(key, str) or not key:
             raise BoxError(f"box key {key!r}: box keys must be non-empty strings", key=key)
@@ -311,6 +325,7 @@ def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of docs/SPEC.md 4's c
                 check_class_id(int(raw[j]), f"image {int(img[j])}, box key {key!r}, box {j}", BoxError,
                                index=int(img[j]), key=key, item=[float(v) for v in xyxy[j]])
             cid = raw.astype(np.int64)
+        rgb = _box_rgb(spec, m, key)
         scores = spec.get("scores") or {}
         if not isinstance(scores, dict):
             raise BoxError(f"box key {key!r}: scores must be a dictionary {{name: (M,) array}}", key=key)
@@ -368,11 +383,12 @@ def _parse_batched(boxes, sizes):  # noqa: C901 - one pass of docs/SPEC.md 4's c
             idx.append(i)
             bnd.append(_to_pixels((x0, y0, x1, y1), domain == "pixel", *(int(v) for v in h_w[i])))
             cls.append(c)
+            rgbs.append(rgb[j] if rgb is not None else (-1, -1, -1))
         if given is not None:  # wandb writes class_labels into the file only when given
             for i in range(n):
                 if key in per_image[i]:
                     per_image[i][key]["class_labels"] = {str(k): v for k, v in given.items()}
-    return idx, bnd, cls, per_image, labels_all
+    return idx, bnd, cls, per_image, labels_all, rgbs
 
 
 def parse_boxes(boxes: Any, sizes: Sequence[tuple[int, int]]) -> BoxTable | None:
@@ -405,12 +421,14 @@ def parse_boxes(boxes: Any, sizes: Sequence[tuple[int, int]]) -> BoxTable | None
                 "give a list with one entry per image, or the batched form with 'xyxy'"
             )
         boxes = [boxes]
+    rgbs = None
     if isinstance(boxes, (list, tuple)):
         idx, bnd, cls, per_image, labels = _parse_list(list(boxes), sizes)
     elif isinstance(boxes, dict):
-        idx, bnd, cls, per_image, labels = _parse_batched(boxes, sizes)
+        idx, bnd, cls, per_image, labels, rgbs = _parse_batched(boxes, sizes)
         order = np.argsort(np.asarray(idx, dtype=np.int64), kind="stable")  # image-major, keys in order
         idx, bnd, cls = [idx[o] for o in order], [bnd[o] for o in order], [cls[o] for o in order]
+        rgbs = None if not any(v[0] >= 0 for v in rgbs) else [rgbs[o] for o in order]
     else:
         raise BoxError("boxes must be a list (one entry per image) or the batched form {key: {'xyxy': ...}}")
     return BoxTable(
@@ -419,6 +437,7 @@ def parse_boxes(boxes: Any, sizes: Sequence[tuple[int, int]]) -> BoxTable | None
         np.asarray(cls, dtype=np.int64).reshape(-1),
         per_image,
         labels,
+        None if rgbs is None else np.asarray(rgbs, dtype=np.int16).reshape(-1, 3),
     )
 
 
@@ -493,6 +512,10 @@ def render(images_u8: Any, table: BoxTable | None, backend: Backend, thickness: 
     sel = (table.image_index >= lo) & (table.image_index < lo + n)
     rects = outline_rects(table.bounds[sel])
     cols = box_colors(table.class_id[sel], colors)
+    if table.colors is not None:  # per-box colours of the batched form win over the class colour
+        given = table.colors[sel]
+        own = given[:, 0] >= 0
+        cols[own] = given[own].astype(np.uint8)
     return backend.draw_outlines(images_u8, rects, table.image_index[sel] - lo, cols, thickness)
 
 
@@ -511,7 +534,9 @@ def draw_boxes(images_u8: Any, boxes: Any, *, thickness: int = 2, colors: Mappin
             (M,), "class_id": (M,), "scores": {name: (M,)}, "captions": (M,),
             "domain": "pixel" | "fraction", "class_labels": {int: str}}}`` (domain
             defaults to "pixel"; ``captions``, optional, are the boxes'
-            ``box_caption``, None for the default ``"<class name> <score>"``).
+            ``box_caption``, None for the default ``"<class name> <score>"``; ``colors``
+            (M,3), optional, integers in [0, 255], are each box's outline colour
+            instead of its class colour).
         thickness: outline width in pixels (>= 1), growing inward.
         colors: ``{class_id: (r, g, b)}``; other classes use :data:`PALETTE`
             entry ``class_id % 20``.

@@ -92,9 +92,12 @@ def run_dump(input_path: str | os.PathLike, out_dir: str | os.PathLike, *, key: 
         total = len(kwargs["images"])
     check_key_step(key, step)
     check_out_dir(out_dir)
-    evaluation = None
+    evaluation = section = None
     if eval_gt is not None:
         evaluation = npz_evaluation(kwargs, eval_gt, eval_pred, device=device, engine=eval_engine)
+        section = npz_eval_section(evaluation)
+        if draw_boxes and "detection" in evaluation:
+            parts = [{**parts[0], "boxes": outcome_boxes(kwargs["boxes"], evaluation)}]
     options = DumpOptions(file_type=file_type, quality=quality, compression_level=compression_level,
                           draw_boxes=draw_boxes, device=device, progress=True, layout=kwargs.get("layout"),
                           classes=kwargs.get("classes"), overwrite=overwrite, durable=durable)
@@ -108,7 +111,7 @@ def run_dump(input_path: str | os.PathLike, out_dir: str | os.PathLike, *, key: 
             yield part
 
     t0 = time.perf_counter()
-    dicts = write_batches(out_dir, counted(parts), options, key=key, step=step, total=total)
+    dicts = write_batches(out_dir, counted(parts), options, key=key, step=step, total=total, evaluation=section)
     seconds = time.perf_counter() - t0
     n_masks = sum(len(d.get("masks", {})) for d in dicts)
     n_boxes = seen["boxes"]
@@ -172,6 +175,54 @@ def npz_evaluation(kwargs: dict[str, Any], gt_key: str, pred_key: str | None, *,
         raise MediaError(f"--eval-gt {gt_key!r} --eval-pred {pred_key!r}: not two box keys "
                          f"({', '.join(sorted(boxes)) or 'none'}) nor two mask keys "
                          f"({', '.join(sorted(masks)) or 'none'}) of the .npz")
+    return out
+
+
+def npz_eval_section(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The index's ``eval`` section (docs/SPEC.md 6.6) of :func:`npz_evaluation`'s result.
+
+    Args:
+        evaluation: :func:`npz_evaluation`'s result.
+
+    Returns:
+        ``{"detection": ..., "segmentation": ...}`` (those evaluated).
+    """
+    gt_key, pred_key = evaluation["keys"]
+    out: dict[str, Any] = {}
+    if "detection" in evaluation:
+        det = evaluation["detection"].to_json()
+        out["detection"] = {"iou_type": det.pop("iou_type"), "gt_key": gt_key, "pred_key": pred_key,
+                            "engine": evaluation["detection"].engine, **det}
+    if "segmentation" in evaluation:
+        out["segmentation"] = {"gt_key": gt_key, "pred_key": pred_key, **evaluation["segmentation"].to_json()}
+    return out
+
+
+def outcome_boxes(boxes: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The .npz's box specs with ``colors`` by outcome (docs/SPEC.md 6.6) on the evaluated keys.
+
+    Args:
+        boxes: the batched box specs of the .npz.
+        evaluation: :func:`npz_evaluation`'s result with a ``"detection"``.
+
+    Returns:
+        a copy of ``boxes``; the two evaluated keys get ``"colors"`` (M,3), one per
+        box row in the spec's order (image i's marks are in the order of its rows).
+    """
+    from .eval import outcome_colors
+
+    gt_key, pred_key = evaluation["keys"]
+    det = evaluation["detection"]
+    out = dict(boxes)
+    for key, side in ((gt_key, "gt"), (pred_key, "pred")):
+        spec = boxes[key]
+        rows = np.asarray(spec.get("image_index", np.zeros(len(np.asarray(spec["xyxy"])))), dtype=np.int64).reshape(-1)
+        seen = [0] * len(det.images)
+        marks = []
+        for i in rows.tolist():
+            marks.append(getattr(det.images[i], side)[seen[i]])
+            seen[i] += 1
+        out[key] = {**spec, "colors": outcome_colors(marks)}
     return out
 
 

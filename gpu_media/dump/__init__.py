@@ -31,7 +31,7 @@ import contextlib
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..checks import is_integer
 from ..errors import DumpWriteError, MediaError
@@ -293,7 +293,8 @@ def _not_indexed(out_dir, key: str, exc: OSError) -> DumpWriteError:
 
 def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any]], options: DumpOptions, *,
                   key: str, step: int | str = 0, total: int | None = None,
-                  storage_options: dict | None = None) -> list[dict]:
+                  storage_options: dict | None = None,
+                  evaluation: dict | Callable[[], dict | None] | None = None) -> list[dict]:
     """The dump itself, given its options: what :func:`write_dump_batches` does once it has built them.
 
     The order of the writes (docs/SPEC.md 6.4): the existing-index check; then, with
@@ -316,6 +317,9 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
         step: as for :func:`write_dump`.
         total: as for :func:`write_dump_batches`.
         storage_options: as for :func:`write_dump`.
+        evaluation: the index's ``eval`` section (docs/SPEC.md 6.6), or a callable
+            giving it once every part has been written (so it may sum what the parts
+            gave), or None: no ``eval`` key.
 
     Returns:
         the image-file dicts of every image, as :func:`write_dump`.
@@ -398,8 +402,9 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                     bar.close()
         if not dicts:
             raise MediaError("images: the batch is empty")
+        section = evaluation() if callable(evaluation) else evaluation
         index = index_json(key, step, dicts, captions, report, merge_labels(mask_labels), merge_labels(box_labels),
-                           options)
+                           options, section)
         if remote:
             finish_dump_at(output, index_name(key, step), index, options)
             return dicts

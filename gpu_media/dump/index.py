@@ -133,7 +133,7 @@ def merge_labels(parts: Sequence[Mapping[str, Mapping[int, str]]]) -> dict[str, 
 
 
 def index_json(key: str, step: int | str, dicts: list, captions: list, report: list, mask_labels: dict,
-               box_labels: dict, options: DumpOptions) -> dict:
+               box_labels: dict, options: DumpOptions, evaluation: dict | None = None) -> dict:
     """The index of a dump (SPEC 6.1) from what its parts gave, in image order.
 
     Args:
@@ -145,6 +145,8 @@ def index_json(key: str, step: int | str, dicts: list, captions: list, report: l
         mask_labels: ``{mask key: {class id (int): name}}`` of the whole dump.
         box_labels: ``{box key: {class id (int): name}}`` of the whole dump.
         options: the dump's options (``classes``, ``draw_boxes``).
+        evaluation: the index's ``eval`` section (docs/SPEC.md 6.6), or None for none
+            (the key is then absent).
 
     Returns:
         the JSON object (a dict) that :func:`gpu_media.dump.write_batches` writes to the index file.
@@ -156,7 +158,7 @@ def index_json(key: str, step: int | str, dicts: list, captions: list, report: l
         (1, ['p'], None)
     """
     cls = options.classes
-    return {
+    index = {
         "_type": "gpu-media/dump", "version": 1, "key": key, "step": step, "count": len(dicts),
         "images": dicts,
         "separated": separated_json(dicts, captions),
@@ -166,6 +168,9 @@ def index_json(key: str, step: int | str, dicts: list, captions: list, report: l
         "mask_report": [{k: {str(c): v for c, v in r.items()} for k, r in rep.items()} for rep in report],
         "boxes_drawn": options.draw_boxes,
     }
+    if evaluation is not None:
+        index["eval"] = evaluation
+    return index
 
 
 def paths_of(index: Any) -> set[str]:

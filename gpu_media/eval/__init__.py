@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .coco import (
     ENGINES,
+    OUTCOME_COLORS,
     STATS_NAMES,
     ClassEvaluation,
     CocoEvaluation,
@@ -24,9 +25,11 @@ from .coco import (
     Mark,
     evaluate_boxes,
     evaluate_coco,
+    outcome_colors,
     summary_lines,
 )
 from .confusion import ConfusionResult, confusion_matrix
 
 __all__ = ["ConfusionResult", "confusion_matrix", "ENGINES", "STATS_NAMES", "ClassEvaluation", "CocoEvaluation",
-           "ImageEvaluation", "Mark", "evaluate_boxes", "evaluate_coco", "summary_lines"]
+           "ImageEvaluation", "Mark", "evaluate_boxes", "evaluate_coco", "summary_lines",
+           "OUTCOME_COLORS", "outcome_colors"]

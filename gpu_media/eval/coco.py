@@ -38,8 +38,8 @@ import numpy as np
 
 from ..errors import MediaError
 
-__all__ = ["ENGINES", "STATS_NAMES", "Mark", "ImageEvaluation", "ClassEvaluation", "CocoEvaluation", "evaluate_boxes",
-           "evaluate_coco", "summary_lines"]
+__all__ = ["ENGINES", "STATS_NAMES", "OUTCOME_COLORS", "outcome_colors", "Mark", "ImageEvaluation",
+           "ClassEvaluation", "CocoEvaluation", "evaluate_boxes", "evaluate_coco", "summary_lines"]
 
 #: The evaluation engines, in the order "auto" tries them: pycocotools first, its floats are the
 #: reference (faster-coco-eval 1.8 differs from them in the last bits, e.g. the demo's segm AP).
@@ -50,6 +50,9 @@ STATS_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"
 _SUMMARY = ((1, None, "all", 100), (1, .5, "all", 100), (1, .75, "all", 100), (1, None, "small", 100),
             (1, None, "medium", 100), (1, None, "large", 100), (0, None, "all", 1), (0, None, "all", 10),
             (0, None, "all", 100), (0, None, "small", 100), (0, None, "medium", 100), (0, None, "large", 100))
+#: Outline colours of an evaluated dump (docs/SPEC.md 6.6), by outcome at IoU 0.50.
+OUTCOME_COLORS = {"tp": (0, 200, 0), "fp": (230, 0, 0), "fn": (255, 165, 0), "matched": (255, 255, 255),
+                  "ignored": (128, 128, 128)}
 _EXTRA = "pip install 'gpu-media[coco]' (pycocotools) or 'gpu-media[eval]' (faster-coco-eval)"
 _MAX_DET = 100
 _AREA_ALL = (0 ** 2, 1e5 ** 2)
@@ -214,6 +217,22 @@ class CocoEvaluation:
                 "pr_curves": {"recall": list(self.recall), "iou": 0.5,
                               "precision": {str(k): list(v) for k, v in self.precision50.items()}},
                 "images": [im.to_json() for im in self.images]}
+
+
+def outcome_colors(marks: Any) -> np.ndarray:
+    """(M,3) uint8 outline colours of boxes by their outcome at IoU 0.50 (:data:`OUTCOME_COLORS`).
+
+    Args:
+        marks: :class:`Mark` objects (of predictions or of ground truth).
+
+    Returns:
+        one row per mark: TP green, FP red, FN orange, matched white, ignored grey.
+
+    Examples:
+        >>> outcome_colors([Mark("tp", 0.9, "fp", None), Mark("fn", None, "fn", None)]).tolist()
+        [[0, 200, 0], [255, 165, 0]]
+    """
+    return np.array([OUTCOME_COLORS[m.o50] for m in marks], dtype=np.uint8).reshape(-1, 3)
 
 
 def summary_lines(stats: Any) -> list[str]:
@@ -572,7 +591,7 @@ def _box_rows(spec: Any, what: str, sizes: list, scores: bool) -> list:
         score = np.asarray(next(iter(table.values())), dtype=np.float64).reshape(-1)
         if len(score) != len(xyxy) or not np.isfinite(score).all():
             raise MediaError(f"{what}: scores must be one finite number per box")
-    fraction = spec.get("domain", "fraction") != "pixel"
+    fraction = spec.get("domain", "pixel") != "pixel"  # the batched form's default is "pixel" (docs/SPEC.md 4)
     rows = []
     for k in range(len(xyxy)):
         i = int(idx[k])
@@ -600,7 +619,7 @@ def evaluate_boxes(gt: Any, pred: Any, sizes: Any, *, class_labels: dict | None 
     Args:
         gt: the ground truth in :func:`gpu_media.write_dump`'s batched box form
             ``{"xyxy" (M,4), "image_index" (M,), "class_id" (M,), "domain"}``
-            ("pixel", or "fraction" of the image's width and height: wandb's default).
+            ("pixel", the batched form's default, or "fraction" of the image's width and height).
         pred: the same form with one ``"scores"`` entry (``{"score": (M,)}``).
         sizes: ``(H, W)`` of each image of the batch.
         class_labels: ``{class id: name}`` of the classes (else every class id

@@ -746,8 +746,57 @@ def dump_coco(out_dir: str | os.PathLike, images_dir: str | os.PathLike, instanc
     ds = load_coco(images_dir, instances, predictions, score_threshold=score_threshold, skip_bad=skip_bad)
     if ds.has_gt_masks or ds.has_pred_masks:
         pycocotools_mask()  # fail before writing anything
-    if evaluate is not None:
-        ds.evaluation = evaluate_dataset(ds, evaluate, engine=eval_engine)  # its errors before any file
-    dicts = write_batches(out_dir, batches(ds, batch_size, reader), options, key=key, step=step,
-                          total=len(ds.images))
+    if evaluate is None:
+        dicts = write_batches(out_dir, batches(ds, batch_size, reader), options, key=key, step=step,
+                              total=len(ds.images))
+        return ds, dicts
+    ds.evaluation = evaluate_dataset(ds, evaluate, engine=eval_engine)  # its errors before any file
+    evaluated = _EvaluatedParts(ds, options)
+    dicts = write_batches(out_dir, evaluated.parts(batches(ds, batch_size, reader), batch_size), options, key=key,
+                          step=step, total=len(ds.images), evaluation=evaluated.section)
     return ds, dicts
+
+
+class _EvaluatedParts:
+    """The parts of an evaluated COCO dump: outlines coloured by outcome, masks' confusion summed per part."""
+
+    def __init__(self, ds: CocoDataset, options: DumpOptions):
+        self.ds, self.options = ds, options
+        self.seg = ds.has_gt_masks and ds.has_pred_masks
+        self.num_classes = min(max([c for c in ds.categories if 0 < c <= 255], default=0) + 1, 256)
+        self.per_image: list = []
+
+    def parts(self, parts: Iterator[dict[str, Any]], batch_size: int) -> Iterator[dict[str, Any]]:
+        from ..eval import confusion_matrix, outcome_colors
+
+        ev = self.ds.evaluation
+        for k, part in enumerate(parts):
+            lo = k * batch_size
+            images, evals = self.ds.images[lo:lo + batch_size], ev.images[lo:lo + batch_size]
+            if self.options.draw_boxes:
+                boxes = dict(part["boxes"])
+                boxes[GT_KEY] = {**boxes[GT_KEY], "colors": outcome_colors([m for e in evals for m in e.gt])}
+                boxes[PRED_KEY] = {**boxes[PRED_KEY], "colors": outcome_colors(
+                    [e.pred[j] for im, e in zip(images, evals) for j in im.pred_index])}
+                part = {**part, "boxes": boxes}
+            if self.seg:
+                masks = part["masks"]
+                r = confusion_matrix(masks[GT_KEY]["mask_data"], masks[PRED_KEY]["mask_data"], self.num_classes,
+                                     device=self.options.device)
+                self.per_image.append(r.per_image)
+            yield part
+
+    def section(self) -> dict:
+        from ..eval.confusion import ConfusionResult, scores
+
+        out = {"detection": detection_section(self.ds, self.ds.evaluation)}
+        if self.seg and self.per_image:
+            per_image = np.concatenate(self.per_image)
+            matrix = per_image.sum(axis=0, dtype=np.int64)
+            iou, miou, acc = scores(matrix)
+            img = [scores(m) for m in per_image]
+            labels = {0: "background", **{c: n for c, n in self.ds.categories.items() if 0 < c <= 255}}
+            r = ConfusionResult(self.num_classes, matrix, per_image, tuple(iou), miou, acc,
+                                tuple(x[1] for x in img), tuple(x[2] for x in img), labels)
+            out["segmentation"] = {"gt_key": GT_KEY, "pred_key": PRED_KEY, **r.to_json()}
+        return out
