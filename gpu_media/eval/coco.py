@@ -364,6 +364,11 @@ def _load_results(gt, coco_cls, results: list, images: dict) -> Any:
     return gt.loadRes(results)
 
 
+_FP = Mark("fp", None, "fp", None)
+_FN = Mark("fn", None, "fn", None)
+_IGNORED = Mark("ignored", None, "ignored", None)
+
+
 def _greedy(ious: np.ndarray, gt_ignore: np.ndarray, iscrowd: list, threshold: float):
     """``COCOeval.evaluateImg``'s matching at one threshold: (dt -> gt index or -1, gt -> dt index or -1).
 
@@ -392,6 +397,51 @@ def _greedy(ious: np.ndarray, gt_ignore: np.ndarray, iscrowd: list, threshold: f
     return dt_m, gt_m
 
 
+def _pair_marks(g_list: list, d_list: list, raw_ious: Any, thresholds: tuple, gt_marks: dict, dt_marks: dict) -> None:
+    """One image and category with ground truth and detections: evaluateImg's matching at each threshold."""
+    lo, hi = _AREA_ALL
+    order = sorted(range(len(d_list)), key=lambda i: -d_list[i]["score"])  # stable, as mergesort
+    d_sorted = [d_list[i] for i in order[:_MAX_DET]]
+    ignore = [int(bool(g.get("iscrowd")) or g["area"] < lo or g["area"] > hi) for g in g_list]
+    g_order = sorted(range(len(g_list)), key=lambda i: ignore[i])
+    g_sorted = [g_list[i] for i in g_order]
+    g_ign = np.array([ignore[i] for i in g_order])
+    crowd = [int(g["iscrowd"]) for g in g_sorted]
+    ious = np.asarray(raw_ious, dtype=np.float64)
+    per_t = []
+    for t in thresholds:
+        if ious.size:
+            dm, gm = _greedy(ious[:, g_order], g_ign, crowd, t)
+        else:
+            dm, gm = [-1] * len(d_sorted), [-1] * len(g_sorted)
+        per_t.append((dm, gm))
+    d_out = {}
+    for j, d in enumerate(d_sorted):
+        out = []
+        for dm, _ in per_t:
+            m = dm[j]
+            if m >= 0:
+                out += ["ignored" if g_ign[m] else "tp", float(ious[j, g_order[m]])]
+            elif d["area"] < lo or d["area"] > hi:
+                out += ["ignored", None]
+            else:
+                out += ["fp", None]
+        d_out[d["id"]] = Mark(*out)
+    for d in d_list:
+        dt_marks[d["id"]] = d_out.get(d["id"]) or _IGNORED  # beyond maxDets
+    for j, g in enumerate(g_sorted):
+        out = []
+        for dm, gm in per_t:
+            m = gm[j]
+            if g_ign[j]:
+                out += ["ignored", float(ious[m, g_order[j]]) if m >= 0 else None]
+            elif m >= 0:
+                out += ["matched", float(ious[m, g_order[j]])]
+            else:
+                out += ["fn", None]
+        gt_marks[g["id"]] = Mark(*out)
+
+
 def _marks(E, gt, dt, image_ids: list, cat_ids: list, thresholds: tuple) -> tuple[dict, dict]:
     """{gt ann id: Mark}, {dt ann id: Mark} from the engine's ``ious`` and evaluateImg's rules."""
     gts: dict = {}
@@ -409,47 +459,15 @@ def _marks(E, gt, dt, image_ids: list, cat_ids: list, thresholds: tuple) -> tupl
         if key[1] not in cats:
             continue
         g_list, d_list = gts.get(key, []), dts.get(key, [])
-        order = sorted(range(len(d_list)), key=lambda i: -d_list[i]["score"])  # stable, as mergesort
-        d_sorted = [d_list[i] for i in order[:_MAX_DET]]
-        ignore = [int(bool(g.get("iscrowd")) or g["area"] < lo or g["area"] > hi) for g in g_list]
-        g_order = sorted(range(len(g_list)), key=lambda i: ignore[i])
-        g_sorted = [g_list[i] for i in g_order]
-        g_ign = np.array([ignore[i] for i in g_order])
-        crowd = [int(g["iscrowd"]) for g in g_sorted]
-        raw = E.ious.get(key, [])
-        ious = np.asarray(raw, dtype=np.float64)
-        per_t = []
-        for t in thresholds:
-            if ious.size:
-                dm, gm = _greedy(ious[:, g_order], g_ign, crowd, t)
-            else:
-                dm, gm = [-1] * len(d_sorted), [-1] * len(g_sorted)
-            per_t.append((dm, gm))
-        d_out = {}
-        for j, d in enumerate(d_sorted):
-            out = []
-            for dm, _ in per_t:
-                m = dm[j]
-                if m >= 0:
-                    out += ["ignored" if g_ign[m] else "tp", float(ious[j, g_order[m]])]
-                elif d["area"] < lo or d["area"] > hi:
-                    out += ["ignored", None]
-                else:
-                    out += ["fp", None]
-            d_out[d["id"]] = Mark(*out)
-        for d in d_list:
-            dt_marks[d["id"]] = d_out.get(d["id"]) or Mark("ignored", None, "ignored", None)  # beyond maxDets
-        for j, g in enumerate(g_sorted):
-            out = []
-            for dm, gm in per_t:
-                m = gm[j]
-                if g_ign[j]:
-                    out += ["ignored", float(ious[m, g_order[j]]) if m >= 0 else None]
-                elif m >= 0:
-                    out += ["matched", float(ious[m, g_order[j]])]
-                else:
-                    out += ["fn", None]
-            gt_marks[g["id"]] = Mark(*out)
+        if not g_list and len(d_list) <= _MAX_DET:  # nothing to match: FP, or ignored outside area "all"
+            for d in d_list:
+                dt_marks[d["id"]] = _FP if lo <= d["area"] <= hi else _IGNORED
+            continue
+        if not d_list:  # nothing matches: FN, or ignored (crowd, outside area "all")
+            for g in g_list:
+                gt_marks[g["id"]] = _IGNORED if (g.get("iscrowd") or g["area"] < lo or g["area"] > hi) else _FN
+            continue
+        _pair_marks(g_list, d_list, E.ious.get(key, []), thresholds, gt_marks, dt_marks)
     return gt_marks, dt_marks
 
 
@@ -541,9 +559,8 @@ def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
     for im in inst["images"]:
         img_id = im["id"]
         g_anns, d_anns = gt.imgToAnns.get(img_id, []), dt.imgToAnns.get(img_id, [])
-        none = Mark("ignored", None, "ignored", None)
-        pm = tuple(dt_marks.get(d["id"], none) for d in d_anns)
-        gm = tuple(gt_marks.get(g["id"], none) for g in g_anns)
+        pm = tuple(dt_marks.get(d["id"], _IGNORED) for d in d_anns)
+        gm = tuple(gt_marks.get(g["id"], _IGNORED) for g in g_anns)
         c50 = [sum(m.o50 == "tp" for m in pm), sum(m.o50 == "fp" for m in pm), sum(m.o50 == "fn" for m in gm)]
         c75 = [sum(m.o75 == "tp" for m in pm), sum(m.o75 == "fp" for m in pm), sum(m.o75 == "fn" for m in gm)]
         errors = set()
