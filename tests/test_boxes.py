@@ -860,7 +860,7 @@ def test_list_form_box_that_is_not_strict_json_is_an_error(device, extra, why):
 def test_batched_form_unknown_field_is_an_error_naming_it(device, field):
     spec = {"xyxy": [[0, 0, 1, 1]], "class_id": [0], field: [0.5]}
     with pytest.raises(BoxError, match=rf"box key 'k': unknown field '{field}' of the batched form \(its fields: "
-                       r"xyxy, image_index, class_id, scores, captions, domain, class_labels\)") as info:
+                       r"xyxy, image_index, class_id, scores, captions, domain, class_labels, colors\)") as info:
         draw(blank(5, 5), {"k": spec}, device)
     assert (info.value.key, info.value.item) == ("k", field)
 
