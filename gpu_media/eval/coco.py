@@ -53,7 +53,7 @@ _SUMMARY = ((1, None, "all", 100), (1, .5, "all", 100), (1, .75, "all", 100), (1
 #: Outline colours of an evaluated dump (docs/SPEC.md 6.6), by outcome at IoU 0.50.
 OUTCOME_COLORS = {"tp": (0, 200, 0), "fp": (230, 0, 0), "fn": (255, 165, 0), "matched": (255, 255, 255),
                   "ignored": (128, 128, 128)}
-_EXTRA = "pip install 'gpu-media[coco]' (pycocotools) or 'gpu-media[eval]' (faster-coco-eval)"
+_EXTRA = 'pip install ".[coco]" (pycocotools) or ".[eval]" (faster-coco-eval)'
 _MAX_DET = 100
 _AREA_ALL = (0 ** 2, 1e5 ** 2)
 
@@ -267,7 +267,7 @@ def _engine(name: str):
             from pycocotools.cocoeval import COCOeval
         except ImportError:
             if name != "auto":
-                raise MediaError("engine='pycocotools' needs pycocotools: pip install 'gpu-media[coco]'") from None
+                raise MediaError('engine="pycocotools" needs pycocotools: pip install ".[coco]"') from None
         else:
             return "pycocotools", COCO, COCOeval
     try:
@@ -275,7 +275,7 @@ def _engine(name: str):
     except ImportError:
         if name != "auto":
             raise MediaError("engine='faster-coco-eval' needs faster-coco-eval: "
-                             "pip install 'gpu-media[eval]'") from None
+                             'pip install ".[eval]"') from None
         raise MediaError(f"COCO evaluation needs pycocotools or faster-coco-eval: {_EXTRA}") from None
 
     def make(gt, dt, iou_type):
