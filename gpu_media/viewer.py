@@ -173,7 +173,122 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
         "mask_keys": mask_keys, "box_keys": box_keys,
         "mask_labels": mask_labels, "box_labels": box_labels,
         "images": images,
+        "eval": _read_eval(index.get("eval"), len(images), name, errors),
     }
+
+
+# ---- the optional ``eval`` section of an index (issue 20; docs/SPEC.md): checked, compacted ----
+
+_PRED_OUTCOMES = ("tp", "fp", "ignored")
+_GT_OUTCOMES = ("matched", "fn", "ignored")
+
+
+def _eval_num(v) -> float | None:
+    """A finite real number as float, else None (-1, COCO's "undefined", is kept: the page shows it as such)."""
+    return float(v) if is_number(v) and math.isfinite(v) else None
+
+
+def _eval_int(v) -> int | None:
+    return int(v) if is_integer(v) else None
+
+
+def _eval_iou(v) -> float | None:
+    v = _eval_num(v)
+    return None if v is None else round(v, 4)
+
+
+def _eval_outcomes(entries, allowed: tuple) -> list:
+    """Per-box outcome objects as compact ``[o50, iou50, o75, iou75]`` lists (unknown outcomes: None)."""
+    out = []
+    for e in entries if isinstance(entries, list) else []:
+        e = e if isinstance(e, dict) else {}
+        out.append([e.get("o50") if e.get("o50") in allowed else None, _eval_iou(e.get("iou50")),
+                    e.get("o75") if e.get("o75") in allowed else None, _eval_iou(e.get("iou75"))])
+    return out
+
+
+def _eval_images(raw, count: int, what: str, errors: list) -> list:
+    """``raw`` (one entry per image) as exactly ``count`` dicts, naming a length mismatch in ``errors``."""
+    raw = raw if isinstance(raw, list) else []
+    if len(raw) != count:
+        errors.append(f"{what}: {len(raw)} entries for {count} images")
+    return [raw[i] if i < len(raw) and isinstance(raw[i], dict) else {} for i in range(count)]
+
+
+def _read_detection(det: dict, count: int, name: str, errors: list) -> dict:
+    classes = []
+    for row in det.get("classes") if isinstance(det.get("classes"), list) else []:
+        if not isinstance(row, dict) or not is_integer(row.get("id")):
+            continue
+        c = int(row["id"])
+        r = {"id": c, "name": str(row["name"]) if row.get("name") is not None else f"class_{c}"}
+        r.update({k: _eval_num(row.get(k)) for k in ("ap", "ap50", "ap75", "ar100")})
+        r.update({k: _eval_int(row.get(k)) for k in ("tp", "fp", "fn")})
+        classes.append(r)
+    pr, curves = det.get("pr_curves"), None
+    if isinstance(pr, dict) and isinstance(pr.get("recall"), list) and isinstance(pr.get("precision"), dict):
+        precision = {}
+        for k, v in pr["precision"].items():
+            try:
+                c = int(k)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(v, list):
+                precision[str(c)] = [_eval_iou(x) for x in v]
+        curves = {"iou": _eval_num(pr.get("iou")), "recall": [_eval_iou(x) for x in pr["recall"]],
+                  "precision": precision}
+    images = []
+    for e in _eval_images(det.get("images"), count, f"{name}: eval.detection.images", errors):
+        im = {k: _eval_int(e.get(k)) for k in ("tp", "fp", "fn", "tp75", "fp75", "fn75")}
+        im["f1"] = _eval_num(e.get("f1"))
+        errs = e.get("error_classes")
+        im["error_classes"] = sorted({int(c) for c in errs if is_integer(c)}) if isinstance(errs, list) else []
+        im["pred"] = _eval_outcomes(e.get("pred"), _PRED_OUTCOMES)
+        im["gt"] = _eval_outcomes(e.get("gt"), _GT_OUTCOMES)
+        images.append(im)
+    stats = det.get("stats") if isinstance(det.get("stats"), list) else []
+    names = det.get("stats_names") if isinstance(det.get("stats_names"), list) else []
+    return {
+        "iou_type": str(det.get("iou_type", "bbox")),
+        "gt_key": det["gt_key"] if isinstance(det.get("gt_key"), str) else None,
+        "pred_key": det["pred_key"] if isinstance(det.get("pred_key"), str) else None,
+        "stats": [_eval_num(v) for v in stats], "stats_names": [str(n) for n in names],
+        "classes": classes, "pr_curves": curves, "images": images,
+    }
+
+
+def _read_segmentation(seg: dict, count: int, name: str, errors: list) -> dict:
+    cm = seg.get("confusion_matrix")
+    cm = cm if isinstance(cm, list) else []
+    rows = [[int(v) if is_integer(v) else 0 for v in r] for r in cm if isinstance(r, list)]
+    iou = seg.get("iou") if isinstance(seg.get("iou"), list) else []
+    images = [{"miou": _eval_num(e.get("miou")), "pixel_accuracy": _eval_num(e.get("pixel_accuracy"))}
+              for e in _eval_images(seg.get("images"), count, f"{name}: eval.segmentation.images", errors)]
+    return {
+        "gt_key": seg["gt_key"] if isinstance(seg.get("gt_key"), str) else None,
+        "pred_key": seg["pred_key"] if isinstance(seg.get("pred_key"), str) else None,
+        "num_classes": _eval_int(seg.get("num_classes")) or len(rows), "labels": _labels(seg.get("labels")),
+        "confusion_matrix": rows, "iou": [_eval_num(v) for v in iou],
+        "miou": _eval_num(seg.get("miou")), "pixel_accuracy": _eval_num(seg.get("pixel_accuracy")),
+        "images": images,
+    }
+
+
+def _read_eval(raw, count: int, name: str, errors: list) -> dict | None:
+    """An index's optional ``eval`` section as the page reads it, or None when there is none.
+
+    Unknown keys are dropped, numbers that are not finite become None, per-image lists
+    get exactly one entry per image (a length mismatch is named in ``errors``), and
+    each box's outcome object becomes a compact ``[o50, iou50, o75, iou75]`` list.
+    """
+    if not isinstance(raw, dict):
+        return None
+    out = {}
+    if isinstance(raw.get("detection"), dict):
+        out["detection"] = _read_detection(raw["detection"], count, name, errors)
+    if isinstance(raw.get("segmentation"), dict):
+        out["segmentation"] = _read_segmentation(raw["segmentation"], count, name, errors)
+    return out or None
 
 
 def viewer_data(out_dir: str | os.PathLike) -> dict[str, Any]:
