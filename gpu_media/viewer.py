@@ -23,6 +23,15 @@ Boxes are drawn on a ``<canvas>`` per image. Class colours are :data:`gpu_media.
 entry ``class_id % 20``, as for the burned-in outlines. Every class is shown by default,
 except a class named "background" or "bg" in masks (its checkbox brings it back).
 
+An index with an ``eval`` section (docs/SPEC.md; ``gpu-media dump --eval``) adds a summary
+panel (COCOeval's 12 stats, a per-class table sortable by any column whose class names
+filter the gallery to the images with an error in that class, precision/recall curves
+per class as inline SVG, the mask confusion matrix as a heat map with counts), each
+image's TP / FP / FN, F1 and mIoU, worst-first orders of the gallery, and outlines
+filtered (TP / FP / FN / ignored) and coloured by outcome at IoU 0.50 or 0.75. The
+section is checked on reading (:func:`viewer_data`): unknown keys dropped, numbers that
+are not finite as None, one entry per image.
+
 Every string from the dump reaches the page as text (``textContent``), never as markup.
 """
 
