@@ -182,7 +182,7 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
         "mask_keys": mask_keys, "box_keys": box_keys,
         "mask_labels": mask_labels, "box_labels": box_labels,
         "images": images,
-        "eval": _read_eval(index.get("eval"), len(images), name, errors),
+        "eval": _read_eval(index.get("eval"), images, name, errors),
     }
 
 
@@ -222,6 +222,20 @@ def _eval_images(raw, count: int, what: str, errors: list) -> list:
     if len(raw) != count:
         errors.append(f"{what}: {len(raw)} entries for {count} images")
     return [raw[i] if i < len(raw) and isinstance(raw[i], dict) else {} for i in range(count)]
+
+
+def _aligned_outcomes(det: dict, images: list, name: str, errors: list) -> None:
+    """Drops the per-box outcomes of an image whose box list they do not match one for one (named in ``errors``)."""
+    bad = []
+    for i, (im, e) in enumerate(zip(images, det["images"], strict=True)):
+        for part, key in (("pred", det["pred_key"]), ("gt", det["gt_key"])):
+            boxes = im["boxes"].get(key)
+            if e[part] and len(boxes or []) != len(e[part]):
+                bad.append(f"image {i}: {len(e[part])} {part} outcomes for {len(boxes or [])} boxes of {key!r}")
+                e[part] = []
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        errors.append(f"{name}: eval.detection: outcomes not shown: " + "; ".join(bad[:3]) + more)
 
 
 def _read_detection(det: dict, count: int, name: str, errors: list) -> dict:
@@ -283,20 +297,22 @@ def _read_segmentation(seg: dict, count: int, name: str, errors: list) -> dict:
     }
 
 
-def _read_eval(raw, count: int, name: str, errors: list) -> dict | None:
+def _read_eval(raw, images: list, name: str, errors: list) -> dict | None:
     """An index's optional ``eval`` section as the page reads it, or None when there is none.
 
     Unknown keys are dropped, numbers that are not finite become None, per-image lists
     get exactly one entry per image (a length mismatch is named in ``errors``), and
-    each box's outcome object becomes a compact ``[o50, iou50, o75, iou75]`` list.
+    each box's outcome object becomes a compact ``[o50, iou50, o75, iou75]`` list (dropped,
+    and named in ``errors``, where they do not match the image's boxes one for one).
     """
     if not isinstance(raw, dict):
         return None
     out = {}
     if isinstance(raw.get("detection"), dict):
-        out["detection"] = _read_detection(raw["detection"], count, name, errors)
+        out["detection"] = _read_detection(raw["detection"], len(images), name, errors)
+        _aligned_outcomes(out["detection"], images, name, errors)
     if isinstance(raw.get("segmentation"), dict):
-        out["segmentation"] = _read_segmentation(raw["segmentation"], count, name, errors)
+        out["segmentation"] = _read_segmentation(raw["segmentation"], len(images), name, errors)
     return out or None
 
 

@@ -135,6 +135,14 @@ def test_eval_section_reaches_the_page_checked(tmp_path):
     assert len(det["images"]) == N and det["images"][4]["tp"] is None
     assert any("eval.detection.images: 3 entries for 5 images" in e for e in data["errors"])
     viewer.script_json(data)  # no NaN left in
+    # outcomes that do not match the boxes one for one (say, of all predictions where the dump holds those
+    # above a score threshold) are not shown at all, and the page says why
+    index["eval"]["detection"]["images"][2]["pred"].append({"o50": "fp", "o75": "fp"})
+    path.write_text(json.dumps(index))
+    data = viewer.viewer_data(tmp_path)
+    det = data["dumps"][0]["eval"]["detection"]
+    assert det["images"][2]["pred"] == [] and len(det["images"][2]["gt"]) == 2 and len(det["images"][1]["pred"]) == 2
+    assert any("outcomes not shown: image 2: 2 pred outcomes for 1 boxes of 'predictions'" in e for e in data["errors"])
 
 
 def test_no_eval_no_section(tmp_path):
