@@ -273,6 +273,7 @@ def _read_detection(det: dict, count: int, name: str, errors: list) -> dict:
     names = det.get("stats_names") if isinstance(det.get("stats_names"), list) else []
     return {
         "iou_type": str(det.get("iou_type", "bbox")),
+        "engine": str(det["engine"]) if isinstance(det.get("engine"), str) else None,
         "gt_key": det["gt_key"] if isinstance(det.get("gt_key"), str) else None,
         "pred_key": det["pred_key"] if isinstance(det.get("pred_key"), str) else None,
         "stats": [_eval_num(v) for v in stats], "stats_names": [str(n) for n in names],

@@ -176,6 +176,8 @@ def test_panel_shows_stats_classes_curves_and_confusion(page):
     assert stats == [[n, f"{v:.3f}" if v >= 0 else "\u2013"]
                      for n, v in zip(ev["detection"]["stats_names"], ev["detection"]["stats"], strict=True)]
     assert page.locator("#eval-panel").is_visible()
+    head = page.locator(".ev-detection h3").first.inner_text()
+    assert "ground_truth vs predictions \u00b7 pycocotools, 5 images" in head
     rows = page.eval_on_selector_all("#eval-class-table tbody tr", """l => l.map(r => [r.dataset.classId,
         r.querySelector('.cname').textContent,
         Array.from(r.querySelectorAll('td[data-value]')).map(t => t.textContent)])""")
