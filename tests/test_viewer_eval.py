@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 import pytest
-from test_viewer import _check, _open, _set, _settle, browser  # noqa: F401 - browser: the fixture
+from test_viewer import _check, _open, _set, _settle
 
 import gpu_media
 from gpu_media import viewer
@@ -70,7 +70,7 @@ def eval_page_url(tmp_path_factory):
 
 
 @pytest.fixture
-def page(browser, eval_page_url):  # noqa: F811 - the imported fixture
+def page(browser, eval_page_url):
     with _open(browser, eval_page_url) as pg:
         yield pg
 
@@ -309,7 +309,7 @@ def test_class_names_are_text(page):
     assert page.evaluate("typeof window.__xss") == "undefined"
 
 
-def test_without_eval_the_page_is_as_before(browser, tmp_path):  # noqa: F811 - the imported fixture
+def test_without_eval_the_page_is_as_before(browser, tmp_path):
     url = "file://" + _write(str(tmp_path), with_eval=False)
     with _open(browser, url) as pg:
         assert not pg.locator("#eval-panel").is_visible()
