@@ -321,3 +321,31 @@ def test_without_eval_the_page_is_as_before(browser, tmp_path):
         rgb = pg.evaluate("""() => Array.from(document.querySelector("#grid figure.cell[data-index='1'] canvas.boxes")
                              .getContext('2d').getImageData(17, 160, 1, 1).data)""")[:3]
         assert rgb == list(PAL[2])
+
+
+def test_the_coco_demo_evaluated_worst_image_first(browser, tmp_path):
+    """``gpu-media dump <COCO demo> --eval --draw-boxes``: the page shows its numbers; one click sorts worst first."""
+    pytest.importorskip("pycocotools")
+    pytest.importorskip("gpu_media.eval", reason="gpu-media dump --eval (issue 20, items 1-3) is not in this tree")
+    from gpu_media import cli
+
+    coco = os.path.join(os.path.dirname(cli.__file__), "demo", "coco")
+    assert cli.main(["dump", os.path.join(coco, "images"), str(tmp_path), "--coco",
+                     os.path.join(coco, "instances.json"), "--predictions", os.path.join(coco, "results.json"),
+                     "--eval", "--draw-boxes"]) == 0
+    (name,) = [n for n in os.listdir(tmp_path) if n.endswith(".index.json")]
+    with open(tmp_path / name, encoding="utf-8") as f:
+        det = json.load(f)["eval"]["detection"]
+    assert viewer.viewer_data(tmp_path)["errors"] == []  # every outcome list matches its boxes
+    f1 = [im["f1"] for im in det["images"]]
+    errors = [im["fp"] + im["fn"] for im in det["images"]]
+    worst = min((i for i in range(len(f1)) if f1[i] is not None), key=lambda i: (f1[i], -errors[i], i))
+    with _open(browser, f"file://{tmp_path}/index.html") as pg:
+        values = pg.eval_on_selector_all("#eval-stats .ev-stat .v", "l => l.map(e => e.textContent)")
+        assert values == [f"{v:.3f}" if v >= 0 else "\u2013" for v in det["stats"]]
+        assert _sort(pg, "f1")[0] == worst
+        n_boxes = sum(len(im["pred"]) + len(im["gt"]) for im in det["images"])
+        assert sum(_boxes_drawn(pg, i) for i in range(len(f1))) == n_boxes
+        _check(pg, "#eval-controls input[data-outcome='fp']", False)
+        fp = sum(o["o50"] == "fp" for im in det["images"] for o in im["pred"])
+        assert fp and sum(_boxes_drawn(pg, i) for i in range(len(f1))) == n_boxes - fp
