@@ -80,6 +80,8 @@ def screenshot_eval(dump_dir: str, out: str, width: int = 1400, height: int = 12
         page.eval_on_selector("#summary", "e => { e.open = false; }")  # the per-class pixel table: the panel says more
         for i in range(page.locator("#mask-controls .layer-toggle").count()):  # outlines only: outcomes read best
             page.locator("#mask-controls .layer-toggle").nth(i).uncheck()
+        for i in range(page.locator("#box-controls .layer-toggle").count()):  # the page's outlines, by outcome
+            page.locator("#box-controls .layer-toggle").nth(i).check()
         page.locator("#eval-controls button.ev-sort[data-sort='f1']").click()
         page.wait_for_function("""() => Array.from(document.querySelectorAll('#grid img'))
             .filter(i => getComputedStyle(i).display !== 'none' && i.getBoundingClientRect().top < innerHeight)

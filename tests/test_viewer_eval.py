@@ -294,6 +294,10 @@ def test_clicking_a_class_filters_the_gallery(page):
     page.locator("#eval-class-table tr[data-class-id='1'] button.ev-class").click()
     _settle(page)
     assert _order(page) == [3]
+    _set(page, "#caption-filter", "image 0")  # with the caption filter: nothing left, and the page says why
+    assert _order(page) == [] and page.locator("#grid .empty").inner_text() == (
+        "no image has an error in class 1 and matches the caption filter")
+    _set(page, "#caption-filter", "")
     page.locator("#eval-class-filter button").click()
     _settle(page)
     assert len(_order(page)) == N and page.locator("#eval-class-filter").inner_text() == ""
@@ -344,6 +348,8 @@ def test_the_coco_demo_evaluated_worst_image_first(browser, tmp_path):
         values = pg.eval_on_selector_all("#eval-stats .ev-stat .v", "l => l.map(e => e.textContent)")
         assert values == [f"{v:.3f}" if v >= 0 else "\u2013" for v in det["stats"]]
         assert _sort(pg, "f1")[0] == worst
+        for i in range(pg.locator("#box-controls .layer-toggle").count()):  # (burned in too: may start off)
+            _check(pg, f"#box-controls fieldset[data-layer='{i}'] .layer-toggle", True)
         n_boxes = sum(len(im["pred"]) + len(im["gt"]) for im in det["images"])
         assert sum(_boxes_drawn(pg, i) for i in range(len(f1))) == n_boxes
         _check(pg, "#eval-controls input[data-outcome='fp']", False)
