@@ -207,12 +207,21 @@ def _eval_iou(v) -> float | None:
 
 
 def _eval_outcomes(entries, allowed: tuple) -> list:
-    """Per-box outcome objects as compact ``[o50, iou50, o75, iou75]`` lists (unknown outcomes: None)."""
+    """Per-box outcome objects as compact ``[o50, iou50, o75, iou75]`` lists (unknown outcomes: None).
+
+    (JSON values only, so a plain type test; ~100 of these per image: kept lean.)
+    """
     out = []
+    isfinite, num = math.isfinite, (int, float)
     for e in entries if isinstance(entries, list) else []:
-        e = e if isinstance(e, dict) else {}
-        out.append([e.get("o50") if e.get("o50") in allowed else None, _eval_iou(e.get("iou50")),
-                    e.get("o75") if e.get("o75") in allowed else None, _eval_iou(e.get("iou75"))])
+        if not isinstance(e, dict):
+            out.append([None, None, None, None])
+            continue
+        o50, i50, o75, i75 = e.get("o50"), e.get("iou50"), e.get("o75"), e.get("iou75")
+        out.append([o50 if o50 in allowed else None,
+                    round(i50, 4) if type(i50) in num and isfinite(i50) else None,
+                    o75 if o75 in allowed else None,
+                    round(i75, 4) if type(i75) in num and isfinite(i75) else None])
     return out
 
 
