@@ -116,76 +116,6 @@ def _read_boxes(root: str, rel: str | None, cache: dict):
     return cache[rel]
 
 
-def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
-    with open(os.path.join(root, name), "rb") as f:
-        index = json.loads(f.read().decode("utf-8"))
-    if not isinstance(index, dict) or not isinstance(index.get("images"), list):
-        raise ValueError("not a gpu-media dump index (no 'images' list)")
-    key = index.get("key")
-    step = index.get("step", 0)
-    if not isinstance(key, str):  # the key back from the name: <enc(key)>_<enc_step(step)>.index.json
-        enc_key, sep, _ = name[: -len(".index.json")].rpartition("_")
-        key = urllib.parse.unquote(enc_key if sep else name[: -len(".index.json")])
-    if not (isinstance(step, str) or is_integer(step)):
-        step = str(step)
-    mask_labels = {str(k): _labels(v) for k, v in (index.get("mask_class_labels") or {}).items()}
-    box_labels = {str(k): _labels(v) for k, v in (index.get("box_class_labels") or {}).items()}
-    mask_keys, box_keys = list(mask_labels), list(box_labels)
-    report = index.get("mask_report") if isinstance(index.get("mask_report"), list) else []
-    images, bad_boxes = [], 0
-    for i, d in enumerate(index["images"]):
-        d = d if isinstance(d, dict) else {}
-        w, h = d.get("width"), d.get("height")
-        im = {
-            "path": relative_path(d.get("path")),
-            "width": int(w) if isinstance(w, int) and w > 0 else None,
-            "height": int(h) if isinstance(h, int) and h > 0 else None,
-            "caption": d.get("caption") if isinstance(d.get("caption"), str) else None,
-            "masks": {},
-            "boxes": {},
-            "report": {},
-        }
-        for k, v in (d.get("masks") or {}).items():
-            if k not in mask_keys:
-                mask_keys.append(k)
-            im["masks"][k] = relative_path(v.get("path")) if isinstance(v, dict) else None
-        problems = []
-        for k, v in (d.get("boxes") or {}).items():
-            if k not in box_keys:
-                box_keys.append(k)
-            rel = relative_path(v.get("path")) if isinstance(v, dict) else None
-            try:
-                boxes, labels = _read_boxes(root, rel, box_cache)
-            except (OSError, ValueError) as exc:
-                bad_boxes += 1
-                problems.append(f"boxes {k!r} unreadable")
-                if bad_boxes <= 5:
-                    errors.append(f"{name}: image {i}: boxes {k!r} ({rel or v!r}): {exc}")
-                continue
-            im["boxes"][k] = boxes
-            merged = box_labels.setdefault(k, {})
-            for c, n in labels.items():
-                merged.setdefault(c, n)
-        if problems:
-            im["box_errors"] = ", ".join(problems)
-        rep = report[i] if i < len(report) and isinstance(report[i], dict) else {}
-        for k, counts in rep.items():
-            if isinstance(counts, dict):
-                im["report"][str(k)] = {str(c): int(n) for c, n in counts.items()
-                                        if is_number(n)}
-        images.append(im)
-    if bad_boxes > 5:
-        errors.append(f"{name}: {bad_boxes - 5} more unreadable box files")
-    return {
-        "file": name, "key": key, "step": step, "count": len(images),
-        "boxes_drawn": bool(index.get("boxes_drawn")),
-        "mask_keys": mask_keys, "box_keys": box_keys,
-        "mask_labels": mask_labels, "box_labels": box_labels,
-        "images": images,
-        "eval": _read_eval(index.get("eval"), images, name, errors),
-    }
-
-
 # ---- the optional ``eval`` section of an index (issue 20; docs/SPEC.md): checked, compacted ----
 
 _PRED_OUTCOMES = ("tp", "fp", "ignored")
@@ -324,6 +254,76 @@ def _read_eval(raw, images: list, name: str, errors: list) -> dict | None:
     if isinstance(raw.get("segmentation"), dict):
         out["segmentation"] = _read_segmentation(raw["segmentation"], len(images), name, errors)
     return out or None
+
+
+def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
+    with open(os.path.join(root, name), "rb") as f:
+        index = json.loads(f.read().decode("utf-8"))
+    if not isinstance(index, dict) or not isinstance(index.get("images"), list):
+        raise ValueError("not a gpu-media dump index (no 'images' list)")
+    key = index.get("key")
+    step = index.get("step", 0)
+    if not isinstance(key, str):  # the key back from the name: <enc(key)>_<enc_step(step)>.index.json
+        enc_key, sep, _ = name[: -len(".index.json")].rpartition("_")
+        key = urllib.parse.unquote(enc_key if sep else name[: -len(".index.json")])
+    if not (isinstance(step, str) or is_integer(step)):
+        step = str(step)
+    mask_labels = {str(k): _labels(v) for k, v in (index.get("mask_class_labels") or {}).items()}
+    box_labels = {str(k): _labels(v) for k, v in (index.get("box_class_labels") or {}).items()}
+    mask_keys, box_keys = list(mask_labels), list(box_labels)
+    report = index.get("mask_report") if isinstance(index.get("mask_report"), list) else []
+    images, bad_boxes = [], 0
+    for i, d in enumerate(index["images"]):
+        d = d if isinstance(d, dict) else {}
+        w, h = d.get("width"), d.get("height")
+        im = {
+            "path": relative_path(d.get("path")),
+            "width": int(w) if isinstance(w, int) and w > 0 else None,
+            "height": int(h) if isinstance(h, int) and h > 0 else None,
+            "caption": d.get("caption") if isinstance(d.get("caption"), str) else None,
+            "masks": {},
+            "boxes": {},
+            "report": {},
+        }
+        for k, v in (d.get("masks") or {}).items():
+            if k not in mask_keys:
+                mask_keys.append(k)
+            im["masks"][k] = relative_path(v.get("path")) if isinstance(v, dict) else None
+        problems = []
+        for k, v in (d.get("boxes") or {}).items():
+            if k not in box_keys:
+                box_keys.append(k)
+            rel = relative_path(v.get("path")) if isinstance(v, dict) else None
+            try:
+                boxes, labels = _read_boxes(root, rel, box_cache)
+            except (OSError, ValueError) as exc:
+                bad_boxes += 1
+                problems.append(f"boxes {k!r} unreadable")
+                if bad_boxes <= 5:
+                    errors.append(f"{name}: image {i}: boxes {k!r} ({rel or v!r}): {exc}")
+                continue
+            im["boxes"][k] = boxes
+            merged = box_labels.setdefault(k, {})
+            for c, n in labels.items():
+                merged.setdefault(c, n)
+        if problems:
+            im["box_errors"] = ", ".join(problems)
+        rep = report[i] if i < len(report) and isinstance(report[i], dict) else {}
+        for k, counts in rep.items():
+            if isinstance(counts, dict):
+                im["report"][str(k)] = {str(c): int(n) for c, n in counts.items()
+                                        if is_number(n)}
+        images.append(im)
+    if bad_boxes > 5:
+        errors.append(f"{name}: {bad_boxes - 5} more unreadable box files")
+    return {
+        "file": name, "key": key, "step": step, "count": len(images),
+        "boxes_drawn": bool(index.get("boxes_drawn")),
+        "mask_keys": mask_keys, "box_keys": box_keys,
+        "mask_labels": mask_labels, "box_labels": box_labels,
+        "images": images,
+        "eval": _read_eval(index.get("eval"), images, name, errors),
+    }
 
 
 def viewer_data(out_dir: str | os.PathLike) -> dict[str, Any]:
