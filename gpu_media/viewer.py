@@ -28,6 +28,15 @@ mask keys off, and the box keys on unless the boxes are burned into the pixels
 mask of the same key is shown (it shows the same objects): ground-truth masks beside
 predicted boxes.
 
+An index with an ``eval`` section (docs/SPEC.md; ``gpu-media dump --eval``) adds a summary
+panel (COCOeval's 12 stats, a per-class table sortable by any column whose class names
+filter the gallery to the images with an error in that class, precision/recall curves
+per class as inline SVG, the mask confusion matrix as a heat map with counts), each
+image's TP / FP / FN, F1 and mIoU, worst-first orders of the gallery, and outlines
+filtered (TP / FP / FN / ignored) and coloured by outcome at IoU 0.50 or 0.75. The
+section is checked on reading (:func:`viewer_data`): unknown keys dropped, numbers that
+are not finite as None, one entry per image.
+
 Every string from the dump reaches the page as text (``textContent``), never as markup.
 """
 
@@ -113,6 +122,146 @@ def _read_boxes(root: str, rel: str | None, cache: dict):
     return cache[rel]
 
 
+# ---- the optional ``eval`` section of an index (issue 20; docs/SPEC.md): checked, compacted ----
+
+_PRED_OUTCOMES = ("tp", "fp", "ignored")
+_GT_OUTCOMES = ("matched", "fn", "ignored")
+
+
+def _eval_num(v) -> float | None:
+    """A finite real number as float, else None (-1, COCO's "undefined", is kept: the page shows it as such)."""
+    return float(v) if is_number(v) and math.isfinite(v) else None
+
+
+def _eval_int(v) -> int | None:
+    return int(v) if is_integer(v) else None
+
+
+def _eval_iou(v) -> float | None:
+    v = _eval_num(v)
+    return None if v is None else round(v, 4)
+
+
+def _eval_outcomes(entries, allowed: tuple) -> list:
+    """Per-box outcome objects as compact ``[o50, iou50, o75, iou75]`` lists (unknown outcomes: None).
+
+    (JSON values only, so a plain type test; ~100 of these per image: kept lean.)
+    """
+    out = []
+    isfinite, num = math.isfinite, (int, float)
+    for e in entries if isinstance(entries, list) else []:
+        if not isinstance(e, dict):
+            out.append([None, None, None, None])
+            continue
+        o50, i50, o75, i75 = e.get("o50"), e.get("iou50"), e.get("o75"), e.get("iou75")
+        out.append([o50 if o50 in allowed else None,
+                    round(i50, 4) if type(i50) in num and isfinite(i50) else None,
+                    o75 if o75 in allowed else None,
+                    round(i75, 4) if type(i75) in num and isfinite(i75) else None])
+    return out
+
+
+def _eval_images(raw, count: int, what: str, errors: list) -> list:
+    """``raw`` (one entry per image) as exactly ``count`` dicts, naming a length mismatch in ``errors``."""
+    raw = raw if isinstance(raw, list) else []
+    if len(raw) != count:
+        errors.append(f"{what}: {len(raw)} entries for {count} images")
+    return [raw[i] if i < len(raw) and isinstance(raw[i], dict) else {} for i in range(count)]
+
+
+def _aligned_outcomes(det: dict, images: list, name: str, errors: list) -> None:
+    """Drops the per-box outcomes of an image whose box list they do not match one for one (named in ``errors``)."""
+    bad = []
+    for i, (im, e) in enumerate(zip(images, det["images"], strict=True)):
+        for part, key in (("pred", det["pred_key"]), ("gt", det["gt_key"])):
+            boxes = im["boxes"].get(key)
+            if e[part] and len(boxes or []) != len(e[part]):
+                bad.append(f"image {i}: {len(e[part])} {part} outcomes for {len(boxes or [])} boxes of {key!r}")
+                e[part] = []
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        errors.append(f"{name}: eval.detection: outcomes not shown: " + "; ".join(bad[:3]) + more)
+
+
+def _read_detection(det: dict, count: int, name: str, errors: list) -> dict:
+    classes = []
+    for row in det.get("classes") if isinstance(det.get("classes"), list) else []:
+        if not isinstance(row, dict) or not is_integer(row.get("id")):
+            continue
+        c = int(row["id"])
+        r = {"id": c, "name": str(row["name"]) if row.get("name") is not None else f"class_{c}"}
+        r.update({k: _eval_num(row.get(k)) for k in ("ap", "ap50", "ap75", "ar100")})
+        r.update({k: _eval_int(row.get(k)) for k in ("tp", "fp", "fn")})
+        classes.append(r)
+    pr, curves = det.get("pr_curves"), None
+    if isinstance(pr, dict) and isinstance(pr.get("recall"), list) and isinstance(pr.get("precision"), dict):
+        precision = {}
+        for k, v in pr["precision"].items():
+            try:
+                c = int(k)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(v, list):
+                precision[str(c)] = [_eval_iou(x) for x in v]
+        curves = {"iou": _eval_num(pr.get("iou")), "recall": [_eval_iou(x) for x in pr["recall"]],
+                  "precision": precision}
+    images = []
+    for e in _eval_images(det.get("images"), count, f"{name}: eval.detection.images", errors):
+        im = {k: _eval_int(e.get(k)) for k in ("tp", "fp", "fn", "tp75", "fp75", "fn75")}
+        im["f1"] = _eval_num(e.get("f1"))
+        errs = e.get("error_classes")
+        im["error_classes"] = sorted({int(c) for c in errs if is_integer(c)}) if isinstance(errs, list) else []
+        im["pred"] = _eval_outcomes(e.get("pred"), _PRED_OUTCOMES)
+        im["gt"] = _eval_outcomes(e.get("gt"), _GT_OUTCOMES)
+        images.append(im)
+    stats = det.get("stats") if isinstance(det.get("stats"), list) else []
+    names = det.get("stats_names") if isinstance(det.get("stats_names"), list) else []
+    return {
+        "iou_type": str(det.get("iou_type", "bbox")),
+        "engine": str(det["engine"]) if isinstance(det.get("engine"), str) else None,
+        "gt_key": det["gt_key"] if isinstance(det.get("gt_key"), str) else None,
+        "pred_key": det["pred_key"] if isinstance(det.get("pred_key"), str) else None,
+        "stats": [_eval_num(v) for v in stats], "stats_names": [str(n) for n in names],
+        "classes": classes, "pr_curves": curves, "images": images,
+    }
+
+
+def _read_segmentation(seg: dict, count: int, name: str, errors: list) -> dict:
+    cm = seg.get("confusion_matrix")
+    cm = cm if isinstance(cm, list) else []
+    rows = [[int(v) if is_integer(v) else 0 for v in r] for r in cm if isinstance(r, list)]
+    iou = seg.get("iou") if isinstance(seg.get("iou"), list) else []
+    images = [{"miou": _eval_num(e.get("miou")), "pixel_accuracy": _eval_num(e.get("pixel_accuracy"))}
+              for e in _eval_images(seg.get("images"), count, f"{name}: eval.segmentation.images", errors)]
+    return {
+        "gt_key": seg["gt_key"] if isinstance(seg.get("gt_key"), str) else None,
+        "pred_key": seg["pred_key"] if isinstance(seg.get("pred_key"), str) else None,
+        "num_classes": _eval_int(seg.get("num_classes")) or len(rows), "labels": _labels(seg.get("labels")),
+        "confusion_matrix": rows, "iou": [_eval_num(v) for v in iou],
+        "miou": _eval_num(seg.get("miou")), "pixel_accuracy": _eval_num(seg.get("pixel_accuracy")),
+        "images": images,
+    }
+
+
+def _read_eval(raw, images: list, name: str, errors: list) -> dict | None:
+    """An index's optional ``eval`` section as the page reads it, or None when there is none.
+
+    Unknown keys are dropped, numbers that are not finite become None, per-image lists
+    get exactly one entry per image (a length mismatch is named in ``errors``), and
+    each box's outcome object becomes a compact ``[o50, iou50, o75, iou75]`` list (dropped,
+    and named in ``errors``, where they do not match the image's boxes one for one).
+    """
+    if not isinstance(raw, dict):
+        return None
+    out = {}
+    if isinstance(raw.get("detection"), dict):
+        out["detection"] = _read_detection(raw["detection"], len(images), name, errors)
+        _aligned_outcomes(out["detection"], images, name, errors)
+    if isinstance(raw.get("segmentation"), dict):
+        out["segmentation"] = _read_segmentation(raw["segmentation"], len(images), name, errors)
+    return out or None
+
+
 def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
     with open(os.path.join(root, name), "rb") as f:
         index = json.loads(f.read().decode("utf-8"))
@@ -179,6 +328,7 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
         "mask_keys": mask_keys, "box_keys": box_keys,
         "mask_labels": mask_labels, "box_labels": box_labels,
         "images": images,
+        "eval": _read_eval(index.get("eval"), images, name, errors),
     }
 
 
