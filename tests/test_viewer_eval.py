@@ -162,6 +162,12 @@ def _sort(pg, how):
     return _order(pg)
 
 
+def _all_box_layers_on(pg):
+    """Both box layers on: the viewer's defaults (README, "The viewer") start a layer off while its key's mask is shown."""
+    for i in range(pg.locator("#box-controls .layer-toggle").count()):
+        _check(pg, f"#box-controls fieldset[data-layer='{i}'] .layer-toggle", True)
+
+
 def _boxes_drawn(pg, i):
     sel = f"#grid figure.cell[data-index='{i}'] canvas.boxes"
     pg.locator(f"#grid figure.cell[data-index='{i}']").scroll_into_view_if_needed()
@@ -243,6 +249,7 @@ def test_sorting_puts_the_worst_image_first(page):
 
 
 def test_outcome_toggles_change_the_boxes_drawn(page):
+    _all_box_layers_on(page)
     assert _boxes_drawn(page, 3) == 7  # 2 ground truth + 5 predictions
     _check(page, "#eval-controls input[data-outcome='fp']", False)
     assert _boxes_drawn(page, 3) == 4
@@ -320,6 +327,7 @@ def test_without_eval_the_page_is_as_before(browser, tmp_path):
         assert pg.locator("#eval-controls *").count() == 0
         assert pg.locator("#grid .ev-badge").count() == 0
         assert _order(pg) == [0, 1, 2, 3, 4]
+        _all_box_layers_on(pg)
         assert _boxes_drawn(pg, 3) == 7
         # outlines in the class colours as always
         rgb = pg.evaluate("""() => Array.from(document.querySelector("#grid figure.cell[data-index='1'] canvas.boxes")
