@@ -8,8 +8,9 @@ Cases: ``wandb.Image`` built one image at a time (wandb 0.31, fed uint8 since it
 longer normalizes), gpu_media on CPU (dump from float32, PNG and JPEG; encode
 alone; normalize alone next to NumPy's plain ``(x * 255).astype(np.uint8)``), and
 where a GPU is usable gpu_media on GPU and ``torchvision.io.encode_jpeg`` on CUDA
-tensors. The CPU batch is the demo's photographs (``gpu_media/demo/demo.npz``)
-resized to the size asked and repeated to N images, as float32 in [0, 1]. The GPU
+tensors. The CPU batch is N different pictures made from the demo's photographs
+(``gpu_media/demo/demo.npz``; :func:`photo_batch`: crops, flips, colour changes), as
+float32 in [0, 1]. The GPU
 batch is crops of the same photographs at full resolution (scikit-image's samples,
 where scikit-image is installed; else the demo's, resized), float32 NCHW on the GPU.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -47,14 +49,48 @@ import gpu_media as gm
 from gpu_media.cli import demo_input
 
 
-def photo_batch(n: int, size: int) -> np.ndarray:
-    """(n, size, size, 3) float32 in [0, 1]: the demo photographs, resized and repeated."""
+def photo_batch(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """(n, size, size, 3) float32 in [0, 1]: n different pictures made from the demo's 8 photographs.
+
+    Image i comes from photograph ``i % 8``: a random square crop (half to all of its
+    side, anywhere in it), resized to ``size`` (Lanczos), flipped left-right and/or
+    upside down at random, and with its colours changed (a gain per channel in
+    [0.8, 1.2] and a gamma in [0.7, 1.4]). No two images are equal, also after
+    conversion to uint8 (checked: a ``RuntimeError`` otherwise), so a dump of the
+    batch writes ``n`` files (names are content hashes: a repeated image would be
+    written once) and every encoder sees ``n`` different pictures.
+    """
     with np.load(demo_input()) as z:
         photos = z["images"]
-    if size != photos.shape[1]:
-        photos = np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.LANCZOS)) for p in photos])
-    reps = -(-n // len(photos))
-    return (np.concatenate([photos] * reps)[:n].astype(np.float32) / np.float32(255))
+    rng = np.random.default_rng(seed)
+    side0 = photos.shape[1]
+    out = np.empty((n, size, size, 3), np.float32)
+    for i in range(n):
+        p = photos[i % len(photos)]
+        side = int(rng.integers(side0 // 2, side0 + 1))
+        y, x = (int(v) for v in rng.integers(0, side0 - side + 1, size=2))
+        crop = p[y:y + side, x:x + side]
+        if side != size:
+            crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.LANCZOS))
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        if rng.random() < 0.5:
+            crop = crop[::-1]
+        gain = rng.uniform(0.8, 1.2, size=3).astype(np.float32)
+        gamma = np.float32(rng.uniform(0.7, 1.4))
+        out[i] = np.clip((crop.astype(np.float32) / np.float32(255)) ** gamma * gain, 0, 1)
+    u8 = (out * 255).astype(np.uint8).reshape(n, -1)
+    if len({hashlib.sha256(r.tobytes()).digest() for r in u8}) != n:
+        raise RuntimeError(f"photo_batch({n}, {size}, seed={seed}) made two equal images")
+    return out
+
+
+def photo_masks(photos: np.ndarray) -> np.ndarray:
+    """uint8 (n, H, W) class masks (0, 1, 2) made from each picture's own pixels (so they differ as the images do).
+
+    ``photos``: :func:`photo_batch`'s float32 (n, H, W, 3) in [0, 1].
+    """
+    return (photos[..., 1] > 0.5).astype(np.uint8) + (photos[..., 0] > 0.78)
 
 
 def photo_crops(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, str]:

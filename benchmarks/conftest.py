@@ -8,13 +8,12 @@ GPU cases skip where CuPy or a CUDA device is missing (same rule as tests/).
 import os
 import sys
 
-import numpy as np
 import pytest
 
 import gpu_media
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import photo_batch  # noqa: E402
+from compare import photo_batch, photo_masks  # noqa: E402
 
 
 @pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
@@ -26,7 +25,7 @@ def device(request):
 
 @pytest.fixture(scope="session")
 def photos():
-    """64 demo photographs, 256x256 RGB float32 in [0, 1]."""
+    """64 different pictures from the demo photographs (``compare.photo_batch``), 256x256 RGB float32 in [0, 1]."""
     return photo_batch(64, 256)
 
 
@@ -37,6 +36,4 @@ def photos_u8(photos):
 
 @pytest.fixture(scope="session")
 def masks(photos):
-    with np.load(gpu_media.cli.demo_input()) as z:
-        m = z["masks__prediction"]
-    return np.concatenate([m] * (len(photos) // len(m)))
+    return photo_masks(photos)

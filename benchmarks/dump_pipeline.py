@@ -6,7 +6,8 @@
 Cases (``device="cpu"``, durable writes, the default): the bundled demo (8
 photographs 256x256, two mask keys, two box keys, boxes drawn); 1024 photographs
 32x32 as JPEG (many small files: the fsyncs weigh most); 256 photographs 256x256
-float32 as JPEG and as PNG. Each image is made unique by a few pixels (else the
+float32 as JPEG and as PNG. Every image is a different picture (``compare.photo_batch``:
+crops, flips and colour changes of the demo's photographs; with repeated images the
 content-addressed names would make most of them the same file).
 
 With ``--tree NAME=PATH`` (repeatable) every round runs the cases once in a fresh
@@ -35,8 +36,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def cases() -> dict:
     """{name: write_dump keyword arguments} (built with the gpu_media on ``sys.path``)."""
-    import numpy as np
-
     import gpu_media as gm
     from gpu_media.formats.npz import load_npz
 
@@ -45,11 +44,8 @@ def cases() -> dict:
 
     demo = load_npz(gm.cli.demo_input())
     demo_kw = {k: demo.get(k) for k in ("images", "masks", "boxes", "captions", "classes", "layout")}
-    photos = photo_batch(256, 256)
-    stamp = np.arange(256)[:, None] >> np.arange(8) & 1  # 8 bits of the image's number in its top-left pixels
-    photos[:, 0, :8, :] = stamp[:, :, None].astype(np.float32)
+    photos = photo_batch(256, 256)  # different pictures: crops, flips, colours of the demo's photographs
     small = photo_batch(1024, 32)
-    small[:, 0, :10, :] = (np.arange(1024)[:, None] >> np.arange(10) & 1)[:, :, None].astype(np.float32)
     return {
         "demo (8 x 256x256 png, masks, boxes drawn)": dict(demo_kw, draw_boxes=True),
         "1024 x 32x32 jpg q75 (many small files)": dict(images=small, file_type="jpg"),

@@ -3,7 +3,7 @@
     python benchmarks/durable.py [--rounds 9] [--dir FOLDER] [--json OUT.json]
 
 Cases: the bundled demo (8 photographs 256x256, two mask keys, two box keys) and 64
-photographs 256x256 with one mask key, as PNG and as JPEG; "files" counts every file
+different pictures 256x256 (``compare.photo_batch``) with one mask key, as PNG and as JPEG; "files" counts every file
 of the dump (media, index, index.html, the lock file).
 Every round dumps each case into a fresh folder under ``--dir`` (default: a new
 temporary folder; give one on the disk you care about: fsync costs what the disk
@@ -25,10 +25,8 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import photo_batch  # noqa: E402
+from compare import photo_batch, photo_masks  # noqa: E402
 
 import gpu_media as gm  # noqa: E402
 from gpu_media.formats.npz import load_npz  # noqa: E402
@@ -38,12 +36,8 @@ def cases() -> dict:
     """{name: write_dump keyword arguments}."""
     demo = load_npz(gm.cli.demo_input())
     demo_kw = {k: demo.get(k) for k in ("images", "masks", "boxes", "captions", "classes", "layout")}
-    photos = photo_batch(64, 256)  # the 8 photographs 8 times: each copy made unique by a pixel or two,
-    photos[:, :8, :8, :] = (np.arange(64, dtype=np.float32) / 63)[:, None, None, None]  # else the same files
-    with np.load(gm.cli.demo_input()) as z:
-        m = np.concatenate([z["masks__prediction"]] * 8)
-    m[:, 0, :6] = (np.arange(64)[:, None] >> np.arange(6)) & 1
-    masks = {"pred": {"mask_data": m}}
+    photos = photo_batch(64, 256)  # 64 different pictures (crops, flips, colours of the demo's photographs)
+    masks = {"pred": {"mask_data": photo_masks(photos)}}
     return {
         "demo (8 x 256x256 png, 2 mask + 2 box keys)": dict(demo_kw, draw_boxes=True),
         "64 x 256x256 png + masks": dict(images=photos, masks=masks),
