@@ -1,39 +1,70 @@
-"""docs/SPEC.md 5 with Pillow: the CPU encoders of the codec table (``gpu_media.codecs``).
+"""docs/SPEC.md 5 on the CPU: the CPU encoders of the codec table (``gpu_media.codecs``).
 
-One image per task in a shared thread pool.
+JPEG: ``imagecodecs.jpeg8_encode`` (libjpeg-turbo; releases the GIL, so images encode
+in parallel threads; its bytes are Pillow's, checked in tests/test_encode_fast.py) when
+imagecodecs is installed (``pip install "gpu-media[fast]"``), else Pillow (which holds
+the GIL while it encodes).
+
+PNG at the default level (``compression_level=None``): PNG's Average filter on every
+row (:func:`gpu_media.png.filter_average`, vectorized over the image), Huffman-only
+deflate by zlib-ng (``zlib_ng``, a dependency; the standard library's zlib without it;
+both release the GIL), assembled by :func:`gpu_media.png.assemble`. An explicit
+``compression_level`` is Pillow's encoder at that zlib level: ``compression_level=6``
+gives ``wandb.Image``'s bytes exactly.
+
+Batches run one image per task in a thread pool kept for the life of the process
+(:func:`executor`, one thread per usable core).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
 import os
 import struct
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from gpu_media import codecs
+from gpu_media import codecs, png
 
-# PNG when compression_level is None: zlib level 1 with the Z_RLE strategy. On the
-# demo photographs (256x256) this encodes about 4x faster than Pillow's default
-# (level 6, the Z_DEFAULT_STRATEGY; what wandb.Image writes) for files about 7%
-# larger; see benchmarks/results/. An explicit level uses Pillow's default strategy,
-# so compression_level=6 gives wandb's bytes exactly.
-FAST_PNG = {"compress_level": 1, "compress_type": zlib.Z_RLE}
+#: The deflate of the default PNG (``compression_level=None``): Huffman coding only (``Z_HUFFMAN_ONLY``,
+#: no match search; after the Average filter photographs compress within about 10% of Pillow's
+#: level 6), by the first importable of these modules, zlib-ng (``zlib_ng``, a dependency) or the
+#: standard library's zlib; both release the GIL. Its output depends on nothing but the input,
+#: as content-addressed file names need. (ISA-L, ``isal.isal_zlib``, was tried and is faster, but
+#: in test runs its level 2 gave tiny images two different valid streams from the same bytes.)
+DEFLATE_LIBRARIES = ("zlib_ng.zlib_ng", "zlib")
+DEFLATE_STRATEGY = zlib.Z_HUFFMAN_ONLY
 
 _pool = None
 _pool_lock = threading.Lock()
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (``os.sched_getaffinity`` where it exists, else ``os.cpu_count``).
+
+    Examples:
+        >>> cores() >= 1
+        True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def executor() -> ThreadPoolExecutor:
-    """The process's encode threads (one per core), shared by both backends' host encoders.
+    """The process's encode threads (one per core: :func:`cores`), shared by both backends' host encoders.
 
     Returns:
-        the one :class:`~concurrent.futures.ThreadPoolExecutor`, made on first use.
+        the one :class:`~concurrent.futures.ThreadPoolExecutor`, made on first use and kept across calls.
 
     Examples:
         >>> executor() is executor()
@@ -42,8 +73,47 @@ def executor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="gpu-media-encode")
+            _pool = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="gpu-media-cpu")
         return _pool
+
+
+@functools.lru_cache(maxsize=None)
+def optional(name: str) -> ModuleType | None:
+    """The module ``name`` if it can be imported, else None; looked up once (``optional.cache_clear()`` resets).
+
+    Examples:
+        >>> optional("zlib").__name__, optional("no_such_module_here")
+        ('zlib', None)
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def jpeg_library() -> str:
+    """Which encoder :func:`encode_jpeg` uses here: ``"imagecodecs"`` or ``"pillow"``.
+
+    Examples:
+        >>> jpeg_library() in ("imagecodecs", "pillow")
+        True
+    """
+    ic = optional("imagecodecs")
+    return "imagecodecs" if ic is not None and hasattr(ic, "jpeg8_encode") else "pillow"
+
+
+def deflate_library() -> ModuleType:
+    """The zlib-like module of the default PNG's deflate: the first importable of :data:`DEFLATE_LIBRARIES`.
+
+    Examples:
+        >>> deflate_library().__name__ in ("zlib_ng.zlib_ng", "zlib")
+        True
+    """
+    for name in DEFLATE_LIBRARIES:
+        mod = optional(name)
+        if mod is not None:
+            return mod
+    return zlib
 
 
 def bmp_rgba(a: np.ndarray) -> bytes:
@@ -79,29 +149,52 @@ def _pil(a: np.ndarray) -> Image.Image:
 def encode_png(a: np.ndarray, quality: int = 75, compression_level: int | None = None) -> bytes:
     """uint8 (H,W,C), C in {1,3,4} -> PNG bytes ("L", "RGB", "RGBA"; lossless; docs/SPEC.md 5).
 
-    ``compression_level``: zlib level 0..9 with Pillow's default strategy (6 gives
-    wandb.Image's bytes), or None for :data:`FAST_PNG`. ``quality`` is not used.
+    ``compression_level``: None (default) for the fast PNG: Average filter on every
+    row and Huffman-only deflate by :func:`deflate_library` (zlib-ng where installed:
+    on photographs about 5x faster than Pillow at level 1 with Z_RLE, the previous
+    default, for files about 10% larger than level 6's; see
+    benchmarks/results/cpu-2026-12-06-goals.md); or a zlib level 0..9, encoded by
+    Pillow with its default strategy (6 gives ``wandb.Image``'s bytes exactly).
+    ``quality`` is not used.
 
     Examples:
         >>> encode_png(np.zeros((2, 2, 1), np.uint8))[1:4]
         b'PNG'
+        >>> a = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+        >>> np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(a)))), a)
+        True
     """
-    buf = io.BytesIO()
-    opts = FAST_PNG if compression_level is None else {"compress_level": int(compression_level)}
-    _pil(a).save(buf, format="PNG", **opts)
-    return buf.getvalue()
+    if compression_level is not None:
+        buf = io.BytesIO()
+        _pil(a).save(buf, format="PNG", compress_level=int(compression_level))
+        return buf.getvalue()
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    h, w, c = a.shape
+    if c not in png.COLOR_TYPES:
+        raise ValueError(f"PNG images here have 1, 3 or 4 channels, not {c}")
+    rows = png.filter_average(a)
+    comp = deflate_library().compressobj(1, zlib.DEFLATED, 15, 9, DEFLATE_STRATEGY)
+    stream = memoryview(comp.compress(rows) + comp.flush())  # zlib format: 2-byte header, raw deflate, Adler-32
+    return png.assemble(w, h, c, stream[2:-4], int.from_bytes(stream[-4:], "big"), 1)
 
 
 def encode_jpeg(a: np.ndarray, quality: int = 75, compression_level: int | None = None) -> bytes:
     """uint8 (H,W,C), C in {1,3} -> baseline JPEG bytes at ``quality`` 1..100 (Pillow's defaults, 4:2:0).
 
-    ``compression_level`` is not used. RGBA is not accepted (``gpu_media.encode``
-    drops the alpha first).
+    With imagecodecs installed, ``imagecodecs.jpeg8_encode`` (libjpeg-turbo with the
+    settings Pillow uses: the same bytes, and it releases the GIL); else Pillow
+    (:func:`jpeg_library`). ``compression_level`` is not used. RGBA is not accepted
+    (``gpu_media.encode`` drops the alpha first).
 
     Examples:
         >>> encode_jpeg(np.zeros((8, 8, 3), np.uint8), quality=90)[:2].hex()
         'ffd8'
     """
+    if jpeg_library() == "imagecodecs":
+        img = a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
+        return bytes(optional("imagecodecs").jpeg8_encode(np.ascontiguousarray(img), level=int(quality)))
     buf = io.BytesIO()
     _pil(a).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
@@ -142,8 +235,8 @@ def encode(images: np.ndarray | Sequence[np.ndarray], file_type: str, quality: i
 
     ``file_type``: a spelling of ``gpu_media.codecs.FILE_TYPES`` ("png", "jpg"/"jpeg",
     "bmp"), dispatched through the codec table; ``quality``: JPEG 1..100;
-    ``compression_level``: PNG zlib level 0..9, or None for :data:`FAST_PNG`.
-    Images are encoded one per task in a shared thread pool.
+    ``compression_level``: PNG zlib level 0..9, or None for the fast PNG (:func:`encode_png`).
+    Images are encoded one per task in the backend's thread pool (:func:`executor`).
 
     Examples:
         >>> files = encode(np.zeros((3, 2, 2, 3), np.uint8), "bmp", 75)

