@@ -60,6 +60,15 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def _forget_pool() -> None:  # a forked child has none of its parent's threads
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def executor() -> ThreadPoolExecutor:
     """The process's encode threads (one per core: :func:`cores`), shared by both backends' host encoders.
 
@@ -236,7 +245,9 @@ def encode(images: np.ndarray | Sequence[np.ndarray], file_type: str, quality: i
     ``file_type``: a spelling of ``gpu_media.codecs.FILE_TYPES`` ("png", "jpg"/"jpeg",
     "bmp"), dispatched through the codec table; ``quality``: JPEG 1..100;
     ``compression_level``: PNG zlib level 0..9, or None for the fast PNG (:func:`encode_png`).
-    Images are encoded one per task in the backend's thread pool (:func:`executor`).
+    Images are encoded one per task in the backend's thread pool (:func:`executor`), or
+    one after the other when called from a gpu_media worker thread (a thread whose name
+    starts with ``gpu-media``: a dump's chunk workers, one per core already).
 
     Examples:
         >>> files = encode(np.zeros((3, 2, 2, 3), np.uint8), "bmp", 75)
@@ -245,6 +256,8 @@ def encode(images: np.ndarray | Sequence[np.ndarray], file_type: str, quality: i
     """
     fn = codecs.encoder(file_type, "cpu")
     items = list(images)
-    if len(items) <= 1:
+    if len(items) <= 1 or threading.current_thread().name.startswith("gpu-media"):
+        # in one of gpu_media's own worker threads (a dump's chunk worker): they already
+        # keep every core busy, so the images of this call are encoded in this thread
         return [fn(a, quality, compression_level) for a in items]
     return list(executor().map(lambda a: fn(a, quality, compression_level), items))

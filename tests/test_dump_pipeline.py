@@ -108,21 +108,35 @@ def test_dump_in_many_chunks_equals_one_chunk(tmp_path):
 
 def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monkeypatch):
     real = fileio.write_atomic
-    calls = []
+    calls, active = [], [0]
+    lock = threading.Lock()
 
     def failing(path, data, **kwargs):
-        calls.append(threading.current_thread().name)
-        if len(calls) == 5:
-            raise OSError(28, "No space left on device")
-        return real(path, data, **kwargs)
+        with lock:
+            calls.append(threading.current_thread().name)
+            active[0] += 1
+            n = len(calls)
+        try:
+            time.sleep(0.002)
+            if n == 5:
+                raise OSError(28, "No space left on device")
+            return real(path, data, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
 
     monkeypatch.setattr(dump_index, "write_atomic", failing)
     root = tmp_path / "out"
     with pytest.raises(OSError, match="No space"):
         gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)
     assert not os.path.exists(dump.index_path(root, "k"))
-    assert any(name.startswith("gpu-media-write") for name in calls)
-    assert not [t for t in threading.enumerate() if t.name.startswith("gpu-media-write")]
+    # the CPU writes in its chunk workers (kept threads named gpu-media-dump-*), and none is
+    # still writing once the error is out
+    assert any(name.startswith("gpu-media-dump") for name in calls)
+    assert active[0] == 0
+    n = len(calls)
+    time.sleep(0.05)
+    assert len(calls) == n
     monkeypatch.setattr(dump_index, "write_atomic", real)
     dicts = gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)  # the same call again finishes it
     assert all((root / d["path"]).is_file() for d in dicts) and os.path.exists(dump.index_path(root, "k"))

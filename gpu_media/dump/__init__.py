@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..checks import is_integer
@@ -302,7 +301,8 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
     it may name (:func:`gpu_media.dump.finish.claim`), and the removal of the
     temporary files that killed dumps left in the folder
     (:func:`gpu_media.fileio.remove_stale_temps`); the media files (each fsynced in
-    the writer threads); an fsync of every folder that received one; then, under the
+    the thread that wrote it: on the CPU the chunk worker that encoded it, on the GPU
+    a writer thread); an fsync of every folder that received one; then, under the
     folder's lock (:func:`gpu_media.dump.finish.finish_dump`), with ``overwrite`` the
     files only the old index named to the removal journal, the index (temporary
     name, fsync, rename, fsync of the folder), the claim released, the journal's
@@ -353,8 +353,6 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
     mask_labels, box_labels = [], []  # each part's
     with contextlib.ExitStack() as held:
         started, bar, n_chunks, claim_path = False, None, 0, None
-        writers = ThreadPoolExecutor(max_workers=pipeline.WRITERS, thread_name_prefix="gpu-media-write")
-        held.callback(writers.shutdown, wait=True, cancel_futures=True)
         with _disk_errors(out_dir, key):  # a disk failure before the index: one error saying so
             try:
                 for part in batches:
@@ -386,10 +384,12 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                         with durable_writes(options.durable):  # the files image_json writes, in this writer thread
                             return image_json(rec, root, stem, plan, put=put)
 
-                    if plan.backend.name == "gpu":
-                        encode = pipeline.on_caller_stream(encode)
-                    encoded = pipeline.ordered(encode, chunks, pipeline.workers(plan))
-                    for done in pipeline.written(encoded, write, writers):
+                    def encode_write(bounds, plan=plan):  # the CPU: each image encoded and written in one thread
+                        records = encode_chunk(plan, *bounds)
+                        with durable_writes(options.durable):
+                            return [image_json(rec, root, stem, plan, put=put) for rec in records]
+
+                    for done in pipeline.run(plan, chunks, encode, write, encode_write):
                         dicts.extend(done)
                         if bar is not None:
                             bar.update(len(done))

@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..fileio import relative_path, write_atomic
-from .layout import BOX_DIR, IMAGE_DIR, MASK_DIR, check_inside
+from .layout import BOX_DIR, IMAGE_DIR, MASK_DIR
 from .options import DumpOptions
 
 if TYPE_CHECKING:
@@ -37,19 +37,20 @@ def _file_entry(root, subdir, stem, ext, data, write=True, put=None) -> dict:
         if write:
             put(rel, data)
         return {"sha256": sha, "size": len(data), "path": rel}
-    path = os.path.join(root, *rel.split("/"))
-    check_inside(root, path, rel)
+    # Inside ``root``: ``stem``'s folders were checked once per dump (layout.file_stem), and the
+    # name adds only a hex digest and an extension. write_atomic makes a missing folder itself.
     if write:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomic(path, data)
+        write_atomic(os.path.join(root, *rel.split("/")), data)
     return {"sha256": sha, "size": len(data), "path": rel}
 
 
 def image_json(rec: dict, root: str, stem: str, plan: Plan, put: Callable[[str, bytes], None] | None = None) -> dict:
     """Write one record's files; return wandb's ``image-file`` JSON for it.
 
-    ``put(rel, data)``, when given, writes each file instead of :func:`write_atomic`
-    under ``root`` (``rel`` is the ``/``-separated path in the dump, as in the JSON;
+    ``stem`` is :func:`~gpu_media.dump.layout.file_stem`'s, whose folders it checked to
+    stay inside ``root``; the files' names add only a hex digest and an extension, so
+    they are not checked again here. ``put(rel, data)``, when given, writes each file
+    instead of :func:`write_atomic` under ``root`` (``rel`` is the ``/``-separated path in the dump, as in the JSON;
     :meth:`gpu_media.storage.Output.put`).
 
     Examples:

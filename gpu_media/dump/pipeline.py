@@ -1,8 +1,12 @@
 """A dump's pipeline: a batch validated into a :class:`Plan`, cut into chunks, encoded by workers, written in order.
 
 Each chunk is normalized, drawn and encoded (:func:`encode_chunk`: bytes, no file) by
-:func:`workers` threads at once (:func:`ordered`: in order, bounded); its files are
-written by the writer threads (:func:`written`) while the next chunk is encoded.
+:func:`workers` threads at once (:func:`ordered`: in order, bounded). On the GPU its
+files are written by the writer threads (:func:`written`) while the next chunk is
+encoded; on the CPU each chunk's worker writes its own files right after encoding
+them (no hand-off: every step of an image runs in one thread, and the workers are
+as many as the cores). The threads are kept for the life of the process
+(:func:`pool`), so a dump of a few images starts none.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
@@ -113,8 +118,60 @@ def prepare(images: Any, options: DumpOptions, *, masks: Mapping[str, Any] | Non
     return Plan(groups, n, sizes, backend, msets, report, labels, table, caps, options)
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (``os.sched_getaffinity`` where it exists, else ``os.cpu_count``).
+
+    Examples:
+        >>> cores() >= 1
+        True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_POOLS: dict = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _forget_pools() -> None:  # a forked child has none of its parent's threads
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
+def pool(name: str, threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` threads named ``gpu-media-<name>-*``: made on first use, then kept.
+
+    Dumps reuse it (starting threads costs a small dump more than its work); a forked
+    child starts its own.
+
+    Args:
+        name: what the threads do ("dump": chunk workers, "write": writer threads).
+        threads: the pool's size (one pool per name and size).
+
+    Returns:
+        the :class:`~concurrent.futures.ThreadPoolExecutor`.
+
+    Examples:
+        >>> pool("dump", 2) is pool("dump", 2)
+        True
+    """
+    with _POOLS_LOCK:
+        ex = _POOLS.get((name, threads))
+        if ex is None:
+            ex = _POOLS[(name, threads)] = ThreadPoolExecutor(max_workers=threads,
+                                                               thread_name_prefix=f"gpu-media-{name}")
+        return ex
+
+
 def workers(plan: Plan) -> int:
-    """Chunks normalized and encoded at once: one per core on the CPU backend (NumPy and Pillow release the GIL).
+    """Chunks normalized and encoded at once: one per core on the CPU backend (NumPy and the encoders release the GIL).
 
     Two on the GPU, so that one chunk's kernels run while the previous chunk is encoded. The
     files are written by the writer threads meanwhile (:func:`written`).
@@ -128,10 +185,10 @@ def workers(plan: Plan) -> int:
     Examples:
         >>> import os
         >>> import numpy as np
-        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))) == (os.cpu_count() or 1)
+        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))) == cores()
         True
     """
-    return (os.cpu_count() or 1) if plan.backend.name == "cpu" else 2
+    return cores() if plan.backend.name == "cpu" else 2
 
 
 def on_caller_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -168,7 +225,7 @@ def on_caller_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
 def chunks(plan: Plan) -> list[tuple[int, int]]:
     """``(lo, hi)`` image ranges of the batch: ``options.chunk_size`` images each.
 
-    By default, the backend's ``chunk_bytes()`` of uint8 pixels shared among the workers.
+    By default, the backend's ``chunk_bytes()`` of uint8 pixels shared among the workers,
 
     Args:
         plan: the batch's :class:`Plan` (``options.chunk_size``, sizes, backend).
@@ -227,6 +284,10 @@ def chunk_images(n: int, h: int, w: int, budget: int, workers: int, *, spread: b
 def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
     """``map(fn, items)`` in order, at most ``workers + 1`` calls in flight (bounded memory).
 
+    The calls run in the kept pool ``pool("dump", workers)``. When a call raises (or the
+    iterator is closed), the calls not started yet are cancelled and the running ones
+    waited for before the error comes out: nothing of it is left running.
+
     Args:
         fn: called once per item, in a pool of ``workers`` threads (in this thread for ``workers <= 1``).
         items: the arguments, taken lazily.
@@ -242,23 +303,22 @@ def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Ite
     if workers <= 1:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpu-media-dump") as pool:
-        pending = deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(fn, item))
-                if len(pending) > workers:
-                    yield pending.popleft().result()
-            while pending:
+    ex = pool("dump", workers)
+    pending: deque = deque()
+    try:
+        for item in items:
+            pending.append(ex.submit(fn, item))
+            if len(pending) > workers:
                 yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        _drain(list(pending))
 
 
-#: Writer threads of a dump: hashing, writing and (durable) fsyncing the files run here while the
-#: next chunk is normalized and encoded. Mostly waiting on the disk, so more threads than cores.
-WRITERS = min(32, (os.cpu_count() or 1) + 4)
+#: Writer threads of a GPU dump: hashing, writing and (durable) fsyncing the files run here while
+#: the next chunk is normalized and encoded. Mostly waiting on the disk, so more threads than cores.
+WRITERS = min(32, cores() + 4)
 
 
 def written(encoded: Iterable[list[Any]], write: Callable[[Any], Any], pool: ThreadPoolExecutor,
@@ -319,6 +379,41 @@ def _drain(futures: list) -> None:
         if not f.cancelled():
             with contextlib.suppress(BaseException):
                 f.result()
+
+
+def run(plan: Plan, chunks: list[tuple[int, int]], encode: Callable[[tuple[int, int]], list],
+        write: Callable[[Any], Any], encode_write: Callable[[tuple[int, int]], list]) -> Iterator[list[Any]]:
+    """Each chunk encoded and its images written, in order: one list of ``write`` results per chunk.
+
+    On the CPU backend ``encode_write(bounds)`` (encode the chunk, then write its images,
+    in the same thread) runs in :func:`workers` threads; elsewhere ``encode(bounds)``
+    runs in the workers (on the caller's CUDA stream for "gpu") and ``write(record)`` in
+    the kept writer threads (:func:`written`). A batch of one chunk runs in the calling
+    thread (no hand-off for a small dump).
+
+    Args:
+        plan: the batch's :class:`Plan` (its backend decides).
+        chunks: :func:`chunks` of the plan.
+        encode: one chunk's records (:func:`encode_chunk`).
+        write: one record's files written; its result is collected.
+        encode_write: one chunk encoded and its records written; the list of results.
+
+    Returns:
+        an iterator of each chunk's results, in order.
+
+    Examples:
+        >>> import numpy as np
+        >>> plan = prepare(np.zeros((3, 2, 2, 3), np.uint8), DumpOptions(device="cpu", chunk_size=2))
+        >>> enc = lambda b: encode_chunk(plan, *b)
+        >>> list(run(plan, chunks(plan), enc, len, lambda b: [r["index"] for r in enc(b)]))
+        [[0, 1], [2]]
+    """
+    n_workers = workers(plan) if len(chunks) > 1 else 1
+    if plan.backend.name == "cpu":
+        return ordered(encode_write, chunks, n_workers)
+    if plan.backend.name == "gpu":
+        encode = on_caller_stream(encode)
+    return written(ordered(encode, chunks, n_workers), write, pool("write", WRITERS))
 
 
 def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
