@@ -55,6 +55,7 @@ import re
 import shutil
 import stat
 import sys
+import threading
 import urllib.parse
 from importlib import resources
 from typing import Any, TextIO
@@ -332,6 +333,25 @@ def _load_dump(root: str, name: str, box_cache: dict, errors: list) -> dict:
     }
 
 
+#: Indexes already read in this process: {path: ((mtime_ns, size, inode), the page's entry)}. A
+#: dump folder's page is rebuilt after every dump from all its indexes; an index is renamed into
+#: place whole and never edited (a new one replaces it: another inode), so an entry whose file
+#: stat is unchanged is reused instead of read again (a training loop dumping every N steps into
+#: one folder would otherwise read every earlier index at each step). Entries with read errors
+#: are not kept; at most _LOADED_MAX entries, the oldest dropped first.
+_LOADED: dict = {}
+_LOADED_MAX = 4096
+_LOADED_LOCK = threading.Lock()
+
+
+def _remember(path: str, sig: tuple, dump: dict) -> None:
+    with _LOADED_LOCK:
+        _LOADED.pop(path, None)
+        _LOADED[path] = (sig, dump)
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+
+
 def viewer_data(out_dir: str | os.PathLike) -> dict[str, Any]:
     """What the page embeds: every ``*.index.json`` of ``out_dir`` with its box JSON read in.
 
@@ -353,8 +373,20 @@ def viewer_data(out_dir: str | os.PathLike) -> dict[str, Any]:
     dumps, errors, cache = [], [], {}
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(root), "*.index.json")))
     for name in names:
+        path = os.path.join(root, name)
         try:
-            dumps.append(_load_dump(root, name, cache, errors))
+            st = os.stat(path)
+            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+            hit = _LOADED.get(path)
+            if hit is not None and hit[0] == sig:  # read before, unchanged since
+                dumps.append(hit[1])
+                continue
+            errs: list = []
+            dump = _load_dump(root, name, cache, errs)
+            dumps.append(dump)
+            errors.extend(errs)
+            if not errs:
+                _remember(path, sig, dump)
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             errors.append(f"{name}: cannot read ({exc})")
     dumps.sort(key=lambda d: (d["key"], _step_order(d["step"]), d["file"]))

@@ -578,3 +578,20 @@ def test_burned_in_boxes_start_off(browser, tmp_path):
     with _open(browser, f"file://{tmp_path}/index.html") as pg:
         for i in (0, 1):
             assert not pg.locator(f"{_layer('box', i)} .layer-toggle").is_checked()
+
+
+def test_page_is_rebuilt_from_changed_indexes_too(tmp_path):
+    """The viewer reuses indexes it read before only while their file is unchanged (issue 19)."""
+    import numpy as np
+
+    import gpu_media as gm
+    from gpu_media.viewer import viewer_data
+
+    x = np.zeros((1, 4, 4, 3), np.uint8)
+    gm.write_dump(tmp_path, x, key="k", step=0)
+    gm.write_dump(tmp_path, x, key="k", step=1)
+    assert [d["count"] for d in viewer_data(tmp_path)["dumps"]] == [1, 1]
+    gm.write_dump(tmp_path, np.zeros((3, 4, 4, 3), np.uint8), key="k", step=1, overwrite=True)  # replaced
+    assert [d["count"] for d in viewer_data(tmp_path)["dumps"]] == [1, 3]
+    os.remove(tmp_path / "k_0.index.json")
+    assert [d["step"] for d in viewer_data(tmp_path)["dumps"]] == [1]
