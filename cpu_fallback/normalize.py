@@ -2,10 +2,13 @@
 
 The batch is walked in blocks of whole images small enough to stay in the CPU
 cache (``BLOCK_BYTES``): each block is read from memory once, for its min/max,
-and the conversion passes that follow hit the cache.
+and the conversion passes that follow hit the cache. Large batches convert their
+blocks on every core.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -93,6 +96,15 @@ def _convert_int(x: np.ndarray, code: np.ndarray, out: np.ndarray) -> None:
     np.copyto(out, y, casting="unsafe")
 
 
+#: Batches at least this large (bytes of input) are converted on every core (:func:`normalize`).
+PARALLEL_BYTES = 4 << 20
+
+
+def _blocks(x: np.ndarray) -> list[tuple[int, int]]:
+    step = max(1, BLOCK_BYTES // max(1, x[0].nbytes))
+    return [(lo, min(lo + step, x.shape[0])) for lo in range(0, x.shape[0], step)]
+
+
 def normalize(x: np.ndarray, layout: str, normalize: bool = True) -> np.ndarray:
     """(N,H,W,C) "NHWC" or (N,C,H,W) "NCHW" of any supported dtype -> uint8 (N,H,W,C).
 
@@ -100,27 +112,50 @@ def normalize(x: np.ndarray, layout: str, normalize: bool = True) -> np.ndarray:
     operation (NumPy's own float16 semantics), integers exactly, NaN -> 0, +inf ->
     255, -inf -> 0, then truncation.
 
+    The batch is walked in blocks of whole images of about ``BLOCK_BYTES``, each
+    converted in the input's own layout (contiguous reads); an NCHW block becomes
+    uint8 first and is then transposed into the output (the one strided pass is over
+    the uint8 bytes, a quarter of float32's, while the block is in the cache). Batches
+    of at least :data:`PARALLEL_BYTES` spread their blocks over the backend's threads
+    (``cpu_fallback.encode.executor``, one per core), except inside a gpu_media worker
+    thread (a dump's chunk workers already use every core).
+
     Examples:
         >>> normalize(np.array([[[[-1.0]], [[0.0]], [[1.0]]]], np.float32), "NCHW").ravel().tolist()
         [0, 127, 255]
         >>> normalize(np.array([[[[300], [-5]]]], np.int16), "NHWC").ravel().tolist()
         [255, 0]
     """
-    if layout == "NCHW":
-        x = x.transpose(0, 2, 3, 1)
+    nchw = layout == "NCHW"
     if x.dtype == np.bool_:
         x = x.view(np.uint8)
     if x.dtype == np.uint8:
         code, _ = branch_codes(x, normalize)
         if (code == 2).all():
-            return np.ascontiguousarray(x)  # clip(x, 0, 255) of uint8 is x: no copy
-    out = np.empty(x.shape, dtype=np.uint8)
-    step = max(1, BLOCK_BYTES // max(1, x[0].nbytes))
-    for lo in range(0, x.shape[0], step):
-        blk = x[lo : lo + step]
+            # clip(x, 0, 255) of uint8 is x: no conversion, only the layout
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nchw else x)
+    n = x.shape[0]
+    out = np.empty((n, x.shape[2], x.shape[3], x.shape[1]) if nchw else x.shape, dtype=np.uint8)
+
+    def work(bounds: tuple[int, int]) -> None:
+        lo, hi = bounds
+        blk = x[lo:hi]
         code, nonfinite = branch_codes(blk, normalize)
+        dst = np.empty(blk.shape, np.uint8) if nchw else out[lo:hi]
         if x.dtype.kind == "f":
-            _convert_float(blk, code, nonfinite, out[lo : lo + step])
+            _convert_float(blk, code, nonfinite, dst)
         else:
-            _convert_int(blk, code, out[lo : lo + step])
+            _convert_int(blk, code, dst)
+        if nchw:
+            np.copyto(out[lo:hi], dst.transpose(0, 2, 3, 1))
+
+    blocks = _blocks(x)
+    if len(blocks) > 1 and x.nbytes >= PARALLEL_BYTES and not threading.current_thread().name.startswith("gpu-media"):
+        from .encode import cores, executor
+
+        if cores() > 1:
+            list(executor().map(work, blocks))
+            return out
+    for b in blocks:
+        work(b)
     return out

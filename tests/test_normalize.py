@@ -329,3 +329,36 @@ def test_images_from_several_groups_are_still_joined():
     got = normalize_groups(groups, n, True, spy, 0, 3)
     assert spy.stacks == 1
     assert np.array_equal(got, np.stack([gm.normalize(i[None], layout="NHWC", device="cpu")[0] for i in imgs]))
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_large_batch_on_every_core_follows_the_spec(layout, dtype):
+    """A batch over cpu_fallback.normalize.PARALLEL_BYTES is split over threads (issue 19): same rules per image."""
+    import importlib
+    import threading
+
+    cpu_norm = importlib.import_module("cpu_fallback.normalize")
+
+    rng = np.random.default_rng(5)
+    n, h, w = 40, 96, 80
+    x = (rng.random((n, h, w, 3)) * 600 - 300).astype(dtype)
+    x[::3] = (rng.random((len(x[::3]), h, w, 3))).astype(dtype) if dtype == np.float32 else 7
+    x[1::3] = (rng.random((len(x[1::3]), h, w, 3)) * 2 - 1).astype(dtype) if dtype == np.float32 else -1
+    if dtype == np.float32:
+        x[4, 0, 0, 0], x[5, 1, 1, 1], x[6, 2, 2, 2] = np.nan, np.inf, -np.inf
+    arr = x.transpose(0, 3, 1, 2).copy() if layout == "NCHW" else x
+    old = cpu_norm.PARALLEL_BYTES
+    try:
+        cpu_norm.PARALLEL_BYTES = 1 << 16  # make sure the threaded path runs
+        got = gm.normalize(arr, layout=layout, device="cpu")
+        serial = []
+        t = threading.Thread(target=lambda: serial.append(cpu_norm.normalize(arr, layout)), name="gpu-media-test")
+        t.start()
+        t.join()
+    finally:
+        cpu_norm.PARALLEL_BYTES = old
+    assert got.shape == (n, h, w, 3) and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, serial[0])
+    for i in range(n):
+        np.testing.assert_array_equal(got[i], normalize_image(x[i]))
