@@ -63,17 +63,33 @@ def branch_codes(x: np.ndarray, normalize: bool) -> tuple[np.ndarray, bool]:
     return code, nonfinite
 
 
+_local = threading.local()
+SCRATCH_MAX = 16 << 20  # a thread keeps a scratch buffer up to this size between blocks
+
+
+def _scratch(shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A float work array of ``shape`` for this thread, reused across blocks (no fresh pages per block)."""
+    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.nbytes < need:
+        buf = np.empty(need, np.uint8)
+        if need <= SCRATCH_MAX:
+            _local.buf = buf
+    return buf[:need].view(dtype).reshape(shape)
+
+
 def _convert_float(x: np.ndarray, code: np.ndarray, nonfinite: bool, out: np.ndarray) -> None:
     dt = x.dtype
     bshape = (-1,) + (1,) * (x.ndim - 1)
     scale = _SCALE[code].astype(dt).reshape(bshape)
+    y = _scratch(x.shape, dt)
     if (code == 1).any():
-        y = x + _ADD[code].astype(dt).reshape(bshape)
+        np.add(x, _ADD[code].astype(dt).reshape(bshape), out=y)
         y *= scale
     elif (code == 2).all():
-        y = x.copy()
+        np.copyto(y, x)
     else:
-        y = x * scale
+        np.multiply(x, scale, out=y)
     if nonfinite or (code == 2).any():  # rows 0 and 1 of finite images already lie in [0, 255]
         np.fmax(y, dt.type(0), out=y)  # NaN and -inf -> 0
         np.minimum(y, dt.type(255), out=y)  # +inf -> 255
