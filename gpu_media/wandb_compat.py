@@ -41,6 +41,13 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
     normalized, checked and encoded by gpu_media (docs/SPEC.md 1-5) and wandb only moves
     the finished files into the run (it does not decode-and-re-encode them).
 
+    wandb logs at most the first 108 images of a list under one key
+    (``wandb.Image.MAX_ITEMS``; it warns and drops the rest). To log more, split the
+    list over several keys, ``run.log({f"val/{k // 108}": imgs[k:k + 108] for k in
+    range(0, len(imgs), 108)})``, or log a ``wandb.Table`` with one image per row,
+    ``wandb.Table(columns=["image"], data=[[im] for im in imgs])``.
+    :func:`gpu_media.write_dump` keeps every image.
+
     Args:
         images: a batch as for :func:`gpu_media.normalize` (N images).
         masks: as for :func:`gpu_media.write_dump`.
