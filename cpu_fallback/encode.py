@@ -2,7 +2,7 @@
 
 JPEG: ``imagecodecs.jpeg8_encode`` (libjpeg-turbo; releases the GIL, so images encode
 in parallel threads; its bytes are Pillow's, checked in tests/test_encode_fast.py) when
-imagecodecs is installed (``pip install "gpu-media[fast]"``), else Pillow (which holds
+imagecodecs is installed (``pip install ".[fast]"``), else Pillow (which holds
 the GIL while it encodes).
 
 PNG at the default level (``compression_level=None``): PNG's Average filter on every
