@@ -163,7 +163,7 @@ def _sort(pg, how):
 
 
 def _all_box_layers_on(pg):
-    """Both box layers on: the viewer's defaults (README, "The viewer") start a layer off while its key's mask is shown."""
+    """Both box layers on: the viewer's defaults (README, "The viewer") start a layer off while its mask shows."""
     for i in range(pg.locator("#box-controls .layer-toggle").count()):
         _check(pg, f"#box-controls fieldset[data-layer='{i}'] .layer-toggle", True)
 
