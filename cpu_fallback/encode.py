@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from gpu_media import codecs, png
+from gpu_media.threads import cores
 
 #: The deflate of the default PNG (``compression_level=None``): Huffman coding only (``Z_HUFFMAN_ONLY``,
 #: no match search; after the Average filter photographs compress within about 10% of Pillow's
@@ -45,19 +46,6 @@ DEFLATE_STRATEGY = zlib.Z_HUFFMAN_ONLY
 
 _pool = None
 _pool_lock = threading.Lock()
-
-
-def cores() -> int:
-    """The CPU cores this process may run on (``os.sched_getaffinity`` where it exists, else ``os.cpu_count``).
-
-    Examples:
-        >>> cores() >= 1
-        True
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _forget_pool() -> None:  # a forked child has none of its parent's threads

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("errors", ["gpu_media.errors", "gpu_media.demo", "gpu_media.demo.*"]),  # demo: data only
     ("checks", ["gpu_media.checks"]),
     ("foundations", ["gpu_media.fileio", "gpu_media.storage", "gpu_media.codecs", "gpu_media._arrays",
-                     "gpu_media.png"]),
+                     "gpu_media.png", "gpu_media.threads"]),
     # the per-pixel implementations and the GPU libraries they wrap; they satisfy the
     # gpu_media.backend interface structurally and never import the dispatch or a stage
     ("backends", ["cpu_fallback", "cpu_fallback.*", "gpu_media.cuda", "gpu_media.cuda.*"]),
@@ -221,8 +221,8 @@ def test_imports_point_down_the_layers():
 
 
 def test_cpu_fallback_stands_alone():
-    """The CPU backend needs nothing of gpu_media beyond errors, checks, the codec table and the PNG container."""
-    allowed = {"gpu_media.errors", "gpu_media.checks", "gpu_media.codecs", "gpu_media.png"}
+    """The CPU backend needs nothing of gpu_media beyond errors, checks, codecs, the PNG container and cores()."""
+    allowed = {"gpu_media.errors", "gpu_media.checks", "gpu_media.codecs", "gpu_media.png", "gpu_media.threads"}
     bad = {m: sorted(d for d in deps if d.startswith("gpu_media") and d not in allowed)
            for m, deps in GRAPH.items() if m.split(".")[0] == "cpu_fallback"}
     assert not any(bad.values()), bad

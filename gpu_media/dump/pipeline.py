@@ -26,6 +26,7 @@ from ..encode import check_size, drop_alpha_for_jpeg
 from ..errors import MediaError
 from ..masks import check_mask_inputs, mask_report, parse_masks
 from ..normalize import normalize_groups
+from ..threads import cores
 from .index import json_bytes
 from .options import DumpOptions
 
@@ -116,19 +117,6 @@ def prepare(images: Any, options: DumpOptions, *, masks: Mapping[str, Any] | Non
             labels[ms.key] = {c: f"class_{c}" for c in present}
     table = parse_boxes(_with_default_labels(boxes, cls), sizes)
     return Plan(groups, n, sizes, backend, msets, report, labels, table, caps, options)
-
-
-def cores() -> int:
-    """The CPU cores this process may run on (``os.sched_getaffinity`` where it exists, else ``os.cpu_count``).
-
-    Examples:
-        >>> cores() >= 1
-        True
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 _POOLS: dict = {}
