@@ -37,3 +37,14 @@ def hwc(a):
     """(H,W) -> (H,W,1); (H,W,C) unchanged."""
     a = np.asarray(a)
     return a[:, :, None] if a.ndim == 2 else a
+
+
+def files_under(root) -> dict:
+    """``{relative path with '/' separators: bytes}`` of every file under ``root``."""
+    out = {}
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root).replace(os.sep, "/")] = fh.read()
+    return out

@@ -13,6 +13,7 @@ from PIL import Image
 
 import gpu_media as gm
 from gpu_media.dump import index_path
+from media_helpers import files_under
 from spec_reference import normalize_image
 
 LABELS = {0: "background", 1: "car", 2: "road"}
@@ -24,14 +25,6 @@ def load_reference(ref):
     boxes = json.load(open(os.path.join(ref, "boxes2D.json")))
     return img, mask, boxes
 
-
-def files_under(root):
-    out = {}
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(d, f)
-            out[os.path.relpath(p, root)] = open(p, "rb").read()
-    return out
 
 
 def test_image_json_equals_wandb_reference(device, tmp_path, reference_dir):

@@ -14,6 +14,7 @@ import pytest
 
 from gpu_media import fileio
 from gpu_media.dump import index_name
+from media_helpers import files_under
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -50,15 +51,6 @@ def run(*args, hook=None) -> int:
     assert proc.returncode in (0, 9), f"gpu-media {args}: exit {proc.returncode}\n{out}\n{err}"
     return proc.returncode
 
-
-def files_under(root):
-    out = {}
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(d, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root).replace(os.sep, "/")] = fh.read()
-    return out
 
 
 def named(root):

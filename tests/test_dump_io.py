@@ -19,19 +19,11 @@ import gpu_media as gm
 from gpu_media import cli, fileio
 from gpu_media.dump import index_path
 from gpu_media.viewer import render_html, viewer_data
+from media_helpers import files_under
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-
-def files_under(root):
-    out = {}
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(d, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = fh.read()
-    return out
 
 
 def folders_under(root):

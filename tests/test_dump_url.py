@@ -14,16 +14,7 @@ import gpu_media as gm
 from gpu_media import MediaError
 from gpu_media.dump import write_dump_batches
 from gpu_media.storage import S3_EXTRA, is_url
-
-
-def files_under(root):
-    out = {}
-    for d, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(d, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = fh.read()
-    return out
+from media_helpers import files_under
 
 
 def batch(n=2):

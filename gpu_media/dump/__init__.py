@@ -1,13 +1,7 @@
 """Stage 5: batches written as wandb's own media files and JSON (docs/SPEC.md 6).
 
-Layout under ``out_dir`` (wandb 0.31's run ``files/`` layout; ``path(key)`` is the key
-as ``wandb.util.make_file_path_upload_safe`` makes it, so ``/`` makes sub-folders)::
-
-    media/images/<path(key)>_<step>_<sha256[:20]>.<ext>                    images
-    media/images/mask/<path(key)>_<step>_<sha256[:20]>.mask.png             masks (mask_data)
-    media/images/mask/<path(key)>_<step>_<sha256[:20]><ext of the file>     masks ({"path": file})
-    media/metadata/boxes2D/<path(key)>_<step>_<sha256[:20]>.boxes2D.json    boxes
-    <enc(key)>_<enc_step(step)>.index.json                                   the index, written last
+The files' layout under ``out_dir`` (wandb 0.31's run ``files/`` layout) is in
+:mod:`gpu_media.dump.layout`.
 
 Every file goes to a hidden temporary name in its folder, is fsynced and renamed into
 place, so a name that exists is complete; the folders are fsynced and the index is
