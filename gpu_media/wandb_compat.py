@@ -170,7 +170,11 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
         ``{c: "class_<c>"}`` for the values in that image's mask; a ``{"path": file}``
         mask as wandb's path form, the file's bytes unchanged) and its boxes (wandb's
         ``box_data`` form, with ``class_labels`` when given). Files wait in a temporary folder until wandb moves
-        them into the run; the folder is removed when the process exits.
+        them into the run; the folder is removed when the process exits. Each image is what
+        ``wandb.Image(file)`` would be, built without decoding the file (wandb's constructor
+        decodes it only to learn its size; checked once per process against the installed wandb,
+        which is otherwise called as is), and keeps the file's bytes in memory (its ``image`` a
+        lazily decoded PIL image of them), so that ``run.log`` does not decode it either.
 
     Raises:
         ImportError: wandb is not installed (``pip install ".[wandb]"``).
