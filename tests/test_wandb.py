@@ -528,11 +528,11 @@ def test_fast_path_is_used_with_the_installed_wandb():
 
 @pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")  # wandb's __eq__
 @pytest.mark.parametrize("file_type", ["png", "jpg", "bmp"])
-def test_fast_images_equal_the_plain_constructors(tmp_path, file_type):
+def test_fast_images_equal_the_plain_constructors(device, tmp_path, file_type):
     rng = np.random.default_rng(3)
     batch = rng.integers(0, 256, size=(3, 7, 9, 3), dtype=np.uint8)
     captions = ["a", None, "c"]
-    ours = gm.to_wandb(batch, captions=captions, file_type=file_type, device="cpu")
+    ours = gm.to_wandb(batch, captions=captions, file_type=file_type, device=device)
     for i, img in enumerate(ours):
         assert type(img) is wandb.Image
         plain = wandb.Image(img._path, caption=captions[i])  # wandb's own constructor on the same file
@@ -550,12 +550,12 @@ def test_fast_images_equal_the_plain_constructors(tmp_path, file_type):
             np.testing.assert_array_equal(np.asarray(img.image), batch[i])
 
 
-def test_nothing_decoded_by_to_wandb_or_run_log(tmp_path, monkeypatch):
+def test_nothing_decoded_by_to_wandb_or_run_log(device, tmp_path, monkeypatch):
     rng = np.random.default_rng(4)
     batch = rng.integers(0, 256, size=(4, 8, 8, 3), dtype=np.uint8)
     calls = _count_decodes(monkeypatch)
     with offline_run(tmp_path) as run:
-        ours = gm.to_wandb(batch, masks={"m": {"mask_data": batch[..., 0] % 3}}, device="cpu")
+        ours = gm.to_wandb(batch, masks={"m": {"mask_data": batch[..., 0] % 3}}, device=device)
         run.log({"k": ours}, step=0)
         assert calls == []  # wandb's constructor from a path would decode each image once, run.log again
         wandb.Image(ours[0]._path)  # the counter counts: the plain constructor decodes
