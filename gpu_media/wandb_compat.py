@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import atexit
+import copy
+import hashlib
+import io
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from typing import Any, Mapping, Sequence
 
 from .dump import DumpOptions, encode_chunk, prepare
-from .dump.pipeline import chunks
+from .dump.pipeline import chunks, run
 
 _TMP = {}
+_FAST: dict = {}  # wandb.Image class -> the prototype of the fast constructor, or None (plain constructor)
+_FAST_LOCK = threading.Lock()
 
 
 def _tmp_dir() -> str:
@@ -27,6 +33,99 @@ def _write(data: bytes, ext: str) -> str:
     with open(path, "wb") as f:
         f.write(data)
     return path
+
+
+def _written(rec: dict, ext: str) -> dict:
+    """One record's files written to the temporary folder (in a worker or writer thread).
+
+    Returns ``{"image": (path, sha256 hex, size), "masks": {key: path}}``: the image's
+    digest is taken here, from the bytes in memory, so that wandb need not read the file
+    back (hashlib and file writes release the GIL).
+    """
+    data = rec["image"]
+    masks = {}
+    for key, mdata in rec["masks"].items():
+        masks[key] = _write(mdata, rec["mask_ext"].get(key) or ".mask.png")
+    return {"image": (_write(data, ext), hashlib.sha256(data).hexdigest(), len(data)), "masks": masks}
+
+
+def _from_file(wandb: Any, proto: Any, path: str, data: bytes, sha256: str, fmt: str, caption: str | None = None,
+               **meta: Any) -> Any:
+    """``wandb.Image(path, **meta)`` without decoding the file: what the plain constructor gives.
+
+    wandb's constructor from a path opens and decodes the whole image (``PIL.Image.load``),
+    then reads the file back for its sha256, only to learn its size and digest; the pixels are
+    dropped. Here ``wandb.Image(template, **meta)`` (wandb's supported copy constructor) takes
+    those fields from a copy of ``proto`` (a plain ``wandb.Image`` of another file) given this
+    file's path, digest, size, format and a lazily opened PIL image of ``data`` (only its header
+    is read; the pixels decode if someone asks for them). That image is kept on the result, so
+    that ``run.log`` reads the size from it instead of decoding the file again.
+    """
+    from PIL import Image as PILImage
+
+    lazy = PILImage.open(io.BytesIO(data))
+    template = copy.copy(proto)
+    template._path, template._sha256, template._size = path, sha256, len(data)
+    template._is_tmp, template._extension, template.format = True, None, fmt
+    template._image = lazy
+    template._caption = caption  # the copy constructor takes the caption from the template, not the argument
+    img = wandb.Image(template, caption=caption, **meta)
+    img._image = lazy
+    return img
+
+
+def _fast_prototype(wandb: Any) -> Any:
+    """A plain ``wandb.Image`` to copy in :func:`_from_file`, or None where the installed wandb differs.
+
+    Checked once per process against the installed wandb: an image made by :func:`_from_file`
+    must have every attribute of the plain ``wandb.Image(path)`` of the same file (and the same
+    image size and mode); otherwise (a wandb that builds its images differently) ``to_wandb``
+    uses the plain constructor.
+    """
+    with _FAST_LOCK:
+        if wandb.Image not in _FAST:
+            _FAST[wandb.Image] = _check_fast(wandb)
+        return _FAST[wandb.Image]
+
+
+def _png(mode: str, size: tuple[int, int]) -> bytes:
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    im = PILImage.new(mode, size)
+    im.putpixel((0, 0), 7 if mode == "L" else (1, 2, 3))
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _check_fast(wandb: Any) -> Any:
+    paths = []
+    try:
+        a, b = _png("L", (1, 1)), _png("RGB", (3, 2))
+        paths = [_write(a, ".png"), _write(b, ".png")]
+        proto = wandb.Image(paths[0])
+        plain = wandb.Image(paths[1], caption="c")
+        plain._is_tmp = True  # as to_wandb sets it
+        fast = _from_file(wandb, proto, paths[1], b, hashlib.sha256(b).hexdigest(), "png", caption="c")
+        if type(fast) is not type(plain) or fast.image is None:
+            return None
+        if {k: v for k, v in vars(fast).items() if k != "_image"} != {k: v for k, v in vars(plain).items()
+                                                                        if k != "_image"}:
+            return None
+        if (fast.image.size, fast.image.mode) != (plain.image.size, plain.image.mode):
+            return None
+        if (fast._width, fast._height) != (3, 2):
+            return None
+        proto._free_ram()
+        return proto
+    except Exception:  # noqa: BLE001 - any surprise from wandb's internals: the plain constructor
+        return None
+    finally:
+        for p in paths:
+            try:
+                os.remove(p)
+            except OSError:
+                pass
 
 
 def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = None, boxes: Any = None,
@@ -71,7 +170,11 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
         ``{c: "class_<c>"}`` for the values in that image's mask; a ``{"path": file}``
         mask as wandb's path form, the file's bytes unchanged) and its boxes (wandb's
         ``box_data`` form, with ``class_labels`` when given). Files wait in a temporary folder until wandb moves
-        them into the run; the folder is removed when the process exits.
+        them into the run; the folder is removed when the process exits. Each image is what
+        ``wandb.Image(file)`` would be, built without decoding the file (wandb's constructor
+        decodes it only to learn its size; checked once per process against the installed wandb,
+        which is otherwise called as is), and keeps the file's bytes in memory (its ``image`` a
+        lazily decoded PIL image of them), so that ``run.log`` does not decode it either.
 
     Raises:
         ImportError: wandb is not installed (``pip install ".[wandb]"``).
@@ -99,21 +202,32 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
                           thickness=thickness, colors=colors, classes=classes)
     plan = prepare(images, options, masks=masks, boxes=boxes, captions=captions)
     given_labels = {ms.key: ms.class_labels for ms in plan.masks}
+    ext = "." + options.file_type
+    proto = _fast_prototype(wandb)
+    classes = None if options.classes is None else [{"id": c, "name": v} for c, v in options.classes.items()]
+
+    def encode(bounds):
+        return encode_chunk(plan, *bounds)
+
+    def write(rec):  # a record's files written (and its image hashed) in a worker or writer thread
+        return rec, _written(rec, ext)
+
+    def encode_write(bounds):  # the CPU: a chunk encoded and written in one worker thread
+        return [write(rec) for rec in encode(bounds)]
+
     out = []
-    for lo, hi in chunks(plan):
-        for rec in encode_chunk(plan, lo, hi):
+    for done in run(plan, chunks(plan), encode, write, encode_write):
+        for rec, files in done:
             i = rec["index"]
             wmasks = {}
-            for key, data in rec["masks"].items():
-                ext = rec["mask_ext"].get(key)
-                if ext is not None:
+            for key, path in files["masks"].items():
+                if rec["mask_ext"].get(key) is not None:
                     # {"path": file}: wandb's own ImageMask of that form (no labels, named with the
                     # file's extension); only the file it moves into the run is our copy of the bytes
-                    m = ImageMask({"path": _write(data, ext)}, key)
+                    m = ImageMask({"path": path}, key)
                     m._is_tmp = True
                     wmasks[key] = m
                     continue
-                path = _write(data, ".mask.png")
                 m = ImageMask({"path": path}, key)
                 # wandb moves (not copies) the file into the run, named like its own masks
                 m._set_file(path, is_tmp=True, extension=".mask.png")
@@ -131,10 +245,13 @@ def to_wandb(images: Any, *, masks: Mapping[str, Mapping[str, Any]] | None = Non
                 wboxes[k] = {"box_data": v["box_data"]}
                 if "class_labels" in v:
                     wboxes[k]["class_labels"] = {int(c): n for c, n in v["class_labels"].items()}
-            img = wandb.Image(_write(rec["image"], "." + options.file_type), caption=plan.captions[i],
-                              masks=wmasks or None, boxes=wboxes or None,
-                              classes=None if options.classes is None else
-                              [{"id": c, "name": v} for c, v in options.classes.items()])
-            img._is_tmp = True
+            meta = {"caption": plan.captions[i], "masks": wmasks or None, "boxes": wboxes or None,
+                    "classes": classes}
+            path, sha256, _ = files["image"]
+            if proto is not None:
+                img = _from_file(wandb, proto, path, rec["image"], sha256, options.file_type, **meta)
+            else:
+                img = wandb.Image(path, **meta)
+                img._is_tmp = True
             out.append(img)
     return out

@@ -483,3 +483,130 @@ def test_import_error_without_wandb(device, monkeypatch):
         gm.to_wandb(images, device=device)
     msg = str(info.value)
     assert "pip install" in msg and "wandb" in msg
+
+
+# --------------------------------------------------------------------------- the fast constructor
+# to_wandb builds each wandb.Image without decoding the file it just encoded (wandb's constructor
+# from a path decodes the whole image only to learn its size, and run.log decodes it again).
+# It relies on wandb's copy constructor and private fields, checked once per process against the
+# installed wandb (wandb_compat._fast_prototype); these tests hold both the fast path and the fallback.
+
+
+def _logged_like_plain(tmp_path, batch, **kwargs):
+    """The run's JSON of to_wandb's images and of plain wandb.Image, with the key out of the file names."""
+    captions = [f"c{i}" for i in range(len(batch))]
+    with offline_run(tmp_path) as run:
+        ours = gm.to_wandb(batch, captions=captions, compression_level=6, device="cpu", **kwargs)
+        run.log({"k": ours}, step=0)
+        plain = [wandb.Image(a, caption=c, file_type=kwargs.get("file_type")) for a, c in zip(batch, captions)]
+        run.log({"k": plain}, step=1)
+    rows, _ = recorded(tmp_path)
+    a, b = (r["k"] for r in rows if "k" in r)
+    return ours, a, b
+
+
+def _count_decodes(monkeypatch):
+    from PIL import ImageFile
+
+    calls = []
+    load = ImageFile.ImageFile.load
+
+    def counted(self):
+        calls.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counted)
+    return calls
+
+
+def test_fast_path_is_used_with_the_installed_wandb():
+    # fails when a new wandb builds its images differently: to_wandb then still works (the plain
+    # constructor, see test_falls_back_to_the_plain_constructor) but has lost its speed
+    assert wandb_compat._fast_prototype(wandb) is not None
+    assert wandb_compat._check_fast(wandb) is not None
+
+
+@pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning")  # wandb's __eq__
+@pytest.mark.parametrize("file_type", ["png", "jpg", "bmp"])
+def test_fast_images_equal_the_plain_constructors(device, tmp_path, file_type):
+    rng = np.random.default_rng(3)
+    batch = rng.integers(0, 256, size=(3, 7, 9, 3), dtype=np.uint8)
+    captions = ["a", None, "c"]
+    ours = gm.to_wandb(batch, captions=captions, file_type=file_type, device=device)
+    for i, img in enumerate(ours):
+        assert type(img) is wandb.Image
+        plain = wandb.Image(img._path, caption=captions[i])  # wandb's own constructor on the same file
+        plain._is_tmp = True  # to_wandb hands wandb files to move, not copy
+        assert {k: v for k, v in vars(img).items() if k != "_image"} == \
+               {k: v for k, v in vars(plain).items() if k != "_image"}
+        assert img == plain  # wandb's __eq__: caption, size, classes and every pixel
+        with open(img._path, "rb") as f:
+            data = f.read()
+        assert img._sha256 == hashlib.sha256(data).hexdigest() and img._size == len(data)
+        # the kept PIL image decodes lazily to the file's pixels
+        assert (img.image.size, img.image.mode) == ((9, 7), "RGB")
+        np.testing.assert_array_equal(np.asarray(img.image), decode_image(data))
+        if file_type != "jpg":
+            np.testing.assert_array_equal(np.asarray(img.image), batch[i])
+
+
+def test_nothing_decoded_by_to_wandb_or_run_log(device, tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    batch = rng.integers(0, 256, size=(4, 8, 8, 3), dtype=np.uint8)
+    calls = _count_decodes(monkeypatch)
+    with offline_run(tmp_path) as run:
+        ours = gm.to_wandb(batch, masks={"m": {"mask_data": batch[..., 0] % 3}}, device=device)
+        run.log({"k": ours}, step=0)
+        assert calls == []  # wandb's constructor from a path would decode each image once, run.log again
+        wandb.Image(ours[0]._path)  # the counter counts: the plain constructor decodes
+        assert calls == [(8, 8)]
+    assert logged(recorded(tmp_path)[0], "k")["count"] == 4
+
+
+@pytest.mark.parametrize("file_type", ["png", "jpg"])
+def test_logged_run_equals_plain_wandb_images(tmp_path, file_type):
+    rng = np.random.default_rng(5)
+    batch = rng.integers(0, 256, size=(3, 10, 12, 3), dtype=np.uint8)
+    ours, a, b = _logged_like_plain(tmp_path, batch, file_type=file_type)
+    if file_type == "png":  # level 6 on the CPU: wandb's very bytes, so the very same JSON
+        assert a == b
+    else:  # JPEG: same entry apart from the content hashes in the names
+        strip = [os.path.basename(p).split("_", 2)[2] for p in a["filenames"]]
+        assert {k: v for k, v in a.items() if k != "filenames"} == {k: v for k, v in b.items() if k != "filenames"}
+        assert all(len(s) == 20 + len(".jpg") for s in strip)
+    for img, rel in zip(ours, a["filenames"]):  # moved into the run, under the name wandb gives it
+        assert img._path == os.path.join(files_dir(tmp_path), rel) and not img._is_tmp
+        assert os.path.basename(rel) == f"k_0_{img._sha256[:20]}.{file_type}"
+
+
+def test_falls_back_to_the_plain_constructor(tmp_path, monkeypatch):
+    # a wandb whose constructor from a path records something more: the check sees it and
+    # to_wandb builds its images with wandb's own constructor, which records it too
+    init = wandb.Image._initialize_from_path
+
+    def newer(self, path):
+        init(self, path)
+        self._newer_field = os.path.basename(path)
+
+    monkeypatch.setattr(wandb.Image, "_initialize_from_path", newer)
+    monkeypatch.setattr(wandb_compat, "_FAST", {})
+    assert wandb_compat._fast_prototype(wandb) is None
+    calls = _count_decodes(monkeypatch)
+    rng = np.random.default_rng(6)
+    batch = rng.integers(0, 256, size=(2, 6, 5, 3), dtype=np.uint8)
+    ours, a, b = _logged_like_plain(tmp_path, batch)
+    assert all(hasattr(img, "_newer_field") for img in ours)
+    assert len(calls) >= 2  # the plain constructor decodes
+    assert a == b
+
+
+def test_falls_back_when_the_copy_constructor_fails(monkeypatch):
+    def broken(self, other):
+        raise AttributeError("_a_field_wandb_renamed")
+
+    monkeypatch.setattr(wandb.Image, "_initialize_from_wbimage", broken)
+    monkeypatch.setattr(wandb_compat, "_FAST", {})
+    assert wandb_compat._fast_prototype(wandb) is None
+    (img,) = gm.to_wandb(np.full((1, 4, 4, 3), 9, np.uint8), captions=["x"], device="cpu")
+    assert (img._caption, img._width, img._height, img._is_tmp) == ("x", 4, 4, True)
+    np.testing.assert_array_equal(np.asarray(img.image), np.full((4, 4, 3), 9, np.uint8))
