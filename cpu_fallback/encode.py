@@ -172,9 +172,9 @@ def encode_png(a: np.ndarray, quality: int = 75, compression_level: int | None =
     if c not in png.COLOR_TYPES:
         raise ValueError(f"PNG images here have 1, 3 or 4 channels, not {c}")
     rows = png.filter_average(a)
-    comp = deflate_library().compressobj(1, zlib.DEFLATED, 15, 9, DEFLATE_STRATEGY)
-    stream = memoryview(comp.compress(rows) + comp.flush())  # zlib format: 2-byte header, raw deflate, Adler-32
-    return png.assemble(w, h, c, stream[2:-4], int.from_bytes(stream[-4:], "big"), 1)
+    lib = deflate_library()
+    comp = lib.compressobj(1, zlib.DEFLATED, -15, 9, DEFLATE_STRATEGY)  # raw deflate; png.assemble wraps it
+    return png.assemble(w, h, c, (comp.compress(rows), comp.flush()), lib.adler32(rows), 1)
 
 
 def encode_jpeg(a: np.ndarray, quality: int = 75, compression_level: int | None = None) -> bytes:
