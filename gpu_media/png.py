@@ -180,25 +180,28 @@ def filter_average(image: np.ndarray) -> np.ndarray:
         >>> bool((filter_average(a)[:, 1:] == filter_candidates(a)[3]).all())
         True
     """
-    image = np.asarray(image)
+    image = np.ascontiguousarray(image)
     if image.ndim == 2:
         image = image[:, :, None]
     h, w, c = image.shape
-    r = image.reshape(h, w * c)
-    out = np.empty((h, 1 + w * c), dtype=np.uint8)
+    n = w * c  # bytes per row
+    r = image.reshape(h, n)
+    out = np.empty((h, 1 + n), dtype=np.uint8)
     out[:, 0] = 3
     o = out[:, 1:]
-    if h > 1 and w > 1:
-        a, b = r[1:, :-c], r[:-1, c:]
+    if h > 1:
+        # rows 1.. as one flat run of bytes (contiguous operands: fewer, faster NumPy loops): above is n
+        # bytes back, left c bytes back; the first pixel of each row, whose "left" here is the end of the
+        # row above, is redone below
+        f = r.reshape(-1)
+        a, b = f[n - c:-c], f[:-n]
         t = np.bitwise_xor(a, b)
         t >>= 1
         t += a & b
-        np.subtract(r[1:, c:], t, out=o[1:, c:])
-    o[0, :c] = r[0, :c]  # the first pixel of the first row: a = b = 0
-    if w > 1:
-        np.subtract(r[0, c:], r[0, :-c] >> 1, out=o[0, c:])  # first row: b = 0
-    if h > 1:
+        np.subtract(r[1:], t.reshape(h - 1, n), out=o[1:])
         np.subtract(r[1:, :c], r[:-1, :c] >> 1, out=o[1:, :c])  # first pixel of each row: a = 0
+    o[0, :c] = r[0, :c]  # the first pixel of the first row: a = b = 0
+    np.subtract(r[0, c:], r[0, :-c] >> 1, out=o[0, c:])  # first row: b = 0
     return out
 
 
