@@ -39,8 +39,11 @@ from gpu_media.threads import cores
 #: no match search; after the Average filter photographs compress within about 10% of Pillow's
 #: level 6), by the first importable of these modules, zlib-ng (``zlib_ng``, a dependency) or the
 #: standard library's zlib; both release the GIL. Its output depends on nothing but the input,
-#: as content-addressed file names need. (ISA-L, ``isal.isal_zlib``, was tried and is faster, but
-#: in test runs its level 2 gave tiny images two different valid streams from the same bytes.)
+#: as content-addressed file names need, and is the same with either library (tests/test_encode_fast.py).
+#: ISA-L (``isal.isal_zlib``) is faster (level 1: ~0.55 ms against ~0.8 ms for a 256x256 RGB image)
+#: but not deterministic: compressing the same bytes in fresh processes, its levels 1 and 2 gave a
+#: different valid stream for some inputs in some processes (isal 1.9.1, 2026-12-07), and its match
+#: hash differs with the CPU's features (intel/isa-l issue 73); so it is not used.
 DEFLATE_LIBRARIES = ("zlib_ng.zlib_ng", "zlib")
 DEFLATE_STRATEGY = zlib.Z_HUFFMAN_ONLY
 

@@ -188,3 +188,38 @@ def test_default_png_bytes_depend_only_on_the_pixels():
     with ThreadPoolExecutor(4) as pool:
         for _ in range(20):
             assert list(pool.map(enc.encode_png, imgs * 3)) == first * 3
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=images, smooth=st.booleans())
+def test_default_png_bytes_do_not_depend_on_the_deflate_library(monkeypatch, shape, smooth):
+    """zlib-ng's and the standard library's zlib give the same file: a machine without zlib-ng names it alike.
+
+    Huffman-only deflate has no match search, and both libraries end a block after the same
+    number of symbols and build the same trees, so the stream is a function of the rows alone.
+    """
+    if enc.optional("zlib_ng.zlib_ng") is None:
+        pytest.skip("zlib_ng is not installed")
+    a = make(*shape, smooth)
+    with monkeypatch.context() as m:
+        only_deflate(m, "zlib_ng.zlib_ng")
+        ng = enc.encode_png(a)
+    with monkeypatch.context() as m:
+        only_deflate(m, "zlib")
+        assert enc.encode_png(a) == ng
+
+
+def test_default_png_bytes_of_a_photograph_do_not_depend_on_the_deflate_library(monkeypatch):
+    """The same on a large photograph-like image (several deflate blocks of 32767 symbols each)."""
+    if enc.optional("zlib_ng.zlib_ng") is None:
+        pytest.skip("zlib_ng is not installed")
+    y, x = np.mgrid[0:300, 0:260]
+    rng = np.random.default_rng(5)
+    a = (np.stack([x + y, 2 * x - y, (x * y) // 64], axis=2) + rng.normal(0, 6, (300, 260, 3))).astype(np.uint8)
+    files = []
+    for lib in DEFLATES:
+        with monkeypatch.context() as m:
+            only_deflate(m, lib)
+            files.append(enc.encode_png(a))
+    assert files[0] == files[1]
+    assert np.array_equal(decode(files[0]), a)
