@@ -6,10 +6,11 @@ The default PNG's file name is a hash of its bytes, so its deflate must be a fun
 input alone. This starts ``--processes`` fresh Python processes; each compresses a fixed set of
 inputs (random bytes of 2, 4 and 256 values and a periodic ramp, 1 byte to 200 KB, plus the
 Average-filtered rows of ``compare.photo_batch`` photographs) ``--repeats`` times, with heap
-churn in between, by each candidate (zlib-ng Huffman-only as gpu_media uses it, the standard
-library's zlib the same way, ISA-L levels 0-3, libdeflate level 1 when imagecodecs is
-installed), checks that each stream inflates back to its input, and prints, per candidate,
-how many inputs had more than one distinct stream within a process and across processes.
+churn in between, by each candidate (zlib-ng level 1 Huffman-only and run-length, the two
+strategies gpu_media uses, the standard library's zlib the same ways, ISA-L levels 0-3,
+libdeflate level 1 when imagecodecs is installed), checks that each stream inflates back to
+its input, and prints, per candidate, how many inputs had more than one distinct stream
+within a process and across processes.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ def inputs() -> list[bytes]:
 def candidates() -> dict:
     from zlib_ng import zlib_ng
 
-    def huffman(lib):
+    def level1(lib, strategy):
         def run(data):
-            c = lib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_HUFFMAN_ONLY)
+            c = lib.compressobj(1, zlib.DEFLATED, -15, 9, strategy)
             return c.compress(data) + c.flush()
         return run
 
-    found = {"zlib-ng huffman-only": huffman(zlib_ng), "zlib huffman-only": huffman(zlib)}
+    found = {f"{name} {sname}": level1(lib, strategy) for name, lib in (("zlib-ng", zlib_ng), ("zlib", zlib))
+             for sname, strategy in (("huffman-only", zlib.Z_HUFFMAN_ONLY), ("run-length", zlib.Z_RLE))}
     try:
         from isal import isal_zlib
 
