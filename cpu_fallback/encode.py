@@ -6,9 +6,11 @@ imagecodecs is installed (``pip install ".[fast]"``), else Pillow (which holds
 the GIL while it encodes).
 
 PNG at the default level (``compression_level=None``): PNG's Average filter on every
-row (:func:`gpu_media.png.filter_average`, vectorized over the image), Huffman-only
-deflate by zlib-ng (``zlib_ng``, a dependency; the standard library's zlib without it;
-both release the GIL), assembled by :func:`gpu_media.png.assemble`. An explicit
+row (:func:`gpu_media.png.filter_average`, vectorized over the image), deflate by
+zlib-ng (``zlib_ng``, a dependency; the standard library's zlib without it, same bytes;
+both release the GIL), Huffman-only for photographs and run-length (``Z_RLE``) for
+mostly flat pictures such as masks (:func:`deflate_strategy`), assembled by
+:func:`gpu_media.png.assemble`. An explicit
 ``compression_level`` is Pillow's encoder at that zlib level: ``compression_level=6``
 gives ``wandb.Image``'s bytes exactly.
 
@@ -35,14 +37,22 @@ from PIL import Image
 from gpu_media import codecs, png
 from gpu_media.threads import cores
 
-#: The deflate of the default PNG (``compression_level=None``): Huffman coding only (``Z_HUFFMAN_ONLY``,
-#: no match search; after the Average filter photographs compress within about 10% of Pillow's
-#: level 6), by the first importable of these modules, zlib-ng (``zlib_ng``, a dependency) or the
-#: standard library's zlib; both release the GIL. Its output depends on nothing but the input,
-#: as content-addressed file names need. (ISA-L, ``isal.isal_zlib``, was tried and is faster, but
-#: in test runs its level 2 gave tiny images two different valid streams from the same bytes.)
+#: The deflate of the default PNG (``compression_level=None``): zlib level 1 with the strategy of
+#: :func:`deflate_strategy` (Huffman coding only, or run-length matches), by the first importable of
+#: these modules, zlib-ng (``zlib_ng``, a dependency) or the standard library's zlib; both release the
+#: GIL. Its output depends on nothing but the input, as content-addressed file names need, and is the
+#: same with either library (tests/test_encode_fast.py). ISA-L (``isal.isal_zlib``) is faster (level 1:
+#: ~0.55 ms against ~0.8 ms for a 256x256 RGB photograph) but not deterministic: compressing the same
+#: bytes in fresh processes, its levels 1 and 2 gave a different valid stream for some inputs in some
+#: processes (isal 1.9.1; ``benchmarks/deflate_determinism.py``), and its match hash differs with the
+#: CPU's features (intel/isa-l issue 73); so it is not used.
 DEFLATE_LIBRARIES = ("zlib_ng.zlib_ng", "zlib")
-DEFLATE_STRATEGY = zlib.Z_HUFFMAN_ONLY
+
+#: :func:`deflate_strategy` switches to run-length matches where at least this share of the filtered
+#: bytes are zero. The 256 photographs of ``benchmarks/cpu_goals.py`` have 8-68% zeros; masks, plots
+#: and pictures on flat backgrounds from about 75% on are both faster and smaller with ``Z_RLE``
+#: (a 256x256 mask: about 40x faster and 3-8x smaller than Huffman-only).
+RLE_ZERO_SHARE = 0.75
 
 _pool = None
 _pool_lock = threading.Lock()
@@ -113,6 +123,28 @@ def deflate_library() -> ModuleType:
     return zlib
 
 
+def deflate_strategy(rows: np.ndarray) -> int:
+    """The zlib strategy of the default PNG's deflate for these filtered rows: ``Z_RLE`` or ``Z_HUFFMAN_ONLY``.
+
+    Args:
+        rows: uint8, any shape: the rows the deflate compresses (filter type bytes included).
+
+    Returns:
+        ``zlib.Z_RLE`` (run-length matches: runs of one byte value, as flat areas give after
+        the filter) when at least :data:`RLE_ZERO_SHARE` of the bytes are zero, else
+        ``zlib.Z_HUFFMAN_ONLY`` (no match search: on photographs the fastest, within ~10% of
+        Pillow's level 6 bytes after the Average filter). One pass of ``np.count_nonzero``.
+
+    Examples:
+        >>> deflate_strategy(np.zeros((4, 9), np.uint8)) == zlib.Z_RLE
+        True
+        >>> deflate_strategy(np.arange(36, dtype=np.uint8).reshape(4, 9)) == zlib.Z_HUFFMAN_ONLY
+        True
+    """
+    zeros = rows.size - np.count_nonzero(rows)
+    return zlib.Z_RLE if zeros >= RLE_ZERO_SHARE * rows.size else zlib.Z_HUFFMAN_ONLY
+
+
 def bmp_rgba(a: np.ndarray) -> bytes:
     """uint8 (H,W,4) -> a 32-bit BMP with a BITMAPV4HEADER and an alpha mask (BI_BITFIELDS).
 
@@ -147,10 +179,11 @@ def encode_png(a: np.ndarray, quality: int = 75, compression_level: int | None =
     """uint8 (H,W,C), C in {1,3,4} -> PNG bytes ("L", "RGB", "RGBA"; lossless; docs/SPEC.md 5).
 
     ``compression_level``: None (default) for the fast PNG: Average filter on every
-    row and Huffman-only deflate by :func:`deflate_library` (zlib-ng where installed:
-    on photographs about 5x faster than Pillow at level 1 with Z_RLE, the previous
-    default, for files about 10% larger than level 6's; see
-    benchmarks/results/cpu-2026-12-06-goals.md); or a zlib level 0..9, encoded by
+    row and a level-1 deflate by :func:`deflate_library` (zlib-ng where installed),
+    Huffman-only or run-length as :func:`deflate_strategy` chooses (on photographs
+    about 4.5-5x faster than Pillow at level 1 with Z_RLE, the previous default, for
+    files about 10% larger than level 6's; see
+    benchmarks/results/cpu-2026-12-07-png.md); or a zlib level 0..9, encoded by
     Pillow with its default strategy (6 gives ``wandb.Image``'s bytes exactly).
     ``quality`` is not used.
 
@@ -172,9 +205,9 @@ def encode_png(a: np.ndarray, quality: int = 75, compression_level: int | None =
     if c not in png.COLOR_TYPES:
         raise ValueError(f"PNG images here have 1, 3 or 4 channels, not {c}")
     rows = png.filter_average(a)
-    comp = deflate_library().compressobj(1, zlib.DEFLATED, 15, 9, DEFLATE_STRATEGY)
-    stream = memoryview(comp.compress(rows) + comp.flush())  # zlib format: 2-byte header, raw deflate, Adler-32
-    return png.assemble(w, h, c, stream[2:-4], int.from_bytes(stream[-4:], "big"), 1)
+    lib = deflate_library()
+    comp = lib.compressobj(1, zlib.DEFLATED, -15, 9, deflate_strategy(rows))  # raw; png.assemble wraps it
+    return png.assemble(w, h, c, (comp.compress(rows), comp.flush()), lib.adler32(rows), 1)
 
 
 def encode_jpeg(a: np.ndarray, quality: int = 75, compression_level: int | None = None) -> bytes:

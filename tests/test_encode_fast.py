@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import zlib
 
 import numpy as np
 import pytest
@@ -59,7 +60,13 @@ images = st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3
 
 
 def make(h, w, c, seed, smooth):
+    """uint8 (h, w, c): noise (``smooth`` False), a noisy gradient (True) or flat blocks like a mask ("flat")."""
     rng = np.random.default_rng(seed)
+    if smooth == "flat":  # a mask or a plot: a few flat blocks and a few stray pixels (run-length deflate)
+        blocks = rng.integers(0, 6, (4, 4, c), dtype=np.uint8) * 40
+        a = np.repeat(np.repeat(blocks, -(-h // 4), 0), -(-w // 4), 1)[:h, :w].copy()
+        a[rng.integers(0, h, 3), rng.integers(0, w, 3)] = 255
+        return a
     if smooth:  # photograph-like: gradients with a little noise (compresses, exercises the filter)
         y, x = np.mgrid[0:h, 0:w]
         base = (x * 7 + y * 3)[:, :, None] + np.arange(c) * 40
@@ -68,7 +75,7 @@ def make(h, w, c, seed, smooth):
 
 
 @settings(max_examples=60, deadline=None)
-@given(images, st.booleans())
+@given(images, st.sampled_from([False, True, "flat"]))
 def test_filter_average_is_the_png_average_filter(shape, smooth):
     a = make(*shape, smooth)
     rows = png.filter_average(a)
@@ -79,7 +86,7 @@ def test_filter_average_is_the_png_average_filter(shape, smooth):
 
 @pytest.mark.parametrize("lib", DEFLATES)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shape=images, smooth=st.booleans())
+@given(shape=images, smooth=st.sampled_from([False, True, "flat"]))
 def test_default_png_decodes_to_the_input_with_each_deflate(monkeypatch, lib, shape, smooth):
     with monkeypatch.context() as m:  # undone after each example
         only_deflate(m, lib)
@@ -120,8 +127,6 @@ def test_default_png_is_not_pillows_per_row_choice():
     data = enc.encode_png(a)
     idat = data.index(b"IDAT")
     n = int.from_bytes(data[idat - 4:idat], "big")
-    import zlib
-
     rows = zlib.decompress(data[idat + 4: idat + 4 + n])
     assert [rows[k * 49] for k in range(16)] == [3] * 16
 
@@ -188,3 +193,65 @@ def test_default_png_bytes_depend_only_on_the_pixels():
     with ThreadPoolExecutor(4) as pool:
         for _ in range(20):
             assert list(pool.map(enc.encode_png, imgs * 3)) == first * 3
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=images, smooth=st.sampled_from([False, True, "flat"]))
+def test_default_png_bytes_do_not_depend_on_the_deflate_library(monkeypatch, shape, smooth):
+    """zlib-ng's and the standard library's zlib give the same file: a machine without zlib-ng names it alike.
+
+    Huffman-only deflate has no match search and run-length deflate only distance-1 matches
+    taken greedily; both libraries end a block after the same number of symbols and build the
+    same trees, so the stream is a function of the rows alone.
+    """
+    if enc.optional("zlib_ng.zlib_ng") is None:
+        pytest.skip("zlib_ng is not installed")
+    a = make(*shape, smooth)
+    with monkeypatch.context() as m:
+        only_deflate(m, "zlib_ng.zlib_ng")
+        ng = enc.encode_png(a)
+    with monkeypatch.context() as m:
+        only_deflate(m, "zlib")
+        assert enc.encode_png(a) == ng
+
+
+@pytest.mark.parametrize("kind", ["photograph", "mask"])
+def test_default_png_bytes_of_a_large_image_do_not_depend_on_the_deflate_library(monkeypatch, kind):
+    """The same on large images: a photograph-like one (Huffman-only) and a mask (run-length).
+
+    Both span several deflate blocks (32767 symbols each).
+    """
+    if enc.optional("zlib_ng.zlib_ng") is None:
+        pytest.skip("zlib_ng is not installed")
+    y, x = np.mgrid[0:300, 0:260]
+    rng = np.random.default_rng(5)
+    if kind == "photograph":
+        a = (np.stack([x + y, 2 * x - y, (x * y) // 64], axis=2) + rng.normal(0, 6, (300, 260, 3))).astype(np.uint8)
+    else:
+        a = ((x // 29 + y // 41 + (x * x + y * y < 150 ** 2)) % 7).astype(np.uint8)[:, :, None]
+    files = []
+    for lib in DEFLATES:
+        with monkeypatch.context() as m:
+            only_deflate(m, lib)
+            files.append(enc.encode_png(a))
+    assert files[0] == files[1]
+    assert np.array_equal(decode(files[0]), a)
+
+
+def test_flat_pictures_take_run_length_deflate(monkeypatch):
+    """Masks and plots (mostly zero after the filter) use Z_RLE: much smaller than Huffman-only, same pixels."""
+    yy, xx = np.mgrid[0:128, 0:160]
+    mask = ((xx // 37 + yy // 23) % 5).astype(np.uint8)[:, :, None]
+    plot = np.full((128, 160, 3), 255, np.uint8)
+    plot[(64 + 40 * np.sin(xx[0] / 15)).astype(int), xx[0]] = (31, 119, 180)
+    photo = make(128, 160, 3, 2, False)
+    strategy = [enc.deflate_strategy(png.filter_average(a)) for a in (mask, plot, photo)]
+    assert strategy == [zlib.Z_RLE, zlib.Z_RLE, zlib.Z_HUFFMAN_ONLY]
+    rle = [enc.encode_png(a) for a in (mask, plot, photo)]
+    with monkeypatch.context() as m:
+        m.setattr(enc, "RLE_ZERO_SHARE", 2.0)  # never run-length
+        huffman = [enc.encode_png(a) for a in (mask, plot, photo)]
+    assert len(rle[0]) * 3 < len(huffman[0]) and len(rle[1]) * 3 < len(huffman[1])
+    assert rle[2] == huffman[2]
+    for data, a in zip(rle, (mask, plot, photo)):
+        assert np.array_equal(decode(data), a)
