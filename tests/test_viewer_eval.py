@@ -31,6 +31,12 @@ def _sample() -> dict:
         return json.load(f)
 
 
+def _per_box(cols: dict) -> list:
+    """An image's outcome columns ``{"o50": [...], ...}`` (docs/SPEC.md 6.6) as one dict per box."""
+    keys = ("o50", "iou50", "o75", "iou75")
+    return [dict(zip(keys, row)) for row in zip(*(cols[k] for k in keys), strict=True)]
+
+
 def _masks():
     """The semantic masks whose numbers the sample's ``segmentation`` part holds."""
     gt = np.zeros((N, H, W), np.uint8)
@@ -83,11 +89,11 @@ def test_sample_agrees_with_its_boxes_and_masks():
     det, seg = s["eval"]["detection"], s["eval"]["segmentation"]
     assert len(det["images"]) == len(s["boxes"]) == N
     for boxes, im in zip(s["boxes"], det["images"], strict=True):
-        assert len(im["pred"]) == len(boxes["predictions"]["box_data"])
-        assert len(im["gt"]) == len(boxes["ground_truth"]["box_data"])
+        assert len(_per_box(im["pred"])) == len(boxes["predictions"]["box_data"])
+        assert len(_per_box(im["gt"])) == len(boxes["ground_truth"]["box_data"])
         for t in ("50", "75"):
             suffix = "" if t == "50" else t
-            marks = [p[f"o{t}"] for p in im["pred"]] + [g[f"o{t}"] for g in im["gt"]]
+            marks = im["pred"][f"o{t}"] + im["gt"][f"o{t}"]
             assert (im["tp" + suffix], im["fp" + suffix], im["fn" + suffix]) == (
                 marks.count("tp"), marks.count("fp"), marks.count("fn"))
         tp, fp, fn = im["tp"], im["fp"], im["fn"]
@@ -97,8 +103,8 @@ def test_sample_agrees_with_its_boxes_and_masks():
         errors = [i for i, im in enumerate(det["images"]) if c in im["error_classes"]]
         wrong = []
         for i, (b, im) in enumerate(zip(s["boxes"], det["images"], strict=True)):
-            marks = list(zip(im["pred"], b["predictions"]["box_data"], strict=True))
-            marks += zip(im["gt"], b["ground_truth"]["box_data"], strict=True)
+            marks = list(zip(_per_box(im["pred"]), b["predictions"]["box_data"], strict=True))
+            marks += zip(_per_box(im["gt"]), b["ground_truth"]["box_data"], strict=True)
             if any(m["o50"] in ("fp", "fn") and x["class_id"] == c for m, x in marks):
                 wrong.append(i)
         assert errors == wrong, c
@@ -124,25 +130,40 @@ def test_eval_section_reaches_the_page_checked(tmp_path):
     path = tmp_path / "val_1.index.json"
     index = json.loads(path.read_text())
     index["eval"]["detection"]["images"] = index["eval"]["detection"]["images"][:3]
-    index["eval"]["detection"]["images"][0]["pred"][0] = {"o50": "<b>", "iou50": "x", "extra": 1}
+    index["eval"]["detection"]["images"][0]["pred"].update({"o50": ["<b>"], "iou50": ["x"], "extra": 1})
     index["eval"]["detection"]["stats"][0] = float("nan")
     index["eval"]["detection"]["classes"].append({"id": "1; drop", "name": "x"})
     path.write_text(json.dumps(index))
     data = viewer.viewer_data(tmp_path)
     det = data["dumps"][0]["eval"]["detection"]
     assert det["stats"][0] is None and len(det["classes"]) == 3
-    assert det["images"][0]["pred"][0] == [None, None, None, None]
+    assert det["images"][0]["pred"][0] == [None, None, "tp", 0.9012]  # (its 0.75 columns untouched)
     assert len(det["images"]) == N and det["images"][4]["tp"] is None
     assert any("eval.detection.images: 3 entries for 5 images" in e for e in data["errors"])
     viewer.script_json(data)  # no NaN left in
     # outcomes that do not match the boxes one for one (say, of all predictions where the dump holds those
     # above a score threshold) are not shown at all, and the page says why
-    index["eval"]["detection"]["images"][2]["pred"].append({"o50": "fp", "o75": "fp"})
+    for col in ("o50", "o75"):  # (the IoU columns one shorter: read as null)
+        index["eval"]["detection"]["images"][2]["pred"][col].append("fp")
     path.write_text(json.dumps(index))
     data = viewer.viewer_data(tmp_path)
     det = data["dumps"][0]["eval"]["detection"]
     assert det["images"][2]["pred"] == [] and len(det["images"][2]["gt"]) == 2 and len(det["images"][1]["pred"]) == 2
     assert any("outcomes not shown: image 2: 2 pred outcomes for 1 boxes of 'predictions'" in e for e in data["errors"])
+
+
+def test_outcomes_one_object_per_box_read_as_the_columns(tmp_path):
+    """The first evaluated dumps wrote one {"o50", "iou50", "o75", "iou75"} per box: read as the columns are."""
+    _write(str(tmp_path))
+    want = viewer.viewer_data(tmp_path)["dumps"][0]["eval"]["detection"]["images"]
+    path = tmp_path / "val_1.index.json"
+    index = json.loads(path.read_text())
+    for im in index["eval"]["detection"]["images"]:
+        im["pred"], im["gt"] = _per_box(im["pred"]), _per_box(im["gt"])
+    path.write_text(json.dumps(index))
+    data = viewer.viewer_data(tmp_path)
+    assert data["errors"] == [] and data["dumps"][0]["eval"]["detection"]["images"] == want
+    assert sum(len(im["pred"]) for im in want) == 10
 
 
 def test_no_eval_no_section(tmp_path):
@@ -358,8 +379,8 @@ def test_the_coco_demo_evaluated_worst_image_first(browser, tmp_path):
         assert _sort(pg, "f1")[0] == worst
         for i in range(pg.locator("#box-controls .layer-toggle").count()):  # (burned in too: may start off)
             _check(pg, f"#box-controls fieldset[data-layer='{i}'] .layer-toggle", True)
-        n_boxes = sum(len(im["pred"]) + len(im["gt"]) for im in det["images"])
+        n_boxes = sum(len(im["pred"]["o50"]) + len(im["gt"]["o50"]) for im in det["images"])
         assert sum(_boxes_drawn(pg, i) for i in range(len(f1))) == n_boxes
         _check(pg, "#eval-controls input[data-outcome='fp']", False)
-        fp = sum(o["o50"] == "fp" for im in det["images"] for o in im["pred"])
+        fp = sum(o == "fp" for im in det["images"] for o in im["pred"]["o50"])
         assert fp and sum(_boxes_drawn(pg, i) for i in range(len(f1))) == n_boxes - fp
