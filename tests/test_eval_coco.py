@@ -214,6 +214,20 @@ def test_more_than_100_detections_of_one_class_in_one_image():
     assert sum(m.o50 == "ignored" for m in ev.images[0].pred) == 30
 
 
+@pytest.mark.parametrize("engine", ["pycocotools", "faster-coco-eval"])
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_the_callers_data_is_left_as_it_was(iou_type, engine):
+    """COCO.loadRes and COCOeval write into the dicts they get: evaluate_coco hands them copies."""
+    if engine == "faster-coco-eval" and not HAVE_FASTER:
+        pytest.skip("faster-coco-eval is not installed (the eval extra)")
+    inst, res = demo_data()
+    res[0] = {k: v for k, v in res[0].items() if k != "bbox"}  # (a segm result without bbox: loadRes adds one)
+    before = copy.deepcopy((inst, res))
+    ev = evaluate_coco(inst, res, iou_type, engine=engine)
+    assert (inst, res) == before
+    assert evaluate_coco(inst, res, iou_type, engine=engine).images == ev.images
+
+
 def test_no_detections_at_all():
     """The loadRes of pycocotools fails on an empty list; evaluated here as no detections: every GT an FN."""
     inst, _ = demo_data()

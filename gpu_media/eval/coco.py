@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import operator
 import os
@@ -334,8 +335,8 @@ def _ground_truth(inst: Any, iou_type: str) -> dict:
             "info": inst.get("info", {})}
 
 
-def _results(preds: Any, image_ids: set) -> list:
-    """Copies of the detections in a form ``COCO.loadRes`` takes (it writes into them).
+def _results(preds: Any, image_ids: set, owned: bool = False) -> list:
+    """The detections in a form ``COCO.loadRes`` takes; copies unless ``owned`` (loadRes writes into them).
 
     A detection with only a polygon or uncompressed-RLE ``segmentation`` gets it as
     compressed RLE (loadRes' segmentation form reads areas of RLE only); the
@@ -344,7 +345,11 @@ def _results(preds: Any, image_ids: set) -> list:
     if not isinstance(preds, list):
         raise MediaError("predictions: a COCO results file is a JSON list of detections "
                          "(pycocotools: results in not an array of objects)")
-    out = []
+    # the checks below in C (map), ~100 detections per image; the loop after names the first bad one
+    if (all(map(isinstance, preds, itertools.repeat(dict)))
+            and set(map(operator.methodcaller("get", "image_id"), preds)) <= image_ids
+            and all(map(operator.contains, preds, itertools.repeat("score")))):
+        return preds if owned else list(map(dict, preds))
     for k, d in enumerate(preds):
         if not isinstance(d, dict):
             raise MediaError(f"predictions: detections[{k}] must be an object")
@@ -353,8 +358,7 @@ def _results(preds: Any, image_ids: set) -> list:
                              "(pycocotools: Results do not correspond to current coco set)")
         if "score" not in d:
             raise MediaError(f"predictions: detections[{k}] has no 'score'")
-        out.append(dict(d))
-    return out
+    return preds if owned else [dict(d) for d in preds]
 
 
 def _load_results(gt, coco_cls, results: list, images: dict) -> Any:
@@ -632,7 +636,8 @@ def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
         if not (isinstance(im, dict) and isinstance(im.get("id"), int)):
             raise MediaError(f"instances: images[{k}] needs an integer 'id'")
         images[im["id"]] = (im.get("height"), im.get("width"))
-    results = _results(_read(predictions, "predictions file"), set(images))
+    results = _results(_read(predictions, "predictions file"), set(images),
+                       owned=isinstance(predictions, (str, os.PathLike)))  # parsed here: ours to change
     if iou_type == "segm":
         for k, d in enumerate(results):
             if d.get("segmentation") is None:
