@@ -574,10 +574,12 @@ def _mark_list(code: np.ndarray, iou: np.ndarray, names: tuple) -> list:
 
 def _per_image(marks: list, img: np.ndarray, n_img: int) -> list:
     """``marks`` grouped by image position (file order kept within an image): a tuple per image."""
-    order = np.argsort(img, kind="stable")
-    order = order[img[order] >= 0]
-    ends = np.cumsum(np.bincount(img[order], minlength=n_img)).tolist()
-    ranked = [marks[i] for i in order.tolist()]
+    ends = np.cumsum(np.bincount(img[img >= 0], minlength=n_img)).tolist()
+    if len(img) and img[0] >= 0 and (np.diff(img) >= 0).all():
+        ranked = marks  # already by image (a results file usually is)
+    else:
+        order = np.argsort(img, kind="stable")
+        ranked = [marks[i] for i in order[img[order] >= 0].tolist()]
     out, start = [], 0
     for end in ends:
         out.append(tuple(ranked[start:end]))
@@ -684,11 +686,10 @@ def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
         count(g_img, g_in & (g_code[1] == _MISS))
     # classes with an error at 0.50: (image, category) pairs of the FP and FN, ascending
     d_err, g_err = d_in & (d_code[0] == _MISS), g_in & (g_code[0] == _MISS)
-    err = np.unique(np.r_[r["d_img"][d_err] * max(n_cat, 1) + r["d_cat"][d_err],
-                          r["g_img"][g_err] * max(n_cat, 1) + r["g_cat"][g_err]])
-    errors: list = [[] for _ in range(n_img)]
-    for img_k, cat_k in zip((err // max(n_cat, 1)).tolist(), (err % max(n_cat, 1)).tolist()):
-        errors[img_k].append(cat_ids[cat_k])
+    cats = max(n_cat, 1)
+    err = np.unique(np.r_[r["d_img"][d_err] * cats + r["d_cat"][d_err], r["g_img"][g_err] * cats + r["g_cat"][g_err]])
+    err_ends = np.searchsorted(err, np.arange(1, n_img + 1) * cats).tolist()
+    err_cats = np.asarray(cat_ids, dtype=np.int64)[err % cats].tolist() if n_cat else []  # ascending per image
     per_class = np.stack([np.bincount(r["d_cat"][d_in & (r["d_cat"] >= 0) & (d_code[0] == code)], minlength=n_cat)
                           for code in (_TP, _MISS)]
                          + [np.bincount(r["g_cat"][g_in & (r["g_cat"] >= 0) & (g_code[0] == _MISS)], minlength=n_cat)],
@@ -700,7 +701,7 @@ def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
         denom = 2 * tp[k] + fp[k] + fn[k]
         image_rows.append(ImageEvaluation(im["id"], pm_by_image[k], gm_by_image[k], tp[k], fp[k], fn[k], tp75[k],
                                           fp75[k], fn75[k], 2 * tp[k] / denom if denom else None,
-                                          tuple(sorted(errors[k]))))
+                                          tuple(err_cats[err_ends[k - 1] if k else 0:err_ends[k]])))
     names = {c["id"]: c.get("name", str(c["id"])) for c in inst["categories"]}
     classes, pr = [], {}
     for k, c in enumerate(cat_ids):
