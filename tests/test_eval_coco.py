@@ -230,9 +230,12 @@ def test_the_callers_data_is_left_as_it_was(iou_type, engine):
 
 @pytest.mark.parametrize("engine", ["pycocotools", "faster-coco-eval"])
 def test_crowded_images_equal_pycocotools(engine):
-    """Many ground-truth boxes of one class in an image (every width of the matching's buckets), over 100
-    detections of it, equal IoUs and scores (copies of one box, of a detection or of a ground truth), crowds,
-    an area outside area "all"."""
+    """Crowded images, with ties, crowds and every ground-truth count of the matching's buckets.
+
+    Many ground-truth boxes of one class in an image, over 100 detections of it,
+    equal IoUs and scores (copies of one box, of a detection or of a ground truth),
+    crowds, an area outside area "all".
+    """
     if engine == "faster-coco-eval" and not HAVE_FASTER:
         pytest.skip("faster-coco-eval is not installed (the eval extra)")
     rng = np.random.default_rng(7)
@@ -253,8 +256,9 @@ def test_crowded_images_equal_pycocotools(engine):
                 res.append({"image_id": im["id"], "category_id": 1 + g % 2, "score": float(rng.choice([0.5, 0.9])),
                             "bbox": [x + float(rng.integers(-3, 4)), y, w, h]})
         for _ in range(130):  # over 100 of class 1 in the crowded images
+            xy, wh = rng.integers(0, 150, 2), rng.integers(5, 60, 2)
             res.append({"image_id": im["id"], "category_id": 1, "score": round(float(rng.random()), 2),
-                        "bbox": [float(v) for v in rng.integers(0, 150, 2)] + [float(v) for v in rng.integers(5, 60, 2)]})
+                        "bbox": [float(v) for v in (*xy, *wh)]})
     inst = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
     assert_same_as_pycocotools(inst, res, "bbox", engine=engine)
 
