@@ -306,6 +306,55 @@ def test_outcome_toggles_change_the_boxes_drawn(page):
     assert px(1, 4, 40) == list(PAL[2]) and px(1, 8, 16) == list(PAL[1])
 
 
+def _layers_on(pg):
+    """{box key: its layer's switch} of the sidebar."""
+    keys = pg.eval_on_selector_all("#box-controls fieldset.box-layer legend .key", "l => l.map(e => e.textContent)")
+    on = pg.eval_on_selector_all("#box-controls fieldset.box-layer .layer-toggle", "l => l.map(e => e.checked)")
+    return dict(zip(keys, on, strict=True))
+
+
+def test_an_outcome_switch_shows_the_boxes_it_concerns(page):
+    """The ground truth's box layer starts off (its mask shown): hiding TP shows the FN too, so it goes on."""
+    assert _layers_on(page) == {"ground_truth": False, "predictions": True}  # the viewer's defaults here
+    assert _boxes_drawn(page, 2) == 1  # the FP prediction; not the two missed ground-truth boxes
+    _check(page, "#eval-controls input[data-outcome='tp']", False)
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+    assert _boxes_drawn(page, 2) == 3
+
+
+def test_showing_fp_turns_on_the_predictions_only(page):
+    for o in ("tp", "fp", "fn", "ignored"):  # every outcome off (the layers of those still shown go on meanwhile)
+        _check(page, f"#eval-controls input[data-outcome='{o}']", False)
+    for key in ("ground_truth", "predictions"):  # then both layers off by hand
+        _check(page, f"#box-controls fieldset.box-layer:has(.key:text-is('{key}')) .layer-toggle", False)
+    assert _layers_on(page) == {"ground_truth": False, "predictions": False}
+    _check(page, "#eval-controls input[data-outcome='fp']", True)  # "show me the false positives"
+    assert _layers_on(page) == {"ground_truth": False, "predictions": True}
+    assert _boxes_drawn(page, 3) == 3
+    _check(page, "#eval-controls input[data-outcome='fn']", True)
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+    assert _boxes_drawn(page, 2) == 3  # image 2: the dog predicted where there is none, the two missed
+
+
+def test_the_iou_threshold_shows_the_boxes(page):
+    _set(page, "#eval-iou", 75)
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+    assert _boxes_drawn(page, 3) == 7
+
+
+def test_clicking_a_class_shows_its_boxes(page):
+    _check(page, "#box-controls fieldset[data-layer='0'] input[data-class-id='2']", False)  # dogs hidden by hand
+    _check(page, "#box-controls fieldset[data-layer='1'] input[data-class-id='2']", False)
+    page.locator("#eval-class-table tr[data-class-id='2'] button.ev-class").click()
+    _settle(page)
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+    assert page.locator("#box-controls input[data-class-id='2']:checked").count() == 2  # the class shown again
+    assert _boxes_drawn(page, 1) == 4  # image 1: its cat and dogs, predicted and true
+    page.locator("#eval-class-table tr[data-class-id='2'] button.ev-class").click()  # again: the filter off;
+    _settle(page)  # the boxes stay
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+
+
 def test_clicking_a_class_filters_the_gallery(page):
     page.locator("#eval-class-table tr[data-class-id='2'] button.ev-class").click()
     _settle(page)
