@@ -35,8 +35,9 @@ per class as inline SVG, the mask confusion matrix as a heat map with counts), e
 image's TP / FP / FN, F1 and mIoU, worst-first orders of the gallery, and outlines
 filtered (TP / FP / FN / ignored) and coloured by outcome at IoU 0.50 or 0.75 (using
 these switches, the IoU or a class of the table turns on the box layers holding the
-outcomes shown, and that class in them). The section is checked on reading (:func:`viewer_data`): unknown keys dropped, numbers that
-are not finite as None, one entry per image.
+outcomes shown, and that class in them). The section is checked on reading
+(:func:`viewer_data`): unknown keys dropped, numbers that are not finite as None, one
+entry per image.
 
 Every string from the dump reaches the page as text (``textContent``), never as markup.
 """
