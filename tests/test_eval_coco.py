@@ -263,6 +263,30 @@ def test_crowded_images_equal_pycocotools(engine):
     assert_same_as_pycocotools(inst, res, "bbox", engine=engine)
 
 
+def test_the_garbage_collector_is_as_it_was(monkeypatch):
+    """evaluate_coco pauses the cyclic collector while it runs (eval.coco._gc_paused) and leaves it as it was."""
+    import gc
+
+    import gpu_media.eval.coco as coco
+
+    inst, res = demo_data()
+    seen = []
+    inner = coco._evaluate_coco
+    monkeypatch.setattr(coco, "_evaluate_coco", lambda *a: seen.append(gc.isenabled()) or inner(*a))
+    assert gc.isenabled()
+    evaluate_coco(inst, res)
+    assert gc.isenabled() and seen == [False]
+    with pytest.raises(gm.MediaError):
+        evaluate_coco(inst, [{"image_id": 999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        evaluate_coco(inst, res)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_no_detections_at_all():
     """The loadRes of pycocotools fails on an empty list; evaluated here as no detections: every GT an FN."""
     inst, _ = demo_data()
