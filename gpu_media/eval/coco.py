@@ -228,11 +228,12 @@ class CocoEvaluation:
             >>> sorted(section)[:4], len(section["stats"]), len(section["pr_curves"]["recall"])
             (['classes', 'images', 'iou_type', 'pr_curves'], 12, 101)
         """
-        return {"iou_type": self.iou_type, "stats": list(self.stats), "stats_names": list(STATS_NAMES),
-                "classes": [c.to_json() for c in self.classes],
-                "pr_curves": {"recall": list(self.recall), "iou": 0.5,
-                              "precision": {str(k): list(v) for k, v in self.precision50.items()}},
-                "images": [im.to_json() for im in self.images]}
+        with _gc_paused():  # a few objects per box: see _gc_paused
+            return {"iou_type": self.iou_type, "stats": list(self.stats), "stats_names": list(STATS_NAMES),
+                    "classes": [c.to_json() for c in self.classes],
+                    "pr_curves": {"recall": list(self.recall), "iou": 0.5,
+                                  "precision": {str(k): list(v) for k, v in self.precision50.items()}},
+                    "images": [im.to_json() for im in self.images]}
 
 
 def outcome_colors(marks: Any) -> np.ndarray:
