@@ -18,10 +18,12 @@ area "all", maxDets 100 and the IoU thresholds 0.50 and 0.75 only, by a port of
 ``evaluateImg``'s greedy loop (detections by score, highest first, mergesort; at
 most 100 per image and category; ground truth with ``iscrowd`` (or an area outside
 area "all") last and ignored; a crowd may be matched many times; a detection
-matched to an ignored ground truth is ignored). Each detection of the results file
-is then "tp", "fp" or "ignored" (ignored also: beyond the 100 best of its image
-and category, which COCOeval never looks at), each ground-truth annotation
-"matched", "fn" or "ignored", with the IoU of each match. The tests re-derive these
+matched to an ignored ground truth is ignored), run in NumPy for every (image,
+category) pair at once: the pairs step through their detections together (previous
+versions looped in Python, pair by pair: most of ``--eval``'s cost). Each detection
+of the results file is then "tp", "fp" or "ignored" (ignored also: beyond the 100
+best of its image and category, which COCOeval never looks at), each ground-truth
+annotation "matched", "fn" or "ignored", with the IoU of each match. The tests re-derive these
 marks from pycocotools' ``evalImgs`` and compare.
 """
 
