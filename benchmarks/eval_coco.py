@@ -39,6 +39,7 @@ import contextlib
 import copy
 import datetime
 import gc
+import importlib.metadata
 import io
 import json
 import os
@@ -210,11 +211,11 @@ def main() -> None:
                           "note": "2 CPU cores shared with other jobs: ratios are from one process, contenders "
                                   "alternating, medians"},
               "versions": {}}
-    for mod in ("numpy", "pycocotools", "faster_coco_eval"):
+    for dist in ("numpy", "pycocotools", "faster-coco-eval"):  # (pycocotools has no __version__)
         try:
-            result["versions"][mod] = __import__(mod).__version__
-        except (ImportError, AttributeError):
-            result["versions"][mod] = None
+            result["versions"][dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            result["versions"][dist] = None
     print(f"detection, {args.images} images:", file=sys.stderr)
     result["detection"] = detection(args.images, args.rounds, args.skip_pycocotools)
     if not args.skip_masks:
