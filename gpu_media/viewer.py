@@ -33,9 +33,11 @@ panel (COCOeval's 12 stats, a per-class table sortable by any column whose class
 filter the gallery to the images with an error in that class, precision/recall curves
 per class as inline SVG, the mask confusion matrix as a heat map with counts), each
 image's TP / FP / FN, F1 and mIoU, worst-first orders of the gallery, and outlines
-filtered (TP / FP / FN / ignored) and coloured by outcome at IoU 0.50 or 0.75. The
-section is checked on reading (:func:`viewer_data`): unknown keys dropped, numbers that
-are not finite as None, one entry per image.
+filtered (TP / FP / FN / ignored) and coloured by outcome at IoU 0.50 or 0.75 (using
+these switches, the IoU or a class of the table turns on the box layers holding the
+outcomes shown, and that class in them). The section is checked on reading
+(:func:`viewer_data`): unknown keys dropped, numbers that are not finite as None, one
+entry per image.
 
 Every string from the dump reaches the page as text (``textContent``), never as markup.
 """
@@ -144,22 +146,29 @@ def _eval_iou(v) -> float | None:
 
 
 def _eval_outcomes(entries, allowed: tuple) -> list:
-    """Per-box outcome objects as compact ``[o50, iou50, o75, iou75]`` lists (unknown outcomes: None).
+    """Per-box outcomes as compact ``[o50, iou50, o75, iou75]`` lists (unknown outcomes: None).
 
-    (JSON values only, so a plain type test; ~100 of these per image: kept lean.)
+    ``entries``: the index's columns ``{"o50": [...], "iou50": [...], "o75": [...],
+    "iou75": [...]}`` (docs/SPEC.md 6.6; a column shorter than the longest reads as
+    None), or one ``{"o50", ...}`` object per box (the form of the first evaluated
+    dumps). (JSON values only, so a plain type test; ~100 of these per image: kept lean.)
     """
-    out = []
     isfinite, num = math.isfinite, (int, float)
-    for e in entries if isinstance(entries, list) else []:
-        if not isinstance(e, dict):
-            out.append([None, None, None, None])
-            continue
-        o50, i50, o75, i75 = e.get("o50"), e.get("iou50"), e.get("o75"), e.get("iou75")
-        out.append([o50 if o50 in allowed else None,
-                    round(i50, 4) if type(i50) in num and isfinite(i50) else None,
-                    o75 if o75 in allowed else None,
-                    round(i75, 4) if type(i75) in num and isfinite(i75) else None])
-    return out
+    if isinstance(entries, dict):
+        cols = [entries.get(k) for k in ("o50", "iou50", "o75", "iou75")]
+        cols = [c if isinstance(c, list) else [] for c in cols]
+        n = max(len(c) for c in cols)
+        cols = [c + [None] * (n - len(c)) for c in cols]
+        rows = zip(*cols)
+    elif isinstance(entries, list):
+        rows = ((e.get("o50"), e.get("iou50"), e.get("o75"), e.get("iou75")) if isinstance(e, dict)
+                else (None, None, None, None) for e in entries)
+    else:
+        return []
+    return [[o50 if o50 in allowed else None,
+             round(i50, 4) if type(i50) in num and isfinite(i50) else None,
+             o75 if o75 in allowed else None,
+             round(i75, 4) if type(i75) in num and isfinite(i75) else None] for o50, i50, o75, i75 in rows]
 
 
 def _eval_images(raw, count: int, what: str, errors: list) -> list:
@@ -249,7 +258,7 @@ def _read_eval(raw, images: list, name: str, errors: list) -> dict | None:
 
     Unknown keys are dropped, numbers that are not finite become None, per-image lists
     get exactly one entry per image (a length mismatch is named in ``errors``), and
-    each box's outcome object becomes a compact ``[o50, iou50, o75, iou75]`` list (dropped,
+    each box's outcomes become a compact ``[o50, iou50, o75, iou75]`` list (dropped,
     and named in ``errors``, where they do not match the image's boxes one for one).
     """
     if not isinstance(raw, dict):

@@ -74,8 +74,9 @@ def test_evaluate_dataset_is_the_files_evaluation():
         assert a.stats == b.stats and a.images == b.images and a.classes == b.classes
     section = detection_section(ds, a)
     for im, entry, full in zip(ds.images, section["images"], a.images):
-        assert len(entry["pred"]) == len(im.pred) < len(im.pred_all) or len(im.pred) == len(im.pred_all)
-        assert entry["pred"] == [full.pred[k].to_json() for k in im.pred_index]
+        assert len(entry["pred"]["o50"]) == len(im.pred) < len(im.pred_all) or len(im.pred) == len(im.pred_all)
+        shown = [full.pred[k].to_json() for k in im.pred_index]
+        assert entry["pred"] == {col: [m[col] for m in shown] for col in ("o50", "iou50", "o75", "iou75")}
         assert entry["tp"] == full.tp  # counts over every prediction
     json.dumps(section, allow_nan=False)
 

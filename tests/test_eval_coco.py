@@ -214,6 +214,79 @@ def test_more_than_100_detections_of_one_class_in_one_image():
     assert sum(m.o50 == "ignored" for m in ev.images[0].pred) == 30
 
 
+@pytest.mark.parametrize("engine", ["pycocotools", "faster-coco-eval"])
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_the_callers_data_is_left_as_it_was(iou_type, engine):
+    """COCO.loadRes and COCOeval write into the dicts they get: evaluate_coco hands them copies."""
+    if engine == "faster-coco-eval" and not HAVE_FASTER:
+        pytest.skip("faster-coco-eval is not installed (the eval extra)")
+    inst, res = demo_data()
+    res[0] = {k: v for k, v in res[0].items() if k != "bbox"}  # (a segm result without bbox: loadRes adds one)
+    before = copy.deepcopy((inst, res))
+    ev = evaluate_coco(inst, res, iou_type, engine=engine)
+    assert (inst, res) == before
+    assert evaluate_coco(inst, res, iou_type, engine=engine).images == ev.images
+
+
+@pytest.mark.parametrize("engine", ["pycocotools", "faster-coco-eval"])
+def test_crowded_images_equal_pycocotools(engine):
+    """Crowded images, with ties, crowds and every ground-truth count of the matching's buckets.
+
+    Many ground-truth boxes of one class in an image, over 100 detections of it,
+    equal IoUs and scores (copies of one box, of a detection or of a ground truth),
+    crowds, an area outside area "all".
+    """
+    if engine == "faster-coco-eval" and not HAVE_FASTER:
+        pytest.skip("faster-coco-eval is not installed (the eval extra)")
+    rng = np.random.default_rng(7)
+    images = [{"id": i + 1, "file_name": f"{i}.png", "height": 200, "width": 200} for i in range(6)]
+    anns, res = [], []
+    for im, n_gt in zip(images, (1, 2, 3, 7, 20, 45)):
+        boxes = []
+        for g in range(n_gt):
+            x, y = [float(v) for v in rng.integers(0, 150, 2)]
+            w, h = [float(v) for v in rng.integers(5, 60, 2)]
+            if g % 6 == 5:  # the box of ground truth g - 2 (same class) again: ties of IoU among ground truth
+                x, y, w, h = boxes[g - 2]
+            boxes.append((x, y, w, h))
+            area = 2e10 if g == 3 else w * h  # outside area "all" (0 to 1e10): ignored
+            anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": 1 + g % 2, "bbox": [x, y, w, h],
+                         "area": area, "iscrowd": int(g % 5 == 4)})
+            for _ in range(int(rng.integers(1, 4))):  # copies: equal IoUs, often equal scores
+                res.append({"image_id": im["id"], "category_id": 1 + g % 2, "score": float(rng.choice([0.5, 0.9])),
+                            "bbox": [x + float(rng.integers(-3, 4)), y, w, h]})
+        for _ in range(130):  # over 100 of class 1 in the crowded images
+            xy, wh = rng.integers(0, 150, 2), rng.integers(5, 60, 2)
+            res.append({"image_id": im["id"], "category_id": 1, "score": round(float(rng.random()), 2),
+                        "bbox": [float(v) for v in (*xy, *wh)]})
+    inst = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    assert_same_as_pycocotools(inst, res, "bbox", engine=engine)
+
+
+def test_the_garbage_collector_is_as_it_was(monkeypatch):
+    """evaluate_coco pauses the cyclic collector while it runs (eval.coco._gc_paused) and leaves it as it was."""
+    import gc
+
+    import gpu_media.eval.coco as coco
+
+    inst, res = demo_data()
+    seen = []
+    inner = coco._evaluate_coco
+    monkeypatch.setattr(coco, "_evaluate_coco", lambda *a: seen.append(gc.isenabled()) or inner(*a))
+    assert gc.isenabled()
+    evaluate_coco(inst, res)
+    assert gc.isenabled() and seen == [False]
+    with pytest.raises(gm.MediaError):
+        evaluate_coco(inst, [{"image_id": 999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        evaluate_coco(inst, res)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_no_detections_at_all():
     """The loadRes of pycocotools fails on an empty list; evaluated here as no detections: every GT an FN."""
     inst, _ = demo_data()

@@ -39,8 +39,9 @@ def test_coco_index_eval_section(tmp_path, iou_type):
     assert det["iou_type"] == iou_type and (det["gt_key"], det["pred_key"]) == ("ground_truth", "predictions")
     assert len(det["images"]) == index["count"] == len(dicts)
     for entry, im in zip(index["images"], det["images"]):  # one mark per box of each boxes2D file, in its order
-        assert len(im["pred"]) == len(boxes_file(out, entry, "predictions")["box_data"])
-        assert len(im["gt"]) == len(boxes_file(out, entry, "ground_truth")["box_data"])
+        for col in ("o50", "iou50", "o75", "iou75"):  # columns aligned with the boxes
+            assert len(im["pred"][col]) == len(boxes_file(out, entry, "predictions")["box_data"])
+            assert len(im["gt"][col]) == len(boxes_file(out, entry, "ground_truth")["box_data"])
     assert len(det["stats"]) == 12 and len(det["pr_curves"]["recall"]) == 101
     # segmentation: the confusion of the two mask files the dump wrote, counted here with np.bincount
     seg = section["segmentation"]
@@ -92,8 +93,8 @@ def test_outlines_by_outcome(tmp_path, device):
     write_coco_dump(out, folder, inst, res, evaluate="bbox", draw_boxes=True, device=device, thickness=1)
     index = index_of(out)
     im = index["eval"]["detection"]["images"][0]
-    assert [m["o50"] for m in im["pred"]] == ["tp", "fp", "ignored"]
-    assert [m["o50"] for m in im["gt"]] == ["matched", "fn", "ignored"]
+    assert im["pred"]["o50"] == ["tp", "fp", "ignored"]
+    assert im["gt"]["o50"] == ["matched", "fn", "ignored"]
     px = decode_image(read_rel(out, index["images"][0]["path"]))
     # outline corners (x0, y0) of each box, drawn ground truth first, then predictions (docs/SPEC.md 4)
     assert tuple(px[4, 40]) == OUTCOME_COLORS["fn"]  # GT B, missed
@@ -124,8 +125,8 @@ def test_npz_eval_section_and_colours(tmp_path, device):
                      "--device", device]) == 0
     index = index_of(out, "images_0.index.json")
     det, seg = index["eval"]["detection"], index["eval"]["segmentation"]
-    assert [m["o50"] for m in det["images"][0]["pred"]] == ["fp", "tp"]  # the boxes2D order: spec rows
-    assert [m["o50"] for m in det["images"][1]["gt"]] == ["fn"]
+    assert det["images"][0]["pred"]["o50"] == ["fp", "tp"]  # the boxes2D order: spec rows
+    assert det["images"][1]["gt"]["o50"] == ["fn"]
     assert seg["confusion_matrix"] == confusion_matrix(gt_mask, pred_mask, 3).matrix.tolist()
     px = decode_image(read_rel(out, index["images"][0]["path"]))
     assert tuple(px[16, 16]) == OUTCOME_COLORS["fp"] and tuple(px[2, 2]) == OUTCOME_COLORS["tp"]

@@ -31,6 +31,12 @@ def _sample() -> dict:
         return json.load(f)
 
 
+def _per_box(cols: dict) -> list:
+    """An image's outcome columns ``{"o50": [...], ...}`` (docs/SPEC.md 6.6) as one dict per box."""
+    keys = ("o50", "iou50", "o75", "iou75")
+    return [dict(zip(keys, row)) for row in zip(*(cols[k] for k in keys), strict=True)]
+
+
 def _masks():
     """The semantic masks whose numbers the sample's ``segmentation`` part holds."""
     gt = np.zeros((N, H, W), np.uint8)
@@ -83,11 +89,11 @@ def test_sample_agrees_with_its_boxes_and_masks():
     det, seg = s["eval"]["detection"], s["eval"]["segmentation"]
     assert len(det["images"]) == len(s["boxes"]) == N
     for boxes, im in zip(s["boxes"], det["images"], strict=True):
-        assert len(im["pred"]) == len(boxes["predictions"]["box_data"])
-        assert len(im["gt"]) == len(boxes["ground_truth"]["box_data"])
+        assert len(_per_box(im["pred"])) == len(boxes["predictions"]["box_data"])
+        assert len(_per_box(im["gt"])) == len(boxes["ground_truth"]["box_data"])
         for t in ("50", "75"):
             suffix = "" if t == "50" else t
-            marks = [p[f"o{t}"] for p in im["pred"]] + [g[f"o{t}"] for g in im["gt"]]
+            marks = im["pred"][f"o{t}"] + im["gt"][f"o{t}"]
             assert (im["tp" + suffix], im["fp" + suffix], im["fn" + suffix]) == (
                 marks.count("tp"), marks.count("fp"), marks.count("fn"))
         tp, fp, fn = im["tp"], im["fp"], im["fn"]
@@ -97,8 +103,8 @@ def test_sample_agrees_with_its_boxes_and_masks():
         errors = [i for i, im in enumerate(det["images"]) if c in im["error_classes"]]
         wrong = []
         for i, (b, im) in enumerate(zip(s["boxes"], det["images"], strict=True)):
-            marks = list(zip(im["pred"], b["predictions"]["box_data"], strict=True))
-            marks += zip(im["gt"], b["ground_truth"]["box_data"], strict=True)
+            marks = list(zip(_per_box(im["pred"]), b["predictions"]["box_data"], strict=True))
+            marks += zip(_per_box(im["gt"]), b["ground_truth"]["box_data"], strict=True)
             if any(m["o50"] in ("fp", "fn") and x["class_id"] == c for m, x in marks):
                 wrong.append(i)
         assert errors == wrong, c
@@ -124,25 +130,40 @@ def test_eval_section_reaches_the_page_checked(tmp_path):
     path = tmp_path / "val_1.index.json"
     index = json.loads(path.read_text())
     index["eval"]["detection"]["images"] = index["eval"]["detection"]["images"][:3]
-    index["eval"]["detection"]["images"][0]["pred"][0] = {"o50": "<b>", "iou50": "x", "extra": 1}
+    index["eval"]["detection"]["images"][0]["pred"].update({"o50": ["<b>"], "iou50": ["x"], "extra": 1})
     index["eval"]["detection"]["stats"][0] = float("nan")
     index["eval"]["detection"]["classes"].append({"id": "1; drop", "name": "x"})
     path.write_text(json.dumps(index))
     data = viewer.viewer_data(tmp_path)
     det = data["dumps"][0]["eval"]["detection"]
     assert det["stats"][0] is None and len(det["classes"]) == 3
-    assert det["images"][0]["pred"][0] == [None, None, None, None]
+    assert det["images"][0]["pred"][0] == [None, None, "tp", 0.9012]  # (its 0.75 columns untouched)
     assert len(det["images"]) == N and det["images"][4]["tp"] is None
     assert any("eval.detection.images: 3 entries for 5 images" in e for e in data["errors"])
     viewer.script_json(data)  # no NaN left in
     # outcomes that do not match the boxes one for one (say, of all predictions where the dump holds those
     # above a score threshold) are not shown at all, and the page says why
-    index["eval"]["detection"]["images"][2]["pred"].append({"o50": "fp", "o75": "fp"})
+    for col in ("o50", "o75"):  # (the IoU columns one shorter: read as null)
+        index["eval"]["detection"]["images"][2]["pred"][col].append("fp")
     path.write_text(json.dumps(index))
     data = viewer.viewer_data(tmp_path)
     det = data["dumps"][0]["eval"]["detection"]
     assert det["images"][2]["pred"] == [] and len(det["images"][2]["gt"]) == 2 and len(det["images"][1]["pred"]) == 2
     assert any("outcomes not shown: image 2: 2 pred outcomes for 1 boxes of 'predictions'" in e for e in data["errors"])
+
+
+def test_outcomes_one_object_per_box_read_as_the_columns(tmp_path):
+    """The first evaluated dumps wrote one {"o50", "iou50", "o75", "iou75"} per box: read as the columns are."""
+    _write(str(tmp_path))
+    want = viewer.viewer_data(tmp_path)["dumps"][0]["eval"]["detection"]["images"]
+    path = tmp_path / "val_1.index.json"
+    index = json.loads(path.read_text())
+    for im in index["eval"]["detection"]["images"]:
+        im["pred"], im["gt"] = _per_box(im["pred"]), _per_box(im["gt"])
+    path.write_text(json.dumps(index))
+    data = viewer.viewer_data(tmp_path)
+    assert data["errors"] == [] and data["dumps"][0]["eval"]["detection"]["images"] == want
+    assert sum(len(im["pred"]) for im in want) == 10
 
 
 def test_no_eval_no_section(tmp_path):
@@ -285,6 +306,55 @@ def test_outcome_toggles_change_the_boxes_drawn(page):
     assert px(1, 4, 40) == list(PAL[2]) and px(1, 8, 16) == list(PAL[1])
 
 
+def _layers_on(pg):
+    """{box key: its layer's switch} of the sidebar."""
+    keys = pg.eval_on_selector_all("#box-controls fieldset.box-layer legend .key", "l => l.map(e => e.textContent)")
+    on = pg.eval_on_selector_all("#box-controls fieldset.box-layer .layer-toggle", "l => l.map(e => e.checked)")
+    return dict(zip(keys, on, strict=True))
+
+
+def test_an_outcome_switch_shows_the_boxes_it_concerns(page):
+    """The ground truth's box layer starts off (its mask shown): hiding TP shows the FN too, so it goes on."""
+    assert _layers_on(page) == {"ground_truth": False, "predictions": True}  # the viewer's defaults here
+    assert _boxes_drawn(page, 2) == 1  # the FP prediction; not the two missed ground-truth boxes
+    _check(page, "#eval-controls input[data-outcome='tp']", False)
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+    assert _boxes_drawn(page, 2) == 3
+
+
+def test_showing_fp_turns_on_the_predictions_only(page):
+    for o in ("tp", "fp", "fn", "ignored"):  # every outcome off (the layers of those still shown go on meanwhile)
+        _check(page, f"#eval-controls input[data-outcome='{o}']", False)
+    for key in ("ground_truth", "predictions"):  # then both layers off by hand
+        _check(page, f"#box-controls fieldset.box-layer:has(.key:text-is('{key}')) .layer-toggle", False)
+    assert _layers_on(page) == {"ground_truth": False, "predictions": False}
+    _check(page, "#eval-controls input[data-outcome='fp']", True)  # "show me the false positives"
+    assert _layers_on(page) == {"ground_truth": False, "predictions": True}
+    assert _boxes_drawn(page, 3) == 3
+    _check(page, "#eval-controls input[data-outcome='fn']", True)
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+    assert _boxes_drawn(page, 2) == 3  # image 2: the dog predicted where there is none, the two missed
+
+
+def test_the_iou_threshold_shows_the_boxes(page):
+    _set(page, "#eval-iou", 75)
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+    assert _boxes_drawn(page, 3) == 7
+
+
+def test_clicking_a_class_shows_its_boxes(page):
+    _check(page, "#box-controls fieldset[data-layer='0'] input[data-class-id='2']", False)  # dogs hidden by hand
+    _check(page, "#box-controls fieldset[data-layer='1'] input[data-class-id='2']", False)
+    page.locator("#eval-class-table tr[data-class-id='2'] button.ev-class").click()
+    _settle(page)
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+    assert page.locator("#box-controls input[data-class-id='2']:checked").count() == 2  # the class shown again
+    assert _boxes_drawn(page, 1) == 4  # image 1: its cat and dogs, predicted and true
+    page.locator("#eval-class-table tr[data-class-id='2'] button.ev-class").click()  # again: the filter off;
+    _settle(page)  # the boxes stay
+    assert _layers_on(page) == {"ground_truth": True, "predictions": True}
+
+
 def test_clicking_a_class_filters_the_gallery(page):
     page.locator("#eval-class-table tr[data-class-id='2'] button.ev-class").click()
     _settle(page)
@@ -358,8 +428,8 @@ def test_the_coco_demo_evaluated_worst_image_first(browser, tmp_path):
         assert _sort(pg, "f1")[0] == worst
         for i in range(pg.locator("#box-controls .layer-toggle").count()):  # (burned in too: may start off)
             _check(pg, f"#box-controls fieldset[data-layer='{i}'] .layer-toggle", True)
-        n_boxes = sum(len(im["pred"]) + len(im["gt"]) for im in det["images"])
+        n_boxes = sum(len(im["pred"]["o50"]) + len(im["gt"]["o50"]) for im in det["images"])
         assert sum(_boxes_drawn(pg, i) for i in range(len(f1))) == n_boxes
         _check(pg, "#eval-controls input[data-outcome='fp']", False)
-        fp = sum(o["o50"] == "fp" for im in det["images"] for o in im["pred"])
+        fp = sum(o == "fp" for im in det["images"] for o in im["pred"]["o50"])
         assert fp and sum(_boxes_drawn(pg, i) for i in range(len(f1))) == n_boxes - fp

@@ -18,18 +18,23 @@ area "all", maxDets 100 and the IoU thresholds 0.50 and 0.75 only, by a port of
 ``evaluateImg``'s greedy loop (detections by score, highest first, mergesort; at
 most 100 per image and category; ground truth with ``iscrowd`` (or an area outside
 area "all") last and ignored; a crowd may be matched many times; a detection
-matched to an ignored ground truth is ignored). Each detection of the results file
-is then "tp", "fp" or "ignored" (ignored also: beyond the 100 best of its image
-and category, which COCOeval never looks at), each ground-truth annotation
-"matched", "fn" or "ignored", with the IoU of each match. The tests re-derive these
+matched to an ignored ground truth is ignored), run in NumPy for every (image,
+category) pair at once: the pairs step through their detections together (previous
+versions looped in Python, pair by pair: most of ``--eval``'s cost). Each detection
+of the results file is then "tp", "fp" or "ignored" (ignored also: beyond the 100
+best of its image and category, which COCOeval never looks at), each ground-truth
+annotation "matched", "fn" or "ignored", with the IoU of each match. The tests re-derive these
 marks from pycocotools' ``evalImgs`` and compare.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
+import itertools
 import json
+import operator
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +113,11 @@ class ImageEvaluation:
     def to_json(self, pred_indices: Any = None, gt_indices: Any = None) -> dict:
         """The image's entry of the index's ``eval.detection.images`` (docs/SPEC.md).
 
+        ``pred`` and ``gt`` are columns aligned with the boxes:
+        ``{"o50": [...], "iou50": [...], "o75": [...], "iou75": [...]}`` (one entry
+        per box in each; a JSON array per column is some 4x smaller and faster to
+        write and read than an object per box, ~100 boxes per image).
+
         Args:
             pred_indices: which of ``pred`` to list (e.g. those shown above a score
                 threshold), in that order; None: all.
@@ -117,13 +127,21 @@ class ImageEvaluation:
             >>> im = ImageEvaluation(1, (Mark("tp", 0.9, "tp", 0.9), Mark("fp", None, "fp", None)),
             ...                      (Mark("matched", 0.9, "matched", 0.9),), 1, 1, 0, 1, 1, 0, 2 / 3, (5,))
             >>> im.to_json(pred_indices=[0])["pred"], im.to_json()["f1"]
-            ([{'o50': 'tp', 'iou50': 0.9, 'o75': 'tp', 'iou75': 0.9}], 0.6666666666666666)
+            ({'o50': ['tp'], 'iou50': [0.9], 'o75': ['tp'], 'iou75': [0.9]}, 0.6666666666666666)
+            >>> im.to_json()["pred"]["o50"]
+            ['tp', 'fp']
         """
         pred = self.pred if pred_indices is None else [self.pred[int(i)] for i in pred_indices]
         gt = self.gt if gt_indices is None else [self.gt[int(i)] for i in gt_indices]
         return {"image_id": self.image_id, "tp": self.tp, "fp": self.fp, "fn": self.fn, "f1": self.f1,
                 "tp75": self.tp75, "fp75": self.fp75, "fn75": self.fn75, "error_classes": list(self.error_classes),
-                "pred": [m.to_json() for m in pred], "gt": [m.to_json() for m in gt]}
+                "pred": _columns(pred), "gt": _columns(gt)}
+
+
+def _columns(marks: Any) -> dict:
+    """``{"o50": [...], "iou50": [...], "o75": [...], "iou75": [...]}`` of a sequence of :class:`Mark`."""
+    return {"o50": [m.o50 for m in marks], "iou50": [m.iou50 for m in marks], "o75": [m.o75 for m in marks],
+            "iou75": [m.iou75 for m in marks]}
 
 
 @dataclass(frozen=True)
@@ -212,11 +230,12 @@ class CocoEvaluation:
             >>> sorted(section)[:4], len(section["stats"]), len(section["pr_curves"]["recall"])
             (['classes', 'images', 'iou_type', 'pr_curves'], 12, 101)
         """
-        return {"iou_type": self.iou_type, "stats": list(self.stats), "stats_names": list(STATS_NAMES),
-                "classes": [c.to_json() for c in self.classes],
-                "pr_curves": {"recall": list(self.recall), "iou": 0.5,
-                              "precision": {str(k): list(v) for k, v in self.precision50.items()}},
-                "images": [im.to_json() for im in self.images]}
+        with _gc_paused():  # a few objects per box: see _gc_paused
+            return {"iou_type": self.iou_type, "stats": list(self.stats), "stats_names": list(STATS_NAMES),
+                    "classes": [c.to_json() for c in self.classes],
+                    "pr_curves": {"recall": list(self.recall), "iou": 0.5,
+                                  "precision": {str(k): list(v) for k, v in self.precision50.items()}},
+                    "images": [im.to_json() for im in self.images]}
 
 
 def outcome_colors(marks: Any) -> np.ndarray:
@@ -320,8 +339,8 @@ def _ground_truth(inst: Any, iou_type: str) -> dict:
             "info": inst.get("info", {})}
 
 
-def _results(preds: Any, image_ids: set) -> list:
-    """Copies of the detections in a form ``COCO.loadRes`` takes (it writes into them).
+def _results(preds: Any, image_ids: set, owned: bool = False) -> list:
+    """The detections in a form ``COCO.loadRes`` takes; copies unless ``owned`` (loadRes writes into them).
 
     A detection with only a polygon or uncompressed-RLE ``segmentation`` gets it as
     compressed RLE (loadRes' segmentation form reads areas of RLE only); the
@@ -330,7 +349,11 @@ def _results(preds: Any, image_ids: set) -> list:
     if not isinstance(preds, list):
         raise MediaError("predictions: a COCO results file is a JSON list of detections "
                          "(pycocotools: results in not an array of objects)")
-    out = []
+    # the checks below in C (map), ~100 detections per image; the loop after names the first bad one
+    if (all(map(isinstance, preds, itertools.repeat(dict)))
+            and set(map(operator.methodcaller("get", "image_id"), preds)) <= image_ids
+            and all(map(operator.contains, preds, itertools.repeat("score")))):
+        return preds if owned else list(map(dict, preds))
     for k, d in enumerate(preds):
         if not isinstance(d, dict):
             raise MediaError(f"predictions: detections[{k}] must be an object")
@@ -339,8 +362,7 @@ def _results(preds: Any, image_ids: set) -> list:
                              "(pycocotools: Results do not correspond to current coco set)")
         if "score" not in d:
             raise MediaError(f"predictions: detections[{k}] has no 'score'")
-        out.append(dict(d))
-    return out
+    return preds if owned else [dict(d) for d in preds]
 
 
 def _load_results(gt, coco_cls, results: list, images: dict) -> Any:
@@ -364,116 +386,235 @@ def _load_results(gt, coco_cls, results: list, images: dict) -> Any:
     return gt.loadRes(results)
 
 
+_PRED_NAMES = ("tp", "fp", "ignored")
+_GT_NAMES = ("matched", "fn", "ignored")
+_TP, _MISS, _IGN = 0, 1, 2  # outcome codes: tp / matched, fp / fn, ignored
 _FP = Mark("fp", None, "fp", None)
 _FN = Mark("fn", None, "fn", None)
 _IGNORED = Mark("ignored", None, "ignored", None)
 
 
-def _greedy(ious: np.ndarray, gt_ignore: np.ndarray, iscrowd: list, threshold: float):
-    """``COCOeval.evaluateImg``'s matching at one threshold: (dt -> gt index or -1, gt -> dt index or -1).
+def _dense(values: list, ids: np.ndarray, index: dict) -> np.ndarray:
+    """(N,) int64 positions of ``values`` among ``ids`` (sorted; ``index`` = {id: position}), -1 where absent."""
+    arr = np.array(values)
+    if arr.ndim == 1 and arr.dtype.kind in "iu" and len(ids):
+        pos = np.minimum(np.searchsorted(ids, arr), len(ids) - 1)
+        return np.where(ids[pos] == arr, pos, -1).astype(np.int64)
+    get = index.get  # ids of other types (COCO's are integers): one by one
+    return np.fromiter((get(v, -1) for v in values), dtype=np.int64, count=len(values))
 
-    ``ious (D, G)``: detections by score (highest first), ground truth already sorted
-    ignored-last; ``gt_ignore (G,)``.
+
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For keys already sorted: (unique keys, start of each group, rank of each element in its group)."""
+    n = len(keys)
+    if n == 0:
+        return keys, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    rank = np.arange(n, dtype=np.int64) - np.repeat(first, np.diff(np.r_[first, n]))
+    return keys[first], first, rank
+
+
+def _greedy(flat: np.ndarray, off: np.ndarray, n_dt: np.ndarray, n_gt: np.ndarray, g_ign: np.ndarray,
+            g_crowd: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``COCOeval.evaluateImg``'s matching at one threshold, for many (image, category) pairs at once.
+
+    Pair p's IoU matrix (detections by score, highest first, x ground truth in file
+    order) is ``flat[off[p]:off[p] + n_dt[p] * n_gt[p]]``, row-major; ``g_ign`` /
+    ``g_crowd`` (P, Gmax) its ground truth's ignore and crowd flags. The pairs step
+    through their detections together; each detection takes, as evaluateImg's loop
+    does, among the ground truth not yet matched (a crowd always available) with IoU
+    >= min(threshold, 1 - 1e-10), the last of the highest IoU among the not ignored,
+    else among the ignored. Returns (P, Dmax) the matched ground truth of each
+    detection (-1: none) and (P, Gmax) the detection rank that matched each ground
+    truth last (-1: none).
     """
-    n_dt, n_gt = ious.shape
-    dt_m, gt_m = [-1] * n_dt, [-1] * n_gt
-    rows = ious.tolist()
-    ign = gt_ignore.tolist()
-    for d in range(n_dt):
-        iou, m = min(threshold, 1 - 1e-10), -1
-        row = rows[d]
-        for g in range(n_gt):
-            if gt_m[g] >= 0 and not iscrowd[g]:
-                continue
-            if m > -1 and ign[m] == 0 and ign[g] == 1:
-                break
-            if row[g] < iou:
-                continue
-            iou, m = row[g], g
-        if m == -1:
-            continue
-        dt_m[d] = m
-        gt_m[m] = d
+    n_pairs = len(off)
+    d_max, g_max = int(n_dt.max(initial=0)), int(n_gt.max(initial=0))
+    dt_m = np.full((n_pairs, d_max), -1, dtype=np.int64)
+    gt_m = np.full((n_pairs, g_max), -1, dtype=np.int64)
+    thr = min(threshold, 1 - 1e-10)
+    # buckets of pairs by ground-truth count (1, 2, 3-4, 5-8, ...), each padded to its widest
+    bucket = np.ceil(np.log2(np.maximum(n_gt, 1))).astype(np.int64)
+    for b in np.unique(bucket):
+        pairs = np.flatnonzero(bucket == b)
+        pairs = pairs[np.argsort(-n_dt[pairs], kind="stable")]  # the pairs still active at step k: a prefix
+        width = int(n_gt[pairs].max())
+        col = np.arange(width)
+        valid = col < n_gt[pairs, None]
+        ign, crowd = g_ign[pairs, :width], g_crowd[pairs, :width]
+        gm = np.full((len(pairs), width), -1, dtype=np.int64)
+        steps = n_dt[pairs]
+        for k in range(int(steps[0])):
+            a = int(np.count_nonzero(steps > k))
+            v = valid[:a]
+            vals = np.where(v, flat[np.where(v, off[pairs[:a], None] + k * n_gt[pairs[:a], None] + col, 0)], -1.0)
+            ok = v & ~((gm[:a] >= 0) & ~crowd[:a]) & (vals >= thr)
+            good = ok & ~ign[:a]
+            cand = np.where(good.any(axis=1)[:, None], good, ok & ign[:a])
+            has = cand.any(axis=1)
+            best = np.where(cand, vals, -np.inf)
+            top = cand & (best == best.max(axis=1, initial=-np.inf)[:, None])
+            m = np.where(has, width - 1 - np.argmax(top[:, ::-1], axis=1), -1)
+            rows = np.flatnonzero(has)
+            gm[rows, m[rows]] = k
+            dt_m[pairs[:a], k] = m
+        gt_m[pairs, :width] = gm
     return dt_m, gt_m
 
 
-def _pair_marks(g_list: list, d_list: list, raw_ious: Any, thresholds: tuple, gt_marks: dict, dt_marks: dict) -> None:
-    """One image and category with ground truth and detections: evaluateImg's matching at each threshold."""
+def _match(E, gt_anns: list, dt_anns: list, image_ids: list, cat_ids: list, thresholds: tuple) -> dict:
+    """Every detection's and ground truth's outcome codes and IoUs, from the engine's ``ious`` and evaluateImg's rules.
+
+    Returns arrays: ``d_img``, ``d_cat`` / ``g_img``, ``g_cat`` (positions in
+    ``image_ids`` / ``cat_ids``, -1 outside them), ``d_code``, ``d_iou`` (2, N) /
+    ``g_code``, ``g_iou`` (2, M) at each threshold (codes _TP, _MISS, _IGN; IoU NaN
+    where unmatched).
+    """
     lo, hi = _AREA_ALL
-    order = sorted(range(len(d_list)), key=lambda i: -d_list[i]["score"])  # stable, as mergesort
-    d_sorted = [d_list[i] for i in order[:_MAX_DET]]
-    ignore = [int(bool(g.get("iscrowd")) or g["area"] < lo or g["area"] > hi) for g in g_list]
-    g_order = sorted(range(len(g_list)), key=lambda i: ignore[i])
-    g_sorted = [g_list[i] for i in g_order]
-    g_ign = np.array([ignore[i] for i in g_order])
-    crowd = [int(g["iscrowd"]) for g in g_sorted]
-    ious = np.asarray(raw_ious, dtype=np.float64)
-    per_t = []
-    for t in thresholds:
-        if ious.size:
-            dm, gm = _greedy(ious[:, g_order], g_ign, crowd, t)
-        else:
-            dm, gm = [-1] * len(d_sorted), [-1] * len(g_sorted)
-        per_t.append((dm, gm))
-    d_out = {}
-    for j, d in enumerate(d_sorted):
-        out = []
-        for dm, _ in per_t:
-            m = dm[j]
-            if m >= 0:
-                out += ["ignored" if g_ign[m] else "tp", float(ious[j, g_order[m]])]
-            elif d["area"] < lo or d["area"] > hi:
-                out += ["ignored", None]
-            else:
-                out += ["fp", None]
-        d_out[d["id"]] = Mark(*out)
-    for d in d_list:
-        dt_marks[d["id"]] = d_out.get(d["id"]) or _IGNORED  # beyond maxDets
-    for j, g in enumerate(g_sorted):
-        out = []
-        for dm, gm in per_t:
-            m = gm[j]
-            if g_ign[j]:
-                out += ["ignored", float(ious[m, g_order[j]]) if m >= 0 else None]
-            elif m >= 0:
-                out += ["matched", float(ious[m, g_order[j]])]
-            else:
-                out += ["fn", None]
-        gt_marks[g["id"]] = Mark(*out)
+    n_cat = max(len(cat_ids), 1)
+    img_pos = {v: k for k, v in enumerate(image_ids)}
+    cat_pos = {v: k for k, v in enumerate(cat_ids)}
+    img_sorted, cat_sorted = np.array(image_ids, dtype=np.int64), np.array(cat_ids, dtype=np.int64)
+    if (np.diff(img_sorted) <= 0).any() or (np.diff(cat_sorted) <= 0).any():
+        raise MediaError("evaluation: the engine's image or category ids are not sorted and unique")
+    take = operator.itemgetter
+    d_img = _dense(list(map(take("image_id"), dt_anns)), img_sorted, img_pos)
+    d_cat = _dense(list(map(take("category_id"), dt_anns)), cat_sorted, cat_pos)
+    g_img = _dense(list(map(take("image_id"), gt_anns)), img_sorted, img_pos)
+    g_cat = _dense(list(map(take("category_id"), gt_anns)), cat_sorted, cat_pos)
+    n, n_g = len(dt_anns), len(gt_anns)
+    score = np.fromiter(map(take("score"), dt_anns), dtype=np.float64, count=n)
+    d_area = np.fromiter(map(take("area"), dt_anns), dtype=np.float64, count=n)
+    g_area = np.fromiter(map(take("area"), gt_anns), dtype=np.float64, count=n_g)
+    g_crowd = np.array([int(a["iscrowd"]) != 0 for a in gt_anns], dtype=bool).reshape(n_g)
+    g_ign = g_crowd | (g_area < lo) | (g_area > hi)
+    d_out = (d_area < lo) | (d_area > hi)
+    d_pair = np.where((d_img >= 0) & (d_cat >= 0), d_img * n_cat + d_cat, -1)
+    g_pair = np.where((g_img >= 0) & (g_cat >= 0), g_img * n_cat + g_cat, -1)
+
+    # detections by (image, category), then score, highest first (stable: evaluateImg's mergesort)
+    d_order = np.argsort(-score, kind="stable")
+    d_order = d_order[np.argsort(d_pair[d_order], kind="stable")]
+    d_order = d_order[d_pair[d_order] >= 0]
+    d_keys, _, d_rank = _groups(d_pair[d_order])
+    g_order = np.argsort(g_pair, kind="stable")
+    g_order = g_order[g_pair[g_order] >= 0]
+    g_keys, g_first, g_rank = _groups(g_pair[g_order])
+    d_pid = np.searchsorted(d_keys, d_pair[d_order])  # each sorted detection's pair
+    g_pid = np.searchsorted(g_keys, g_pair[g_order])
+    d_count = np.bincount(d_pid, minlength=len(d_keys))
+
+    # pairs with both: the engine's IoU matrices, laid end to end
+    both = np.intersect1d(d_keys, g_keys, assume_unique=True)
+    in_d, in_g = np.searchsorted(d_keys, both), np.searchsorted(g_keys, both)
+    n_dt = np.minimum(d_count[in_d], _MAX_DET)
+    n_gt = np.bincount(g_pid, minlength=len(g_keys))[in_g]
+    mats = []
+    for key, nd, ng in zip(both.tolist(), n_dt.tolist(), n_gt.tolist()):
+        m = np.asarray(E.ious.get((image_ids[key // n_cat], cat_ids[key % n_cat]), ()), dtype=np.float64)
+        if m.shape != (nd, ng):
+            raise MediaError(f"evaluation: the engine's IoU matrix of image {image_ids[key // n_cat]}, category "
+                             f"{cat_ids[key % n_cat]} is {m.shape}, expected {(nd, ng)} (an engine version "
+                             "this module does not know?)")
+        mats.append(m.ravel())
+    flat = np.concatenate(mats) if mats else np.zeros(0)
+    off = np.r_[0, np.cumsum(n_dt * n_gt)[:-1]].astype(np.int64) if len(both) else np.zeros(0, np.int64)
+    g_max = int(n_gt.max(initial=0))
+    col = np.arange(g_max)
+    g_at = np.where(col < n_gt[:, None], g_first[in_g, None] + col, 0)  # (P, Gmax) positions in g_order
+    pair_ign = np.where(col < n_gt[:, None], g_ign[g_order][g_at], False) if len(g_order) else g_at > 0
+    pair_crowd = np.where(col < n_gt[:, None], g_crowd[g_order][g_at], False) if len(g_order) else g_at > 0
+
+    # where each sorted detection / ground truth sits among the pairs with both (-1: its pair has no other side)
+    d_both = np.full(len(d_keys), -1, np.int64)
+    d_both[in_d] = np.arange(len(both))
+    g_both = np.full(len(g_keys), -1, np.int64)
+    g_both[in_g] = np.arange(len(both))
+    d_p, g_p = d_both[d_pid], g_both[g_pid]
+
+    d_code = np.full((2, n), _IGN, dtype=np.int8)
+    d_iou = np.full((2, n), np.nan)
+    g_code = np.full((2, n_g), _IGN, dtype=np.int8)
+    g_iou = np.full((2, n_g), np.nan)
+    for t, threshold in enumerate(thresholds):
+        dm, gm = _greedy(flat, off, n_dt, n_gt, pair_ign, pair_crowd, threshold)
+        # detections: matched (to an ignored ground truth: ignored), else fp unless outside area "all"
+        code = np.where(d_out[d_order], _IGN, _MISS).astype(np.int8)
+        iou = np.full(len(d_order), np.nan)
+        sel = (d_p >= 0) & (d_rank < _MAX_DET)
+        ps, rs = d_p[sel], d_rank[sel]
+        m = dm[ps, rs]
+        hit = m >= 0
+        idx = np.flatnonzero(sel)[hit]
+        code[idx] = np.where(pair_ign[ps[hit], m[hit]], _IGN, _TP)
+        iou[idx] = flat[off[ps[hit]] + rs[hit] * n_gt[ps[hit]] + m[hit]]
+        code[d_rank >= _MAX_DET] = _IGN  # beyond maxDets: COCOeval never looks at them
+        d_code[t, d_order], d_iou[t, d_order] = code, iou
+        # ground truth: ignored (crowd, outside area "all"), else matched or fn
+        gcode = np.where(g_ign[g_order], _IGN, _MISS).astype(np.int8)
+        giou = np.full(len(g_order), np.nan)
+        sel = g_p >= 0
+        ps, cs = g_p[sel], g_rank[sel]
+        m = gm[ps, cs]
+        hit = m >= 0
+        idx = np.flatnonzero(sel)[hit]
+        gcode[idx] = np.where(g_ign[g_order][idx], _IGN, _TP)
+        giou[idx] = flat[off[ps[hit]] + m[hit] * n_gt[ps[hit]] + cs[hit]]
+        g_code[t, g_order], g_iou[t, g_order] = gcode, giou
+    return {"d_img": d_img, "d_cat": d_cat, "g_img": g_img, "g_cat": g_cat,
+            "d_code": d_code, "d_iou": d_iou, "g_code": g_code, "g_iou": g_iou}
 
 
-def _marks(E, gt, dt, image_ids: list, cat_ids: list, thresholds: tuple) -> tuple[dict, dict]:
-    """{gt ann id: Mark}, {dt ann id: Mark} from the engine's ``ious`` and evaluateImg's rules."""
-    gts: dict = {}
-    for img_id in image_ids:
-        for a in gt.imgToAnns.get(img_id, ()):
-            gts.setdefault((img_id, a["category_id"]), []).append(a)
-    dts: dict = {}
-    for img_id in image_ids:
-        for a in dt.imgToAnns.get(img_id, ()):
-            dts.setdefault((img_id, a["category_id"]), []).append(a)
-    cats = set(cat_ids)
-    gt_marks, dt_marks = {}, {}
-    lo, hi = _AREA_ALL
-    for key in set(gts) | set(dts):
-        if key[1] not in cats:
-            continue
-        g_list, d_list = gts.get(key, []), dts.get(key, [])
-        if not g_list and len(d_list) <= _MAX_DET:  # nothing to match: FP, or ignored outside area "all"
-            for d in d_list:
-                dt_marks[d["id"]] = _FP if lo <= d["area"] <= hi else _IGNORED
-            continue
-        if not d_list:  # nothing matches: FN, or ignored (crowd, outside area "all")
-            for g in g_list:
-                gt_marks[g["id"]] = _IGNORED if (g.get("iscrowd") or g["area"] < lo or g["area"] > hi) else _FN
-            continue
-        _pair_marks(g_list, d_list, E.ious.get(key, []), thresholds, gt_marks, dt_marks)
-    return gt_marks, dt_marks
+def _mark_list(code: np.ndarray, iou: np.ndarray, names: tuple) -> list:
+    """One :class:`Mark` per column of ``code`` / ``iou`` (2, N); the marks without an IoU shared."""
+    shared = [Mark(names[a], None, names[b], None) for a in range(3) for b in range(3)]
+    marks = [shared[k] for k in (code[0].astype(np.int64) * 3 + code[1]).tolist()]
+    with_iou = np.flatnonzero(~np.isnan(iou).all(axis=0))
+    for j, c0, i0, c1, i1 in zip(with_iou.tolist(), code[0, with_iou].tolist(), iou[0, with_iou].tolist(),
+                                 code[1, with_iou].tolist(), iou[1, with_iou].tolist()):
+        marks[j] = Mark(names[c0], None if i0 != i0 else i0, names[c1], None if i1 != i1 else i1)
+    return marks
+
+
+def _per_image(marks: list, img: np.ndarray, n_img: int) -> list:
+    """``marks`` grouped by image position (file order kept within an image): a tuple per image."""
+    ends = np.cumsum(np.bincount(img[img >= 0], minlength=n_img)).tolist()
+    if len(img) and img[0] >= 0 and (np.diff(img) >= 0).all():
+        ranked = marks  # already by image (a results file usually is)
+    else:
+        order = np.argsort(img, kind="stable")
+        ranked = [marks[i] for i in order[img[order] >= 0].tolist()]
+    out, start = [], 0
+    for end in ends:
+        out.append(tuple(ranked[start:end]))
+        start = end
+    return out
 
 
 def _mean_valid(s: np.ndarray) -> float | None:
     v = s[s > -1]
     return float(np.mean(v)) if v.size else None
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """CPython's cyclic garbage collector paused for the block, as it was after it.
+
+    An evaluation allocates a few Python objects per detection (copies of the results,
+    what ``loadRes`` and COCOeval add to them, the marks): ~100 000 detections trigger
+    full collections that each walk every object of the process (measured on 1000
+    generated images, benchmarks/eval_coco.py's data: copying the results alone added
+    ~20% to faster-coco-eval's time with the collector on, 3% with it paused). Nothing
+    here needs the collector: reference counting frees the evaluation's
+    objects, any cycle among them is collected once it runs again.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
@@ -513,6 +654,11 @@ def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
         >>> first.tp, first.fp, first.fn, first.pred[7].o50, round(first.pred[7].iou50, 2), first.pred[0].o50
         (1, 7, 6, 'tp', 0.6, 'fp')
     """
+    with _gc_paused():  # several Python objects per detection: see _gc_paused
+        return _evaluate_coco(instances, predictions, iou_type, engine)
+
+
+def _evaluate_coco(instances: Any, predictions: Any, iou_type: str, engine: str) -> CocoEvaluation:
     if iou_type not in ("bbox", "segm"):
         raise MediaError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     name, coco_cls, make_eval = _engine(engine)
@@ -522,7 +668,8 @@ def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
         if not (isinstance(im, dict) and isinstance(im.get("id"), int)):
             raise MediaError(f"instances: images[{k}] needs an integer 'id'")
         images[im["id"]] = (im.get("height"), im.get("width"))
-    results = _results(_read(predictions, "predictions file"), set(images))
+    results = _results(_read(predictions, "predictions file"), set(images),
+                       owned=isinstance(predictions, (str, os.PathLike)))  # parsed here: ours to change
     if iou_type == "segm":
         for k, d in enumerate(results):
             if d.get("segmentation") is None:
@@ -551,40 +698,47 @@ def evaluate_coco(instances: Any, predictions: Any, iou_type: str = "bbox", *,
     area_all = list(p.areaRngLbl).index("all")
     m100 = list(p.maxDets).index(100)
     cat_ids = [int(c) for c in p.catIds]
-    gt_marks, dt_marks = _marks(E, gt, dt, [int(i) for i in p.imgIds], cat_ids,
-                                (float(p.iouThrs[t50]), float(p.iouThrs[t75])))
+    image_ids = [int(i) for i in p.imgIds]
+    r = _match(E, gt.dataset["annotations"], dt.dataset["annotations"], image_ids, cat_ids,
+               (float(p.iouThrs[t50]), float(p.iouThrs[t75])))
+    n_img, n_cat = len(image_ids), len(cat_ids)
+    d_img, g_img, d_code, g_code = r["d_img"], r["g_img"], r["d_code"], r["g_code"]
+    pm_by_image = _per_image(_mark_list(d_code, r["d_iou"], _PRED_NAMES), d_img, n_img)
+    gm_by_image = _per_image(_mark_list(g_code, r["g_iou"], _GT_NAMES), g_img, n_img)
+    d_in, g_in = d_img >= 0, g_img >= 0
 
-    per_class = {c: [0, 0, 0] for c in cat_ids}
+    def count(img: np.ndarray, sel: np.ndarray) -> list:
+        return np.bincount(img[sel], minlength=n_img).tolist()
+
+    tp, fp, fn = count(d_img, d_in & (d_code[0] == _TP)), count(d_img, d_in & (d_code[0] == _MISS)), \
+        count(g_img, g_in & (g_code[0] == _MISS))
+    tp75, fp75, fn75 = count(d_img, d_in & (d_code[1] == _TP)), count(d_img, d_in & (d_code[1] == _MISS)), \
+        count(g_img, g_in & (g_code[1] == _MISS))
+    # classes with an error at 0.50: (image, category) pairs of the FP and FN, ascending
+    d_err, g_err = d_in & (d_code[0] == _MISS), g_in & (g_code[0] == _MISS)
+    cats = max(n_cat, 1)
+    err = np.unique(np.r_[r["d_img"][d_err] * cats + r["d_cat"][d_err], r["g_img"][g_err] * cats + r["g_cat"][g_err]])
+    err_ends = np.searchsorted(err, np.arange(1, n_img + 1) * cats).tolist()
+    err_cats = np.asarray(cat_ids, dtype=np.int64)[err % cats].tolist() if n_cat else []  # ascending per image
+    per_class = np.stack([np.bincount(r["d_cat"][d_in & (r["d_cat"] >= 0) & (d_code[0] == code)], minlength=n_cat)
+                          for code in (_TP, _MISS)]
+                         + [np.bincount(r["g_cat"][g_in & (r["g_cat"] >= 0) & (g_code[0] == _MISS)], minlength=n_cat)],
+                         axis=1).tolist() if n_cat else []
+    position = {v: k for k, v in enumerate(image_ids)}
     image_rows = []
     for im in inst["images"]:
-        img_id = im["id"]
-        g_anns, d_anns = gt.imgToAnns.get(img_id, []), dt.imgToAnns.get(img_id, [])
-        pm = tuple(dt_marks.get(d["id"], _IGNORED) for d in d_anns)
-        gm = tuple(gt_marks.get(g["id"], _IGNORED) for g in g_anns)
-        c50 = [sum(m.o50 == "tp" for m in pm), sum(m.o50 == "fp" for m in pm), sum(m.o50 == "fn" for m in gm)]
-        c75 = [sum(m.o75 == "tp" for m in pm), sum(m.o75 == "fp" for m in pm), sum(m.o75 == "fn" for m in gm)]
-        errors = set()
-        for a, m in zip(d_anns, pm):
-            if a["category_id"] in per_class:
-                per_class[a["category_id"]][0] += m.o50 == "tp"
-                per_class[a["category_id"]][1] += m.o50 == "fp"
-            if m.o50 == "fp":
-                errors.add(int(a["category_id"]))
-        for a, m in zip(g_anns, gm):
-            if a["category_id"] in per_class:
-                per_class[a["category_id"]][2] += m.o50 == "fn"
-            if m.o50 == "fn":
-                errors.add(int(a["category_id"]))
-        denom = 2 * c50[0] + c50[1] + c50[2]
-        image_rows.append(ImageEvaluation(img_id, pm, gm, *c50, *c75, 2 * c50[0] / denom if denom else None,
-                                          tuple(sorted(errors))))
+        k = position[im["id"]]
+        denom = 2 * tp[k] + fp[k] + fn[k]
+        image_rows.append(ImageEvaluation(im["id"], pm_by_image[k], gm_by_image[k], tp[k], fp[k], fn[k], tp75[k],
+                                          fp75[k], fn75[k], 2 * tp[k] / denom if denom else None,
+                                          tuple(err_cats[err_ends[k - 1] if k else 0:err_ends[k]])))
     names = {c["id"]: c.get("name", str(c["id"])) for c in inst["categories"]}
     classes, pr = [], {}
     for k, c in enumerate(cat_ids):
         s = precision[:, :, k, area_all, m100]
         classes.append(ClassEvaluation(
             c, names.get(c, str(c)), _mean_valid(s), _mean_valid(s[t50]), _mean_valid(s[t75]),
-            _mean_valid(recall[:, k, area_all, m100]), *per_class[c]))
+            _mean_valid(recall[:, k, area_all, m100]), *per_class[k]))
         pr[c] = tuple(float(v) for v in s[t50])
     return CocoEvaluation(iou_type=iou_type, engine=name, stats=stats, classes=tuple(classes),
                           images=tuple(image_rows), recall=tuple(float(v) for v in p.recThrs), precision50=pr)

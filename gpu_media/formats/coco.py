@@ -617,7 +617,7 @@ def detection_section(ds: CocoDataset, evaluation: Any, gt_key: str = GT_KEY, pr
         >>> demo = demo_coco()  # the bundled COCO demo: 8 photographs, boxes and polygons
         >>> ds = load_coco(demo.images_dir, demo.instances, demo.predictions, score_threshold=0.5)
         >>> section = detection_section(ds, evaluate_dataset(ds))
-        >>> len(section["images"][0]["pred"]) == len(ds.images[0].pred), section["pred_key"]
+        >>> len(section["images"][0]["pred"]["o50"]) == len(ds.images[0].pred), section["pred_key"]
         (True, 'predictions')
     """
     out = evaluation.to_json()
