@@ -27,7 +27,7 @@ import numpy as np
 _ADD = np.array([0.0, 1.0, 0.0])
 _SCALE = np.array([255.0, 127.5, 1.0])
 #: Input bytes of one chunk: small enough that its float scratch and uint8 copy stay in a core's cache.
-CHUNK_BYTES = 512 << 10
+CHUNK_BYTES = 1 << 20
 #: Input bytes of one thread-pool task (a run of consecutive chunks converted by one thread).
 TASK_BYTES = 8 << 20
 
@@ -170,7 +170,8 @@ PARALLEL_BYTES = 4 << 20
 def _chunks(n: int, h: int, image_bytes: int) -> list[tuple[int, int, int, int]]:
     """(first image, end image, first row, end row) of each chunk, in batch order."""
     if image_bytes >= CHUNK_BYTES and h > 1:
-        rows = max(1, CHUNK_BYTES * h // image_bytes)
+        bands = min(h, -(-image_bytes // CHUNK_BYTES))
+        rows = -(-h // bands)
         return [(i, i + 1, r, min(r + rows, h)) for i in range(n) for r in range(0, h, rows)]
     step = max(1, CHUNK_BYTES // max(1, image_bytes))
     return [(a, min(a + step, n), 0, h) for a in range(0, n, step)]
