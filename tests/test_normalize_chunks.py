@@ -13,6 +13,9 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_normalize import float_batches
 
 import gpu_media as gm
 from media_helpers import host
@@ -141,3 +144,19 @@ def test_chunks_cover_the_batch_once():
                 assert image_bytes * (r1 - r0 - 1) / h <= cpu_norm.CHUNK_BYTES  # at most one row over
         sizes = {r1 - r0 for a, b, r0, r1 in chunks}
         assert max(sizes) - min(sizes) <= max(1, max(sizes) // 2)  # no sliver band at an image's end
+
+
+# the device fixture holds no state, so reusing it across hypothesis examples is safe
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(x=float_batches(), norm=st.booleans(), chunk=st.sampled_from([1, 8, 40, 1 << 20]),
+       task=st.sampled_from([1, 3, 1 << 30]), nchw=st.booleans())
+def test_property_any_chunking_matches_per_image_reference(device, x, norm, chunk, task, nchw):
+    """Random float batches (NaN, inf, -0.0, boundary values) under random chunk/task sizes, threaded."""
+    old = cpu_norm.CHUNK_BYTES, cpu_norm.TASK_BYTES, cpu_norm.PARALLEL_BYTES
+    cpu_norm.CHUNK_BYTES, cpu_norm.TASK_BYTES, cpu_norm.PARALLEL_BYTES = chunk, chunk * task, 1
+    try:
+        arr = x.transpose(0, 3, 1, 2) if nchw else x
+        got = host(gm.normalize(arr, layout="NCHW" if nchw else "NHWC", normalize=norm, device=device))
+    finally:
+        cpu_norm.CHUNK_BYTES, cpu_norm.TASK_BYTES, cpu_norm.PARALLEL_BYTES = old
+    np.testing.assert_array_equal(got, ref_batch(x, norm))
