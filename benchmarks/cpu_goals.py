@@ -385,7 +385,7 @@ def markdown(doc: dict) -> str:
     for case, r in doc["cases"].items():
         lines.append(f"- **{case}**: " + ", ".join(
             f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
-            for k, v in r.items() if k not in ("times",)))
+            for k, v in r.items() if k not in ("times", "runs")))
     return "\n".join(lines) + "\n"
 
 
