@@ -32,6 +32,13 @@ Cases (``device="cpu"`` throughout):
   are first touched in the call, which costs much on some VMs); the figure is
   normalize's bytes/s (float32 read + uint8 written) over the copy's bytes/s (read +
   written).
+* ``memory``: the peak memory of :func:`gpu_media.write_dump` (``device="cpu"``,
+  defaults; ``png`` and ``jpg``) of a float32 batch of ``--mem-gb`` GB (default 3.2) of
+  ``--size`` pictures, each in its own subprocess: the child builds the input (the
+  ``photo_batch`` pictures, each block of them at another brightness so no two images
+  are equal), resets its peak RSS (``/proc/self/clear_refs``), dumps, and reports
+  ``VmHWM`` (peak) minus the RSS before the dump: the extra memory over the input,
+  against the uint8 batch's bytes (Linux only; skipped elsewhere).
 * ``small_dump``: one 64x64 image per :func:`gpu_media.write_dump` call (a new step
   each call, the same folder: the training-loop case; the folder's ``index.html`` is
   rebuilt after every call from all its indexes, so it grows with the steps),
@@ -83,6 +90,8 @@ GOALS = {
     "normalize_fraction_of_new_array_copy_bandwidth": (">=", 0.5, ("normalize bytes/s / 2-thread copy bytes/s, the "
                                                                   "copy's destination allocated each time as "
                                                                   "normalize's output is")),
+    "memory_extra_vs_uint8_batch": ("<=", 0.2, ("peak RSS during write_dump over the RSS with the input "
+                                                 "loaded / the uint8 batch's bytes (the worst file type)")),
     "small_dump_ms_per_call": ("<=", 2.0, "ms per write_dump of one 64x64 image (durable=False, viewer on)"),
     "small_dump_ms_per_call_no_viewer": ("<=", 2.0, "the same with viewer=False"),
 }
@@ -267,6 +276,65 @@ def normalize_case(n, rounds, report, checks):
     pool.shutdown()
 
 
+def _vm(field: str) -> int:
+    """A /proc/self/status figure in bytes (``VmRSS``, ``VmHWM``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def memory_child(gb: float, size: int, file_type: str, folder: str) -> dict:
+    """In a fresh process: build a ``gb`` GB float32 batch, reset the peak RSS, dump it, report the extra peak."""
+    import gc
+
+    n = max(1, round(gb * 1e9 / (size * size * 3 * 4)))
+    gm.write_dump(os.path.join(folder, "warm"), np.zeros((2, 8, 8, 3), np.float32), key="w", file_type=file_type,
+                  device="cpu")  # imports, pools and code paths first: not counted
+    base = photo_batch(min(n, 256), size)
+    x = np.empty((n, size, size, 3), np.float32)
+    blocks = -(-n // len(base))
+    for k in range(blocks):
+        m = min(len(base), n - k * len(base))
+        np.multiply(base[:m], np.float32(1 - 0.5 * k / blocks), out=x[k * len(base): k * len(base) + m])
+    del base
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    rss0 = _vm("VmRSS")
+    t0 = time.perf_counter()
+    gm.write_dump(os.path.join(folder, "dump"), x, key="mem", file_type=file_type, device="cpu")
+    secs = time.perf_counter() - t0
+    peak = _vm("VmHWM")
+    files = sum(len(fs) for _, _, fs in os.walk(os.path.join(folder, "dump")))
+    u8 = n * size * size * 3
+    return {"file_type": file_type, "images": n, "files": files, "input_bytes": int(x.nbytes), "uint8_bytes": u8,
+            "rss_before_bytes": rss0, "peak_bytes": peak, "extra_bytes": peak - rss0,
+            "extra_vs_uint8_batch": (peak - rss0) / u8, "seconds": secs}
+
+
+def memory_case(gb, size, base, report, checks, file_types=("png", "jpg")):
+    import subprocess
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        report["memory"] = {"skipped": "needs Linux's /proc/self/clear_refs and VmHWM"}
+        return
+    runs = []
+    for ft in file_types:
+        folder = os.path.join(base, f"mem-{ft}")
+        os.makedirs(folder)
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child", f"{gb},{size},{ft},{folder}"],
+                           capture_output=True, text=True, check=True)
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        shutil.rmtree(folder, ignore_errors=True)
+    report["memory"] = {"input_GB": runs[0]["input_bytes"] / 1e9, "image_size": size, "images": runs[0]["images"],
+                        **{f"{r['file_type']}_extra_MB": r["extra_bytes"] / 1e6 for r in runs},
+                        **{f"{r['file_type']}_extra_vs_uint8_batch": r["extra_vs_uint8_batch"] for r in runs},
+                        "runs": runs}
+    checks["memory_extra_vs_uint8_batch"] = max(r["extra_vs_uint8_batch"] for r in runs)
+
+
 def small_dump_case(rounds, base, report, checks, calls=40):
     xs = photo_batch(calls * 4 * (rounds + 1), 64)[:, None]  # a new picture every call
     name, enc = jpeg_encoder()
@@ -317,7 +385,7 @@ def markdown(doc: dict) -> str:
     for case, r in doc["cases"].items():
         lines.append(f"- **{case}**: " + ", ".join(
             f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
-            for k, v in r.items() if k not in ("times",)))
+            for k, v in r.items() if k not in ("times", "runs")))
     return "\n".join(lines) + "\n"
 
 
@@ -327,13 +395,19 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--norm-n", type=int, default=256)
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--only", default="", help="comma-separated: jpeg,png,wandb,normalize,small")
+    p.add_argument("--mem-gb", type=float, default=3.2, help="the memory case's float32 batch, GB")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--only", default="", help="comma-separated: jpeg,png,wandb,normalize,memory,small")
     p.add_argument("--dir", default=None, help="where the dumps go (default: a new temporary folder)")
     p.add_argument("--out", default=None, help="write PREFIX.json and PREFIX.md")
     p.add_argument("--note", default="the machine was shared with other jobs: ratios are measured in one "
                    "process with the contenders alternating, so the load hits them alike; absolute figures vary")
     args = p.parse_args(argv)
-    only = set(filter(None, args.only.split(","))) or {"jpeg", "png", "wandb", "normalize", "small"}
+    if args.memory_child:
+        gb, size, ft, folder = args.memory_child.split(",", 3)
+        print(json.dumps(memory_child(float(gb), int(size), ft, folder)))
+        return 0
+    only = set(filter(None, args.only.split(","))) or {"jpeg", "png", "wandb", "normalize", "memory", "small"}
     base = tempfile.mkdtemp(prefix="gpu-media-goals-", dir=args.dir)
     report: dict = {}
     checks: dict = {}
@@ -349,6 +423,8 @@ def main(argv=None) -> int:
             wandb_cases(u8, args.rounds, base, report, checks)
         if "normalize" in only:
             normalize_case(args.norm_n, args.rounds, report, checks)
+        if "memory" in only:
+            memory_case(args.mem_gb, args.size, base, report, checks)
         if "small" in only:
             small_dump_case(args.rounds, base, report, checks)
     finally:
