@@ -127,7 +127,7 @@ def test_keys_and_captions_never_escape(device, tmp_path, key, path):
     assert sorted(os.listdir(tmp_path)) == ["a"] and os.listdir(tmp_path / "a") == ["b"]
     for rel in files_under(out):
         assert not rel.startswith("..") and not os.path.isabs(rel)
-    assert sorted(os.listdir(out)) == sorted(["media", "index.html", ".gpu-media.lock",
+    assert sorted(os.listdir(out)) == sorted(["media", "index.html", "viewer", ".gpu-media.lock",
                                               os.path.basename(index_path(out, key, ".."))])
     stem = path + "_.._"
     assert d["path"].startswith(f"media/images/{stem}") and d["masks"]["../m"]["path"].startswith(

@@ -18,7 +18,7 @@ from dump_workers import KEY, STEP, concurrent_worker, kill_batch, kill_dump
 import gpu_media as gm
 from gpu_media import cli, fileio
 from gpu_media.dump import index_path
-from gpu_media.viewer import render_html, viewer_data
+from gpu_media.viewer import page_data, static_page, viewer_data
 from media_helpers import files_under
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,12 +48,8 @@ def page_keys(root) -> list:
 
 
 def html_keys(root) -> list:
-    """The keys of the dumps index.html embeds (the data element's JSON)."""
-    html = open(os.path.join(root, "index.html"), encoding="utf-8").read()
-    start = html.index('<script type="application/json"')
-    start = html.index(">", start) + 1
-    data = json.loads(html[start:html.index("</script>", start)])
-    return sorted(d["key"] for d in data["dumps"])
+    """The keys of the dumps index.html shows (its data files, viewer/, read back as the page reads them)."""
+    return sorted(d["key"] for d in page_data(root)["dumps"])
 
 
 def small(seed=0, n=3, masks=True, boxes=True):
@@ -115,8 +111,9 @@ def test_overwrite_replaces_and_removes_the_old_files(device, tmp_path):
     gm.write_dump(tmp_path / "clean", key="k", device=device, **small(1, masks=False, boxes=False))
     clean = files_under(tmp_path / "clean")
     # the k dump's files are exactly those of a clean dump of the new batch; the other dump is untouched
-    mine = {p: b for p, b in files.items() if "other_0" not in p and p not in ("index.html", fileio.LOCK_NAME)}
-    assert mine == {p: b for p, b in clean.items() if p not in ("index.html", fileio.LOCK_NAME)}
+    shared = ("index.html", fileio.LOCK_NAME, "viewer/dumps.js")  # the folder's, not the dump's
+    mine = {p: b for p, b in files.items() if "other_0" not in p and p not in shared}
+    assert mine == {p: b for p, b in clean.items() if p not in shared}
     assert {p: b for p, b in files.items() if "other_0" in p} == other
     for d in old_index["images"]:
         assert d["path"] not in files
@@ -158,7 +155,7 @@ def test_overwrite_keeps_files_another_index_names(tmp_path):
 def test_overwrite_removes_the_folders_it_empties(tmp_path):
     gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
     gm.write_dump(tmp_path, key="k", device="cpu", overwrite=True, **small(2, masks=False, boxes=False))
-    assert folders_under(tmp_path) == [".", "media", "media/images"]  # mask/ and boxes2D/ went with their files
+    assert folders_under(tmp_path) == [".", "media", "media/images", "viewer"]  # mask/, boxes2D/ went with their files
     assert len(files_under(tmp_path / "media")) == 3
 
 
@@ -293,9 +290,9 @@ def test_concurrent_dumps_into_one_folder_all_appear_in_index_html(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0]
     missing = [r for r in range(rounds) if html_keys(tmp_path / str(r)) != ["alpha", "beta"]]
     assert not missing, f"rounds whose index.html lacks a dump: {missing}"
-    for r in range(rounds):  # the page is the one the folder's indexes make
-        page = (tmp_path / str(r) / "index.html").read_text(encoding="utf-8")
-        assert page == render_html(viewer_data(tmp_path / str(r)))
+    for r in range(rounds):  # the page shows what the folder's indexes make
+        assert (tmp_path / str(r) / "index.html").read_text(encoding="utf-8") == static_page()
+        assert page_data(tmp_path / str(r)) == viewer_data(tmp_path / str(r))
 
 
 def test_folder_lock_uses_filelock_and_excludes_flock(tmp_path):
@@ -425,12 +422,12 @@ def test_progress_without_tqdm_prints_lines(tmp_path, capsys, monkeypatch):
 
 def test_no_empty_mask_or_box_folders(device, tmp_path):
     gm.write_dump(tmp_path / "plain", key="k", device=device, **small(0, masks=False, boxes=False))
-    assert folders_under(tmp_path / "plain") == [".", "media", "media/images"]
+    assert folders_under(tmp_path / "plain") == [".", "media", "media/images", "viewer"]
     gm.write_dump(tmp_path / "masks", key="k", device=device, **small(0, boxes=False))
-    assert folders_under(tmp_path / "masks") == [".", "media", "media/images", "media/images/mask"]
+    assert folders_under(tmp_path / "masks") == [".", "media", "media/images", "media/images/mask", "viewer"]
     gm.write_dump(tmp_path / "boxes", key="k", device=device, **small(0, masks=False))
     assert folders_under(tmp_path / "boxes") == [".", "media", "media/images", "media/metadata",
-                                                 "media/metadata/boxes2D"]
+                                                 "media/metadata/boxes2D", "viewer"]
 
 
 def test_filelock_is_imported_only_when_a_lock_is_taken():

@@ -420,8 +420,11 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
 
     In order: with ``overwrite``, the files only the old index named go to the removal
     journal (:func:`journal_removals`); every file ``ours`` names is checked to exist;
-    the index is renamed into place (and the folder fsynced); the dump's claim is
-    released; the journal's removals are done (:func:`finish_removals`); index.html.
+    the viewer's data file of the index is removed (:func:`gpu_media.viewer.forget_viewer_data`)
+    and the index renamed into place (and the folder fsynced); the dump's claim is
+    released; the journal's removals are done (:func:`finish_removals`); with
+    ``options.viewer`` the viewer is updated (:func:`gpu_media.viewer.update_viewer`:
+    this index's data file, the list of indexes, ``index.html`` if it is not the page).
 
     Args:
         root: the dump folder (absolute).
@@ -470,23 +473,30 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
             except (OSError, ValueError):
                 old = set()  # not a readable index: it names nothing this dump could remove
         journal_removals(root, old - ours, options.durable)  # before the index that stops naming them
+        from .. import viewer  # here, not at the top: the viewer's http.server import is slow
+
+        # the page's data of the index being replaced goes first: killed after the rename below, the
+        # folder's next viewer update finds no data file for the index and writes it from the new one
+        viewer.forget_viewer_data(root, os.path.basename(index_file))
         write_atomic(index_file, data, overwrite=True, durable=options.durable)
         if options.durable:
             fsync_dir(root)
     finally:
         release(claim_path)
     finish_removals(root, options.durable)
-    if options.viewer:
-        from ..viewer import write_viewer_locked  # here, not at the top: the viewer's http.server import is slow
+    if not options.viewer:
+        return
+    from .. import viewer
 
-        try:
-            write_viewer_locked(root, durable=options.durable)
-        except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
-            why = exc.strerror or str(exc)
-            warnings.warn(ViewerWarning(
-                f"{root}: the dump is written and indexed ({os.path.basename(index_file)}), but the viewer "
-                f"index.html was not updated ({why}); `gpu-media view {root} --rebuild` writes it again"),
-                stacklevel=2)
+    try:
+        # this index's data file and the list of indexes; not the data of the folder's other dumps
+        viewer.update_viewer(root, [os.path.basename(index_file)], durable=options.durable)
+    except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
+        why = exc.strerror or str(exc)
+        warnings.warn(ViewerWarning(
+            f"{root}: the dump is written and indexed ({os.path.basename(index_file)}), but the viewer "
+            f"index.html was not updated ({why}); `gpu-media view {root} --rebuild` writes it again"),
+            stacklevel=2)
 
 
 # ---- at a URL (docs/SPEC.md 6.5): no lock and no claims, the same journal
@@ -556,22 +566,31 @@ def finish_dump_at(output: Output, name: str, index: dict, options: DumpOptions)
         if stale:  # journaled before the index that stops naming them
             pending = _journal_at(output) | stale
             output.put(JOURNAL_NAME, json_bytes({"remove": sorted(pending)}), overwrite=True)
+    from ..viewer import data_file
+
+    output.remove(data_file(name))  # the page's data of the index being replaced: first (as finish_dump)
     output.put(name, json_bytes(index), overwrite=True)
     finish_removals_at(output)
     if options.viewer:
         try:
-            write_viewer_at(output)
+            write_viewer_at(output, [name])
         except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
             warnings.warn(ViewerWarning(
                 f"{output.url}: the dump is written and indexed ({name}), but the viewer index.html was not "
                 f"updated ({' '.join(str(exc).split())}); the next dump there writes it again"), stacklevel=2)
 
 
-def write_viewer_at(output: Output) -> None:
-    """``index.html`` of every index at ``output``: in place for a folder, through a local copy for a URL.
+def write_viewer_at(output: Output, changed: Iterable[str] = ()) -> None:
+    """The viewer of every index at ``output``: the files :func:`gpu_media.viewer.update_viewer` writes in a folder.
+
+    In a local folder that function itself (a full rebuild); at a URL the same objects:
+    the data file of each index in ``changed`` and of every index without one (read
+    through a local copy of the index and its box files), ``viewer/dumps.js`` and
+    ``index.html``.
 
     Args:
         output: the dump's location (:func:`gpu_media.storage.open_output`).
+        changed: names of indexes written since the viewer was last brought up to date.
 
     Examples:
         >>> import os, tempfile
@@ -579,18 +598,32 @@ def write_viewer_at(output: Output) -> None:
         >>> root = tempfile.mkdtemp()
         >>> write_viewer_at(open_output(root))
         >>> sorted(os.listdir(root))
-        ['.gpu-media.lock', 'index.html']
+        ['.gpu-media.lock', 'index.html', 'viewer']
     """
     from ..storage import open_output
-    from ..viewer import INDEX_HTML, render_html, viewer_data, write_viewer
+    from ..viewer import (
+        DUMPS_JS,
+        INDEX_HTML,
+        VIEWER_DIR,
+        data_file,
+        dump_entry,
+        dump_js,
+        list_js,
+        static_page,
+        write_viewer,
+    )
 
     if output.local is not None:
         write_viewer(output.local)
         return
+    changed = set(changed)
     names = [n for n in output.listdir() if n.endswith(".index.json")]
+    have = set(output.listdir(VIEWER_DIR))
+    todo = [n for n in names if n in changed or data_file(n)[len(VIEWER_DIR) + 1:] not in have]
+    listed, errors = [n for n in names if n not in todo], []
     with tempfile.TemporaryDirectory(prefix="gpu-media-viewer-") as tmp:
         local = open_output(tmp)
-        got = output.get_many(names)
+        got = output.get_many(todo)
         boxes = set()
         for name, data in got.items():
             local.put(name, data)
@@ -607,5 +640,15 @@ def write_viewer_at(output: Output) -> None:
                 local.put(rel, data)
             except MediaError:
                 continue  # not a path inside the dump: the viewer reports the box file as unreadable
-        html = render_html(viewer_data(tmp)).encode("utf-8")
-    output.put(INDEX_HTML, html, overwrite=True)
+        for name in todo:
+            try:
+                entry = dump_entry(tmp, name)
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                errors.append(f"{name}: cannot read ({exc})")
+                if data_file(name)[len(VIEWER_DIR) + 1:] in have:
+                    output.remove(data_file(name))
+                continue
+            output.put(data_file(name), dump_js(entry), overwrite=True)
+            listed.append(name)
+    output.put(f"{VIEWER_DIR}/{DUMPS_JS}", list_js(listed, errors), overwrite=True)
+    output.put(INDEX_HTML, static_page().encode("utf-8"), overwrite=True)

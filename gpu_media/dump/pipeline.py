@@ -301,7 +301,8 @@ def chunk_images(n: int, h: int, w: int, budget: int, workers: int, *, spread: b
     return min(size, max(1, n))
 
 
-def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int, in_flight: int | None = None) -> Iterator[Any]:
+def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int,
+            in_flight: int | None = None) -> Iterator[Any]:
     """``map(fn, items)`` in order, at most ``in_flight`` (default ``workers + 1``) calls in flight (bounded memory).
 
     The calls run in the kept pool ``pool("dump", workers)``. When a call raises (or the
