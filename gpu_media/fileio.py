@@ -163,13 +163,15 @@ def fsync_dir(path: str) -> None:
 def folder_lock(folder: str) -> Iterator[None]:
     """Hold the inter-process lock of ``folder`` (its :data:`LOCK_NAME` file) for the ``with`` block.
 
-    :class:`filelock.FileLock` when the ``filelock`` package is installed (a core
-    dependency), else ``fcntl.flock`` on the same file (what filelock itself uses on
-    POSIX, so the two exclude each other); where neither exists the block runs
-    unlocked. Blocks until the lock is free; a process that dies releases it. Not
-    reentrant: a second ``folder_lock`` of the same folder inside the block waits
-    forever. The lock file is created if missing and never removed (removing it
-    would let two processes hold "the" lock on two files).
+    ``fcntl.flock`` on the file where it exists (POSIX: the lock ``filelock`` itself
+    takes there, so the two exclude each other; taken in a few microseconds, where
+    :class:`filelock.FileLock` spends over 0.1 ms, which counts for a small dump that
+    takes the lock twice), else :class:`filelock.FileLock` when the ``filelock``
+    package is installed (a core dependency: Windows' lock); where neither exists the
+    block runs unlocked. Blocks until the lock is free; a process that dies releases
+    it. Not reentrant: a second ``folder_lock`` of the same folder inside the block
+    waits forever. The lock file is created if missing and never removed (removing
+    it would let two processes hold "the" lock on two files).
 
     Args:
         folder: an existing folder.
@@ -187,19 +189,17 @@ def folder_lock(folder: str) -> Iterator[None]:
     """
     path = os.path.join(folder, LOCK_NAME)
     try:
-        from filelock import FileLock  # lazily: gpu_media works without it
-    except ImportError:
-        FileLock = None
-    if FileLock is not None:
+        import fcntl
+    except ImportError:  # Windows: filelock's lock, if installed
+        try:
+            from filelock import FileLock  # lazily: gpu_media works without it
+        except ImportError:  # neither fcntl nor filelock: no lock
+            yield
+            return
         with FileLock(path):
             yield
         return
-    try:
-        import fcntl
-    except ImportError:  # neither filelock nor fcntl: no lock
-        yield
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -295,9 +295,11 @@ def test_concurrent_dumps_into_one_folder_all_appear_in_index_html(tmp_path):
         assert page_data(tmp_path / str(r)) == viewer_data(tmp_path / str(r))
 
 
-def test_folder_lock_uses_filelock_and_excludes_flock(tmp_path):
-    """The lock of filelock, when held, is the flock that the fallback (another process) takes."""
-    import filelock
+@pytest.mark.skipif(os.name == "nt", reason="POSIX: fcntl.flock")
+def test_folder_lock_is_the_flock_that_filelock_takes(tmp_path):
+    """folder_lock, when held, is the flock another process takes, and the lock of filelock (issue 19: flock
+    directly, as filelock takes it on POSIX, in microseconds)."""
+    from filelock import FileLock, Timeout
 
     probe = ("import fcntl, os, sys\n"
              "fd = os.open(sys.argv[1], os.O_RDWR)\n"
@@ -305,9 +307,10 @@ def test_folder_lock_uses_filelock_and_excludes_flock(tmp_path):
              "except BlockingIOError:\n    print('busy')\n")
     lock = str(tmp_path / fileio.LOCK_NAME)
     with fileio.folder_lock(str(tmp_path)):
-        assert "filelock" in sys.modules and sys.modules["filelock"] is filelock
         out = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "busy"
+        with pytest.raises(Timeout):
+            FileLock(lock, timeout=0.2).acquire()
     out = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "free"
     assert os.path.getsize(lock) == 0  # an empty file, left in place
@@ -330,7 +333,7 @@ with fileio.folder_lock(out):
 
 
 def test_folder_lock_without_filelock_is_a_real_flock(tmp_path):
-    """gpu_media dumps without filelock (the fcntl fallback), and that lock excludes filelock's."""
+    """gpu_media dumps without filelock installed (fcntl.flock), and that lock excludes filelock's."""
     from filelock import FileLock, Timeout
 
     proc = subprocess.Popen([sys.executable, "-c", CHILD_WITHOUT_FILELOCK, str(tmp_path)], stdin=subprocess.PIPE,
