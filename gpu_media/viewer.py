@@ -78,7 +78,7 @@ from typing import Any, Iterable, TextIO
 
 from .boxes import PALETTE
 from .checks import is_integer, is_number
-from .fileio import folder_lock, fsync_dir, relative_path, write_atomic
+from .fileio import folder_lock, fsync_dir, relative_path, remove_stale_temps, write_atomic
 
 INDEX_HTML = "index.html"
 #: The folder of the page's data files, beside ``index.html`` (docs/SPEC.md 6.1).
@@ -689,6 +689,8 @@ def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = Tru
         []
     """
     vdir = os.path.join(root, VIEWER_DIR)
+    if full:  # the temporary files of a rebuild that was killed (a dump's go with its claim: gpu_media.dump)
+        remove_stale_temps([root, vdir])
     names = _index_names(root)
     try:
         have = set(os.listdir(vdir))

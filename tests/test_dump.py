@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -316,6 +317,8 @@ def test_interrupted_dump_is_finished_by_a_second_run(device, tmp_path, monkeypa
     dead.wait()
     stale = tmp_path / "dump" / "media" / "images" / f".run_0_x.png.{dead.pid}.deadbeef.tmp"
     stale.write_bytes(b"partial")
+    claim = {"pid": dead.pid, "host": socket.gethostname(), "prefixes": ["media/images/run_0_"]}
+    (tmp_path / "dump" / f".gpu-media-claim.{dead.pid}.0123abcd.json").write_text(json.dumps(claim))  # and its claim
     gm.write_dump(tmp_path / "dump", x, **kw)
     assert files_under(tmp_path / "dump") == clean
 

@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -197,9 +198,16 @@ def test_cli_demo_twice_needs_overwrite(tmp_path, capsys):
 # --------------------------------------------------------------------------- stale temporary files
 
 
+def dead_claim(root, pid) -> None:
+    """The claim file a dump killed in process ``pid`` leaves in ``root`` (docs/SPEC.md 6.4)."""
+    data = {"pid": pid, "host": socket.gethostname(), "prefixes": ["media/images/k_0_"]}
+    (root / f".gpu-media-claim.{pid}.0123abcd.json").write_text(json.dumps(data))
+
+
 def test_stale_temporary_files_are_removed_only_when_their_writer_is_gone(tmp_path):
     gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
     dead, alive = dead_pid(), os.getpid()
+    dead_claim(tmp_path, dead)  # a killed dump leaves its claim beside its temporary files
     stale = [tmp_path / f".k_0_x.png.{dead}.deadbeef.tmp",
              tmp_path / "media" / "images" / f".a.png.{dead}.0123abcd.tmp",
              tmp_path / "media" / "images" / "mask" / f".b.mask.png.{dead}.00000000.tmp",
@@ -213,6 +221,25 @@ def test_stale_temporary_files_are_removed_only_when_their_writer_is_gone(tmp_pa
     gm.write_dump(tmp_path, key="j", device="cpu", **small(1))
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in live + others)
+    assert not list(tmp_path.glob(".gpu-media-claim.*"))
+
+
+def test_stale_temporary_files_without_a_claim_go_at_a_process_first_dump(tmp_path):
+    """Temporary files of a dead writer that left no claim go at the next process's first dump there.
+
+    (A killed viewer rebuild, an older version.) The dumps of a process that already dumped there look
+    for them only when they find a dead process's claim (issue 19: no walk of the whole dump at every
+    step of a training loop).
+    """
+    gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
+    stale = tmp_path / "media" / "images" / f".a.png.{dead_pid()}.0123abcd.tmp"
+    stale.write_bytes(b"partial")
+    gm.write_dump(tmp_path, key="j", device="cpu", **small(1))
+    assert stale.exists()  # this process dumped there already, and no dump was killed
+    code = ("import sys, numpy as np, gpu_media as gm\n"
+            "gm.write_dump(sys.argv[1], np.zeros((1, 4, 4, 3), np.uint8), key='i', device='cpu')\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env())
+    assert not stale.exists()
 
 
 def test_pid_alive():
@@ -297,8 +324,10 @@ def test_concurrent_dumps_into_one_folder_all_appear_in_index_html(tmp_path):
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX: fcntl.flock")
 def test_folder_lock_is_the_flock_that_filelock_takes(tmp_path):
-    """folder_lock, when held, is the flock another process takes, and the lock of filelock (issue 19: flock
-    directly, as filelock takes it on POSIX, in microseconds)."""
+    """folder_lock, when held, is the flock another process takes, and the lock of filelock.
+
+    (Issue 19: flock directly, as filelock takes it on POSIX, in microseconds.)
+    """
     from filelock import FileLock, Timeout
 
     probe = ("import fcntl, os, sys\n"

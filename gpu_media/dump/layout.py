@@ -166,18 +166,20 @@ def file_stem(root: str, key: str, step: int | str) -> str:
     """
     stem = f"{key_path(key)}_{step_str(step)}"
     folders = stem.split("/")[:-1]
+    real_root = os.path.realpath(root)  # once, not once per folder
     for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
-        check_inside(root, os.path.join(root, *sub.split("/"), *folders), f"{sub}/{stem}")
+        check_inside(root, os.path.join(root, *sub.split("/"), *folders), f"{sub}/{stem}", real_root=real_root)
     return stem
 
 
-def check_inside(root: str, path: str, rel: str) -> None:
+def check_inside(root: str, path: str, rel: str, *, real_root: str | None = None) -> None:
     """Raise unless ``path`` stays inside ``root`` once symbolic links are resolved (docs/SPEC.md 6.4).
 
     Args:
         root: the dump folder.
         path: a file or folder the dump is about to write.
         rel: ``path`` relative to ``root``, for the message.
+        real_root: ``os.path.realpath(root)`` when the caller has it already.
 
     Raises:
         gpu_media.MediaError: ``path`` resolves outside ``root``; ``item`` is ``rel``.
@@ -191,7 +193,7 @@ def check_inside(root: str, path: str, rel: str) -> None:
         ...
         gpu_media.errors.MediaError: refusing to write '../a.png': it resolves outside ...
     """
-    real_root = os.path.realpath(root)
+    real_root = os.path.realpath(root) if real_root is None else real_root
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
         raise MediaError(f"refusing to write {rel!r}: it resolves outside {root!r}", item=rel)
 
