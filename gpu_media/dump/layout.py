@@ -13,6 +13,7 @@ as ``wandb.util.make_file_path_upload_safe`` makes it, so ``/`` makes sub-folder
 from __future__ import annotations
 
 import os
+import stat
 import urllib.parse
 from typing import Any
 
@@ -166,20 +167,41 @@ def file_stem(root: str, key: str, step: int | str) -> str:
     """
     stem = f"{key_path(key)}_{step_str(step)}"
     folders = stem.split("/")[:-1]
-    real_root = os.path.realpath(root)  # once, not once per folder
+    real_root = os.path.realpath(root)  # once; then each folder below it component by component
     for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
-        check_inside(root, os.path.join(root, *sub.split("/"), *folders), f"{sub}/{stem}", real_root=real_root)
+        parts = [p for p in (*sub.split("/"), *folders) if p]
+        if os.path.commonpath([real_root, _resolved_under(real_root, parts)]) != real_root:
+            raise MediaError(f"refusing to write {sub + '/' + stem!r}: it resolves outside {root!r}",
+                             item=f"{sub}/{stem}")
     return stem
 
 
-def check_inside(root: str, path: str, rel: str, *, real_root: str | None = None) -> None:
+def _resolved_under(real_root: str, parts: list[str]) -> str:
+    """``os.path.realpath`` of ``real_root/parts...`` (no part is ``.``, ``..`` or empty), with one lstat per part.
+
+    A part that does not exist is made by the dump as a plain folder, and so is everything
+    below it; a symbolic link is resolved in full from there.
+    """
+    cur = real_root
+    for i, p in enumerate(parts):
+        nxt = os.path.join(cur, p)
+        try:
+            st = os.lstat(nxt)
+        except (FileNotFoundError, NotADirectoryError):
+            return os.path.join(nxt, *parts[i + 1:])
+        if stat.S_ISLNK(st.st_mode):
+            return os.path.realpath(os.path.join(nxt, *parts[i + 1:]))
+        cur = nxt
+    return cur
+
+
+def check_inside(root: str, path: str, rel: str) -> None:
     """Raise unless ``path`` stays inside ``root`` once symbolic links are resolved (docs/SPEC.md 6.4).
 
     Args:
         root: the dump folder.
         path: a file or folder the dump is about to write.
         rel: ``path`` relative to ``root``, for the message.
-        real_root: ``os.path.realpath(root)`` when the caller has it already.
 
     Raises:
         gpu_media.MediaError: ``path`` resolves outside ``root``; ``item`` is ``rel``.
@@ -193,7 +215,7 @@ def check_inside(root: str, path: str, rel: str, *, real_root: str | None = None
         ...
         gpu_media.errors.MediaError: refusing to write '../a.png': it resolves outside ...
     """
-    real_root = os.path.realpath(root) if real_root is None else real_root
+    real_root = os.path.realpath(root)
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
         raise MediaError(f"refusing to write {rel!r}: it resolves outside {root!r}", item=rel)
 
