@@ -16,7 +16,8 @@ boxes2D JSON, class labels, mask paths, mask report) comes in one of two ways:
 * In a dump folder, ``index.html`` is the same page for every folder (written when
   missing or out of date), and the data lives beside it in small script files it
   loads with ``<script src>`` (which works from ``file://``, unlike ``fetch``):
-  ``viewer/dumps.js``, the list of the folder's indexes, and one
+  ``viewer/dumps-a.js`` and ``viewer/dumps-b.js``, the list of the folder's indexes
+  (:data:`LIST_FILES`), and one
   ``viewer/<key>_<step>.dump.js`` per index (:func:`data_file`), each written once,
   when its index is. So a
   dump into a folder of many dumps (a training loop logging every N steps) writes
@@ -83,8 +84,11 @@ from .fileio import folder_lock, fsync_dir, relative_path, remove_stale_temps, w
 INDEX_HTML = "index.html"
 #: The folder of the page's data files, beside ``index.html`` (docs/SPEC.md 6.1).
 VIEWER_DIR = "viewer"
-#: ``viewer/dumps.js``: the list of the folder's indexes, in the page's order.
-DUMPS_JS = "dumps.js"
+#: ``viewer/dumps-a.js``, ``viewer/dumps-b.js``: two copies of the list of the folder's indexes, in the page's
+#: order, each with a generation number; the page takes the higher. An update rewrites the older one (removed,
+#: then the new one renamed in: a rename over an existing file makes ext4 write the new file out at once, which
+#: costs 0.1 to 2 ms on a busy disk), so a whole list is there at every moment (:func:`update_viewer`).
+LIST_FILES = ("dumps-a.js", "dumps-b.js")
 _DATA_MARK = "__GPU_MEDIA_DATA__"
 _HASH_MARK = "__GPU_MEDIA_SCRIPT_HASH__"
 #: every inline script of the template (not the JSON data element): the CSP allows them by hash
@@ -481,7 +485,7 @@ def static_page() -> str:
     """``index.html`` of a dump folder: the page that loads its dumps from ``viewer/`` (the same for every folder).
 
     Its data element holds :func:`viewer_data`'s fields with ``"dumps": null``, which
-    makes the page load ``viewer/dumps.js`` and the data file of each index it lists
+    makes the page load the folder's list (:data:`LIST_FILES`) and the data file of each index it lists
     (:func:`update_viewer`); its CSP also allows the folder's own scripts (``'self'``
     served, ``file:`` opened from the disk).
 
@@ -515,20 +519,20 @@ def _unjs(call: tuple[str, str], data: bytes) -> Any:
 
 
 def parse_data_js(data: bytes) -> Any:
-    """The JSON argument of a viewer data file's bytes (``viewer/dumps.js`` or a :func:`data_file`).
+    """The JSON argument of a viewer data file's bytes (a list file, :data:`LIST_FILES`, or a :func:`data_file`).
 
     Args:
         data: the file's bytes.
 
     Returns:
-        ``{"files", "errors"}`` of ``viewer/dumps.js``, or ``{"dump", "errors"}`` of a data file.
+        ``{"generation", "files", "errors"}`` of a list file, or ``{"dump", "errors"}`` of a data file.
 
     Raises:
         ValueError: not such a file.
 
     Examples:
-        >>> parse_data_js(list_js(["k_0.index.json"], []))
-        {'files': ['k_0.index.json'], 'errors': []}
+        >>> parse_data_js(list_js(["k_0.index.json"], [], 3))
+        {'generation': 3, 'files': ['k_0.index.json'], 'errors': []}
     """
     for call in (_LIST_CALL, _DUMP_CALL):
         if data.startswith(call[0].encode("ascii")):
@@ -540,7 +544,7 @@ def data_file(name: str) -> str:
     """The page's data file of index ``name``: ``viewer/<name less .index.json>.dump.js`` (``/``-separated).
 
     Shorter than the index's name, so its temporary name fits wherever the index's does
-    (docs/SPEC.md 6.2), and never ``viewer/dumps.js``.
+    (docs/SPEC.md 6.2), and never a list file (:data:`LIST_FILES`).
 
     Examples:
         >>> data_file("val%2Fpred_3.index.json")
@@ -583,14 +587,52 @@ def dump_js(entry: dict[str, Any]) -> bytes:
     return _js(_DUMP_CALL, entry)
 
 
-def list_js(names: Iterable[str], errors: list[str]) -> bytes:
-    r"""The bytes of ``viewer/dumps.js``: the indexes ``names`` in the page's order (:func:`sort_names`), ``errors``.
+def list_js(names: Iterable[str], errors: list[str], generation: int) -> bytes:
+    r"""The bytes of a list file (:data:`LIST_FILES`): the indexes ``names`` in the page's order, ``errors``.
+
+    Args:
+        names: the index names (sorted here: :func:`sort_names`).
+        errors: the indexes that cannot be read, as the page shows them.
+        generation: the list's generation (the page takes the list of the higher one).
+
+    Returns:
+        ``gpuMediaData.list({"generation", "files", "errors"});`` and a newline.
 
     Examples:
-        >>> list_js(["b_0.index.json", "a_1.index.json"], [])
-        b'gpuMediaData.list({"files":["a_1.index.json","b_0.index.json"],"errors":[]});\n'
+        >>> list_js(["b_0.index.json", "a_1.index.json"], [], 0)
+        b'gpuMediaData.list({"generation":0,"files":["a_1.index.json","b_0.index.json"],"errors":[]});\n'
     """
-    return _js(_LIST_CALL, {"files": sort_names(names), "errors": list(errors)})
+    return _js(_LIST_CALL, {"generation": int(generation), "files": sort_names(names), "errors": list(errors)})
+
+
+_GENERATION = re.compile(rb'gpuMediaData\.list\(\{"generation":([0-9]{1,18}),')
+
+
+def list_generation(head: bytes | None) -> int:
+    """The generation of a list file from its first bytes (64 are enough), or -1 if missing or not a list file.
+
+    Examples:
+        >>> list_generation(list_js([], [], 7)[:64]), list_generation(None), list_generation(b"junk")
+        (7, -1, -1)
+    """
+    m = _GENERATION.match(head or b"")
+    return int(m.group(1)) if m else -1
+
+
+def next_list(generations: tuple[int, int]) -> tuple[list[int], int]:
+    """Which list files an update writes, given their generations (-1: missing), and the new generation.
+
+    The older one (so the newer stays whole while it is written), and the other too when it is
+    missing (so that the page finds both).
+
+    Examples:
+        >>> next_list((-1, -1)), next_list((4, 3)), next_list((4, 5)), next_list((2, -1))
+        (([0, 1], 0), ([1], 5), ([0], 6), ([1], 3))
+    """
+    a, b = generations
+    slot = 0 if a <= b else 1
+    slots = [slot] if min(a, b) >= 0 or generations[1 - slot] >= 0 else [0, 1]
+    return slots, max(a, b) + 1
 
 
 def sort_names(names: Iterable[str]) -> list[str]:
@@ -654,9 +696,10 @@ _PAGES_SEEN: dict = {}
 def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = True, full: bool = False) -> str:
     """Bring the viewer of the dump folder ``root`` up to date; call it under the folder's lock.
 
-    The viewer is ``index.html`` (:func:`static_page`), ``viewer/dumps.js`` (the list of
-    the folder's ``*.index.json``, sorted by key and step, and the indexes that cannot
-    be read) and one data file per index (:func:`data_file`: its :func:`viewer_data`
+    The viewer is ``index.html`` (:func:`static_page`), the list of the folder's
+    ``*.index.json``, sorted by key and step, and of the indexes that cannot be read
+    (two copies: :data:`LIST_FILES`, the older one rewritten, :func:`next_list`) and one
+    data file per index (:func:`data_file`: its :func:`viewer_data`
     entry). The data file of each index in ``changed`` is (re)written, and that of
     every index that has none; the list is rewritten; ``index.html`` only when it is not
     the page already. So the work of one dump does not grow with the dumps already in
@@ -683,8 +726,8 @@ def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = Tru
         >>> root = tempfile.mkdtemp()
         >>> with folder_lock(root):
         ...     path = update_viewer(root, durable=False)
-        >>> sorted(os.listdir(root)), os.listdir(os.path.join(root, "viewer"))
-        (['.gpu-media.lock', 'index.html', 'viewer'], ['dumps.js'])
+        >>> sorted(os.listdir(root)), sorted(os.listdir(os.path.join(root, "viewer")))
+        (['.gpu-media.lock', 'index.html', 'viewer'], ['dumps-a.js', 'dumps-b.js'])
         >>> page_data(root)["dumps"]
         []
     """
@@ -701,8 +744,7 @@ def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = Tru
     changed = set(changed)
     listed, errors = [], []
     for name in names:
-        rel = data_file(name)
-        js = rel[len(VIEWER_DIR) + 1:]
+        js = name[: -len(".index.json")] + ".dump.js"  # data_file(name) in viewer/ (inline: once per index)
         if full or name in changed or js not in have:
             try:
                 entry = dump_entry(root, name)
@@ -720,7 +762,20 @@ def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = Tru
             if n.endswith(".dump.js"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(vdir, n))
-    write_atomic(os.path.join(vdir, DUMPS_JS), list_js(listed, errors), overwrite=True, durable=durable)
+    gens = []
+    for n in LIST_FILES:
+        try:
+            with open(os.path.join(vdir, n), "rb") as f:
+                gens.append(list_generation(f.read(64)))
+        except FileNotFoundError:
+            gens.append(-1)
+    slots, generation = next_list((gens[0], gens[1]))
+    data = list_js(listed, errors, generation)
+    for slot in slots:  # the older list: removed, then the new one renamed in (the other list stays whole)
+        path = os.path.join(vdir, LIST_FILES[slot])
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        write_atomic(path, data, durable=durable)
     path = os.path.join(root, INDEX_HTML)
     wrote_page = _write_if_changed(path, static_page().encode("utf-8"), durable, _PAGES_SEEN)
     if durable:
@@ -759,18 +814,25 @@ def page_data(out_dir: str | os.PathLike) -> dict[str, Any]:
 
     Examples:
         >>> import tempfile
-        >>> page_data(tempfile.mkdtemp())["errors"]  # no viewer there
-        ['viewer/dumps.js is missing or unreadable: `gpu-media view <folder> --rebuild` writes it']
+        >>> page_data(tempfile.mkdtemp())["errors"]  # no viewer there  # doctest: +ELLIPSIS
+        ['viewer/dumps-a.js and viewer/dumps-b.js is missing or unreadable: `gpu-media view <folder> --rebuild` ...']
     """
     root = os.path.abspath(os.fspath(out_dir))
     vdir = os.path.join(root, VIEWER_DIR)
     out = _skeleton()
     out["dumps"] = []
-    try:
-        with open(os.path.join(vdir, DUMPS_JS), "rb") as f:
-            info = _unjs(_LIST_CALL, f.read())
-    except (OSError, ValueError):
-        out["errors"].append("viewer/dumps.js is missing or unreadable: `gpu-media view <folder> --rebuild` writes it")
+    info = None
+    for n in LIST_FILES:  # the list of the higher generation, as the page takes it
+        try:
+            with open(os.path.join(vdir, n), "rb") as f:
+                got = _unjs(_LIST_CALL, f.read())
+        except (OSError, ValueError):
+            continue
+        if info is None or got["generation"] > info["generation"]:
+            info = got
+    if info is None:
+        out["errors"].append("viewer/dumps-a.js and viewer/dumps-b.js is missing or unreadable: `gpu-media view "
+                             "<folder> --rebuild` writes it")
         return out
     for name in info["files"]:
         try:

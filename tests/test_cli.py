@@ -459,8 +459,9 @@ def test_view_command_serves_the_dump(tmp_path):
         with urllib.request.urlopen(url, timeout=10) as r:
             assert r.read().decode() == viewer.static_page()
         base = url.rsplit("/", 1)[0]
-        with urllib.request.urlopen(base + "/viewer/dumps.js", timeout=10) as r:  # the page's list of dumps
-            assert viewer.parse_data_js(r.read())["files"] == ["demo_0.index.json"]
+        for name in viewer.LIST_FILES:  # the page's list of dumps (two copies)
+            with urllib.request.urlopen(f"{base}/viewer/{name}", timeout=10) as r:
+                assert viewer.parse_data_js(r.read())["files"] == ["demo_0.index.json"]
         with urllib.request.urlopen(base + "/" + viewer.data_file("demo_0.index.json"), timeout=10) as r:
             assert viewer.parse_data_js(r.read())["dump"]["count"] == 8
         entry = load_index(out, "demo", 0)["images"][0]

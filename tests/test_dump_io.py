@@ -112,7 +112,7 @@ def test_overwrite_replaces_and_removes_the_old_files(device, tmp_path):
     gm.write_dump(tmp_path / "clean", key="k", device=device, **small(1, masks=False, boxes=False))
     clean = files_under(tmp_path / "clean")
     # the k dump's files are exactly those of a clean dump of the new batch; the other dump is untouched
-    shared = ("index.html", fileio.LOCK_NAME, "viewer/dumps.js")  # the folder's, not the dump's
+    shared = ("index.html", fileio.LOCK_NAME, "viewer/dumps-a.js", "viewer/dumps-b.js")  # the folder's
     mine = {p: b for p, b in files.items() if "other_0" not in p and p not in shared}
     assert mine == {p: b for p, b in clean.items() if p not in shared}
     assert {p: b for p, b in files.items() if "other_0" in p} == other

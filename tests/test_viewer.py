@@ -120,7 +120,7 @@ def test_page_embeds_the_dumps_safely(dump_dir, index):
     # the data never closes a script element, nor holds a raw line/paragraph separator
     vdir = os.path.join(dump_dir, viewer.VIEWER_DIR)
     blocks = [open(os.path.join(vdir, n), encoding="ascii").read() for n in sorted(os.listdir(vdir))]
-    assert sorted(os.listdir(vdir)) == ["dumps.js", "val_10.dump.js", "val_3.dump.js"]
+    assert sorted(os.listdir(vdir)) == ["dumps-a.js", "dumps-b.js", "val_10.dump.js", "val_3.dump.js"]
     blocks.append(re.search(r'id="gpu-media-data">(.*?)</script>', html, re.DOTALL).group(1))
     for block in blocks:
         assert not set(block) & {"<", ">", "&", "\u2028", "\u2029"}
@@ -634,11 +634,17 @@ def test_a_dump_writes_its_own_data_file_and_the_list_only(tmp_path):
     before = {n: _stat(vdir / n) for n in os.listdir(vdir)}
     page = _stat(tmp_path / "index.html")
     gpu_media.write_dump(tmp_path, np.full((1, 4, 4, 3), 9, np.uint8), key="k", step=3, device="cpu")
-    assert sorted(os.listdir(vdir)) == ["dumps.js", "k_0.dump.js", "k_1.dump.js", "k_2.dump.js", "k_3.dump.js"]
+    assert sorted(os.listdir(vdir)) == ["dumps-a.js", "dumps-b.js", "k_0.dump.js", "k_1.dump.js", "k_2.dump.js",
+                                        "k_3.dump.js"]
     for n in ("k_0.dump.js", "k_1.dump.js", "k_2.dump.js"):
         assert _stat(vdir / n) == before[n], f"{n} was written again"
     assert _stat(tmp_path / "index.html") == page  # the page itself is never rewritten
-    assert _stat(vdir / "dumps.js") != before["dumps.js"]
+    # the older of the two lists was rewritten, the newer one kept: the page takes the higher generation
+    gens = {n: viewer.parse_data_js((vdir / n).read_bytes())["generation"] for n in viewer.LIST_FILES}
+    assert sorted(gens.values()) == [2, 3]
+    newest = max(gens, key=gens.get)
+    assert _stat(vdir / newest) != before[newest] and [_stat(vdir / n) for n in gens if n != newest] == [
+        before[n] for n in gens if n != newest]
     assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
     assert [d["step"] for d in viewer.page_data(tmp_path)["dumps"]] == [0, 1, 2, 3]
 
@@ -670,6 +676,17 @@ def test_data_files_follow_overwrites_kills_and_removed_indexes(tmp_path):
     gpu_media.write_dump(tmp_path, np.zeros((1, 5, 5, 3), np.uint8), key="other", step=2, device="cpu")
     data = viewer.page_data(tmp_path)
     assert data == viewer.viewer_data(tmp_path) and any("broken_0.index.json" in e for e in data["errors"])
+    # while the older list is rewritten (removed, or half-written by a process that was killed), the newer is whole
+    vdir = tmp_path / viewer.VIEWER_DIR
+    gens = {n: viewer.parse_data_js((vdir / n).read_bytes())["generation"] for n in viewer.LIST_FILES}
+    older = min(gens, key=gens.get)
+    (vdir / older).write_bytes((vdir / older).read_bytes()[:40])
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    (vdir / older).unlink()
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    gpu_media.write_dump(tmp_path, np.zeros((1, 5, 5, 3), np.uint8), key="other", step=5, device="cpu")
+    assert set(viewer.LIST_FILES) <= set(os.listdir(vdir))  # both there again
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
     # a missing data file is an error on the page, not a failure
     os.unlink(tmp_path / viewer.data_file(index_name("other", 2)))
     assert any("--rebuild" in e for e in viewer.page_data(tmp_path)["errors"])

@@ -622,7 +622,8 @@ def write_viewer_at(output: Output, changed: Iterable[str] = ()) -> None:
 
     In a local folder that function itself (a full rebuild); at a URL the same objects:
     the data file of each index in ``changed`` and of every index without one (read
-    through a local copy of the index and its box files), ``viewer/dumps.js`` and
+    through a local copy of the index and its box files), the older list file
+    (:data:`gpu_media.viewer.LIST_FILES`) and
     ``index.html``.
 
     Args:
@@ -639,13 +640,15 @@ def write_viewer_at(output: Output, changed: Iterable[str] = ()) -> None:
     """
     from ..storage import open_output
     from ..viewer import (
-        DUMPS_JS,
         INDEX_HTML,
+        LIST_FILES,
         VIEWER_DIR,
         data_file,
         dump_entry,
         dump_js,
+        list_generation,
         list_js,
+        next_list,
         static_page,
         write_viewer,
     )
@@ -687,5 +690,8 @@ def write_viewer_at(output: Output, changed: Iterable[str] = ()) -> None:
                 continue
             output.put(data_file(name), dump_js(entry), overwrite=True)
             listed.append(name)
-    output.put(f"{VIEWER_DIR}/{DUMPS_JS}", list_js(listed, errors), overwrite=True)
+    heads = [output.get(f"{VIEWER_DIR}/{n}") for n in LIST_FILES]
+    slots, generation = next_list((list_generation(heads[0]), list_generation(heads[1])))
+    for slot in slots:  # an object is put whole: the older list replaced in place
+        output.put(f"{VIEWER_DIR}/{LIST_FILES[slot]}", list_js(listed, errors, generation), overwrite=True)
     output.put(INDEX_HTML, static_page().encode("utf-8"), overwrite=True)
