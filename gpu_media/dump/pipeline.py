@@ -161,6 +161,9 @@ def pool(name: str, threads: int) -> ThreadPoolExecutor:
 def workers(plan: Plan) -> int:
     """Chunks normalized and encoded at once: one per core on the CPU backend (NumPy and the encoders release the GIL).
 
+    Two per core for a durable CPU dump: each file's ``fsync`` waits on the disk in the
+    thread that wrote it, and the other thread of the core encodes meanwhile.
+
     Two on the GPU, so that one chunk's kernels run while the previous chunk is encoded. The
     files are written by the writer threads meanwhile (:func:`written`).
 
@@ -173,10 +176,14 @@ def workers(plan: Plan) -> int:
     Examples:
         >>> import os
         >>> import numpy as np
-        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))) == cores()
+        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu", durable=False))) == cores()
+        True
+        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))) == 2 * cores()
         True
     """
-    return cores() if plan.backend.name == "cpu" else 2
+    if plan.backend.name == "cpu":
+        return cores() * (2 if plan.options.durable else 1)
+    return 2
 
 
 def on_caller_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -433,8 +440,11 @@ def run(plan: Plan, chunks: list[tuple[int, int]], encode: Callable[[tuple[int, 
         [[0, 1], [2]]
     """
     n_workers = workers(plan) if len(chunks) > 1 else 1
-    if plan.backend.name == "cpu":  # small chunks (cpu_chunk_images): a few per worker in flight
-        return ordered(encode_write, chunks, n_workers, in_flight=4 * n_workers)
+    if plan.backend.name == "cpu":
+        # every chunk submitted at once (as pool.map does): a task's result is its images' JSON, not pixels,
+        # so memory stays bounded by the chunks running; the caller's thread then wakes once per result
+        # instead of handing out each next chunk (a GIL hand-off per image on a busy machine)
+        return ordered(encode_write, chunks, n_workers, in_flight=len(chunks))
     if plan.backend.name == "gpu":
         encode = on_caller_stream(encode)
     return written(ordered(encode, chunks, n_workers), write, pool("write", WRITERS))
