@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import os
 import re
-import uuid
 from typing import Iterable, Iterator
 
 #: The lock file of a dump folder (docs/SPEC.md 6.4); an empty file, left in place.
@@ -52,6 +52,19 @@ def relative_path(p: object) -> str | None:
         return None
     return p
 
+
+#: The 8 hex digits of :func:`write_atomic`'s temporary names: a counter from a random start (unique in the
+#: process; the pid tells processes apart, the random start processes of equal pid in other containers).
+_TEMP_IDS = itertools.count(int.from_bytes(os.urandom(4), "little"))
+
+
+def _new_temp_ids() -> None:  # a forked child starts its own sequence (its pid differs, but be sure)
+    global _TEMP_IDS
+    _TEMP_IDS = itertools.count(int.from_bytes(os.urandom(4), "little"))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_temp_ids)
 
 _DURABLE: contextvars.ContextVar[bool] = contextvars.ContextVar("gpu_media_durable_writes", default=True)
 
@@ -111,7 +124,7 @@ def write_atomic(path: str, data: bytes, *, overwrite: bool = False, durable: bo
     if durable is None:
         durable = _DURABLE.get()
     d, base = os.path.split(path)
-    tmp = os.path.join(d, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = os.path.join(d, f".{base}.{os.getpid()}.{next(_TEMP_IDS) & 0xFFFFFFFF:08x}.tmp")
     for attempt in range(3):
         try:
             f = open(tmp, "wb")
