@@ -85,9 +85,10 @@ INDEX_HTML = "index.html"
 #: The folder of the page's data files, beside ``index.html`` (docs/SPEC.md 6.1).
 VIEWER_DIR = "viewer"
 #: ``viewer/dumps-a.js``, ``viewer/dumps-b.js``: two copies of the list of the folder's indexes, in the page's
-#: order, each with a generation number; the page takes the higher. An update rewrites the older one (removed,
-#: then the new one renamed in: a rename over an existing file makes ext4 write the new file out at once, which
-#: costs 0.1 to 2 ms on a busy disk), so a whole list is there at every moment (:func:`update_viewer`).
+#: order; the page takes the first that loads. An update replaces ``dumps-a.js``, then ``dumps-b.js``, each
+#: removed, then the new one renamed in (a rename over an existing file makes ext4 write the new file out at
+#: once, which costs 0.1 to 2 ms on a busy disk), so a whole list is there at every moment and, between
+#: updates, both are the same (:func:`update_viewer`).
 LIST_FILES = ("dumps-a.js", "dumps-b.js")
 _DATA_MARK = "__GPU_MEDIA_DATA__"
 _HASH_MARK = "__GPU_MEDIA_SCRIPT_HASH__"
@@ -525,14 +526,14 @@ def parse_data_js(data: bytes) -> Any:
         data: the file's bytes.
 
     Returns:
-        ``{"generation", "files", "errors"}`` of a list file, or ``{"dump", "errors"}`` of a data file.
+        ``{"files", "errors"}`` of a list file, or ``{"dump", "errors"}`` of a data file.
 
     Raises:
         ValueError: not such a file.
 
     Examples:
-        >>> parse_data_js(list_js(["k_0.index.json"], [], 3))
-        {'generation': 3, 'files': ['k_0.index.json'], 'errors': []}
+        >>> parse_data_js(list_js(["k_0.index.json"], []))
+        {'files': ['k_0.index.json'], 'errors': []}
     """
     for call in (_LIST_CALL, _DUMP_CALL):
         if data.startswith(call[0].encode("ascii")):
@@ -587,52 +588,21 @@ def dump_js(entry: dict[str, Any]) -> bytes:
     return _js(_DUMP_CALL, entry)
 
 
-def list_js(names: Iterable[str], errors: list[str], generation: int) -> bytes:
+def list_js(names: Iterable[str], errors: list[str]) -> bytes:
     r"""The bytes of a list file (:data:`LIST_FILES`): the indexes ``names`` in the page's order, ``errors``.
 
     Args:
         names: the index names (sorted here: :func:`sort_names`).
         errors: the indexes that cannot be read, as the page shows them.
-        generation: the list's generation (the page takes the list of the higher one).
 
     Returns:
-        ``gpuMediaData.list({"generation", "files", "errors"});`` and a newline.
+        ``gpuMediaData.list({"files", "errors"});`` and a newline.
 
     Examples:
-        >>> list_js(["b_0.index.json", "a_1.index.json"], [], 0)
-        b'gpuMediaData.list({"generation":0,"files":["a_1.index.json","b_0.index.json"],"errors":[]});\n'
+        >>> list_js(["b_0.index.json", "a_1.index.json"], [])
+        b'gpuMediaData.list({"files":["a_1.index.json","b_0.index.json"],"errors":[]});\n'
     """
-    return _js(_LIST_CALL, {"generation": int(generation), "files": sort_names(names), "errors": list(errors)})
-
-
-_GENERATION = re.compile(rb'gpuMediaData\.list\(\{"generation":([0-9]{1,18}),')
-
-
-def list_generation(head: bytes | None) -> int:
-    """The generation of a list file from its first bytes (64 are enough), or -1 if missing or not a list file.
-
-    Examples:
-        >>> list_generation(list_js([], [], 7)[:64]), list_generation(None), list_generation(b"junk")
-        (7, -1, -1)
-    """
-    m = _GENERATION.match(head or b"")
-    return int(m.group(1)) if m else -1
-
-
-def next_list(generations: tuple[int, int]) -> tuple[list[int], int]:
-    """Which list files an update writes, given their generations (-1: missing), and the new generation.
-
-    The older one (so the newer stays whole while it is written), and the other too when it is
-    missing (so that the page finds both).
-
-    Examples:
-        >>> next_list((-1, -1)), next_list((4, 3)), next_list((4, 5)), next_list((2, -1))
-        (([0, 1], 0), ([1], 5), ([0], 6), ([1], 3))
-    """
-    a, b = generations
-    slot = 0 if a <= b else 1
-    slots = [slot] if min(a, b) >= 0 or generations[1 - slot] >= 0 else [0, 1]
-    return slots, max(a, b) + 1
+    return _js(_LIST_CALL, {"files": sort_names(names), "errors": list(errors)})
 
 
 def sort_names(names: Iterable[str]) -> list[str]:
@@ -698,7 +668,7 @@ def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = Tru
 
     The viewer is ``index.html`` (:func:`static_page`), the list of the folder's
     ``*.index.json``, sorted by key and step, and of the indexes that cannot be read
-    (two copies: :data:`LIST_FILES`, the older one rewritten, :func:`next_list`) and one
+    (two copies, :data:`LIST_FILES`, replaced one after the other) and one
     data file per index (:func:`data_file`: its :func:`viewer_data`
     entry). The data file of each index in ``changed`` is (re)written, and that of
     every index that has none; the list is rewritten; ``index.html`` only when it is not
@@ -762,17 +732,9 @@ def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = Tru
             if n.endswith(".dump.js"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(vdir, n))
-    gens = []
-    for n in LIST_FILES:
-        try:
-            with open(os.path.join(vdir, n), "rb") as f:
-                gens.append(list_generation(f.read(64)))
-        except FileNotFoundError:
-            gens.append(-1)
-    slots, generation = next_list((gens[0], gens[1]))
-    data = list_js(listed, errors, generation)
-    for slot in slots:  # the older list: removed, then the new one renamed in (the other list stays whole)
-        path = os.path.join(vdir, LIST_FILES[slot])
+    data = list_js(listed, errors)
+    for name in LIST_FILES:  # one after the other, each removed, then renamed in: the other stays whole meanwhile
+        path = os.path.join(vdir, name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         write_atomic(path, data, durable=durable)
@@ -822,14 +784,13 @@ def page_data(out_dir: str | os.PathLike) -> dict[str, Any]:
     out = _skeleton()
     out["dumps"] = []
     info = None
-    for n in LIST_FILES:  # the list of the higher generation, as the page takes it
+    for n in LIST_FILES:  # the first that can be read, as the page takes it
         try:
             with open(os.path.join(vdir, n), "rb") as f:
-                got = _unjs(_LIST_CALL, f.read())
+                info = _unjs(_LIST_CALL, f.read())
+            break
         except (OSError, ValueError):
             continue
-        if info is None or got["generation"] > info["generation"]:
-            info = got
     if info is None:
         out["errors"].append("viewer/dumps-a.js and viewer/dumps-b.js is missing or unreadable: `gpu-media view "
                              "<folder> --rebuild` writes it")

@@ -639,12 +639,9 @@ def test_a_dump_writes_its_own_data_file_and_the_list_only(tmp_path):
     for n in ("k_0.dump.js", "k_1.dump.js", "k_2.dump.js"):
         assert _stat(vdir / n) == before[n], f"{n} was written again"
     assert _stat(tmp_path / "index.html") == page  # the page itself is never rewritten
-    # the older of the two lists was rewritten, the newer one kept: the page takes the higher generation
-    gens = {n: viewer.parse_data_js((vdir / n).read_bytes())["generation"] for n in viewer.LIST_FILES}
-    assert sorted(gens.values()) == [2, 3]
-    newest = max(gens, key=gens.get)
-    assert _stat(vdir / newest) != before[newest] and [_stat(vdir / n) for n in gens if n != newest] == [
-        before[n] for n in gens if n != newest]
+    # both copies of the list rewritten (one after the other), the same
+    assert all(_stat(vdir / n) != before[n] for n in viewer.LIST_FILES)
+    assert (vdir / viewer.LIST_FILES[0]).read_bytes() == (vdir / viewer.LIST_FILES[1]).read_bytes()
     assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
     assert [d["step"] for d in viewer.page_data(tmp_path)["dumps"]] == [0, 1, 2, 3]
 
@@ -676,14 +673,17 @@ def test_data_files_follow_overwrites_kills_and_removed_indexes(tmp_path):
     gpu_media.write_dump(tmp_path, np.zeros((1, 5, 5, 3), np.uint8), key="other", step=2, device="cpu")
     data = viewer.page_data(tmp_path)
     assert data == viewer.viewer_data(tmp_path) and any("broken_0.index.json" in e for e in data["errors"])
-    # while the older list is rewritten (removed, or half-written by a process that was killed), the newer is whole
+    # while one copy of the list is rewritten (removed, or half-written by a process that was killed), the other
+    # is whole
     vdir = tmp_path / viewer.VIEWER_DIR
-    gens = {n: viewer.parse_data_js((vdir / n).read_bytes())["generation"] for n in viewer.LIST_FILES}
-    older = min(gens, key=gens.get)
-    (vdir / older).write_bytes((vdir / older).read_bytes()[:40])
-    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
-    (vdir / older).unlink()
-    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    for name in viewer.LIST_FILES:
+        whole = (vdir / name).read_bytes()
+        (vdir / name).write_bytes(whole[:40])
+        assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+        (vdir / name).unlink()
+        assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+        (vdir / name).write_bytes(whole)
+    (vdir / viewer.LIST_FILES[0]).unlink()
     gpu_media.write_dump(tmp_path, np.zeros((1, 5, 5, 3), np.uint8), key="other", step=5, device="cpu")
     assert set(viewer.LIST_FILES) <= set(os.listdir(vdir))  # both there again
     assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)

@@ -622,7 +622,7 @@ def write_viewer_at(output: Output, changed: Iterable[str] = ()) -> None:
 
     In a local folder that function itself (a full rebuild); at a URL the same objects:
     the data file of each index in ``changed`` and of every index without one (read
-    through a local copy of the index and its box files), the older list file
+    through a local copy of the index and its box files), the list files
     (:data:`gpu_media.viewer.LIST_FILES`) and
     ``index.html``.
 
@@ -646,9 +646,7 @@ def write_viewer_at(output: Output, changed: Iterable[str] = ()) -> None:
         data_file,
         dump_entry,
         dump_js,
-        list_generation,
         list_js,
-        next_list,
         static_page,
         write_viewer,
     )
@@ -690,8 +688,6 @@ def write_viewer_at(output: Output, changed: Iterable[str] = ()) -> None:
                 continue
             output.put(data_file(name), dump_js(entry), overwrite=True)
             listed.append(name)
-    heads = [output.get(f"{VIEWER_DIR}/{n}") for n in LIST_FILES]
-    slots, generation = next_list((list_generation(heads[0]), list_generation(heads[1])))
-    for slot in slots:  # an object is put whole: the older list replaced in place
-        output.put(f"{VIEWER_DIR}/{LIST_FILES[slot]}", list_js(listed, errors, generation), overwrite=True)
+    for n in LIST_FILES:  # each object put whole, one after the other (as update_viewer)
+        output.put(f"{VIEWER_DIR}/{n}", list_js(listed, errors), overwrite=True)
     output.put(INDEX_HTML, static_page().encode("utf-8"), overwrite=True)
