@@ -341,6 +341,8 @@ def check_local_folder(out_dir: str | os.PathLike) -> None:
     probe = path
     while not os.path.isdir(probe):
         if os.path.exists(probe):
+            if os.path.isdir(probe):  # made meanwhile (by a dump starting beside this one)
+                break
             if probe == path:
                 raise DumpPathExistsError(f"{given}: output folder is an existing file, not a folder", item=given)
             raise DumpPathNotADirectoryError(f"{given}: output folder is under {probe}, which is a file, not a "

@@ -85,10 +85,10 @@ INDEX_HTML = "index.html"
 #: The folder of the page's data files, beside ``index.html`` (docs/SPEC.md 6.1).
 VIEWER_DIR = "viewer"
 #: ``viewer/dumps-a.js``, ``viewer/dumps-b.js``: two copies of the list of the folder's indexes, in the page's
-#: order; the page takes the first that loads. An update replaces ``dumps-a.js``, then ``dumps-b.js``, each
-#: removed, then the new one renamed in (a rename over an existing file makes ext4 write the new file out at
-#: once, which costs 0.1 to 2 ms on a busy disk), so a whole list is there at every moment and, between
-#: updates, both are the same (:func:`update_viewer`).
+#: order; the page takes the first that loads. An update replaces ``dumps-b.js`` (removed, then the new one
+#: renamed in: a rename over an existing file makes ext4 write the new file out at once, which costs 0.1 to
+#: 2 ms on a busy disk), then ``dumps-a.js`` (removed, then a hard link to the new ``dumps-b.js``), so a whole
+#: list is there at every moment and, between updates, both are the same (:func:`update_viewer`).
 LIST_FILES = ("dumps-a.js", "dumps-b.js")
 _DATA_MARK = "__GPU_MEDIA_DATA__"
 _HASH_MARK = "__GPU_MEDIA_SCRIPT_HASH__"
@@ -732,12 +732,7 @@ def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = Tru
             if n.endswith(".dump.js"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(vdir, n))
-    data = list_js(listed, errors)
-    for name in LIST_FILES:  # one after the other, each removed, then renamed in: the other stays whole meanwhile
-        path = os.path.join(vdir, name)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        write_atomic(path, data, durable=durable)
+    _write_lists(vdir, list_js(listed, errors), durable)
     path = os.path.join(root, INDEX_HTML)
     wrote_page = _write_if_changed(path, static_page().encode("utf-8"), durable, _PAGES_SEEN)
     if durable:
@@ -745,6 +740,24 @@ def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = Tru
         if wrote_page or not have:
             fsync_dir(root)
     return path
+
+
+def _write_lists(vdir: str, data: bytes, durable: bool) -> None:
+    """Both list files, one of them whole at every moment; one file written, not two.
+
+    The second is removed and the new one renamed in, then the first is removed and made a
+    hard link to it (written again where links fail).
+    """
+    first, second = (os.path.join(vdir, n) for n in LIST_FILES)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(second)
+    write_atomic(second, data, durable=durable)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(first)
+    try:
+        os.link(second, first)
+    except OSError:  # a file system without hard links
+        write_atomic(first, data, durable=durable)
 
 
 def forget_viewer_data(root: str, name: str) -> None:

@@ -678,6 +678,7 @@ def test_data_files_follow_overwrites_kills_and_removed_indexes(tmp_path):
     vdir = tmp_path / viewer.VIEWER_DIR
     for name in viewer.LIST_FILES:
         whole = (vdir / name).read_bytes()
+        (vdir / name).unlink()  # (the two may be one file's two names: a new file, not the old one cut)
         (vdir / name).write_bytes(whole[:40])
         assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
         (vdir / name).unlink()
