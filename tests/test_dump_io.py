@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import random
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -254,26 +255,39 @@ def test_pid_alive():
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd to name what is fsynced")
 @pytest.mark.parametrize("durable", [True, False])
 def test_fsync_order(tmp_path, monkeypatch, durable):
+    """Every file's bytes are fsynced before it gets its name, every folder before the index names its files.
+
+    A file gets its name by ``os.replace`` of a temporary name, or (Linux, a new file) by ``os.link`` of a
+    file made without a name (``O_TMPFILE``); files are told apart by their inode.
+    """
     events = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
 
     def fsync(fd):
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        st = os.fstat(fd)
+        what = os.readlink(f"/proc/self/fd/{fd}") if stat.S_ISDIR(st.st_mode) else (st.st_dev, st.st_ino)
+        events.append(("fsync", what))
         return real_fsync(fd)
 
-    def replace(src, dst):
-        events.append(("replace", os.path.abspath(src), os.path.abspath(dst)))
-        return real_replace(src, dst)
+    def naming(real):
+        def put(src, dst, *args, **kwargs):
+            st = os.stat(src)  # (follows /proc/self/fd/N to the file without a name)
+            d = kwargs.get("dst_dir_fd")
+            where = os.path.join(os.readlink(f"/proc/self/fd/{d}"), dst) if d is not None else os.path.abspath(dst)
+            events.append(("name", (st.st_dev, st.st_ino), where))
+            return real(src, dst, *args, **kwargs)
+        return put
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", naming(real_replace))
+    monkeypatch.setattr(os, "link", naming(real_link))
     root = str(tmp_path / "out")
     gm.write_dump(root, key="k", device="cpu", durable=durable, chunk_size=1, **small(0, n=4))
     if not durable:
         assert not [e for e in events if e[0] == "fsync"]
         return
     pos = {e: i for i, e in enumerate(events)}
-    renames = [e for e in events if e[0] == "replace"]
+    renames = [e for e in events if e[0] == "name"]
     index = index_path(root, "k")
     i_index = next(pos[e] for e in renames if e[2] == index)
     media = [e for e in renames if "/media/" in e[2]]
