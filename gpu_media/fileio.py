@@ -3,8 +3,9 @@
 Every file of a dump (images, masks, boxes2D JSON, the index) and the viewer page is
 written by :func:`write_atomic`, so a name that exists is always complete: a crash
 leaves at most a hidden ``.<name>.<pid>.<8 hex>.tmp`` beside it (nothing, for a new file
-on Linux: it has no name until it is whole), never a truncated file under the real name. With ``durable=True`` the file's bytes are on the disk
-(``fsync``) before it gets its real name, and :func:`fsync_dir` puts the names
+on Linux: it has no name until it is whole), never a truncated file under the real
+name. With ``durable=True`` the file's bytes are on the disk (``fsync``) before it gets
+its real name, and :func:`fsync_dir` puts the names
 themselves on the disk, so that even a power cut never leaves a name that exists with
 fewer bytes than it was written with (docs/SPEC.md 6.4).
 
