@@ -40,8 +40,8 @@ Cases (``device="cpu"`` throughout):
   ``VmHWM`` (peak) minus the RSS before the dump: the extra memory over the input,
   against the uint8 batch's bytes (Linux only; skipped elsewhere).
 * ``small_dump``: one 64x64 image per :func:`gpu_media.write_dump` call (a new step
-  each call, the same folder: the training-loop case; the folder's ``index.html`` is
-  rebuilt after every call from all its indexes, so it grows with the steps),
+  each call, the same folder: the training-loop case; the viewer's list of the folder's
+  dumps grows with the steps, each call writing its own data file and that list),
   ``durable`` False and True, and ``viewer=False``, against the by-hand pipeline's
   code for one image (no pool, no index); ms per call.
 

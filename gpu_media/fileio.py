@@ -2,9 +2,10 @@
 
 Every file of a dump (images, masks, boxes2D JSON, the index) and the viewer page is
 written by :func:`write_atomic`, so a name that exists is always complete: a crash
-leaves at most a hidden ``.<name>.<pid>.<8 hex>.tmp`` beside it, never a truncated
-file under the real name. With ``durable=True`` the file's bytes are on the disk
-(``fsync``) before it gets its real name, and :func:`fsync_dir` puts the names
+leaves at most a hidden ``.<name>.<pid>.<8 hex>.tmp`` beside it (nothing, for a new file
+on Linux: it has no name until it is whole), never a truncated file under the real
+name. With ``durable=True`` the file's bytes are on the disk (``fsync``) before it gets
+its real name, and :func:`fsync_dir` puts the names
 themselves on the disk, so that even a power cut never leaves a name that exists with
 fewer bytes than it was written with (docs/SPEC.md 6.4).
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
+import itertools
 import os
 import re
-import uuid
 from typing import Iterable, Iterator
 
 #: The lock file of a dump folder (docs/SPEC.md 6.4); an empty file, left in place.
@@ -53,6 +55,19 @@ def relative_path(p: object) -> str | None:
     return p
 
 
+#: The 8 hex digits of :func:`write_atomic`'s temporary names: a counter from a random start (unique in the
+#: process; the pid tells processes apart, the random start processes of equal pid in other containers).
+_TEMP_IDS = itertools.count(int.from_bytes(os.urandom(4), "little"))
+
+
+def _new_temp_ids() -> None:  # a forked child starts its own sequence (its pid differs, but be sure)
+    global _TEMP_IDS
+    _TEMP_IDS = itertools.count(int.from_bytes(os.urandom(4), "little"))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_temp_ids)
+
 _DURABLE: contextvars.ContextVar[bool] = contextvars.ContextVar("gpu_media_durable_writes", default=True)
 
 
@@ -80,6 +95,11 @@ def durable_writes(durable: bool) -> Iterator[None]:
 
 def write_atomic(path: str, data: bytes, *, overwrite: bool = False, durable: bool | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A new file (not ``overwrite``) on Linux is made without a name instead (``O_TMPFILE``)
+    and linked to ``path`` once written: no temporary name at all, and one operation on
+    the folder instead of two (on a busy disk the create and the rename each wait for the
+    folder); elsewhere, or where the file system cannot, the temporary name.
 
     Args:
         path: the file to write; its folder is created if missing.
@@ -110,8 +130,10 @@ def write_atomic(path: str, data: bytes, *, overwrite: bool = False, durable: bo
         return  # content-addressed and renamed into place: already complete
     if durable is None:
         durable = _DURABLE.get()
+    if not overwrite and _TMPFILE and _write_unnamed(path, data, durable):
+        return
     d, base = os.path.split(path)
-    tmp = os.path.join(d, f".{base}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = os.path.join(d, f".{base}.{os.getpid()}.{next(_TEMP_IDS) & 0xFFFFFFFF:08x}.tmp")
     for attempt in range(3):
         try:
             f = open(tmp, "wb")
@@ -133,6 +155,53 @@ def write_atomic(path: str, data: bytes, *, overwrite: bool = False, durable: bo
         except OSError:
             pass
         raise
+
+
+#: Linux's ``O_TMPFILE``: a file without a name, linked into place once written (:func:`_write_unnamed`).
+_TMPFILE = getattr(os, "O_TMPFILE", 0) if os.path.isdir("/proc/self/fd") else 0
+
+
+def _write_unnamed(path: str, data: bytes, durable: bool) -> bool:
+    """Write ``data`` to a new file that has no name until it is whole (``O_TMPFILE``), then link it to ``path``.
+
+    The file is made in ``path``'s folder without a name, written (and fsynced), then
+    given its name with ``linkat``: one operation on the folder instead of two (a
+    temporary name, then a rename), and a process killed meanwhile leaves nothing
+    behind. A name that exists meanwhile is kept (the dump's names are
+    content-addressed). Returns False, having done nothing, where the file system
+    cannot make such a file (the caller then uses a temporary name).
+    """
+    d, base = os.path.split(path)
+    for attempt in range(3):
+        try:
+            dfd = os.open(d or ".", os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+            break
+        except FileNotFoundError:  # the folder is made with its first file (or was just removed as empty)
+            if attempt == 2:
+                raise
+            os.makedirs(d, exist_ok=True)
+    try:
+        try:
+            fd = os.open(".", _TMPFILE | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP):
+                return False  # no O_TMPFILE on this file system
+            raise
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+            try:
+                os.link(f"/proc/self/fd/{fd}", base, dst_dir_fd=dfd, follow_symlinks=True)
+            except FileExistsError:
+                pass  # written meanwhile by another dump: the same bytes
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+    return True
 
 
 def fsync_dir(path: str) -> None:
@@ -163,13 +232,15 @@ def fsync_dir(path: str) -> None:
 def folder_lock(folder: str) -> Iterator[None]:
     """Hold the inter-process lock of ``folder`` (its :data:`LOCK_NAME` file) for the ``with`` block.
 
-    :class:`filelock.FileLock` when the ``filelock`` package is installed (a core
-    dependency), else ``fcntl.flock`` on the same file (what filelock itself uses on
-    POSIX, so the two exclude each other); where neither exists the block runs
-    unlocked. Blocks until the lock is free; a process that dies releases it. Not
-    reentrant: a second ``folder_lock`` of the same folder inside the block waits
-    forever. The lock file is created if missing and never removed (removing it
-    would let two processes hold "the" lock on two files).
+    ``fcntl.flock`` on the file where it exists (POSIX: the lock ``filelock`` itself
+    takes there, so the two exclude each other; taken in a few microseconds, where
+    :class:`filelock.FileLock` spends over 0.1 ms, which counts for a small dump that
+    takes the lock twice), else :class:`filelock.FileLock` when the ``filelock``
+    package is installed (a core dependency: Windows' lock); where neither exists the
+    block runs unlocked. Blocks until the lock is free; a process that dies releases
+    it. Not reentrant: a second ``folder_lock`` of the same folder inside the block
+    waits forever. The lock file is created if missing and never removed (removing
+    it would let two processes hold "the" lock on two files).
 
     Args:
         folder: an existing folder.
@@ -187,19 +258,17 @@ def folder_lock(folder: str) -> Iterator[None]:
     """
     path = os.path.join(folder, LOCK_NAME)
     try:
-        from filelock import FileLock  # lazily: gpu_media works without it
-    except ImportError:
-        FileLock = None
-    if FileLock is not None:
+        import fcntl
+    except ImportError:  # Windows: filelock's lock, if installed
+        try:
+            from filelock import FileLock  # lazily: gpu_media works without it
+        except ImportError:  # neither fcntl nor filelock: no lock
+            yield
+            return
         with FileLock(path):
             yield
         return
-    try:
-        import fcntl
-    except ImportError:  # neither filelock nor fcntl: no lock
-        yield
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

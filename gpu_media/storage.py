@@ -290,13 +290,18 @@ class FsspecOutput(Output):
                              item=self.url) from None
 
 
+_WRITABLE: set = set()
+
+
 def check_local_folder(out_dir: str | os.PathLike) -> None:
     """Fail early, writing nothing, when the local folder ``out_dir`` cannot take a dump.
 
     ``out_dir`` must be a folder or not exist yet (it is created by the dump). A probe
     file is created and removed in it, or, when it does not exist, in its nearest
     existing parent (where the dump will create it), so that permissions, read-only
-    file systems and root's exceptions all count as they will for the dump. The
+    file systems and root's exceptions all count as they will for the dump; a folder
+    this process probed already, unchanged since (its inode, owner and mode), is not
+    probed again. The
     folder's lock file (:data:`gpu_media.fileio.LOCK_NAME`), if there, must be a file.
 
     Raises:
@@ -336,6 +341,8 @@ def check_local_folder(out_dir: str | os.PathLike) -> None:
     probe = path
     while not os.path.isdir(probe):
         if os.path.exists(probe):
+            if os.path.isdir(probe):  # made meanwhile (by a dump starting beside this one)
+                break
             if probe == path:
                 raise DumpPathExistsError(f"{given}: output folder is an existing file, not a folder", item=given)
             raise DumpPathNotADirectoryError(f"{given}: output folder is under {probe}, which is a file, not a "
@@ -350,12 +357,25 @@ def check_local_folder(out_dir: str | os.PathLike) -> None:
         raise DumpLockError(f"{given}: the lock file {lock} is {kind}; remove it (gpu-media creates the file)",
                             item=given)
     try:
+        st = os.stat(probe)
+        # a folder that took a probe file in this process, unchanged since (same folder, owner and
+        # mode): not probed again (a training loop dumps into one folder at every step)
+        seen = (probe, st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_gid)
+    except OSError:
+        seen = None
+    if seen is not None and seen in _WRITABLE:
+        return
+    try:
         fd, tmp = tempfile.mkstemp(prefix=".gpu-media-probe-", suffix=".tmp", dir=probe)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
         where = "output folder" if probe == path else f"output folder (to be created in {probe})"
         raise DumpPathError(f"{given}: {where} is not writable ({exc.strerror or exc})", item=given) from None
+    if seen is not None:
+        if len(_WRITABLE) > 1 << 12:
+            _WRITABLE.clear()
+        _WRITABLE.add(seen)
 
 
 def _why(exc: BaseException) -> str:

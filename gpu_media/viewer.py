@@ -8,12 +8,26 @@ each box key a toggle, per-class checkboxes and a score threshold; image caption
 a per-class summary table (mask pixels per mask key from ``mask_report``, box counts
 per box key), so ground truth and predictions sit side by side.
 
-The page needs no server and no network: all JS and CSS are inline, the dump's data
-(image paths and sizes, captions, the boxes2D JSON, class labels, mask paths, mask
-report) is embedded as JSON in a ``<script type="application/json">`` element, and
-images and masks are referenced by their relative paths, so it works opened as a
-``file://`` URL and served (:func:`serve`). A Content-Security-Policy allows only the
-page's own script (by hash) and images from the folder.
+The page needs no server and no network: all JS and CSS are inline, and images and
+masks are referenced by their relative paths, so it works opened as a ``file://`` URL
+and served (:func:`serve`). The dump's data (image paths and sizes, captions, the
+boxes2D JSON, class labels, mask paths, mask report) comes in one of two ways:
+
+* In a dump folder, ``index.html`` is the same page for every folder (written when
+  missing or out of date), and the data lives beside it in small script files it
+  loads with ``<script src>`` (which works from ``file://``, unlike ``fetch``):
+  ``viewer/dumps-a.js`` and ``viewer/dumps-b.js``, the list of the folder's indexes
+  (:data:`LIST_FILES`), and one
+  ``viewer/<key>_<step>.dump.js`` per index (:func:`data_file`), each written once,
+  when its index is. So a
+  dump into a folder of many dumps (a training loop logging every N steps) writes
+  its own data file and the short list, never the data of the dumps before it
+  (:func:`update_viewer`).
+* :func:`render_html` of :func:`viewer_data` embeds everything as JSON in a
+  ``<script type="application/json">`` element: one file (the page of a dump at a URL).
+
+A Content-Security-Policy allows only the page's own scripts (by hash), the data
+files of its folder, and images from the folder.
 
 Masks are coloured without reading their pixels (a canvas would be tainted under
 ``file://``): each mask key has an SVG ``<filter>`` whose ``discrete`` transfer tables
@@ -45,6 +59,7 @@ Every string from the dump reaches the page as text (``textContent``), never as 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import glob
 import hashlib
@@ -60,20 +75,41 @@ import sys
 import threading
 import urllib.parse
 from importlib import resources
-from typing import Any, TextIO
+from typing import Any, Iterable, TextIO
 
 from .boxes import PALETTE
 from .checks import is_integer, is_number
-from .fileio import folder_lock, fsync_dir, relative_path, write_atomic
+from .fileio import folder_lock, fsync_dir, relative_path, remove_stale_temps, write_atomic
 
 INDEX_HTML = "index.html"
+#: The folder of the page's data files, beside ``index.html`` (docs/SPEC.md 6.1).
+VIEWER_DIR = "viewer"
+#: ``viewer/dumps-a.js``, ``viewer/dumps-b.js``: two copies of the list of the folder's indexes, in the page's
+#: order; the page takes the first that loads. An update replaces ``dumps-b.js`` (removed, then the new one
+#: renamed in: a rename over an existing file makes ext4 write the new file out at once, which costs 0.1 to
+#: 2 ms on a busy disk), then ``dumps-a.js`` (removed, then a hard link to the new ``dumps-b.js``), so a whole
+#: list is there at every moment and, between updates, both are the same (:func:`update_viewer`).
+LIST_FILES = ("dumps-a.js", "dumps-b.js")
 _DATA_MARK = "__GPU_MEDIA_DATA__"
 _HASH_MARK = "__GPU_MEDIA_SCRIPT_HASH__"
-_APP_SCRIPT = re.compile(r'<script id="gpu-media-app">(.*?)</script>', re.DOTALL)
+#: every inline script of the template (not the JSON data element): the CSP allows them by hash
+_INLINE_SCRIPT = re.compile(r'<script id="gpu-media-[a-z]+">(.*?)</script>', re.DOTALL)
 
 
-def _template() -> str:
-    return resources.files(__package__).joinpath("viewer_template.html").read_text(encoding="utf-8")
+@functools.lru_cache(maxsize=2)
+def _page_parts(external: bool) -> tuple[str, str]:
+    """The page before and after the data placeholder, its CSP filled in (computed once per process)."""
+    html = resources.files(__package__).joinpath("viewer_template.html").read_text(encoding="utf-8")
+    hashes = [base64.b64encode(hashlib.sha256(m.group(1).encode("utf-8")).digest()).decode("ascii")
+              for m in _INLINE_SCRIPT.finditer(html)]
+    sources = " ".join(f"'sha256-{h}'" for h in hashes)
+    if external:  # the data files of viewer/: 'self' when served, file: opened from the disk
+        sources += " 'self' file:"
+    html = html.replace(_HASH_MARK, sources, 1)
+    head, sep, tail = html.partition(_DATA_MARK)
+    if not sep:
+        raise RuntimeError("viewer template has no data placeholder")
+    return head, tail
 
 
 def _finite(v):
@@ -436,24 +472,364 @@ def render_html(data: dict[str, Any]) -> str:
         >>> page.startswith("<!DOCTYPE html>"), '"dumps":[]' in page
         (True, True)
     """
-    html = _template()
-    m = _APP_SCRIPT.search(html)
-    digest = base64.b64encode(hashlib.sha256(m.group(1).encode("utf-8")).digest()).decode("ascii")
-    html = html.replace(_HASH_MARK, f"'sha256-{digest}'", 1)
-    head, sep, tail = html.partition(_DATA_MARK)
-    if not sep:
-        raise RuntimeError("viewer template has no data placeholder")
+    head, tail = _page_parts(False)
     return head + script_json(data) + tail
 
 
-def write_viewer(out_dir: str | os.PathLike) -> str:
-    """(Re)write ``out_dir/index.html`` from every ``*.index.json`` there; returns its path.
+def _skeleton() -> dict[str, Any]:
+    """The page's own data without the dumps: what every page shows whatever the folder holds."""
+    return {"generator": "gpu-media viewer", "version": 1, "palette": [list(c) for c in PALETTE],
+            "dumps": None, "errors": []}
 
-    Built and written under the folder's inter-process lock
-    (:func:`gpu_media.fileio.folder_lock`, as every dump's last step), so a page
-    written while dumps finish in the same folder lists them all (docs/SPEC.md 6.4).
-    Written to a temporary name, fsynced and renamed into place. A folder without
-    any index still gets a page (saying so), so it can be opened before the first dump.
+
+def static_page() -> str:
+    """``index.html`` of a dump folder: the page that loads its dumps from ``viewer/`` (the same for every folder).
+
+    Its data element holds :func:`viewer_data`'s fields with ``"dumps": null``, which
+    makes the page load the folder's list (:data:`LIST_FILES`) and the data file of each index it lists
+    (:func:`update_viewer`); its CSP also allows the folder's own scripts (``'self'``
+    served, ``file:`` opened from the disk).
+
+    Returns:
+        the HTML page.
+
+    Examples:
+        >>> page = static_page()
+        >>> '"dumps":null' in page, "'self' file:" in page
+        (True, True)
+    """
+    head, tail = _page_parts(True)
+    return head + script_json(_skeleton()) + tail
+
+
+#: ``viewer/dumps.js`` and ``viewer/<index>.js`` each call one function of the page's loader with one
+#: JSON argument (:func:`script_json`), so that :func:`page_data` can read them back as JSON.
+_LIST_CALL = ("gpuMediaData.list(", ");\n")
+_DUMP_CALL = ("gpuMediaData.dump(", ");\n")
+
+
+def _js(call: tuple[str, str], obj: Any) -> bytes:
+    return (call[0] + script_json(obj) + call[1]).encode("ascii")
+
+
+def _unjs(call: tuple[str, str], data: bytes) -> Any:
+    text = data.decode("ascii")
+    if not (text.startswith(call[0]) and text.endswith(call[1])):
+        raise ValueError(f"not a {call[0]}...) file")
+    return json.loads(text[len(call[0]): -len(call[1])])
+
+
+def parse_data_js(data: bytes) -> Any:
+    """The JSON argument of a viewer data file's bytes (a list file, :data:`LIST_FILES`, or a :func:`data_file`).
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        ``{"files", "errors"}`` of a list file, or ``{"dump", "errors"}`` of a data file.
+
+    Raises:
+        ValueError: not such a file.
+
+    Examples:
+        >>> parse_data_js(list_js(["k_0.index.json"], []))
+        {'files': ['k_0.index.json'], 'errors': []}
+    """
+    for call in (_LIST_CALL, _DUMP_CALL):
+        if data.startswith(call[0].encode("ascii")):
+            return _unjs(call, data)
+    raise ValueError("not a gpu-media viewer data file")
+
+
+def data_file(name: str) -> str:
+    """The page's data file of index ``name``: ``viewer/<name less .index.json>.dump.js`` (``/``-separated).
+
+    Shorter than the index's name, so its temporary name fits wherever the index's does
+    (docs/SPEC.md 6.2), and never a list file (:data:`LIST_FILES`).
+
+    Examples:
+        >>> data_file("val%2Fpred_3.index.json")
+        'viewer/val%2Fpred_3.dump.js'
+    """
+    return f"{VIEWER_DIR}/{name[: -len('.index.json')]}.dump.js"
+
+
+def dump_entry(root: str, name: str) -> dict[str, Any]:
+    """``{"dump": viewer_data's entry of index name, "errors": [its box files' errors]}``: a data file's content.
+
+    Args:
+        root: the dump folder.
+        name: an ``*.index.json`` file in it.
+
+    Returns:
+        the entry (:func:`dump_js` writes it).
+
+    Raises:
+        OSError, ValueError, TypeError, AttributeError: the index cannot be read.
+
+    Examples:
+        >>> import tempfile
+        >>> dump_entry(tempfile.mkdtemp(), "k_0.index.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: ...
+    """
+    errors: list = []
+    return {"dump": _load_dump(root, name, {}, errors), "errors": errors}
+
+
+def dump_js(entry: dict[str, Any]) -> bytes:
+    r"""The bytes of a data file (:func:`data_file`): ``gpuMediaData.dump(<entry as script_json>);``.
+
+    Examples:
+        >>> dump_js({"dump": {"file": "k_0.index.json"}, "errors": []})
+        b'gpuMediaData.dump({"dump":{"file":"k_0.index.json"},"errors":[]});\n'
+    """
+    return _js(_DUMP_CALL, entry)
+
+
+def list_js(names: Iterable[str], errors: list[str]) -> bytes:
+    r"""The bytes of a list file (:data:`LIST_FILES`): the indexes ``names`` in the page's order, ``errors``.
+
+    Args:
+        names: the index names (sorted here: :func:`sort_names`).
+        errors: the indexes that cannot be read, as the page shows them.
+
+    Returns:
+        ``gpuMediaData.list({"files", "errors"});`` and a newline.
+
+    Examples:
+        >>> list_js(["b_0.index.json", "a_1.index.json"], [])
+        b'gpuMediaData.list({"files":["a_1.index.json","b_0.index.json"],"errors":[]});\n'
+    """
+    return _js(_LIST_CALL, {"files": sort_names(names), "errors": list(errors)})
+
+
+def sort_names(names: Iterable[str]) -> list[str]:
+    """Index names in the page's order: by key, then step (integers first, by value), as :func:`viewer_data` sorts.
+
+    The key and step are read back from each name (``<enc(key)>_<enc_step(step)>.index.json``,
+    docs/SPEC.md 6.3), so no index is read.
+
+    Examples:
+        >>> sort_names(["k_10.index.json", "k_9.index.json", "k_final.index.json", "a_3.index.json"])
+        ['a_3.index.json', 'k_9.index.json', 'k_10.index.json', 'k_final.index.json']
+    """
+    return sorted(names, key=_name_order)
+
+
+_ORDER: dict[str, tuple] = {}
+
+
+def _name_order(name: str) -> tuple:
+    got = _ORDER.get(name)
+    if got is None:
+        stem = name[: -len(".index.json")]
+        enc_key, sep, enc_step = stem.rpartition("_")
+        key = urllib.parse.unquote(enc_key if sep else stem)
+        text = urllib.parse.unquote(enc_step) if sep else "0"
+        step: Any = int(text) if re.fullmatch(r"-?[0-9]+", text) and str(int(text)) == text else text
+        got = (key, _step_order(step), name)
+        if len(_ORDER) > 1 << 16:
+            _ORDER.clear()
+        _ORDER[name] = got
+    return got
+
+
+def _index_names(root: str) -> list[str]:
+    return [n for n in os.listdir(root) if n.endswith(".index.json")]
+
+
+def _write_if_changed(path: str, data: bytes, durable: bool, seen: dict) -> bool:
+    """Write ``path`` (atomically) unless it holds ``data`` already; True if it was written."""
+    try:
+        st = os.stat(path)
+        sig = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if seen.get(path) == (sig, len(data)):  # this process wrote or checked it, and it is unchanged
+            return False
+        if st.st_size == len(data):
+            with open(path, "rb") as f:
+                if f.read() == data:
+                    seen[path] = (sig, len(data))
+                    return False
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    write_atomic(path, data, overwrite=True, durable=durable)
+    st = os.stat(path)
+    seen[path] = ((st.st_ino, st.st_mtime_ns, st.st_size), len(data))
+    return True
+
+
+_PAGES_SEEN: dict = {}
+
+
+def update_viewer(root: str, changed: Iterable[str] = (), *, durable: bool = True, full: bool = False) -> str:
+    """Bring the viewer of the dump folder ``root`` up to date; call it under the folder's lock.
+
+    The viewer is ``index.html`` (:func:`static_page`), the list of the folder's
+    ``*.index.json``, sorted by key and step, and of the indexes that cannot be read
+    (two copies, :data:`LIST_FILES`, replaced one after the other) and one
+    data file per index (:func:`data_file`: its :func:`viewer_data`
+    entry). The data file of each index in ``changed`` is (re)written, and that of
+    every index that has none; the list is rewritten; ``index.html`` only when it is not
+    the page already. So the work of one dump does not grow with the dumps already in
+    the folder, but for the list of their names. ``full`` rewrites every data file and
+    removes those whose index is gone (``gpu-media view --rebuild``). Every file is
+    written to a temporary name and renamed into place (and fsynced with ``durable``).
+
+    Args:
+        root: the dump folder (absolute).
+        changed: names of indexes written since the viewer was last brought up to date.
+        durable: fsync the files written, then their folders.
+        full: rebuild every data file.
+
+    Returns:
+        the path of ``index.html``.
+
+    Raises:
+        OSError: the disk (the dump itself is complete: :func:`gpu_media.dump.write_dump`
+            turns this into a :class:`gpu_media.errors.ViewerWarning`).
+
+    Examples:
+        >>> import os, tempfile
+        >>> from gpu_media.fileio import folder_lock
+        >>> root = tempfile.mkdtemp()
+        >>> with folder_lock(root):
+        ...     path = update_viewer(root, durable=False)
+        >>> sorted(os.listdir(root)), sorted(os.listdir(os.path.join(root, "viewer")))
+        (['.gpu-media.lock', 'index.html', 'viewer'], ['dumps-a.js', 'dumps-b.js'])
+        >>> page_data(root)["dumps"]
+        []
+    """
+    vdir = os.path.join(root, VIEWER_DIR)
+    if full:  # the temporary files of a rebuild that was killed (a dump's go with its claim: gpu_media.dump)
+        remove_stale_temps([root, vdir])
+    names = _index_names(root)
+    try:
+        have = set(os.listdir(vdir))
+    except FileNotFoundError:
+        have = set()
+    except NotADirectoryError:
+        raise NotADirectoryError(f"{vdir}: the viewer's folder is not a folder") from None
+    changed = set(changed)
+    listed, errors = [], []
+    for name in names:
+        js = name[: -len(".index.json")] + ".dump.js"  # data_file(name) in viewer/ (inline: once per index)
+        if full or name in changed or js not in have:
+            try:
+                entry = dump_entry(root, name)
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                errors.append(f"{name}: cannot read ({exc})")
+                if js in have:  # the data of an index that is broken now
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(vdir, js))
+                continue
+            write_atomic(os.path.join(vdir, js), dump_js(entry), overwrite=True, durable=durable)
+        listed.append(name)
+    if full:  # the data of indexes that are gone
+        keep = {data_file(n)[len(VIEWER_DIR) + 1:] for n in listed}
+        for n in have - keep:
+            if n.endswith(".dump.js"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(vdir, n))
+    _write_lists(vdir, list_js(listed, errors), durable)
+    path = os.path.join(root, INDEX_HTML)
+    wrote_page = _write_if_changed(path, static_page().encode("utf-8"), durable, _PAGES_SEEN)
+    if durable:
+        fsync_dir(vdir)
+        if wrote_page or not have:
+            fsync_dir(root)
+    return path
+
+
+def _write_lists(vdir: str, data: bytes, durable: bool) -> None:
+    """Both list files, one of them whole at every moment; one file written, not two.
+
+    The second is removed and the new one renamed in, then the first is removed and made a
+    hard link to it (written again where links fail).
+    """
+    first, second = (os.path.join(vdir, n) for n in LIST_FILES)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(second)
+    write_atomic(second, data, durable=durable)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(first)
+    try:
+        os.link(second, first)
+    except OSError:  # a file system without hard links
+        write_atomic(first, data, durable=durable)
+
+
+def forget_viewer_data(root: str, name: str) -> None:
+    """Remove the page's data file of index ``name`` (:func:`data_file`), if there (its index was rewritten).
+
+    Called when an index is written without updating the viewer, so that the next update
+    (:func:`update_viewer`) writes the data again instead of showing the old index's.
+
+    Examples:
+        >>> import tempfile
+        >>> forget_viewer_data(tempfile.mkdtemp(), "k_0.index.json")  # none: nothing to do
+    """
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        os.unlink(os.path.join(root, *data_file(name).split("/")))
+
+
+def page_data(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """What the folder's ``index.html`` shows: its data files read back as the page reads them.
+
+    The same as :func:`viewer_data` of the folder once the viewer is up to date (the
+    errors may come in another order); for tests and for looking at a folder's viewer
+    without a browser.
+
+    Args:
+        out_dir: a dump folder with a viewer (:func:`update_viewer`).
+
+    Returns:
+        ``{"generator", "version", "palette", "dumps", "errors"}`` as the page assembles it.
+
+    Examples:
+        >>> import tempfile
+        >>> page_data(tempfile.mkdtemp())["errors"]  # no viewer there  # doctest: +ELLIPSIS
+        ['viewer/dumps-a.js and viewer/dumps-b.js is missing or unreadable: `gpu-media view <folder> --rebuild` ...']
+    """
+    root = os.path.abspath(os.fspath(out_dir))
+    vdir = os.path.join(root, VIEWER_DIR)
+    out = _skeleton()
+    out["dumps"] = []
+    info = None
+    for n in LIST_FILES:  # the first that can be read, as the page takes it
+        try:
+            with open(os.path.join(vdir, n), "rb") as f:
+                info = _unjs(_LIST_CALL, f.read())
+            break
+        except (OSError, ValueError):
+            continue
+    if info is None:
+        out["errors"].append("viewer/dumps-a.js and viewer/dumps-b.js is missing or unreadable: `gpu-media view "
+                             "<folder> --rebuild` writes it")
+        return out
+    for name in info["files"]:
+        try:
+            with open(os.path.join(root, *data_file(name).split("/")), "rb") as f:
+                entry = _unjs(_DUMP_CALL, f.read())
+        except (OSError, ValueError):
+            out["errors"].append(f"{name}: {data_file(name)} is missing or unreadable: `gpu-media view <folder> "
+                                 "--rebuild` writes it")
+            continue
+        out["dumps"].append(entry["dump"])
+        out["errors"].extend(entry["errors"])
+    out["errors"].extend(info["errors"])
+    return out
+
+
+def write_viewer(out_dir: str | os.PathLike) -> str:
+    """(Re)write the viewer of ``out_dir`` from every ``*.index.json`` there; returns the path of ``index.html``.
+
+    Every data file is written again (:func:`update_viewer` with ``full=True``), under
+    the folder's inter-process lock (:func:`gpu_media.fileio.folder_lock`, as every
+    dump's last step), so a viewer written while dumps finish in the same folder lists
+    them all (docs/SPEC.md 6.4). A folder without any index still gets a page (saying
+    so), so it can be opened before the first dump.
 
     Args:
         out_dir: the dump folder.
@@ -482,7 +858,7 @@ def write_viewer_locked(root: str, *, durable: bool = True) -> str:
 
     Args:
         root: the dump folder (absolute).
-        durable: fsync the page and the folder (see :func:`gpu_media.fileio.write_atomic`).
+        durable: fsync the files and the folders (see :func:`gpu_media.fileio.write_atomic`).
 
     Returns:
         the path of ``index.html``.
@@ -496,12 +872,7 @@ def write_viewer_locked(root: str, *, durable: bool = True) -> str:
         >>> path.endswith("index.html")
         True
     """
-    data = render_html(viewer_data(root)).encode("utf-8")
-    path = os.path.join(root, INDEX_HTML)
-    write_atomic(path, data, overwrite=True, durable=durable)  # temp name + rename, as every file of a dump
-    if durable:
-        fsync_dir(root)
-    return path
+    return update_viewer(root, durable=durable, full=True)
 
 
 def find_chromium() -> str | None:

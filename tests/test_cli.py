@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import gpu_media as gm
-from gpu_media import cli
+from gpu_media import cli, viewer
 from media_helpers import decode_image, hwc, read_rel
 from spec_reference import draw_reference, normalize_image
 
@@ -457,8 +457,13 @@ def test_view_command_serves_the_dump(tmp_path):
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/index.html"), url
         with urllib.request.urlopen(url, timeout=10) as r:
-            page = r.read().decode()
-        assert "demo_0.index.json" in page
+            assert r.read().decode() == viewer.static_page()
+        base = url.rsplit("/", 1)[0]
+        for name in viewer.LIST_FILES:  # the page's list of dumps (two copies)
+            with urllib.request.urlopen(f"{base}/viewer/{name}", timeout=10) as r:
+                assert viewer.parse_data_js(r.read())["files"] == ["demo_0.index.json"]
+        with urllib.request.urlopen(base + "/" + viewer.data_file("demo_0.index.json"), timeout=10) as r:
+            assert viewer.parse_data_js(r.read())["dump"]["count"] == 8
         entry = load_index(out, "demo", 0)["images"][0]
         with urllib.request.urlopen(url.rsplit("/", 1)[0] + "/" + entry["path"], timeout=10) as r:
             assert r.read() == read(out, entry["path"])

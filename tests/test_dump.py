@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -127,7 +128,7 @@ def test_keys_and_captions_never_escape(device, tmp_path, key, path):
     assert sorted(os.listdir(tmp_path)) == ["a"] and os.listdir(tmp_path / "a") == ["b"]
     for rel in files_under(out):
         assert not rel.startswith("..") and not os.path.isabs(rel)
-    assert sorted(os.listdir(out)) == sorted(["media", "index.html", ".gpu-media.lock",
+    assert sorted(os.listdir(out)) == sorted(["media", "index.html", "viewer", ".gpu-media.lock",
                                               os.path.basename(index_path(out, key, ".."))])
     stem = path + "_.._"
     assert d["path"].startswith(f"media/images/{stem}") and d["masks"]["../m"]["path"].startswith(
@@ -293,18 +294,22 @@ def test_interrupted_dump_is_finished_by_a_second_run(device, tmp_path, monkeypa
     x = rng.random((6, 8, 8, 3))
     kw = dict(key="run", masks={"m": {"mask_data": rng.integers(0, 3, (6, 8, 8))}}, chunk_size=2, device=device)
     gm.write_dump(tmp_path / "clean", x, **kw)
-    real_replace, calls = os.replace, []
+    real_replace, real_link, calls = os.replace, os.link, []
 
-    def crash_on_fifth(src, dst):
-        calls.append(dst)
-        if len(calls) == 5:
-            raise OSError("disk full (simulated)")
-        return real_replace(src, dst)
+    def crash_on_fifth(real):  # the fifth file put in place (renamed, or linked: fileio.write_atomic) fails
+        def put(src, dst, *args, **kwargs):
+            calls.append(dst)
+            if len(calls) == 5:
+                raise OSError("disk full (simulated)")
+            return real(src, dst, *args, **kwargs)
+        return put
 
-    monkeypatch.setattr(os, "replace", crash_on_fifth)
+    monkeypatch.setattr(os, "replace", crash_on_fifth(real_replace))
+    monkeypatch.setattr(os, "link", crash_on_fifth(real_link))
     with pytest.raises(OSError, match="simulated"):
         gm.write_dump(tmp_path / "dump", x, **kw)
     monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.setattr(os, "link", real_link)
     partial = files_under(tmp_path / "dump")
     assert not os.path.exists(index_path(tmp_path / "dump", "run"))  # no index: not complete
     assert not [f for f in partial if f.endswith(".tmp")]  # no half-written file left
@@ -316,6 +321,8 @@ def test_interrupted_dump_is_finished_by_a_second_run(device, tmp_path, monkeypa
     dead.wait()
     stale = tmp_path / "dump" / "media" / "images" / f".run_0_x.png.{dead.pid}.deadbeef.tmp"
     stale.write_bytes(b"partial")
+    claim = {"pid": dead.pid, "host": socket.gethostname(), "prefixes": ["media/images/run_0_"]}
+    (tmp_path / "dump" / f".gpu-media-claim.{dead.pid}.0123abcd.json").write_text(json.dumps(claim))  # and its claim
     gm.write_dump(tmp_path / "dump", x, **kw)
     assert files_under(tmp_path / "dump") == clean
 

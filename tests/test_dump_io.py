@@ -7,6 +7,8 @@ import json
 import multiprocessing
 import os
 import random
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from dump_workers import KEY, STEP, concurrent_worker, kill_batch, kill_dump
 import gpu_media as gm
 from gpu_media import cli, fileio
 from gpu_media.dump import index_path
-from gpu_media.viewer import render_html, viewer_data
+from gpu_media.viewer import page_data, static_page, viewer_data
 from media_helpers import files_under
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,12 +50,8 @@ def page_keys(root) -> list:
 
 
 def html_keys(root) -> list:
-    """The keys of the dumps index.html embeds (the data element's JSON)."""
-    html = open(os.path.join(root, "index.html"), encoding="utf-8").read()
-    start = html.index('<script type="application/json"')
-    start = html.index(">", start) + 1
-    data = json.loads(html[start:html.index("</script>", start)])
-    return sorted(d["key"] for d in data["dumps"])
+    """The keys of the dumps index.html shows (its data files, viewer/, read back as the page reads them)."""
+    return sorted(d["key"] for d in page_data(root)["dumps"])
 
 
 def small(seed=0, n=3, masks=True, boxes=True):
@@ -115,8 +113,9 @@ def test_overwrite_replaces_and_removes_the_old_files(device, tmp_path):
     gm.write_dump(tmp_path / "clean", key="k", device=device, **small(1, masks=False, boxes=False))
     clean = files_under(tmp_path / "clean")
     # the k dump's files are exactly those of a clean dump of the new batch; the other dump is untouched
-    mine = {p: b for p, b in files.items() if "other_0" not in p and p not in ("index.html", fileio.LOCK_NAME)}
-    assert mine == {p: b for p, b in clean.items() if p not in ("index.html", fileio.LOCK_NAME)}
+    shared = ("index.html", fileio.LOCK_NAME, "viewer/dumps-a.js", "viewer/dumps-b.js")  # the folder's
+    mine = {p: b for p, b in files.items() if "other_0" not in p and p not in shared}
+    assert mine == {p: b for p, b in clean.items() if p not in shared}
     assert {p: b for p, b in files.items() if "other_0" in p} == other
     for d in old_index["images"]:
         assert d["path"] not in files
@@ -158,7 +157,7 @@ def test_overwrite_keeps_files_another_index_names(tmp_path):
 def test_overwrite_removes_the_folders_it_empties(tmp_path):
     gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
     gm.write_dump(tmp_path, key="k", device="cpu", overwrite=True, **small(2, masks=False, boxes=False))
-    assert folders_under(tmp_path) == [".", "media", "media/images"]  # mask/ and boxes2D/ went with their files
+    assert folders_under(tmp_path) == [".", "media", "media/images", "viewer"]  # mask/, boxes2D/ went with their files
     assert len(files_under(tmp_path / "media")) == 3
 
 
@@ -200,9 +199,16 @@ def test_cli_demo_twice_needs_overwrite(tmp_path, capsys):
 # --------------------------------------------------------------------------- stale temporary files
 
 
+def dead_claim(root, pid) -> None:
+    """The claim file a dump killed in process ``pid`` leaves in ``root`` (docs/SPEC.md 6.4)."""
+    data = {"pid": pid, "host": socket.gethostname(), "prefixes": ["media/images/k_0_"]}
+    (root / f".gpu-media-claim.{pid}.0123abcd.json").write_text(json.dumps(data))
+
+
 def test_stale_temporary_files_are_removed_only_when_their_writer_is_gone(tmp_path):
     gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
     dead, alive = dead_pid(), os.getpid()
+    dead_claim(tmp_path, dead)  # a killed dump leaves its claim beside its temporary files
     stale = [tmp_path / f".k_0_x.png.{dead}.deadbeef.tmp",
              tmp_path / "media" / "images" / f".a.png.{dead}.0123abcd.tmp",
              tmp_path / "media" / "images" / "mask" / f".b.mask.png.{dead}.00000000.tmp",
@@ -216,6 +222,25 @@ def test_stale_temporary_files_are_removed_only_when_their_writer_is_gone(tmp_pa
     gm.write_dump(tmp_path, key="j", device="cpu", **small(1))
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in live + others)
+    assert not list(tmp_path.glob(".gpu-media-claim.*"))
+
+
+def test_stale_temporary_files_without_a_claim_go_at_a_process_first_dump(tmp_path):
+    """Temporary files of a dead writer that left no claim go at the next process's first dump there.
+
+    (A killed viewer rebuild, an older version.) The dumps of a process that already dumped there look
+    for them only when they find a dead process's claim (issue 19: no walk of the whole dump at every
+    step of a training loop).
+    """
+    gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
+    stale = tmp_path / "media" / "images" / f".a.png.{dead_pid()}.0123abcd.tmp"
+    stale.write_bytes(b"partial")
+    gm.write_dump(tmp_path, key="j", device="cpu", **small(1))
+    assert stale.exists()  # this process dumped there already, and no dump was killed
+    code = ("import sys, numpy as np, gpu_media as gm\n"
+            "gm.write_dump(sys.argv[1], np.zeros((1, 4, 4, 3), np.uint8), key='i', device='cpu')\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env())
+    assert not stale.exists()
 
 
 def test_pid_alive():
@@ -230,26 +255,39 @@ def test_pid_alive():
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd to name what is fsynced")
 @pytest.mark.parametrize("durable", [True, False])
 def test_fsync_order(tmp_path, monkeypatch, durable):
+    """Every file's bytes are fsynced before it gets its name, every folder before the index names its files.
+
+    A file gets its name by ``os.replace`` of a temporary name, or (Linux, a new file) by ``os.link`` of a
+    file made without a name (``O_TMPFILE``); files are told apart by their inode.
+    """
     events = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
 
     def fsync(fd):
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        st = os.fstat(fd)
+        what = os.readlink(f"/proc/self/fd/{fd}") if stat.S_ISDIR(st.st_mode) else (st.st_dev, st.st_ino)
+        events.append(("fsync", what))
         return real_fsync(fd)
 
-    def replace(src, dst):
-        events.append(("replace", os.path.abspath(src), os.path.abspath(dst)))
-        return real_replace(src, dst)
+    def naming(real):
+        def put(src, dst, *args, **kwargs):
+            st = os.stat(src)  # (follows /proc/self/fd/N to the file without a name)
+            d = kwargs.get("dst_dir_fd")
+            where = os.path.join(os.readlink(f"/proc/self/fd/{d}"), dst) if d is not None else os.path.abspath(dst)
+            events.append(("name", (st.st_dev, st.st_ino), where))
+            return real(src, dst, *args, **kwargs)
+        return put
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", naming(real_replace))
+    monkeypatch.setattr(os, "link", naming(real_link))
     root = str(tmp_path / "out")
     gm.write_dump(root, key="k", device="cpu", durable=durable, chunk_size=1, **small(0, n=4))
     if not durable:
         assert not [e for e in events if e[0] == "fsync"]
         return
     pos = {e: i for i, e in enumerate(events)}
-    renames = [e for e in events if e[0] == "replace"]
+    renames = [e for e in events if e[0] == "name"]
     index = index_path(root, "k")
     i_index = next(pos[e] for e in renames if e[2] == index)
     media = [e for e in renames if "/media/" in e[2]]
@@ -293,14 +331,18 @@ def test_concurrent_dumps_into_one_folder_all_appear_in_index_html(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0]
     missing = [r for r in range(rounds) if html_keys(tmp_path / str(r)) != ["alpha", "beta"]]
     assert not missing, f"rounds whose index.html lacks a dump: {missing}"
-    for r in range(rounds):  # the page is the one the folder's indexes make
-        page = (tmp_path / str(r) / "index.html").read_text(encoding="utf-8")
-        assert page == render_html(viewer_data(tmp_path / str(r)))
+    for r in range(rounds):  # the page shows what the folder's indexes make
+        assert (tmp_path / str(r) / "index.html").read_text(encoding="utf-8") == static_page()
+        assert page_data(tmp_path / str(r)) == viewer_data(tmp_path / str(r))
 
 
-def test_folder_lock_uses_filelock_and_excludes_flock(tmp_path):
-    """The lock of filelock, when held, is the flock that the fallback (another process) takes."""
-    import filelock
+@pytest.mark.skipif(os.name == "nt", reason="POSIX: fcntl.flock")
+def test_folder_lock_is_the_flock_that_filelock_takes(tmp_path):
+    """folder_lock, when held, is the flock another process takes, and the lock of filelock.
+
+    (Issue 19: flock directly, as filelock takes it on POSIX, in microseconds.)
+    """
+    from filelock import FileLock, Timeout
 
     probe = ("import fcntl, os, sys\n"
              "fd = os.open(sys.argv[1], os.O_RDWR)\n"
@@ -308,9 +350,10 @@ def test_folder_lock_uses_filelock_and_excludes_flock(tmp_path):
              "except BlockingIOError:\n    print('busy')\n")
     lock = str(tmp_path / fileio.LOCK_NAME)
     with fileio.folder_lock(str(tmp_path)):
-        assert "filelock" in sys.modules and sys.modules["filelock"] is filelock
         out = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "busy"
+        with pytest.raises(Timeout):
+            FileLock(lock, timeout=0.2).acquire()
     out = subprocess.run([sys.executable, "-c", probe, lock], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "free"
     assert os.path.getsize(lock) == 0  # an empty file, left in place
@@ -333,7 +376,7 @@ with fileio.folder_lock(out):
 
 
 def test_folder_lock_without_filelock_is_a_real_flock(tmp_path):
-    """gpu_media dumps without filelock (the fcntl fallback), and that lock excludes filelock's."""
+    """gpu_media dumps without filelock installed (fcntl.flock), and that lock excludes filelock's."""
     from filelock import FileLock, Timeout
 
     proc = subprocess.Popen([sys.executable, "-c", CHILD_WITHOUT_FILELOCK, str(tmp_path)], stdin=subprocess.PIPE,
@@ -425,12 +468,12 @@ def test_progress_without_tqdm_prints_lines(tmp_path, capsys, monkeypatch):
 
 def test_no_empty_mask_or_box_folders(device, tmp_path):
     gm.write_dump(tmp_path / "plain", key="k", device=device, **small(0, masks=False, boxes=False))
-    assert folders_under(tmp_path / "plain") == [".", "media", "media/images"]
+    assert folders_under(tmp_path / "plain") == [".", "media", "media/images", "viewer"]
     gm.write_dump(tmp_path / "masks", key="k", device=device, **small(0, boxes=False))
-    assert folders_under(tmp_path / "masks") == [".", "media", "media/images", "media/images/mask"]
+    assert folders_under(tmp_path / "masks") == [".", "media", "media/images", "media/images/mask", "viewer"]
     gm.write_dump(tmp_path / "boxes", key="k", device=device, **small(0, masks=False))
     assert folders_under(tmp_path / "boxes") == [".", "media", "media/images", "media/metadata",
-                                                 "media/metadata/boxes2D"]
+                                                 "media/metadata/boxes2D", "viewer"]
 
 
 def test_filelock_is_imported_only_when_a_lock_is_taken():

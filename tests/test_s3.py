@@ -30,7 +30,7 @@ pytest.importorskip("moto.server", reason="moto[server] is not installed (the te
 boto3 = pytest.importorskip("boto3", reason="boto3 (with moto) is not installed")
 
 import gpu_media.ray as gmray  # noqa: E402
-from gpu_media import DumpExistsError, MediaError  # noqa: E402
+from gpu_media import DumpExistsError, MediaError, viewer  # noqa: E402
 
 REGION = "us-east-1"
 
@@ -301,8 +301,15 @@ def test_index_html_links_work_served_from_the_bucket(ray, s3, tmp_path):
         assert r.headers["Content-Type"].startswith("text/html")
         html = r.read().decode("utf-8")
     data = json.loads(re.search(r'<script[^>]*type="application/json"[^>]*>(.*?)</script>', html, re.S).group(1))
-    (dump,) = data["dumps"]
-    assert dump["count"] == 5 and not data["errors"]
+    assert data["dumps"] is None  # the page loads its dumps from viewer/, beside it
+    for name in viewer.LIST_FILES:
+        listed = viewer.parse_data_js(urllib.request.urlopen(urllib.parse.urljoin(page_url, "viewer/" + name)).read())
+        assert listed["files"] == ["k_0.index.json"] and listed["errors"] == []
+    with urllib.request.urlopen(urllib.parse.urljoin(page_url, viewer.data_file("k_0.index.json"))) as r:
+        assert "javascript" in r.headers["Content-Type"]
+        entry = viewer.parse_data_js(r.read())
+    dump = entry["dump"]
+    assert dump["count"] == 5 and not entry["errors"]
     assert all(len(im["boxes"].get("pred", [])) == i % 3 for i, im in enumerate(dump["images"]))
     index = json.loads(urllib.request.urlopen(f"{s3.endpoint}/evals/served/k_0.index.json").read())
     links = 0

@@ -23,6 +23,7 @@ import pytest
 
 import gpu_media
 from gpu_media import viewer
+from gpu_media.dump import index_name
 
 PAL = [tuple(c) for c in gpu_media.PALETTE]
 W, H, N = 64, 48, 30
@@ -100,7 +101,12 @@ def _embedded(html: str) -> dict:
 def test_page_embeds_the_dumps_safely(dump_dir, index):
     with open(os.path.join(dump_dir, "index.html"), encoding="utf-8") as f:
         html = f.read()
-    data = _embedded(html)
+    assert _embedded(html)["dumps"] is None  # a dump folder's page loads its dumps from viewer/
+    data = viewer.page_data(dump_dir)
+    assert data == {**viewer.viewer_data(dump_dir), "errors": data["errors"]}
+    assert sorted(data["errors"]) == sorted(viewer.viewer_data(dump_dir)["errors"])
+    # the page embedding the same data itself (a dump at a URL) holds the same
+    assert _embedded(viewer.render_html(viewer.viewer_data(dump_dir))) == viewer.viewer_data(dump_dir)
     assert [(d["key"], d["step"], d["count"]) for d in data["dumps"]] == [("val", 3, N), ("val", 10, 2)]
     d = data["dumps"][0]
     assert d["images"][0]["caption"] == XSS_CAPTION
@@ -111,12 +117,17 @@ def test_page_embeds_the_dumps_safely(dump_dir, index):
     with open(os.path.join(dump_dir, index["images"][1]["boxes"]["prediction"]["path"]), encoding="utf-8") as f:
         assert d["images"][1]["boxes"]["prediction"] == json.load(f)["box_data"]
     assert d["mask_labels"]["prediction"]["3"] == XSS_CLASS
-    # the data never closes its script element, nor holds a raw line/paragraph separator
-    block = re.search(r'id="gpu-media-data">(.*?)</script>', html, re.DOTALL).group(1)
-    assert not set(block) & {"<", ">", "&", "\u2028", "\u2029"}
-    # no network anywhere: no URL with a scheme, CSP allows only the page's own script (by hash)
+    # the data never closes a script element, nor holds a raw line/paragraph separator
+    vdir = os.path.join(dump_dir, viewer.VIEWER_DIR)
+    blocks = [open(os.path.join(vdir, n), encoding="ascii").read() for n in sorted(os.listdir(vdir))]
+    assert sorted(os.listdir(vdir)) == ["dumps-a.js", "dumps-b.js", "val_10.dump.js", "val_3.dump.js"]
+    blocks.append(re.search(r'id="gpu-media-data">(.*?)</script>', html, re.DOTALL).group(1))
+    for block in blocks:
+        assert not set(block) & {"<", ">", "&", "\u2028", "\u2029"}
+    # no network anywhere: no URL with a scheme, CSP allows only the page's own scripts (by hash) and the
+    # folder's data files
     assert not re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", html)
-    assert "default-src 'none'" in html and "script-src 'sha256-" in html
+    assert "default-src 'none'" in html and "script-src 'sha256-" in html and "'self' file:;" in html
     assert not [n for n in os.listdir(dump_dir) if n.endswith(".tmp")]
 
 
@@ -146,7 +157,8 @@ def test_viewer_data_is_defensive(tmp_path):
 
 def test_empty_folder_gets_a_page(tmp_path):
     path = viewer.write_viewer(tmp_path)
-    assert _embedded(open(path, encoding="utf-8").read())["dumps"] == []
+    assert _embedded(open(path, encoding="utf-8").read())["dumps"] is None
+    assert viewer.page_data(tmp_path) == {**viewer.viewer_data(tmp_path), "dumps": []}
     with pytest.raises(NotADirectoryError):
         viewer.write_viewer(tmp_path / "missing")
 
@@ -595,3 +607,110 @@ def test_page_is_rebuilt_from_changed_indexes_too(tmp_path):
     assert [d["count"] for d in viewer_data(tmp_path)["dumps"]] == [1, 3]
     os.remove(tmp_path / "k_0.index.json")
     assert [d["step"] for d in viewer_data(tmp_path)["dumps"]] == [1]
+
+
+# ---------------------------------------------------------------- the folder's data files (issue 19)
+
+AWKWARD_KEYS = [("val/pred", 3), ("c d", "final"), ("100%", 2), (".hidden", 1), ("ü/é", 0), ("a_b", "x_y"),
+                ("val/pred", 10)]
+
+
+def _awkward_folder(root, keys=AWKWARD_KEYS):
+    for i, (key, step) in enumerate(keys):
+        gpu_media.write_dump(root, np.full((2, 6, 8, 3), 40 * i, np.uint8), key=key, step=step, device="cpu",
+                             durable=False, captions=[f"{key}@{step}", None])
+
+
+def _stat(path):
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns
+
+
+def test_a_dump_writes_its_own_data_file_and_the_list_only(tmp_path):
+    """The viewer work of a dump does not grow with the dumps before it: their data files and the page stay."""
+    for step in range(3):
+        gpu_media.write_dump(tmp_path, np.full((1, 4, 4, 3), step, np.uint8), key="k", step=step, device="cpu")
+    vdir = tmp_path / viewer.VIEWER_DIR
+    before = {n: _stat(vdir / n) for n in os.listdir(vdir)}
+    page = _stat(tmp_path / "index.html")
+    gpu_media.write_dump(tmp_path, np.full((1, 4, 4, 3), 9, np.uint8), key="k", step=3, device="cpu")
+    assert sorted(os.listdir(vdir)) == ["dumps-a.js", "dumps-b.js", "k_0.dump.js", "k_1.dump.js", "k_2.dump.js",
+                                        "k_3.dump.js"]
+    for n in ("k_0.dump.js", "k_1.dump.js", "k_2.dump.js"):
+        assert _stat(vdir / n) == before[n], f"{n} was written again"
+    assert _stat(tmp_path / "index.html") == page  # the page itself is never rewritten
+    # both copies of the list rewritten (one after the other), the same
+    assert all(_stat(vdir / n) != before[n] for n in viewer.LIST_FILES)
+    assert (vdir / viewer.LIST_FILES[0]).read_bytes() == (vdir / viewer.LIST_FILES[1]).read_bytes()
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    assert [d["step"] for d in viewer.page_data(tmp_path)["dumps"]] == [0, 1, 2, 3]
+
+
+def test_data_files_follow_overwrites_kills_and_removed_indexes(tmp_path):
+    _awkward_folder(tmp_path)
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    # sorted as viewer_data sorts (key, then integer steps by value, then the others)
+    assert [(d["key"], d["step"]) for d in viewer.page_data(tmp_path)["dumps"]] == sorted(
+        AWKWARD_KEYS, key=lambda ks: (ks[0], (0, ks[1], "") if isinstance(ks[1], int) else (1, 0, ks[1])))
+    # an overwrite without the viewer: the old data file goes with the old index ...
+    name = index_name("val/pred", 3)
+    gpu_media.write_dump(tmp_path, np.zeros((3, 5, 5, 3), np.uint8), key="val/pred", step=3, device="cpu",
+                         overwrite=True, viewer=False)
+    assert not (tmp_path / viewer.data_file(name)).exists()
+    # ... and the next dump with the viewer writes it from the new one
+    gpu_media.write_dump(tmp_path, np.zeros((1, 5, 5, 3), np.uint8), key="other", device="cpu")
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    assert {d["key"]: d["count"] for d in viewer.page_data(tmp_path)["dumps"] if d["step"] == 3} == {"val/pred": 3}
+    # an index removed by hand leaves the list at the next update; a full rebuild removes its data file
+    os.unlink(tmp_path / index_name("c d", "final"))
+    gpu_media.write_dump(tmp_path, np.zeros((1, 5, 5, 3), np.uint8), key="other", step=1, device="cpu")
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    assert (tmp_path / viewer.data_file(index_name("c d", "final"))).exists()
+    viewer.write_viewer(tmp_path)
+    assert not (tmp_path / viewer.data_file(index_name("c d", "final"))).exists()
+    # an unreadable index is listed as an error, every time, until it can be read
+    (tmp_path / "broken_0.index.json").write_text("{not json")
+    gpu_media.write_dump(tmp_path, np.zeros((1, 5, 5, 3), np.uint8), key="other", step=2, device="cpu")
+    data = viewer.page_data(tmp_path)
+    assert data == viewer.viewer_data(tmp_path) and any("broken_0.index.json" in e for e in data["errors"])
+    # while one copy of the list is rewritten (removed, or half-written by a process that was killed), the other
+    # is whole
+    vdir = tmp_path / viewer.VIEWER_DIR
+    for name in viewer.LIST_FILES:
+        whole = (vdir / name).read_bytes()
+        (vdir / name).unlink()  # (the two may be one file's two names: a new file, not the old one cut)
+        (vdir / name).write_bytes(whole[:40])
+        assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+        (vdir / name).unlink()
+        assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+        (vdir / name).write_bytes(whole)
+    (vdir / viewer.LIST_FILES[0]).unlink()
+    gpu_media.write_dump(tmp_path, np.zeros((1, 5, 5, 3), np.uint8), key="other", step=5, device="cpu")
+    assert set(viewer.LIST_FILES) <= set(os.listdir(vdir))  # both there again
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    # a missing data file is an error on the page, not a failure
+    os.unlink(tmp_path / viewer.data_file(index_name("other", 2)))
+    assert any("--rebuild" in e for e in viewer.page_data(tmp_path)["errors"])
+
+
+@pytest.mark.parametrize("how", ["file", "http"])
+def test_page_loads_every_dump_of_awkward_names(browser, tmp_path, how):
+    """Keys with /, %, spaces, a leading dot and non-ASCII: the page loads each data file, from disk and served."""
+    # (served, the images of a key with a leading dot are hidden files, which serve() refuses)
+    keys = AWKWARD_KEYS if how == "file" else [ks for ks in AWKWARD_KEYS if not ks[0].startswith(".")]
+    _awkward_folder(tmp_path, keys)
+    if how == "file":
+        url = f"file://{tmp_path}/index.html"
+    else:
+        server = viewer.serve(tmp_path)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    try:
+        with _open(browser, url) as pg:
+            got = pg.evaluate("() => window.gpuMediaViewer.data")
+    finally:
+        if how == "http":
+            server.shutdown()
+            server.server_close()
+    assert got == viewer.viewer_data(tmp_path)
+    assert len(got["dumps"]) == len(keys) and not got["errors"]

@@ -31,7 +31,7 @@ from ..errors import DumpWriteError, MediaError
 from ..fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
 from ..storage import Output, check_local_folder, is_url, open_output
 from . import pipeline
-from .finish import check_overwrite, check_overwrite_at, claim, finish_dump, finish_dump_at, folders_up, release
+from .finish import check_overwrite, check_overwrite_at, claim_folder, finish_dump, finish_dump_at, folders_up, release
 from .index import image_json, index_json, json_bytes, merge_labels, paths_of, separated_json
 from .layout import (
     BOX_DIR,
@@ -173,7 +173,7 @@ def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int |
         >>> d["masks"]["pred"]["path"].startswith("media/images/mask/val_3_")
         True
         >>> sorted(os.listdir(out))
-        ['.gpu-media.lock', 'index.html', 'media', 'val_3.index.json']
+        ['.gpu-media.lock', 'index.html', 'media', 'val_3.index.json', 'viewer']
 
         The same key and step again needs ``overwrite=True``:
 
@@ -254,6 +254,45 @@ def write_dump_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str
                          storage_options=storage_options)
 
 
+_SEEN_FOLDERS: set = set()
+
+
+def _first_dump_here(root: str) -> bool:
+    """True the first time this process dumps into ``root`` (the folder itself: its device and inode).
+
+    The stale temporary files of a folder are looked for then, and whenever a dump finds the
+    claim of a dead process (:func:`gpu_media.dump.finish.claim_folder`): a dump writes its
+    temporary files only while its claim stands, so a killed one leaves its claim. A training
+    loop's dumps into one folder then do not list every folder of the dump at each step.
+    """
+    try:
+        st = os.stat(root)
+    except OSError:
+        return True
+    here = (st.st_dev, st.st_ino)
+    if here in _SEEN_FOLDERS:
+        return False
+    if len(_SEEN_FOLDERS) > 1 << 16:
+        _SEEN_FOLDERS.clear()
+    _SEEN_FOLDERS.add(here)
+    return True
+
+
+def _claim(root: str, stem: str, options: DumpOptions, held: contextlib.ExitStack) -> str:
+    """The dump's claim (released when ``held`` closes), then the stale temporary files removed if there may be any."""
+    os.makedirs(root, exist_ok=True)
+    if options.overwrite:  # no other dump may remove or replace files while this one runs
+        held.enter_context(folder_lock(root))
+        claim_path, dead = claim_folder(root, stem)
+    else:
+        with folder_lock(root):
+            claim_path, dead = claim_folder(root, stem)
+    held.callback(release, claim_path)  # also when the dump fails
+    if dead or _first_dump_here(root):
+        remove_stale_temps(dump_folders(root))
+    return claim_path
+
+
 def _preflight(out_dir) -> None:
     """A local ``out_dir`` checked before any work: its type, a file in the way, the lock file, permissions."""
     if out_dir == "" or is_url(out_dir):  # destination() says what is wrong with these
@@ -292,15 +331,16 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
 
     The order of the writes (docs/SPEC.md 6.4): the existing-index check; then, with
     the first part validated, under the folder's lock, the dump's claim on the files
-    it may name (:func:`gpu_media.dump.finish.claim`), and the removal of the
-    temporary files that killed dumps left in the folder
+    it may name (:func:`gpu_media.dump.finish.claim_folder`), and, at the process's
+    first dump into the folder or when the claim of a dead process was found there, the
+    removal of the temporary files that killed dumps left in the folder
     (:func:`gpu_media.fileio.remove_stale_temps`); the media files (each fsynced in
     the thread that wrote it: on the CPU the chunk worker that encoded it, on the GPU
     a writer thread); an fsync of every folder that received one; then, under the
     folder's lock (:func:`gpu_media.dump.finish.finish_dump`), with ``overwrite`` the
     files only the old index named to the removal journal, the index (temporary
-    name, fsync, rename, fsync of the folder), the claim released, the journal's
-    removals, and ``index.html``. At a URL (docs/SPEC.md 6.5) the files are put
+    name, fsync, rename, fsync of the folder), the journal's removals, the viewer, and
+    the claim released. At a URL (docs/SPEC.md 6.5) the files are put
     whole, without lock, claim or fsync (:func:`gpu_media.dump.finish.finish_dump_at`).
 
     Args:
@@ -353,15 +393,7 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                     plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
                                    captions=part.get("captions"))
                     if not started and not remote:  # the first file is about to be written (or found present)
-                        os.makedirs(root, exist_ok=True)
-                        if options.overwrite:  # no other dump may remove or replace files while this one runs
-                            held.enter_context(folder_lock(root))
-                            claim_path = claim(root, stem)
-                        else:
-                            with folder_lock(root):
-                                claim_path = claim(root, stem)
-                        held.callback(release, claim_path)  # also when the dump fails
-                        remove_stale_temps(dump_folders(root))
+                        claim_path = _claim(root, stem, options, held)
                     started = True
                     chunks = pipeline.chunks(plan)
                     n_chunks += len(chunks)

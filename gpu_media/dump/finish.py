@@ -188,14 +188,38 @@ def claim(root: str, stem: str) -> str:
         >>> live_claims(root), os.listdir(root)
         ([], [])
     """
-    live_claims(root)  # drops the claims of dead processes
+    return claim_folder(root, stem)[0]
+
+
+def claim_folder(root: str, stem: str) -> tuple[str, bool]:
+    """:func:`claim`, also saying whether the claim of a dead process was found (and removed).
+
+    A dump writes its temporary files only while its claim stands, so a dump that was
+    killed leaves its claim: finding one is when the folder may hold temporary files of a
+    dead writer (:func:`gpu_media.fileio.remove_stale_temps`).
+
+    Args:
+        root: the dump folder (it exists).
+        stem: the dump's :func:`gpu_media.dump.file_stem`.
+
+    Returns:
+        ``(the claim file's path, whether a dead process's claim was removed)``.
+
+    Examples:
+        >>> import tempfile
+        >>> path, dead = claim_folder(tempfile.mkdtemp(), "k_0")
+        >>> dead
+        False
+        >>> release(path)
+    """
+    _, dead = _scan_claims(root, None)  # drops the claims of dead processes
     path = os.path.join(root, f".gpu-media-claim.{os.getpid()}.{uuid.uuid4().hex[:8]}.json")
     data = {"pid": os.getpid(), "host": socket.gethostname(), "prefixes": claim_prefixes(stem)}
     # created in place, not renamed, and never fsynced: only a live process's claim counts, and one
     # read half-written claims everything (live_claims), so a reader never removes too much
     with open(path, "xb") as f:
         f.write(json_bytes(data))
-    return path
+    return path, dead
 
 
 def release(path: str | None) -> None:
@@ -215,7 +239,7 @@ def release(path: str | None) -> None:
         pass
 
 
-def live_claims(root: str) -> list[str]:
+def live_claims(root: str, ignore: str | None = None) -> list[str]:
     """The prefixes that running dumps into ``root`` claim; claims of dead processes on this host are removed.
 
     A claim of another host, or one that cannot be read while its process lives,
@@ -223,6 +247,7 @@ def live_claims(root: str) -> list[str]:
 
     Args:
         root: the dump folder.
+        ignore: a claim file's path not to count (the caller's own).
 
     Returns:
         the claimed ``/``-separated path prefixes, sorted.
@@ -236,17 +261,26 @@ def live_claims(root: str) -> list[str]:
         >>> live_claims(root), os.listdir(root)
         ([], [])
     """
+    return sorted(_scan_claims(root, ignore)[0])
+
+
+def _scan_claims(root: str, ignore: str | None) -> tuple[set[str], bool]:
+    """:func:`live_claims`' prefixes (unsorted), and whether a dead process's claim was removed."""
     try:
         names = os.listdir(root)
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return set(), False
     host = socket.gethostname()
-    out = set()
+    out, dead = set(), False
     for name in names:
+        if not name.startswith(".gpu-media-claim."):  # the folder's indexes: no regex for each
+            continue
         m = CLAIM_NAME.match(name)
         if m is None:
             continue
         path = os.path.join(root, name)
+        if path == ignore:
+            continue
         try:
             with open(path, "rb") as f:
                 data = json.loads(f.read().decode("utf-8"))
@@ -258,9 +292,10 @@ def live_claims(root: str) -> list[str]:
             prefixes, other_host = [""], False
         if not other_host and not pid_alive(int(m.group("pid"))):
             release(path)
+            dead = True
             continue
         out.update(prefixes)
-    return sorted(out)
+    return out, dead
 
 
 def _claimed(rel: str, prefixes: list[str]) -> bool:
@@ -324,7 +359,7 @@ def journal_removals(root: str, rels: set[str], durable: bool) -> None:
         _write_journal(root, _read_journal(root) | rels, durable)
 
 
-def finish_removals(root: str, durable: bool) -> None:
+def finish_removals(root: str, durable: bool, ignore: str | None = None) -> None:
     """Remove the journal's files that no index names and no running dump claims; call it under the folder's lock.
 
     The journaled files that an index names now are dropped from the journal (they
@@ -336,6 +371,7 @@ def finish_removals(root: str, durable: bool) -> None:
     Args:
         root: the dump folder.
         durable: fsync the rewritten journal.
+        ignore: the caller's own claim file, not counted (its dump is indexed already).
 
     Examples:
         >>> import tempfile
@@ -347,7 +383,7 @@ def finish_removals(root: str, durable: bool) -> None:
     referenced = _referenced(root)
     if referenced is None:
         return
-    prefixes = live_claims(root)
+    prefixes = live_claims(root, ignore)
     kept = {rel for rel in pending - referenced if _claimed(rel, prefixes)}
     _remove_files(root, pending - referenced - kept)
     _write_journal(root, kept, durable)
@@ -420,8 +456,11 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
 
     In order: with ``overwrite``, the files only the old index named go to the removal
     journal (:func:`journal_removals`); every file ``ours`` names is checked to exist;
-    the index is renamed into place (and the folder fsynced); the dump's claim is
-    released; the journal's removals are done (:func:`finish_removals`); index.html.
+    the viewer's data file of the index is removed (:func:`gpu_media.viewer.forget_viewer_data`)
+    and the index renamed into place (and the folder fsynced); the dump's claim is
+    released; the journal's removals are done (:func:`finish_removals`); with
+    ``options.viewer`` the viewer is updated (:func:`gpu_media.viewer.update_viewer`:
+    this index's data file, the list of indexes, ``index.html`` if it is not the page).
 
     Args:
         root: the dump folder (absolute).
@@ -450,43 +489,51 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
         ['k_0.index.json']
     """
     try:
-        if os.path.exists(index_file) and not options.overwrite:
-            # another dump of this key and step finished while this one ran: this one's files may go
-            journal_removals(root, ours, options.durable)
-            release(claim_path)
-            claim_path = None
-            finish_removals(root, options.durable)
-            raise _exists_error(index_file, key, step, meanwhile=True)
-        missing = missing_files(root, ours)
-        if missing:
-            raise MediaError(f"{len(missing)} files this dump wrote or found were removed while it ran (e.g. "
-                             f"{missing[0]}); its index was not written: run the dump again", key=key,
-                             item=missing[0])
-        old: set[str] = set()
-        if os.path.exists(index_file):
-            try:
-                with open(index_file, "rb") as f:
-                    old = paths_of(json.loads(f.read().decode("utf-8")))
-            except (OSError, ValueError):
-                old = set()  # not a readable index: it names nothing this dump could remove
-        journal_removals(root, old - ours, options.durable)  # before the index that stops naming them
-        write_atomic(index_file, data, overwrite=True, durable=options.durable)
-        if options.durable:
-            fsync_dir(root)
-    finally:
+        _finish(root, index_file, data, ours, options, key, step, claim_path)
+    finally:  # last: the dump's temporary files are all written while its claim stands (claim_folder)
         release(claim_path)
-    finish_removals(root, options.durable)
-    if options.viewer:
-        from ..viewer import write_viewer_locked  # here, not at the top: the viewer's http.server import is slow
 
+
+def _finish(root: str, index_file: str, data: bytes, ours: set[str], options: DumpOptions, key: str,
+            step: int | str, claim_path: str | None) -> None:
+    if os.path.exists(index_file) and not options.overwrite:
+        # another dump of this key and step finished while this one ran: this one's files may go
+        journal_removals(root, ours, options.durable)
+        finish_removals(root, options.durable, ignore=claim_path)
+        raise _exists_error(index_file, key, step, meanwhile=True)
+    missing = missing_files(root, ours)
+    if missing:
+        raise MediaError(f"{len(missing)} files this dump wrote or found were removed while it ran (e.g. "
+                         f"{missing[0]}); its index was not written: run the dump again", key=key,
+                         item=missing[0])
+    old: set[str] = set()
+    if os.path.exists(index_file):
         try:
-            write_viewer_locked(root, durable=options.durable)
-        except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
-            why = exc.strerror or str(exc)
-            warnings.warn(ViewerWarning(
-                f"{root}: the dump is written and indexed ({os.path.basename(index_file)}), but the viewer "
-                f"index.html was not updated ({why}); `gpu-media view {root} --rebuild` writes it again"),
-                stacklevel=2)
+            with open(index_file, "rb") as f:
+                old = paths_of(json.loads(f.read().decode("utf-8")))
+        except (OSError, ValueError):
+            old = set()  # not a readable index: it names nothing this dump could remove
+    journal_removals(root, old - ours, options.durable)  # before the index that stops naming them
+    from .. import viewer  # here, not at the top: the viewer's http.server import is slow
+
+    # the page's data of the index being replaced goes first: killed after the rename below, the
+    # folder's next viewer update finds no data file for the index and writes it from the new one
+    viewer.forget_viewer_data(root, os.path.basename(index_file))
+    write_atomic(index_file, data, overwrite=True, durable=options.durable)
+    if options.durable:
+        fsync_dir(root)
+    finish_removals(root, options.durable, ignore=claim_path)  # as if released: the index is in place
+    if not options.viewer:
+        return
+    try:
+        # this index's data file and the list of indexes; not the data of the folder's other dumps
+        viewer.update_viewer(root, [os.path.basename(index_file)], durable=options.durable)
+    except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
+        why = exc.strerror or str(exc)
+        warnings.warn(ViewerWarning(
+            f"{root}: the dump is written and indexed ({os.path.basename(index_file)}), but the viewer "
+            f"index.html was not updated ({why}); `gpu-media view {root} --rebuild` writes it again"),
+            stacklevel=2)
 
 
 # ---- at a URL (docs/SPEC.md 6.5): no lock and no claims, the same journal
@@ -556,22 +603,32 @@ def finish_dump_at(output: Output, name: str, index: dict, options: DumpOptions)
         if stale:  # journaled before the index that stops naming them
             pending = _journal_at(output) | stale
             output.put(JOURNAL_NAME, json_bytes({"remove": sorted(pending)}), overwrite=True)
+    from ..viewer import data_file
+
+    output.remove(data_file(name))  # the page's data of the index being replaced: first (as finish_dump)
     output.put(name, json_bytes(index), overwrite=True)
     finish_removals_at(output)
     if options.viewer:
         try:
-            write_viewer_at(output)
+            write_viewer_at(output, [name])
         except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
             warnings.warn(ViewerWarning(
                 f"{output.url}: the dump is written and indexed ({name}), but the viewer index.html was not "
                 f"updated ({' '.join(str(exc).split())}); the next dump there writes it again"), stacklevel=2)
 
 
-def write_viewer_at(output: Output) -> None:
-    """``index.html`` of every index at ``output``: in place for a folder, through a local copy for a URL.
+def write_viewer_at(output: Output, changed: Iterable[str] = ()) -> None:
+    """The viewer of every index at ``output``: the files :func:`gpu_media.viewer.update_viewer` writes in a folder.
+
+    In a local folder that function itself (a full rebuild); at a URL the same objects:
+    the data file of each index in ``changed`` and of every index without one (read
+    through a local copy of the index and its box files), the list files
+    (:data:`gpu_media.viewer.LIST_FILES`) and
+    ``index.html``.
 
     Args:
         output: the dump's location (:func:`gpu_media.storage.open_output`).
+        changed: names of indexes written since the viewer was last brought up to date.
 
     Examples:
         >>> import os, tempfile
@@ -579,18 +636,32 @@ def write_viewer_at(output: Output) -> None:
         >>> root = tempfile.mkdtemp()
         >>> write_viewer_at(open_output(root))
         >>> sorted(os.listdir(root))
-        ['.gpu-media.lock', 'index.html']
+        ['.gpu-media.lock', 'index.html', 'viewer']
     """
     from ..storage import open_output
-    from ..viewer import INDEX_HTML, render_html, viewer_data, write_viewer
+    from ..viewer import (
+        INDEX_HTML,
+        LIST_FILES,
+        VIEWER_DIR,
+        data_file,
+        dump_entry,
+        dump_js,
+        list_js,
+        static_page,
+        write_viewer,
+    )
 
     if output.local is not None:
         write_viewer(output.local)
         return
+    changed = set(changed)
     names = [n for n in output.listdir() if n.endswith(".index.json")]
+    have = set(output.listdir(VIEWER_DIR))
+    todo = [n for n in names if n in changed or data_file(n)[len(VIEWER_DIR) + 1:] not in have]
+    listed, errors = [n for n in names if n not in todo], []
     with tempfile.TemporaryDirectory(prefix="gpu-media-viewer-") as tmp:
         local = open_output(tmp)
-        got = output.get_many(names)
+        got = output.get_many(todo)
         boxes = set()
         for name, data in got.items():
             local.put(name, data)
@@ -607,5 +678,16 @@ def write_viewer_at(output: Output) -> None:
                 local.put(rel, data)
             except MediaError:
                 continue  # not a path inside the dump: the viewer reports the box file as unreadable
-        html = render_html(viewer_data(tmp)).encode("utf-8")
-    output.put(INDEX_HTML, html, overwrite=True)
+        for name in todo:
+            try:
+                entry = dump_entry(tmp, name)
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                errors.append(f"{name}: cannot read ({exc})")
+                if data_file(name)[len(VIEWER_DIR) + 1:] in have:
+                    output.remove(data_file(name))
+                continue
+            output.put(data_file(name), dump_js(entry), overwrite=True)
+            listed.append(name)
+    for n in LIST_FILES:  # each object put whole, one after the other (as update_viewer)
+        output.put(f"{VIEWER_DIR}/{n}", list_js(listed, errors), overwrite=True)
+    output.put(INDEX_HTML, static_page().encode("utf-8"), overwrite=True)

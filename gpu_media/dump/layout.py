@@ -13,6 +13,7 @@ as ``wandb.util.make_file_path_upload_safe`` makes it, so ``/`` makes sub-folder
 from __future__ import annotations
 
 import os
+import stat
 import urllib.parse
 from typing import Any
 
@@ -166,9 +167,32 @@ def file_stem(root: str, key: str, step: int | str) -> str:
     """
     stem = f"{key_path(key)}_{step_str(step)}"
     folders = stem.split("/")[:-1]
+    real_root = os.path.realpath(root)  # once; then each folder below it component by component
     for sub in (IMAGE_DIR, MASK_DIR, BOX_DIR):
-        check_inside(root, os.path.join(root, *sub.split("/"), *folders), f"{sub}/{stem}")
+        parts = [p for p in (*sub.split("/"), *folders) if p]
+        if os.path.commonpath([real_root, _resolved_under(real_root, parts)]) != real_root:
+            raise MediaError(f"refusing to write {sub + '/' + stem!r}: it resolves outside {root!r}",
+                             item=f"{sub}/{stem}")
     return stem
+
+
+def _resolved_under(real_root: str, parts: list[str]) -> str:
+    """``os.path.realpath`` of ``real_root/parts...`` (no part is ``.``, ``..`` or empty), with one lstat per part.
+
+    A part that does not exist is made by the dump as a plain folder, and so is everything
+    below it; a symbolic link is resolved in full from there.
+    """
+    cur = real_root
+    for i, p in enumerate(parts):
+        nxt = os.path.join(cur, p)
+        try:
+            st = os.lstat(nxt)
+        except (FileNotFoundError, NotADirectoryError):
+            return os.path.join(nxt, *parts[i + 1:])
+        if stat.S_ISLNK(st.st_mode):
+            return os.path.realpath(os.path.join(nxt, *parts[i + 1:]))
+        cur = nxt
+    return cur
 
 
 def check_inside(root: str, path: str, rel: str) -> None:

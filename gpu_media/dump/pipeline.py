@@ -161,6 +161,9 @@ def pool(name: str, threads: int) -> ThreadPoolExecutor:
 def workers(plan: Plan) -> int:
     """Chunks normalized and encoded at once: one per core on the CPU backend (NumPy and the encoders release the GIL).
 
+    Two per core for a durable CPU dump: each file's ``fsync`` waits on the disk in the
+    thread that wrote it, and the other thread of the core encodes meanwhile.
+
     Two on the GPU, so that one chunk's kernels run while the previous chunk is encoded. The
     files are written by the writer threads meanwhile (:func:`written`).
 
@@ -173,10 +176,14 @@ def workers(plan: Plan) -> int:
     Examples:
         >>> import os
         >>> import numpy as np
-        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))) == cores()
+        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu", durable=False))) == cores()
+        True
+        >>> workers(prepare(np.zeros((1, 2, 2, 3), np.uint8), DumpOptions(device="cpu"))) == 2 * cores()
         True
     """
-    return cores() if plan.backend.name == "cpu" else 2
+    if plan.backend.name == "cpu":
+        return cores() * (2 if plan.options.durable else 1)
+    return 2
 
 
 def on_caller_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -213,7 +220,9 @@ def on_caller_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
 def chunks(plan: Plan) -> list[tuple[int, int]]:
     """``(lo, hi)`` image ranges of the batch: ``options.chunk_size`` images each.
 
-    By default, the backend's ``chunk_bytes()`` of uint8 pixels shared among the workers,
+    By default, on the CPU :func:`cpu_chunk_images` (about one 256x256 image per chunk, handed to
+    the workers as they free up); elsewhere the backend's ``chunk_bytes()`` of uint8 pixels shared
+    among the workers (:func:`chunk_images`).
 
     Args:
         plan: the batch's :class:`Plan` (``options.chunk_size``, sizes, backend).
@@ -227,13 +236,43 @@ def chunks(plan: Plan) -> list[tuple[int, int]]:
         [(0, 2), (2, 4), (4, 5)]
     """
     chunk_size = plan.options.chunk_size
-    if chunk_size is None:
+    if chunk_size is None and plan.backend.name == "cpu":
+        h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
+        chunk_size = cpu_chunk_images(plan.n, h, w)
+    elif chunk_size is None:
         h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
         # PNG on the GPU: by bytes alone. nvCOMP's call costs about the same for 64 or 256 images
         # (one chunk per image), so the fewer calls the better (issue 17.6).
         by_bytes = plan.backend.name != "cpu" and plan.options.codec == "png"
         chunk_size = chunk_images(plan.n, h, w, plan.backend.chunk_bytes(), workers(plan), spread=not by_bytes)
     return [(lo, min(lo + chunk_size, plan.n)) for lo in range(0, plan.n, chunk_size)]
+
+
+#: Bytes of uint8 RGBA pixels per chunk of a CPU dump: about one 256x256 image. Small chunks are handed to
+#: the workers one at a time as each finishes (a core slowed by other work holds back one image, not a quarter
+#: of the batch), while a chunk still carries enough work that the hand-off is a small part of it.
+CPU_CHUNK_BYTES = 256 << 10
+
+
+def cpu_chunk_images(n: int, h: int, w: int) -> int:
+    """Images per chunk of a CPU dump: :data:`CPU_CHUNK_BYTES` of ``h`` x ``w`` RGBA pixels (at least one).
+
+    Each chunk is normalized, encoded, hashed and written by one worker thread
+    (:func:`run`), so a chunk of one large image is one task of the whole pipeline.
+
+    Args:
+        n: images in the batch (>= 1).
+        h: the largest image height.
+        w: the largest image width.
+
+    Returns:
+        the chunk size in images (1..n).
+
+    Examples:
+        >>> cpu_chunk_images(256, 256, 256), cpu_chunk_images(256, 64, 64), cpu_chunk_images(3, 8, 8)
+        (1, 16, 3)
+    """
+    return max(1, min(n, CPU_CHUNK_BYTES // max(1, h * w * 4)))
 
 
 def chunk_images(n: int, h: int, w: int, budget: int, workers: int, *, spread: bool = True) -> int:
@@ -269,8 +308,9 @@ def chunk_images(n: int, h: int, w: int, budget: int, workers: int, *, spread: b
     return min(size, max(1, n))
 
 
-def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
-    """``map(fn, items)`` in order, at most ``workers + 1`` calls in flight (bounded memory).
+def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int,
+            in_flight: int | None = None) -> Iterator[Any]:
+    """``map(fn, items)`` in order, at most ``in_flight`` (default ``workers + 1``) calls in flight (bounded memory).
 
     The calls run in the kept pool ``pool("dump", workers)``. When a call raises (or the
     iterator is closed), the calls not started yet are cancelled and the running ones
@@ -280,6 +320,8 @@ def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Ite
         fn: called once per item, in a pool of ``workers`` threads (in this thread for ``workers <= 1``).
         items: the arguments, taken lazily.
         workers: threads.
+        in_flight: calls submitted and not yet collected (at least ``workers + 1``); more lets
+            the workers go on past a slow call while its result is awaited.
 
     Returns:
         an iterator of the results, in the order of ``items``; an error of ``fn`` raises there.
@@ -292,11 +334,12 @@ def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Ite
         yield from map(fn, items)
         return
     ex = pool("dump", workers)
+    most = max(workers + 1, in_flight or 0)
     pending: deque = deque()
     try:
         for item in items:
             pending.append(ex.submit(fn, item))
-            if len(pending) > workers:
+            if len(pending) >= most:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
@@ -398,7 +441,10 @@ def run(plan: Plan, chunks: list[tuple[int, int]], encode: Callable[[tuple[int, 
     """
     n_workers = workers(plan) if len(chunks) > 1 else 1
     if plan.backend.name == "cpu":
-        return ordered(encode_write, chunks, n_workers)
+        # every chunk submitted at once (as pool.map does): a task's result is its images' JSON, not pixels,
+        # so memory stays bounded by the chunks running; the caller's thread then wakes once per result
+        # instead of handing out each next chunk (a GIL hand-off per image on a busy machine)
+        return ordered(encode_write, chunks, n_workers, in_flight=len(chunks))
     if plan.backend.name == "gpu":
         encode = on_caller_stream(encode)
     return written(ordered(encode, chunks, n_workers), write, pool("write", WRITERS))
@@ -414,7 +460,11 @@ def encode_chunk(plan: Plan, lo: int, hi: int) -> list[dict]:
         [(1, b'PNG', 2, 2), (2, b'PNG', 2, 2)]
     """
     be, opt = plan.backend, plan.options
-    u8 = normalize_groups(plan.groups, plan.n, opt.normalize, be, lo, hi)
+    g = plan.groups[0]
+    if len(plan.groups) == 1 and g.indices[0] == 0 and g.indices[-1] == plan.n - 1:  # one array, in batch order
+        u8 = be.normalize(g.array[lo:hi], g.layout, opt.normalize and not g.pil)  # the slice itself: no copy
+    else:
+        u8 = normalize_groups(plan.groups, plan.n, opt.normalize, be, lo, hi)
     if opt.draw_boxes:
         if isinstance(u8, list):
             u8 = [render(a[None], plan.boxes, be, opt.thickness, opt.colors, lo=lo + k)[0] for k, a in enumerate(u8)]
