@@ -336,7 +336,7 @@ def memory_case(gb, size, base, report, checks, file_types=("png", "jpg")):
 
 
 def small_dump_case(rounds, base, report, checks, calls=40):
-    xs = photo_batch(calls * 4 * (rounds + 1), 64)[:, None]  # a new picture every call
+    xs = photo_batch(calls * 5 * (rounds + 1), 64)[:, None]  # a new picture every call
     name, enc = jpeg_encoder()
     it = iter(range(len(xs)))
     root = {"durable": os.path.join(base, "small-d"), "plain": os.path.join(base, "small-p"),
@@ -361,9 +361,14 @@ def small_dump_case(rounds, base, report, checks, calls=40):
             with open(os.path.join(folder, f"0_{sha[:20]}.png"), "wb") as f:
                 f.write(data)
 
+    # durable=True alternates with the by-hand calls on its own, after the others: its fsyncs
+    # commit the file system's journal, and the next contender's file creations would wait
+    # on that commit (measured: 2.0 -> 3.3 ms per call) and pay for the durable dump's work
     fns = {"write_dump durable=False": ours(False), "write_dump durable=False viewer=False": ours(False, False),
-           "write_dump durable=True": ours(True), "by hand (gm.encode + plain write)": hand}
+           "by hand (gm.encode + plain write)": hand}
     times = interleaved(fns, rounds)
+    times["write_dump durable=True"] = interleaved({"write_dump durable=True": ours(True),
+                                                    "by hand": hand}, rounds)["write_dump durable=True"]
     ms = {k: 1000 * statistics.median(v) / calls for k, v in times.items()}
     report["small_dump"] = {"calls_per_round": calls, "image": "1 x 64x64 float32 png", "ms_per_call": ms,
                             "times": summary(times)}
