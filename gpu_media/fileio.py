@@ -134,14 +134,7 @@ def write_atomic(path: str, data: bytes, *, overwrite: bool = False, durable: bo
         return
     d, base = os.path.split(path)
     tmp = os.path.join(d, f".{base}.{os.getpid()}.{next(_TEMP_IDS) & 0xFFFFFFFF:08x}.tmp")
-    for attempt in range(3):
-        try:
-            f = open(tmp, "wb")
-            break
-        except FileNotFoundError:  # the folder is made with its first file (or was just removed as empty)
-            if attempt == 2:
-                raise
-            os.makedirs(d, exist_ok=True)
+    f = _in_folder(d, lambda: open(tmp, "wb"))
     try:
         with f:
             f.write(data)
@@ -155,6 +148,21 @@ def write_atomic(path: str, data: bytes, *, overwrite: bool = False, durable: bo
         except OSError:
             pass
         raise
+
+
+def _in_folder(d: str, open_it):
+    """``open_it()``, with folder ``d`` made first where it is missing (up to three tries).
+
+    The folder is made with its first file, and another dump may remove it meanwhile as
+    empty: a ``FileNotFoundError`` makes it again and tries once more.
+    """
+    for attempt in range(3):
+        try:
+            return open_it()
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            os.makedirs(d or ".", exist_ok=True)
 
 
 #: Linux's ``O_TMPFILE``: a file without a name, linked into place once written (:func:`_write_unnamed`).
@@ -172,14 +180,7 @@ def _write_unnamed(path: str, data: bytes, durable: bool) -> bool:
     cannot make such a file (the caller then uses a temporary name).
     """
     d, base = os.path.split(path)
-    for attempt in range(3):
-        try:
-            dfd = os.open(d or ".", os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
-            break
-        except FileNotFoundError:  # the folder is made with its first file (or was just removed as empty)
-            if attempt == 2:
-                raise
-            os.makedirs(d, exist_ok=True)
+    dfd = _in_folder(d, lambda: os.open(d or ".", os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)))
     try:
         try:
             fd = os.open(".", _TMPFILE | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=dfd)
