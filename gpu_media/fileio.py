@@ -20,9 +20,12 @@ import contextlib
 import contextvars
 import errno
 import itertools
+import json
 import os
 import re
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
+
+from .errors import MediaError
 
 #: The lock file of a dump folder (docs/SPEC.md 6.4); an empty file, left in place.
 LOCK_NAME = ".gpu-media.lock"
@@ -91,6 +94,31 @@ def durable_writes(durable: bool) -> Iterator[None]:
         yield
     finally:
         _DURABLE.reset(token)
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The JSON document in file ``path``; ``what`` names the file in the error.
+
+    Raises:
+        gpu_media.MediaError: ``<what> '<path>': cannot read (...)`` or ``...: not valid JSON (...)``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.json")
+        >>> write_atomic(path, b'{"a": 1}')
+        >>> read_json(path, "test file")
+        {'a': 1}
+        >>> read_json(path + ".missing", "test file")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        gpu_media.errors.MediaError: test file '...a.json.missing': cannot read (No such file or directory)
+    """
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise MediaError(f"{what} {os.fspath(path)!r}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MediaError(f"{what} {os.fspath(path)!r}: not valid JSON ({exc})") from None
 
 
 def write_atomic(path: str, data: bytes, *, overwrite: bool = False, durable: bool | None = None) -> None:

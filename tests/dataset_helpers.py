@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import gpu_media as gm
+from media_helpers import files_under
 
 #: Each Ray / S3 test fails (it does not hang CI) after this many seconds.
 TEST_SECONDS = 240
@@ -100,13 +101,7 @@ def single_process_dump(out, rows, **kw):
 
 def tree(root) -> dict:
     """``{relative path: sha256}`` of every file under ``root``."""
-    out = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root).replace(os.sep, "/")] = hashlib.sha256(fh.read()).hexdigest()
-    return out
+    return {k: hashlib.sha256(v).hexdigest() for k, v in files_under(root).items()}
 
 
 def split_npz(src, folder, cuts):

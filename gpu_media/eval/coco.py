@@ -33,7 +33,6 @@ import contextlib
 import gc
 import io
 import itertools
-import json
 import operator
 import os
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MediaError
+from ..fileio import read_json
 
 __all__ = ["ENGINES", "STATS_NAMES", "OUTCOME_COLORS", "outcome_colors", "Mark", "ImageEvaluation",
            "ClassEvaluation", "CocoEvaluation", "evaluate_boxes", "evaluate_coco", "summary_lines"]
@@ -303,15 +303,7 @@ def _engine(name: str):
 
 
 def _read(source: Any, what: str) -> Any:
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            with open(source, "rb") as f:
-                return json.load(f)
-        except OSError as exc:
-            raise MediaError(f"{what} {os.fspath(source)!r}: cannot read ({exc.strerror or exc})") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MediaError(f"{what} {os.fspath(source)!r}: not valid JSON ({exc})") from None
-    return source
+    return read_json(source, what) if isinstance(source, (str, os.PathLike)) else source
 
 
 def _ground_truth(inst: Any, iou_type: str) -> dict:

@@ -33,7 +33,6 @@ counted in :attr:`CocoDataset.skipped`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ import numpy as np
 from ..checks import is_finite_number, is_integer
 from ..dump import DumpOptions, check_key_step, check_overwrite, write_batches
 from ..errors import MediaError
+from ..fileio import read_json
 
 __all__ = [
     "GT_KEY", "PRED_KEY", "COCO_EXTRA", "COCO_HELP", "CocoWarning", "CocoImage", "CocoDataset",
@@ -104,16 +104,6 @@ class CocoDataset:
     skipped: dict
     problems: list
     evaluation: Any = None  # a gpu_media.eval.CocoEvaluation when the dump was evaluated (evaluate=...)
-
-
-def _load_json(path, what):
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except OSError as exc:
-        raise MediaError(f"{what} {path!r}: cannot read ({exc.strerror or exc})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MediaError(f"{what} {path!r}: not valid JSON ({exc})") from None
 
 
 _is_int = is_integer  # JSON values: int (not bool)
@@ -324,7 +314,7 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
     from PIL import Image
 
     problems = _Problems(skip_bad)
-    inst = _load_json(instances, "instances file")
+    inst = read_json(instances, "instances file")
     if not isinstance(inst, dict) or not isinstance(inst.get("images"), list):
         raise MediaError(f"instances file {instances!r}: not a COCO instances file (needs an 'images' list)")
     cats = inst.get("categories") or []
@@ -417,7 +407,7 @@ def load_coco(  # noqa: C901 - the input's checks in file order, one branch per 
     attach(anns, "annotations", "gt", "instances file: annotations")
     has_predictions = predictions is not None
     if predictions is not None:
-        preds = _load_json(predictions, "predictions file")
+        preds = read_json(predictions, "predictions file")
         if isinstance(preds, dict) and isinstance(preds.get("annotations"), list):
             preds = preds["annotations"]
         if not isinstance(preds, list):
