@@ -6,7 +6,8 @@ imagecodecs is installed (``pip install ".[fast]"``), else Pillow (which holds
 the GIL while it encodes).
 
 PNG at the default level (``compression_level=None``): PNG's Average filter on every
-row (:func:`gpu_media.png.filter_average`, vectorized over the image), deflate by
+row (:func:`gpu_media.png.filter_average`, vectorized over the image; the compiled
+``png_filter_average`` of :mod:`cpu_fallback.native` where it was built), deflate by
 zlib-ng (``zlib_ng``, a dependency; the standard library's zlib without it, same bytes;
 both release the GIL), Huffman-only for photographs and run-length (``Z_RLE``) for
 mostly flat pictures such as masks (:func:`deflate_strategy`), assembled by
@@ -36,6 +37,8 @@ from PIL import Image
 
 from gpu_media import codecs, png
 from gpu_media.threads import cores
+
+from . import native
 
 #: The deflate of the default PNG (``compression_level=None``): zlib level 1 with the strategy of
 #: :func:`deflate_strategy` (Huffman coding only, or run-length matches), by the first importable of
@@ -204,9 +207,15 @@ def encode_png(a: np.ndarray, quality: int = 75, compression_level: int | None =
     h, w, c = a.shape
     if c not in png.COLOR_TYPES:
         raise ValueError(f"PNG images here have 1, 3 or 4 channels, not {c}")
-    rows = png.filter_average(a)
+    nat = native.get()
+    if nat is not None:  # the compiled filter (cpu_fallback/native.py): the same rows, and their zero count
+        rows, zeros = nat.png_filter_average(np.ascontiguousarray(a))
+        strategy = zlib.Z_RLE if zeros >= RLE_ZERO_SHARE * len(rows) else zlib.Z_HUFFMAN_ONLY
+    else:
+        rows = png.filter_average(a)
+        strategy = deflate_strategy(rows)
     lib = deflate_library()
-    comp = lib.compressobj(1, zlib.DEFLATED, -15, 9, deflate_strategy(rows))  # raw; png.assemble wraps it
+    comp = lib.compressobj(1, zlib.DEFLATED, -15, 9, strategy)  # raw; png.assemble wraps it
     return png.assemble(w, h, c, (comp.compress(rows), comp.flush()), lib.adler32(rows), 1)
 
 
