@@ -13,6 +13,7 @@ class BuildExt(build_ext):
     """Compiler flags by compiler family: no FMA contraction (docs/SPEC.md 2's float rounding)."""
 
     def build_extensions(self):
+        """Set each extension's flags for the compiler found, then build as setuptools does."""
         unix = self.compiler.compiler_type != "msvc"
         for ext in self.extensions:
             ext.extra_compile_args = (["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno"] if unix

@@ -25,6 +25,7 @@
 #include <Python.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -126,8 +127,10 @@ template <> constexpr bool is_float<double>() { return true; }
 template <typename T, typename V> Py_ssize_t simd_lanes(const T*, Py_ssize_t, V*, V*, bool*) { return 0; }
 
 #ifdef GM_AVX2
+// Where the CPU has AVX2, unless GPU_MEDIA_NATIVE_AVX2=0 (tests run the SSE2 loops that way).
 bool has_avx2() {
-    static const bool yes = __builtin_cpu_supports("avx2");
+    static const bool yes = __builtin_cpu_supports("avx2") && !(getenv("GPU_MEDIA_NATIVE_AVX2") &&
+                                                                 strcmp(getenv("GPU_MEDIA_NATIVE_AVX2"), "0") == 0);
     return yes;
 }
 
@@ -739,7 +742,18 @@ PyObject* png_filter_average(PyObject*, PyObject* args) {
     return result;
 }
 
+PyObject* simd(PyObject*, PyObject*) {
+#if defined(GM_AVX2)
+    return PyUnicode_FromString(has_avx2() ? "avx2" : "sse2");
+#elif defined(GM_SSE2)
+    return PyUnicode_FromString("sse2");
+#else
+    return PyUnicode_FromString("none");
+#endif
+}
+
 PyMethodDef methods[] = {
+    {"simd", simd, METH_NOARGS, "simd() -> 'avx2', 'sse2' or 'none': the vector loops this process runs"},
     {"normalize_chunk", normalize_chunk, METH_VARARGS,
      "normalize_chunk(src, dst, nchw, prior_lo, prior_hi, force, guess=0) -> (lo, hi, nonfinite, codes): docs/SPEC.md 2 on "
      "one chunk (see cpu_fallback/native.py)"},

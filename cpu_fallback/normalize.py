@@ -261,7 +261,7 @@ class _Job:
         return done
 
     def native_task(self, chunks: list) -> list:
-        """:meth:`task` by the compiled ``normalize_chunk`` (cpu_fallback/native.py): range, rule and conversion in one call."""
+        """:meth:`task` by the compiled ``normalize_chunk`` (cpu_fallback/native.py): range, rule, conversion."""
         done = []
         seen: dict = {}  # image -> its (lo, hi) over this task's bands so far
         run, nchw, inf = self.nat.normalize_chunk, self.nchw, math.inf
