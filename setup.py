@@ -5,6 +5,8 @@ the PNG filter); where no C++ compiler is found the build goes on without it (``
 and the CPU backend runs its NumPy code, with the same results (cpu_fallback/native.py).
 """
 
+import glob
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -23,6 +25,7 @@ class BuildExt(build_ext):
 
 setup(
     ext_modules=[Extension("_gpu_media_native", sources=["cpu_fallback/native.cpp"],
-                           include_dirs=["gpu_media/cuda/src"], language="c++", optional=True)],
+                           include_dirs=["gpu_media/cuda/src"], depends=sorted(glob.glob("gpu_media/cuda/src/*.cuh")),
+                           language="c++", optional=True)],
     cmdclass={"build_ext": BuildExt},
 )
