@@ -72,6 +72,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare import photo_batch  # noqa: E402
 
 import gpu_media as gm  # noqa: E402
+from cpu_fallback import native  # noqa: E402
 
 try:
     import imagecodecs
@@ -119,6 +120,11 @@ def ratio(times: dict, num: str, den: str) -> float:
 
 def summary(times: dict) -> dict:
     return {k: {"median_s": statistics.median(v), "seconds": v} for k, v in times.items()}
+
+
+def native_simd() -> str:
+    """Which compiled loops ran (cpu_fallback.native): 'avx2', 'sse2', or 'not built'."""
+    return native.get().simd() if native.get() is not None else "not built (NumPy code)"
 
 
 def jpeg_encoder():
@@ -202,7 +208,12 @@ def png_encode_case(u8, rounds, report, checks):
             return out
         return run
 
+    def numpy_filter():
+        with native.disabled():
+            return [encode_png(a) for a in u8]
+
     fns = {"gpu_media default level": lambda: [encode_png(a) for a in u8],
+           "gpu_media default level, NumPy filter (no compiled loops)": numpy_filter,
            "previous default (Pillow level 1 + Z_RLE)": pil({"compress_level": 1, "compress_type": 3}),
            "Pillow level 6 (wandb.Image)": pil({"compress_level": 6})}
     times = interleaved(fns, rounds)
@@ -259,7 +270,12 @@ def normalize_case(n, rounds, report, checks):
         out = np.empty_like(x) if into is None else into
         list(pool.map(lambda s: np.copyto(out[s], x[s]), (slice(0, half), slice(half, n))))
 
+    def numpy_code():
+        with native.disabled():
+            return gm.normalize(x, layout="NCHW", device="cpu")
+
     fns = {"gpu_media.normalize NCHW": lambda: gm.normalize(x, layout="NCHW", device="cpu"),
+           "gpu_media.normalize NCHW, NumPy code (no compiled loops)": numpy_code,
            "2-thread copy into a kept array": lambda: copy(dst),
            "2-thread copy into a new array": copy}
     times = interleaved(fns, rounds)
@@ -267,7 +283,11 @@ def normalize_case(n, rounds, report, checks):
     ours = times["gpu_media.normalize NCHW"]
     frac = {k: statistics.median((norm_bytes / a) / (copy_bytes / b) for a, b in zip(ours, times[k]))
             for k in ("2-thread copy into a kept array", "2-thread copy into a new array")}
-    report["normalize_nchw"] = {"shape": list(x.shape), "times": summary(times),
+    report["normalize_nchw"] = {"shape": list(x.shape), "times": summary(times), "compiled_loops": native_simd(),
+                                "numpy_code_fraction_of_kept_copy": statistics.median(
+                                    (norm_bytes / a) / (copy_bytes / b) for a, b in
+                                    zip(times["gpu_media.normalize NCHW, NumPy code (no compiled loops)"],
+                                        times["2-thread copy into a kept array"])),
                                 "fraction_of_copy_bandwidth": frac,
                                 "normalize_GB_per_s": norm_bytes / statistics.median(ours) / 1e9,
                                 "copy_GB_per_s": {k: copy_bytes / statistics.median(times[k]) / 1e9 for k in frac}}
@@ -380,7 +400,8 @@ def markdown(doc: dict) -> str:
     lines = [f"# CPU goals of issue 19 ({doc['date']})", "",
              f"Command: `{doc['command']}`", "",
              f"Machine: {doc['machine']['cores']} cores ({doc['machine']['processor'] or doc['machine']['platform']}), "
-             f"Python {doc['machine']['python']}; {doc['note']}", "",
+             f"Python {doc['machine']['python']}, compiled loops (cpu_fallback.native): "
+             f"{doc['machine'].get('compiled_loops')}; {doc['note']}", "",
              "| goal | measured | target | met |", "| --- | --- | --- | --- |"]
     for k, g in doc["goals"].items():
         v = g["value"]
@@ -444,7 +465,8 @@ def main(argv=None) -> int:
            "machine": {"platform": platform.platform(), "processor": platform.processor(), "cores": os.cpu_count(),
                        "python": platform.python_version(), "numpy": np.__version__,
                        "pillow": Image.__version__,
-                       "imagecodecs": getattr(imagecodecs, "__version__", None)},
+                       "imagecodecs": getattr(imagecodecs, "__version__", None),
+                       "compiled_loops": native_simd()},
            "note": args.note, "rounds": args.rounds, "goals": goals, "cases": report}
     md = markdown(doc)
     print(md)
