@@ -185,13 +185,39 @@ def test_sse2_loops_equal_numpy():
     path = os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, GPU_MEDIA_NATIVE_AVX2="0", PYTHONPATH=path)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
-                           "not sse2_loops and not built_in_ci"], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+                           "not sse2_loops and not scalar_loops and not built_in_ci"], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout
     child = subprocess.run([sys.executable, "-c", "from cpu_fallback import native; print(native.get().simd())"],
                            env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert child.stdout.strip() == "sse2"
+
+
+@needs_native
+def test_scalar_loops_equal_numpy(tmp_path):
+    """The plain C++ loops (what CPUs without SSE2 run, e.g. ARM): built with __SSE2__ undefined, run in a child."""
+    import sysconfig
+
+    from kernels_host import compiler
+
+    if compiler() is None:
+        pytest.skip("no C++ compiler here")
+    so = tmp_path / ("_gpu_media_native" + sysconfig.get_config_var("EXT_SUFFIX"))
+    cmd = [compiler(), "-O2", "-std=c++17", "-ffp-contract=off", "-U__SSE2__", "-shared", "-fPIC",
+           f"-I{os.path.join(ROOT, 'gpu_media', 'cuda', 'src')}", f"-I{sysconfig.get_paths()['include']}",
+           os.path.join(ROOT, "cpu_fallback", "native.cpp"), "-o", str(so)]
+    built = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT, os.environ.get("PYTHONPATH", "")]))
+    child = subprocess.run([sys.executable, "-c", "import _gpu_media_native as m; print(m.__file__, m.simd())"],
+                           env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert child.stdout.split() == [str(so), "none"], child.stdout + child.stderr
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                           "not sse2_loops and not scalar_loops and not built_in_ci"], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout
 
 
 def test_disabled_runs_numpy_and_restores():
