@@ -15,7 +15,7 @@ without one). It holds two loops of the CPU backend, each the NumPy code's exact
 
 Both release the GIL. Without the module (no compiler at install time, or
 ``GPU_MEDIA_NATIVE=0`` in the environment) the backend runs its NumPy code: same
-results, slower (benchmarks/results/cpu-2026-12-07-native.md).
+results, slower (benchmarks/results/cpu-2026-12-07-goals-s7.md).
 
 Examples:
     >>> import numpy as np
