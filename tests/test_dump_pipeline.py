@@ -15,7 +15,6 @@ import pytest
 
 import gpu_media as gm
 from gpu_media import dump, fileio
-from gpu_media.dump import index as dump_index
 from gpu_media.dump import pipeline
 
 
@@ -107,11 +106,11 @@ def test_dump_in_many_chunks_equals_one_chunk(tmp_path):
 
 
 def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monkeypatch):
-    real = fileio.write_atomic
+    real = fileio.FolderWriter.write  # how a dump writes each of its files
     calls, active = [], [0]
     lock = threading.Lock()
 
-    def failing(path, data, **kwargs):
+    def failing(self, rel, data):
         with lock:
             calls.append(threading.current_thread().name)
             active[0] += 1
@@ -120,12 +119,12 @@ def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monke
             time.sleep(0.002)
             if n == 5:
                 raise OSError(28, "No space left on device")
-            return real(path, data, **kwargs)
+            return real(self, rel, data)
         finally:
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(dump_index, "write_atomic", failing)
+    monkeypatch.setattr(fileio.FolderWriter, "write", failing)
     root = tmp_path / "out"
     with pytest.raises(OSError, match="No space"):
         gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)
@@ -137,7 +136,7 @@ def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monke
     n = len(calls)
     time.sleep(0.05)
     assert len(calls) == n
-    monkeypatch.setattr(dump_index, "write_atomic", real)
+    monkeypatch.setattr(fileio.FolderWriter, "write", real)
     dicts = gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)  # the same call again finishes it
     assert all((root / d["path"]).is_file() for d in dicts) and os.path.exists(dump.index_path(root, "k"))
 

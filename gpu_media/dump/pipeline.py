@@ -347,6 +347,85 @@ def ordered(fn: Callable[[Any], Any], items: Iterable[Any], workers: int,
         _drain(list(pending))
 
 
+#: Seconds between two looks of :func:`shared`'s caller at the chunks done (to hand them on, for a progress bar).
+TICK = 0.1
+
+
+def shared(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``map(fn, items)`` in order, by ``workers`` pool tasks that each take the next item until none is left.
+
+    One pool task per worker, not per item: an item costs no future, no hand-off to a
+    worker and no wake-up of the caller (each a GIL hand-off: on a busy 2-core machine
+    they held back a CPU dump of 256 small images by tens of ms), and a worker slowed by
+    other work holds back one item, not a share of them. The caller looks at the items
+    done every :data:`TICK` seconds and when the workers finish, and yields the results
+    in order. When a call raises (or the iterator is closed), no worker starts another
+    item, and the calls running are waited for before the first error comes out: nothing
+    of it is left running.
+
+    Args:
+        fn: called once per item, in ``workers`` threads of ``pool("dump", workers)`` (in
+            this thread for ``workers <= 1``).
+        items: the arguments.
+        workers: threads.
+
+    Returns:
+        an iterator of the results, in the order of ``items``; an error of ``fn`` raises there.
+
+    Examples:
+        >>> list(shared(lambda x: x * x, range(5), 2))
+        [0, 1, 4, 9, 16]
+    """
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    n, results, done = len(items), [None] * len(items), [False] * len(items)
+    order = iter(range(n))  # taken by all workers: next() of a range iterator is atomic under the GIL
+    errors: list = []
+    stop = threading.Event()
+    finished = threading.Event()
+    left, lock = [workers], threading.Lock()
+
+    def work() -> None:
+        try:
+            for k in order:
+                if stop.is_set():
+                    break
+                results[k] = fn(items[k])
+                done[k] = True
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+        finally:
+            with lock:
+                left[0] -= 1
+                if not left[0]:
+                    finished.set()
+
+    futures: list = []
+    try:
+        ex = pool("dump", workers)
+        for _ in range(workers):
+            futures.append(ex.submit(work))
+        k = 0
+        while k < n and not errors:
+            over = finished.wait(TICK)
+            while k < n and done[k]:
+                yield results[k]
+                results[k] = None
+                k += 1
+            if over:
+                break
+        if errors:
+            stop.set()
+            _drain(futures)
+            raise errors[0]
+    finally:
+        stop.set()
+        _drain(futures)
+
+
 #: Writer threads of a GPU dump: hashing, writing and (durable) fsyncing the files run here while
 #: the next chunk is normalized and encoded. Mostly waiting on the disk, so more threads than cores.
 WRITERS = min(32, cores() + 4)
@@ -441,10 +520,7 @@ def run(plan: Plan, chunks: list[tuple[int, int]], encode: Callable[[tuple[int, 
     """
     n_workers = workers(plan) if len(chunks) > 1 else 1
     if plan.backend.name == "cpu":
-        # every chunk submitted at once (as pool.map does): a task's result is its images' JSON, not pixels,
-        # so memory stays bounded by the chunks running; the caller's thread then wakes once per result
-        # instead of handing out each next chunk (a GIL hand-off per image on a busy machine)
-        return ordered(encode_write, chunks, n_workers, in_flight=len(chunks))
+        return shared(encode_write, chunks, n_workers)
     if plan.backend.name == "gpu":
         encode = on_caller_stream(encode)
     return written(ordered(encode, chunks, n_workers), write, pool("write", WRITERS))
