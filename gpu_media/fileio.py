@@ -307,11 +307,12 @@ class FolderWriter:
                 dfd = self._dirs.get(folder)
                 if dfd is None:
                     dfd = self._open(folder)
-                try:
-                    os.stat(name, dir_fd=dfd)
-                    return  # content-addressed and linked into place whole: already complete
-                except FileNotFoundError:
-                    pass
+                if self.durable:  # (not durable: no look first; an existing name makes the link fail, and stays)
+                    try:
+                        os.stat(name, dir_fd=dfd)
+                        return  # content-addressed and linked into place whole: already complete (no fsync)
+                    except FileNotFoundError:
+                        pass
                 try:
                     if _link_new(dfd, name, data, self.durable):
                         return
