@@ -227,8 +227,8 @@ def _link_new(dfd: int, name: str, data: bytes, durable: bool) -> bool:
     """:func:`_write_unnamed` in the open folder ``dfd``: an ``O_TMPFILE`` file written, (fsynced,) linked as ``name``.
 
     Returns False, having done nothing, where the file system cannot make such a file.
-    Raises ``FileNotFoundError`` where the folder was removed (its descriptor then names
-    a folder without a name, where nothing can be made).
+    Raises ``OSError`` where the folder was removed (its descriptor then names a folder
+    without a name, where nothing can be made: ``ENOENT``, or ``EPERM`` on Linux 6).
     """
     try:
         fd = os.open(".", _TMPFILE | os.O_WRONLY | _CLOEXEC, 0o666, dir_fd=dfd)
@@ -318,9 +318,11 @@ class FolderWriter:
                         return
                     self._unnamed = False  # this file system makes no file without a name
                     break
-                except FileNotFoundError:  # the folder was removed meanwhile (another dump's cleanup)
-                    if attempt == 2:
+                except OSError:
+                    if attempt == 2 or os.fstat(dfd).st_nlink:
                         raise
+                    # the folder was removed meanwhile (another dump's cleanup of empty folders): nothing
+                    # can be made in it (ENOENT, or EPERM for O_TMPFILE); made again and opened anew
                     self._forget(folder, dfd)
         write_atomic(os.path.join(self.root, *rel.split("/")), data, durable=self.durable)
 
