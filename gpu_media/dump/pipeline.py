@@ -1,12 +1,13 @@
 """A dump's pipeline: a batch validated into a :class:`Plan`, cut into chunks, encoded by workers, written in order.
 
 Each chunk is normalized, drawn and encoded (:func:`encode_chunk`: bytes, no file) by
-:func:`workers` threads at once (:func:`ordered`: in order, bounded). On the GPU its
+:func:`workers` threads at once. On the GPU (:func:`ordered`: in order, bounded) its
 files are written by the writer threads (:func:`written`) while the next chunk is
-encoded; on the CPU each chunk's worker writes its own files right after encoding
-them (no hand-off: every step of an image runs in one thread, and the workers are
-as many as the cores). The threads are kept for the life of the process
-(:func:`pool`), so a dump of a few images starts none.
+encoded; on the CPU (:func:`shared`: one task per worker, each taking the next chunk)
+each chunk's worker writes its own files right after encoding them (no hand-off:
+every step of an image runs in one thread, and the workers are as many as the cores).
+The threads are kept for the life of the process (:func:`pool`), so a dump of a few
+images starts none.
 """
 
 from __future__ import annotations
@@ -506,7 +507,7 @@ def run(plan: Plan, chunks: list[tuple[int, int]], encode: Callable[[tuple[int, 
     """Each chunk encoded and its images written, in order: one list of ``write`` results per chunk.
 
     On the CPU backend ``encode_write(bounds)`` (encode the chunk, then write its images,
-    in the same thread) runs in :func:`workers` threads; elsewhere ``encode(bounds)``
+    in the same thread) runs in :func:`workers` threads (:func:`shared`); elsewhere ``encode(bounds)``
     runs in the workers (on the caller's CUDA stream for "gpu") and ``write(record)`` in
     the kept writer threads (:func:`written`). A batch of one chunk runs in the calling
     thread (no hand-off for a small dump).
