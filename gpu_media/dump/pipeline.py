@@ -239,8 +239,8 @@ def chunks(plan: Plan) -> list[tuple[int, int]]:
     chunk_size = plan.options.chunk_size
     if chunk_size is None and plan.backend.name == "cpu":
         h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
-        chunk_size = cpu_chunk_images(plan.n, h, w, workers(plan))
-    elif chunk_size is None:
+        return cpu_chunks(plan.n, cpu_chunk_images(plan.n, h, w, workers(plan)), workers(plan))
+    if chunk_size is None:
         h, w = max(s[0] for s in plan.sizes), max(s[1] for s in plan.sizes)
         # PNG on the GPU: by bytes alone. nvCOMP's call costs about the same for 64 or 256 images
         # (one chunk per image), so the fewer calls the better (issue 17.6).
@@ -284,6 +284,39 @@ def cpu_chunk_images(n: int, h: int, w: int, workers: int = 1) -> int:
     if size < n:  # more than one chunk: at least four per worker
         size = min(size, max(1, -(-n // (4 * workers))))
     return size
+
+
+def cpu_chunks(n: int, most: int, workers: int) -> list[tuple[int, int]]:
+    """``(lo, hi)`` chunks of a CPU dump of ``n`` images: ``most`` images each, smaller towards the end.
+
+    Each chunk is at most ``most`` images and at most the images left over twice the
+    workers, so the last chunks shrink to one image: the worker that takes the last one
+    finishes about when the others do (a chunk of ``most`` images at the end would keep
+    one worker busy while the others wait). A batch of at most ``most`` images is one
+    chunk (written in the calling thread).
+
+    Args:
+        n: images in the batch (>= 1).
+        most: the largest chunk (:func:`cpu_chunk_images`).
+        workers: the threads that take the chunks.
+
+    Returns:
+        ``[(lo, hi), ...]``, consecutive and covering ``0..n``.
+
+    Examples:
+        >>> [hi - lo for lo, hi in cpu_chunks(40, 8, 2)]
+        [8, 8, 6, 4, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1]
+        >>> cpu_chunks(3, 8, 2)
+        [(0, 3)]
+    """
+    if n <= most:
+        return [(0, n)]
+    out, lo = [], 0
+    while lo < n:
+        size = min(most, max(1, (n - lo) // (2 * workers)))
+        out.append((lo, lo + size))
+        lo += size
+    return out
 
 
 def chunk_images(n: int, h: int, w: int, budget: int, workers: int, *, spread: bool = True) -> int:
