@@ -1,7 +1,9 @@
 """Files on disk: the one way gpu_media writes a file (a hidden temporary name, then a rename).
 
 Every file of a dump (images, masks, boxes2D JSON, the index) and the viewer page is
-written by :func:`write_atomic`, so a name that exists is always complete: a crash
+written by :func:`write_atomic` (a dump's media files by :class:`FolderWriter`, which
+writes them the same way with each folder opened once per dump), so a name that
+exists is always complete: a crash
 leaves at most a hidden ``.<name>.<pid>.<8 hex>.tmp`` beside it (nothing, for a new file
 on Linux: it has no name until it is whole), never a truncated file under the real
 name. With ``durable=True`` the file's bytes are on the disk (``fsync``) before it gets
