@@ -1,7 +1,9 @@
 """Files on disk: the one way gpu_media writes a file (a hidden temporary name, then a rename).
 
 Every file of a dump (images, masks, boxes2D JSON, the index) and the viewer page is
-written by :func:`write_atomic`, so a name that exists is always complete: a crash
+written by :func:`write_atomic` (a dump's media files by :class:`FolderWriter`, which
+writes them the same way with each folder opened once per dump), so a name that
+exists is always complete: a crash
 leaves at most a hidden ``.<name>.<pid>.<8 hex>.tmp`` beside it (nothing, for a new file
 on Linux: it has no name until it is whole), never a truncated file under the real
 name. With ``durable=True`` the file's bytes are on the disk (``fsync``) before it gets
@@ -23,6 +25,7 @@ import itertools
 import json
 import os
 import re
+import threading
 from typing import Any, Iterable, Iterator
 
 from .errors import MediaError
@@ -208,29 +211,144 @@ def _write_unnamed(path: str, data: bytes, durable: bool) -> bool:
     cannot make such a file (the caller then uses a temporary name).
     """
     d, base = os.path.split(path)
-    dfd = _in_folder(d, lambda: os.open(d or ".", os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)))
+    dfd = _in_folder(d, lambda: _open_dir(d or "."))
     try:
-        try:
-            fd = os.open(".", _TMPFILE | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=dfd)
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP):
-                return False  # no O_TMPFILE on this file system
-            raise
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-            try:
-                os.link(f"/proc/self/fd/{fd}", base, dst_dir_fd=dfd, follow_symlinks=True)
-            except FileExistsError:
-                pass  # written meanwhile by another dump: the same bytes
-        finally:
-            os.close(fd)
+        return _link_new(dfd, base, data, durable)
     finally:
         os.close(dfd)
+
+
+def _open_dir(d: str) -> int:
+    return os.open(d, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _link_new(dfd: int, name: str, data: bytes, durable: bool) -> bool:
+    """:func:`_write_unnamed` in the open folder ``dfd``: an ``O_TMPFILE`` file written, (fsynced,) linked as ``name``.
+
+    Returns False, having done nothing, where the file system cannot make such a file.
+    Raises ``OSError`` where the folder was removed (its descriptor then names a folder
+    without a name, where nothing can be made: ``ENOENT``, or ``EPERM`` on Linux 6).
+    """
+    try:
+        fd = os.open(".", _TMPFILE | os.O_WRONLY | _CLOEXEC, 0o666, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP):
+            return False  # no O_TMPFILE on this file system
+        raise
+    try:
+        done = os.write(fd, data)
+        if done < len(data):  # a short write: the rest (a full disk raises on the next call)
+            view = memoryview(data)[done:]
+            while view:
+                view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+        try:
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+        except FileExistsError:
+            pass  # written meanwhile by another dump: the same bytes
+    finally:
+        os.close(fd)
     return True
+
+
+class FolderWriter:
+    """The files of one dump under ``root``, each written as :func:`write_atomic` writes a new file.
+
+    Each folder is opened once (its descriptor kept until :meth:`close`) and its files
+    are made relative to it: no path is looked up again per file, and no folder is
+    opened per file. A new file is made without a name (``O_TMPFILE``), written,
+    fsynced when ``durable``, then linked to its name, so a name that exists is always
+    complete (docs/SPEC.md 6.4); a name that exists already is left as it is (the
+    dump's names are content-addressed). Where ``O_TMPFILE`` is missing (not Linux, or
+    a file system without it) every file goes through :func:`write_atomic`. Safe to use
+    from several threads at once.
+
+    Args:
+        root: the dump folder (its sub-folders are made as files need them).
+        durable: ``fsync`` each file before it gets its name.
+
+    Examples:
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> with FolderWriter(root, durable=False) as files:
+        ...     files.write("media/images/a.png", b"x")
+        ...     files.write("media/images/a.png", b"y")  # exists: left as it is
+        >>> open(os.path.join(root, "media", "images", "a.png"), "rb").read()
+        b'x'
+    """
+
+    def __init__(self, root: str, durable: bool = True) -> None:
+        """Args: root: the dump folder; durable: fsync each file (see the class docstring)."""
+        self.root, self.durable = root, bool(durable)
+        self._dirs: dict = {}  # folder (relative, "/"-separated) -> open descriptor
+        self._retired: list = []  # descriptors of folders removed meanwhile: closed by close(), not before
+        self._lock = threading.Lock()
+        self._unnamed = bool(_TMPFILE)
+
+    def __enter__(self) -> FolderWriter:
+        """The writer itself, closed (:meth:`close`) when the ``with`` block ends."""
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """:meth:`close`."""
+        self.close()
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Write ``data`` as the file ``rel`` (``/``-separated, relative to ``root``) unless it exists.
+
+        Raises:
+            OSError: the disk; ``rel`` is then unchanged and no part of the file has a name.
+        """
+        folder, _, name = rel.rpartition("/")
+        if self._unnamed:
+            for attempt in range(3):
+                dfd = self._dirs.get(folder)
+                if dfd is None:
+                    dfd = self._open(folder)
+                if self.durable:  # (not durable: no look first; an existing name makes the link fail, and stays)
+                    try:
+                        os.stat(name, dir_fd=dfd)
+                        return  # content-addressed and linked into place whole: already complete (no fsync)
+                    except FileNotFoundError:
+                        pass
+                try:
+                    if _link_new(dfd, name, data, self.durable):
+                        return
+                    self._unnamed = False  # this file system makes no file without a name
+                    break
+                except OSError:
+                    if attempt == 2 or os.fstat(dfd).st_nlink:
+                        raise
+                    # the folder was removed meanwhile (another dump's cleanup of empty folders): nothing
+                    # can be made in it (ENOENT, or EPERM for O_TMPFILE); made again and opened anew
+                    self._forget(folder, dfd)
+        write_atomic(os.path.join(self.root, *rel.split("/")), data, durable=self.durable)
+
+    def _open(self, folder: str) -> int:
+        path = os.path.join(self.root, *folder.split("/")) if folder else self.root
+        fd = _in_folder(path, lambda: _open_dir(path))
+        with self._lock:
+            kept = self._dirs.setdefault(folder, fd)
+        if kept != fd:  # another thread opened it first
+            os.close(fd)
+        return kept
+
+    def _forget(self, folder: str, dfd: int) -> None:
+        with self._lock:
+            if self._dirs.get(folder) == dfd:
+                del self._dirs[folder]
+                self._retired.append(dfd)  # other threads may still use it: closed at the end only
+
+    def close(self) -> None:
+        """Close the folders' descriptors (the files are all complete already)."""
+        with self._lock:
+            fds, self._dirs, self._retired = [*self._dirs.values(), *self._retired], {}, []
+        for fd in fds:
+            os.close(fd)
 
 
 def fsync_dir(path: str) -> None:

@@ -15,7 +15,6 @@ import pytest
 
 import gpu_media as gm
 from gpu_media import dump, fileio
-from gpu_media.dump import index as dump_index
 from gpu_media.dump import pipeline
 
 
@@ -107,11 +106,11 @@ def test_dump_in_many_chunks_equals_one_chunk(tmp_path):
 
 
 def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monkeypatch):
-    real = fileio.write_atomic
+    real = fileio.FolderWriter.write  # how a dump writes each of its files
     calls, active = [], [0]
     lock = threading.Lock()
 
-    def failing(path, data, **kwargs):
+    def failing(self, rel, data):
         with lock:
             calls.append(threading.current_thread().name)
             active[0] += 1
@@ -120,12 +119,12 @@ def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monke
             time.sleep(0.002)
             if n == 5:
                 raise OSError(28, "No space left on device")
-            return real(path, data, **kwargs)
+            return real(self, rel, data)
         finally:
             with lock:
                 active[0] -= 1
 
-    monkeypatch.setattr(dump_index, "write_atomic", failing)
+    monkeypatch.setattr(fileio.FolderWriter, "write", failing)
     root = tmp_path / "out"
     with pytest.raises(OSError, match="No space"):
         gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)
@@ -137,7 +136,7 @@ def test_a_disk_error_in_a_writer_thread_raises_before_the_index(tmp_path, monke
     n = len(calls)
     time.sleep(0.05)
     assert len(calls) == n
-    monkeypatch.setattr(dump_index, "write_atomic", real)
+    monkeypatch.setattr(fileio.FolderWriter, "write", real)
     dicts = gm.write_dump(root, _photos(), key="k", device="cpu", chunk_size=2)  # the same call again finishes it
     assert all((root / d["path"]).is_file() for d in dicts) and os.path.exists(dump.index_path(root, "k"))
 
@@ -270,3 +269,88 @@ def test_png_dumps_on_a_gpu_backend_are_chunked_by_bytes(monkeypatch):
     x = np.zeros((16, 64, 64, 3), np.uint8)
     assert pipeline.chunks(pipeline.prepare(x, dump.DumpOptions(device="gpu", file_type="png"))) == [(0, 16)]
     assert len(pipeline.chunks(pipeline.prepare(x, dump.DumpOptions(device="gpu", file_type="jpg")))) == 4
+
+
+def test_shared_keeps_the_order_and_runs_each_item_once_in_the_workers():
+    rng = np.random.default_rng(1)
+    delays = rng.uniform(0, 0.002, 40)
+    seen, lock = [], threading.Lock()
+
+    def fn(k):
+        time.sleep(float(delays[k]))  # finish out of order
+        with lock:
+            seen.append((k, threading.current_thread().name))
+        return k * k
+
+    assert list(pipeline.shared(fn, range(40), 2)) == [k * k for k in range(40)]
+    assert sorted(k for k, _ in seen) == list(range(40))
+    assert {name.split("_")[0] for _, name in seen} == {"gpu-media-dump"}  # the kept pool's threads
+    assert list(pipeline.shared(fn, [3], 2)) == [9]  # one item: in this thread
+
+
+def test_shared_raises_the_first_error_with_nothing_left_running():
+    active, started = [0], []
+    lock = threading.Lock()
+
+    def fn(k):
+        with lock:
+            active[0] += 1
+            started.append(k)
+        try:
+            time.sleep(0.002)
+            if k == 5:
+                raise OSError(28, "No space left on device")
+            return k
+        finally:
+            with lock:
+                active[0] -= 1
+
+    with pytest.raises(OSError, match="No space"):
+        list(pipeline.shared(fn, range(200), 2))
+    assert active[0] == 0  # the calls running finished before the error came out
+    n = len(started)
+    time.sleep(0.05)
+    assert len(started) == n < 200  # and no other item was started
+
+
+def test_shared_closed_early_stops_the_workers():
+    started = []
+
+    def fn(k):
+        started.append(k)
+        time.sleep(0.001)
+        return k
+
+    it = pipeline.shared(fn, range(500), 2)
+    assert next(it) == 0
+    it.close()
+    n = len(started)
+    time.sleep(0.05)
+    assert len(started) == n < 500
+
+
+def test_folder_writer_keeps_existing_names_and_remakes_a_folder_removed_meanwhile(tmp_path):
+    for durable in (False, True):
+        root = tmp_path / f"d{durable}"
+        with fileio.FolderWriter(str(root), durable) as files:
+            files.write("media/images/a.jpg", b"first")
+            files.write("media/images/a.jpg", b"other")  # content-addressed: an existing name stays
+            assert (root / "media" / "images" / "a.jpg").read_bytes() == b"first"
+            os.remove(root / "media" / "images" / "a.jpg")
+            os.rmdir(root / "media" / "images")  # another dump's cleanup removes the (empty) folder
+            files.write("media/images/b.jpg", b"second")
+            files.write("top.json", b"{}")
+        assert (root / "media" / "images" / "b.jpg").read_bytes() == b"second"
+        assert sorted(os.listdir(root / "media" / "images")) == ["b.jpg"]  # no temporary file left
+        assert (root / "top.json").read_bytes() == b"{}"
+
+
+def test_folder_writer_without_o_tmpfile_uses_temporary_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(fileio, "_TMPFILE", 0)  # not Linux, or a file system without O_TMPFILE
+    renamed = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(os.path.basename(src)), real(src, dst))[1])
+    with fileio.FolderWriter(str(tmp_path), durable=False) as files:
+        files.write("media/images/a.jpg", b"x")
+    assert (tmp_path / "media" / "images" / "a.jpg").read_bytes() == b"x"
+    assert len(renamed) == 1 and fileio.TEMP_NAME.match(renamed[0])

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..checks import is_integer
 from ..errors import DumpWriteError, MediaError
-from ..fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
+from ..fileio import FolderWriter, folder_lock, fsync_dir, remove_stale_temps
 from ..storage import Output, check_local_folder, is_url, open_output
 from . import pipeline
 from .finish import check_overwrite, check_overwrite_at, claim_folder, finish_dump, finish_dump_at, folders_up, release
@@ -394,6 +394,7 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                                    captions=part.get("captions"))
                     if not started and not remote:  # the first file is about to be written (or found present)
                         claim_path = _claim(root, stem, options, held)
+                        put = held.enter_context(FolderWriter(root, options.durable)).write
                     started = True
                     chunks = pipeline.chunks(plan)
                     n_chunks += len(chunks)
@@ -406,14 +407,11 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
                     def encode(bounds, plan=plan):
                         return encode_chunk(plan, *bounds)
 
-                    def write(rec, plan=plan):
-                        with durable_writes(options.durable):  # the files image_json writes, in this writer thread
-                            return image_json(rec, root, stem, plan, put=put)
+                    def write(rec, plan=plan):  # (a local file: the dump's FolderWriter, fsynced if durable)
+                        return image_json(rec, root, stem, plan, put=put)
 
                     def encode_write(bounds, plan=plan):  # the CPU: each image encoded and written in one thread
-                        records = encode_chunk(plan, *bounds)
-                        with durable_writes(options.durable):
-                            return [image_json(rec, root, stem, plan, put=put) for rec in records]
+                        return [image_json(rec, root, stem, plan, put=put) for rec in encode_chunk(plan, *bounds)]
 
                     for done in pipeline.run(plan, chunks, encode, write, encode_write):
                         dicts.extend(done)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,18 +30,25 @@ def json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+@functools.lru_cache(maxsize=256)
+def _prefix(subdir: str, stem: str) -> str:
+    """``<subdir>/<stem>_`` without empty parts: the start of the dump's file names in ``subdir``.
+
+    "a//b" is the folder a/b, and wandb's JSON path is os.path.relpath's (the digest and
+    the extension that follow hold no ``/``).
+    """
+    return "/".join(p for p in f"{subdir}/{stem}_".split("/") if p)
+
+
 def _file_entry(root, subdir, stem, ext, data, write=True, put=None) -> dict:
     sha = hashlib.sha256(data).hexdigest()
-    # "a//b" is the folder a/b, and wandb's JSON path is os.path.relpath's: no empty parts
-    rel = "/".join(p for p in f"{subdir}/{stem}_{sha[:20]}{ext}".split("/") if p)
-    if put is not None:  # another sink (gpu_media.storage): it checks and writes ``rel`` itself
-        if write:
-            put(rel, data)
-        return {"sha256": sha, "size": len(data), "path": rel}
-    # Inside ``root``: ``stem``'s folders were checked once per dump (layout.file_stem), and the
-    # name adds only a hex digest and an extension. write_atomic makes a missing folder itself.
+    rel = f"{_prefix(subdir, stem)}{sha[:20]}{ext}"
     if write:
-        write_atomic(os.path.join(root, *rel.split("/")), data)
+        if put is not None:  # the dump's writer (fileio.FolderWriter) or another sink (gpu_media.storage)
+            put(rel, data)
+        else:  # inside ``root``: ``stem``'s folders were checked once per dump (layout.file_stem), and the
+            # name adds only a hex digest and an extension. write_atomic makes a missing folder itself.
+            write_atomic(os.path.join(root, *rel.split("/")), data)
     return {"sha256": sha, "size": len(data), "path": rel}
 
 
@@ -51,7 +59,7 @@ def image_json(rec: dict, root: str, stem: str, plan: Plan, put: Callable[[str, 
     stay inside ``root``; the files' names add only a hex digest and an extension, so
     they are not checked again here. ``put(rel, data)``, when given, writes each file
     instead of :func:`write_atomic` under ``root`` (``rel`` is the ``/``-separated path in the dump, as in the JSON;
-    :meth:`gpu_media.storage.Output.put`).
+    :meth:`gpu_media.fileio.FolderWriter.write` of the dump's folder, :meth:`gpu_media.storage.Output.put`).
 
     Examples:
         >>> import tempfile
