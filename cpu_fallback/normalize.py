@@ -36,6 +36,9 @@ _ADD = np.array([0.0, 1.0, 0.0])
 _SCALE = np.array([255.0, 127.5, 1.0])
 #: Input bytes of one chunk: small enough that its float scratch and uint8 copy stay in a core's cache.
 CHUNK_BYTES = 1 << 20
+#: The most input bytes of one chunk where the compiled loop (cpu_fallback/native.py) converts it (a batch
+#: is cut into at least four chunks per core, of at least CHUNK_BYTES).
+NATIVE_CHUNK_BYTES = 32 << 20
 #: Input bytes of one thread-pool task (a run of consecutive chunks converted by one thread).
 TASK_BYTES = 8 << 20
 
@@ -175,13 +178,14 @@ def _convert_int(x: np.ndarray, code: np.ndarray, out: np.ndarray) -> None:
 PARALLEL_BYTES = 4 << 20
 
 
-def _chunks(n: int, h: int, image_bytes: int) -> list[tuple[int, int, int, int]]:
-    """(first image, end image, first row, end row) of each chunk, in batch order."""
-    if image_bytes >= CHUNK_BYTES and h > 1:
-        bands = min(h, -(-image_bytes // CHUNK_BYTES))
+def _chunks(n: int, h: int, image_bytes: int, chunk_bytes: int | None = None) -> list[tuple[int, int, int, int]]:
+    """(first image, end image, first row, end row) of each chunk of about ``chunk_bytes`` (CHUNK_BYTES), in order."""
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    if image_bytes >= chunk_bytes and h > 1:
+        bands = min(h, -(-image_bytes // chunk_bytes))
         rows = -(-h // bands)
         return [(i, i + 1, r, min(r + rows, h)) for i in range(n) for r in range(0, h, rows)]
-    step = max(1, CHUNK_BYTES // max(1, image_bytes))
+    step = max(1, chunk_bytes // max(1, image_bytes))
     return [(a, min(a + step, n), 0, h) for a in range(0, n, step)]
 
 
@@ -330,7 +334,14 @@ def normalize(x: np.ndarray, layout: str, normalize: bool = True) -> np.ndarray:
     if out.size == 0:
         return out
     job = _Job(x, nchw, normalize, out)
-    chunks = _chunks(n, h, x[0].nbytes)
+    target = CHUNK_BYTES  # the NumPy code's chunks are cache-sized
+    if job.nat is not None:
+        # the compiled loop blocks each row in L1 itself: its chunks need not fit a cache, and fewer,
+        # larger chunks cost fewer calls (up to NATIVE_CHUNK_BYTES, and at least four per core)
+        from .encode import cores
+
+        target = min(NATIVE_CHUNK_BYTES, max(CHUNK_BYTES, x.nbytes // (4 * cores())))
+    chunks = _chunks(n, h, x[0].nbytes, target)
     per_task = max(1, TASK_BYTES // max(1, x.nbytes // len(chunks)))
     pool = None
     if len(chunks) > 1 and x.nbytes >= PARALLEL_BYTES and not threading.current_thread().name.startswith("gpu-media"):

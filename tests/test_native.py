@@ -55,6 +55,7 @@ def chunk_sizes(monkeypatch):
 
     def set_sizes(chunk):
         monkeypatch.setattr(cpu_norm, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(cpu_norm, "NATIVE_CHUNK_BYTES", chunk)
         monkeypatch.setattr(cpu_norm, "TASK_BYTES", 2 * chunk)
         monkeypatch.setattr(cpu_norm, "PARALLEL_BYTES", 1 << 10)
 

@@ -42,6 +42,7 @@ def small_chunks(monkeypatch):
 
     def set_sizes(chunk=1, task=None, parallel=1 << 10):
         monkeypatch.setattr(cpu_norm, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(cpu_norm, "NATIVE_CHUNK_BYTES", chunk)  # the compiled loop's chunks too
         monkeypatch.setattr(cpu_norm, "TASK_BYTES", 2 * chunk if task is None else task)
         monkeypatch.setattr(cpu_norm, "PARALLEL_BYTES", parallel)
 
