@@ -247,20 +247,11 @@ struct Range {
         V l = lo, h = hi;
         if (is_float<T>()) {
             bool b = false;
-            if (step == 1) {
-                for (Py_ssize_t i = 0; i < n; ++i) {
-                    const V v = Val<T>::get(s[i]);
-                    l = v < l ? v : l;
-                    h = v > h ? v : h;
-                    b |= !(v - v == v - v);
-                }
-            } else {
-                for (Py_ssize_t i = 0; i < n; ++i) {
-                    const V v = Val<T>::get(s[i * step]);
-                    l = v < l ? v : l;
-                    h = v > h ? v : h;
-                    b |= !(v - v == v - v);
-                }
+            for (Py_ssize_t i = 0; i < n; ++i) {
+                const V v = Val<T>::get(s[i * step]);
+                l = v < l ? v : l;
+                h = v > h ? v : h;
+                b |= !(v - v == v - v);
             }
             bad = bad || b;
         } else if (n > 0) {
@@ -763,7 +754,7 @@ PyObject* png_filter_average(PyObject*, PyObject* args) {
             u8* out = (u8*)PyBytes_AS_STRING(rows);
             Py_BEGIN_ALLOW_THREADS zeros = filter_average((const u8*)b.buf, h, n, c, out);
             Py_END_ALLOW_THREADS
-            result = Py_BuildValue("(Nn)", rows, zeros + h * (gm::PNG_AVERAGE == 0));
+            result = Py_BuildValue("(Nn)", rows, zeros);  // the type bytes (3) are never zero
         }
     }
     PyBuffer_Release(&b);
