@@ -425,7 +425,7 @@ def shared(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iter
         yield from map(fn, items)
         return
     n, results, done = len(items), [None] * len(items), [False] * len(items)
-    order = iter(range(n))  # taken by all workers: next() of a range iterator is atomic under the GIL
+    order = iter(range(n))  # taken by all workers, under ``lock`` (also safe without a GIL)
     errors: list = []
     stop = threading.Event()
     finished = threading.Event()
@@ -433,8 +433,10 @@ def shared(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iter
 
     def work() -> None:
         try:
-            for k in order:
-                if stop.is_set():
+            while not stop.is_set():
+                with lock:
+                    k = next(order, None)
+                if k is None:
                     break
                 results[k] = fn(items[k])
                 done[k] = True
