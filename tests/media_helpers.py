@@ -40,10 +40,18 @@ def hwc(a):
 
 
 def files_under(root) -> dict:
-    """``{relative path with '/' separators: bytes}`` of every file under ``root``."""
+    """``{relative path with '/' separators: bytes}`` of every file under ``root`` but its lock file.
+
+    The folder's ``.gpu-media.lock`` is the local folder's state, not part of the dump: it
+    records when the viewer's list was made (docs/SPEC.md 6.4), so two runs of one dump
+    differ there only.
+    """
     out = {}
+    root = os.fspath(root)
     for d, _, fs in os.walk(root):
         for f in fs:
+            if f == ".gpu-media.lock" and os.path.samefile(d, root):
+                continue
             p = os.path.join(d, f)
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, root).replace(os.sep, "/")] = fh.read()

@@ -128,7 +128,7 @@ def test_keys_and_captions_never_escape(device, tmp_path, key, path):
     assert sorted(os.listdir(tmp_path)) == ["a"] and os.listdir(tmp_path / "a") == ["b"]
     for rel in files_under(out):
         assert not rel.startswith("..") and not os.path.isabs(rel)
-    assert sorted(os.listdir(out)) == sorted(["media", "index.html", "viewer", ".gpu-media.lock",
+    assert sorted(os.listdir(out)) == sorted(["media", "index.html", "viewer", ".gpu-media.lock", ".gpu-media-claims",
                                               os.path.basename(index_path(out, key, ".."))])
     stem = path + "_.._"
     assert d["path"].startswith(f"media/images/{stem}") and d["masks"]["../m"]["path"].startswith(
@@ -322,7 +322,7 @@ def test_interrupted_dump_is_finished_by_a_second_run(device, tmp_path, monkeypa
     stale = tmp_path / "dump" / "media" / "images" / f".run_0_x.png.{dead.pid}.deadbeef.tmp"
     stale.write_bytes(b"partial")
     claim = {"pid": dead.pid, "host": socket.gethostname(), "prefixes": ["media/images/run_0_"]}
-    (tmp_path / "dump" / f".gpu-media-claim.{dead.pid}.0123abcd.json").write_text(json.dumps(claim))  # and its claim
+    (tmp_path / "dump" / ".gpu-media-claims" / f"{dead.pid}.0123abcd.json").write_text(json.dumps(claim))  # its claim
     gm.write_dump(tmp_path / "dump", x, **kw)
     assert files_under(tmp_path / "dump") == clean
 

@@ -157,7 +157,8 @@ def test_overwrite_keeps_files_another_index_names(tmp_path):
 def test_overwrite_removes_the_folders_it_empties(tmp_path):
     gm.write_dump(tmp_path, key="k", device="cpu", **small(0))
     gm.write_dump(tmp_path, key="k", device="cpu", overwrite=True, **small(2, masks=False, boxes=False))
-    assert folders_under(tmp_path) == [".", "media", "media/images", "viewer"]  # mask/, boxes2D/ went with their files
+    # mask/ and boxes2D/ went with their files
+    assert folders_under(tmp_path) == [".", ".gpu-media-claims", "media", "media/images", "viewer"]
     assert len(files_under(tmp_path / "media")) == 3
 
 
@@ -202,7 +203,8 @@ def test_cli_demo_twice_needs_overwrite(tmp_path, capsys):
 def dead_claim(root, pid) -> None:
     """The claim file a dump killed in process ``pid`` leaves in ``root`` (docs/SPEC.md 6.4)."""
     data = {"pid": pid, "host": socket.gethostname(), "prefixes": ["media/images/k_0_"]}
-    (root / f".gpu-media-claim.{pid}.0123abcd.json").write_text(json.dumps(data))
+    (root / ".gpu-media-claims").mkdir(exist_ok=True)
+    (root / ".gpu-media-claims" / f"{pid}.0123abcd.json").write_text(json.dumps(data))
 
 
 def test_stale_temporary_files_are_removed_only_when_their_writer_is_gone(tmp_path):
@@ -222,7 +224,7 @@ def test_stale_temporary_files_are_removed_only_when_their_writer_is_gone(tmp_pa
     gm.write_dump(tmp_path, key="j", device="cpu", **small(1))
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in live + others)
-    assert not list(tmp_path.glob(".gpu-media-claim.*"))
+    assert not list(tmp_path.glob(".gpu-media-claim*/*"))
 
 
 def test_stale_temporary_files_without_a_claim_go_at_a_process_first_dump(tmp_path):
@@ -468,11 +470,12 @@ def test_progress_without_tqdm_prints_lines(tmp_path, capsys, monkeypatch):
 
 def test_no_empty_mask_or_box_folders(device, tmp_path):
     gm.write_dump(tmp_path / "plain", key="k", device=device, **small(0, masks=False, boxes=False))
-    assert folders_under(tmp_path / "plain") == [".", "media", "media/images", "viewer"]
+    assert folders_under(tmp_path / "plain") == [".", ".gpu-media-claims", "media", "media/images", "viewer"]
     gm.write_dump(tmp_path / "masks", key="k", device=device, **small(0, boxes=False))
-    assert folders_under(tmp_path / "masks") == [".", "media", "media/images", "media/images/mask", "viewer"]
+    assert folders_under(tmp_path / "masks") == [".", ".gpu-media-claims", "media", "media/images",
+                                                 "media/images/mask", "viewer"]
     gm.write_dump(tmp_path / "boxes", key="k", device=device, **small(0, masks=False))
-    assert folders_under(tmp_path / "boxes") == [".", "media", "media/images", "media/metadata",
+    assert folders_under(tmp_path / "boxes") == [".", ".gpu-media-claims", "media", "media/images", "media/metadata",
                                                  "media/metadata/boxes2D", "viewer"]
 
 

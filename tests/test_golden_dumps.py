@@ -30,7 +30,7 @@ CASES = {
 
 
 def tree_digest(root: str) -> dict:
-    """{relative path: sha256} of every file under ``root`` but the folder's (empty) lock file."""
+    """{relative path: sha256} of every file under ``root`` but the folder's lock file (local state)."""
     out = {}
     for dirpath, _, files in os.walk(root):
         for f in files:

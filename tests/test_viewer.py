@@ -15,6 +15,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -691,6 +693,173 @@ def test_data_files_follow_overwrites_kills_and_removed_indexes(tmp_path):
     # a missing data file is an error on the page, not a failure
     os.unlink(tmp_path / viewer.data_file(index_name("other", 2)))
     assert any("--rebuild" in e for e in viewer.page_data(tmp_path)["errors"])
+
+
+@contextlib.contextmanager
+def _listings(monkeypatch):
+    """The folders ``os.listdir`` and ``os.scandir`` list inside the block (the real functions, counted)."""
+    seen: list = []
+    real_listdir, real_scandir = os.listdir, os.scandir
+
+    def listdir(path="."):
+        seen.append(os.path.realpath(os.fspath(path)))
+        return real_listdir(path)
+
+    def scandir(path="."):
+        seen.append(os.path.realpath(os.fspath(path)))
+        return real_scandir(path)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "listdir", listdir)
+        m.setattr(os, "scandir", scandir)
+        yield seen
+
+
+def _dump(root, step, key="k", **kw):
+    gpu_media.write_dump(root, np.full((1, 4, 4, 3), step % 251, np.uint8), key=key, step=step, device="cpu",
+                         durable=False, **kw)
+
+
+def test_a_dump_lists_the_folder_only_when_something_else_changed_it(tmp_path, monkeypatch):
+    """A training loop's dumps into one folder do not list it (its indexes) at every step (docs/SPEC.md 6.1)."""
+    root, vdir = os.path.realpath(tmp_path), os.path.realpath(tmp_path / viewer.VIEWER_DIR)
+    for step in range(3):
+        _dump(tmp_path, step)
+    for step in (9, 4, 7):  # out of order: the list stays sorted
+        with _listings(monkeypatch) as seen:
+            _dump(tmp_path, step)
+        assert root not in seen and vdir not in seen, seen
+        assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    assert [d["step"] for d in viewer.page_data(tmp_path)["dumps"]] == [0, 1, 2, 4, 7, 9]
+    # what the folder's time shows: an index without the viewer, one removed and one added by hand, one broken
+    _dump(tmp_path, 10, viewer=False)
+    with _listings(monkeypatch) as seen:
+        _dump(tmp_path, 11)
+    assert root in seen
+    assert [d["step"] for d in viewer.page_data(tmp_path)["dumps"]] == [0, 1, 2, 4, 7, 9, 10, 11]
+    os.unlink(tmp_path / index_name("k", 1))
+    _dump(tmp_path, 12)
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    (tmp_path / index_name("copied", 0)).write_bytes((tmp_path / index_name("k", 0)).read_bytes())
+    _dump(tmp_path, 13)
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    assert index_name("copied", 0) in {d["file"] for d in viewer.page_data(tmp_path)["dumps"]}
+    (tmp_path / "broken_0.index.json").write_text("{not json")
+    _dump(tmp_path, 14)
+    data = viewer.page_data(tmp_path)
+    assert data == viewer.viewer_data(tmp_path) and any("broken_0.index.json" in e for e in data["errors"])
+    with _listings(monkeypatch) as seen:  # and nothing else since: the list there again, errors kept
+        _dump(tmp_path, 15)
+    assert root not in seen
+    data = viewer.page_data(tmp_path)
+    assert data == viewer.viewer_data(tmp_path) and any("broken_0.index.json" in e for e in data["errors"])
+    # an overwrite of a listed index, and one of the broken index that makes it readable
+    gpu_media.write_dump(tmp_path, np.zeros((3, 4, 4, 3), np.uint8), key="k", step=4, device="cpu", overwrite=True)
+    gpu_media.write_dump(tmp_path, np.zeros((2, 4, 4, 3), np.uint8), key="broken", step=0, device="cpu",
+                         overwrite=True)
+    data = viewer.page_data(tmp_path)
+    assert data == viewer.viewer_data(tmp_path) and data["errors"] == []
+    assert {(d["key"], d["step"]): d["count"] for d in data["dumps"]}[("k", 4)] == 3
+
+
+def test_another_process_s_dumps_join_the_list_without_a_listing(tmp_path, monkeypatch):
+    """Dumps of two processes into one folder: each adds its index to the list the other made."""
+    root = os.path.realpath(tmp_path)
+    _dump(tmp_path, 0)
+    code = ("import sys, numpy as np, gpu_media\n"
+            "for step in (1, 2):\n"
+            "    gpu_media.write_dump(sys.argv[1], np.zeros((1, 4, 4, 3), np.uint8), key='other', step=step,\n"
+            "                         device='cpu', durable=False)\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=120)
+    with _listings(monkeypatch) as seen:
+        _dump(tmp_path, 3)
+    assert root not in seen, seen
+    assert [(d["key"], d["step"]) for d in viewer.page_data(tmp_path)["dumps"]] == [
+        ("k", 0), ("k", 3), ("other", 1), ("other", 2)]
+
+
+def test_an_overwrite_killed_once_its_old_data_file_is_gone_is_repaired_by_the_next_dump(tmp_path):
+    """Killed between the old data file's removal and the new index: the dead process's claim says so.
+
+    The same dump again, by a process that dumped there before: nothing changes in the folder
+    itself, so the folder's time does not show it.
+    """
+    _dump(tmp_path, 0)
+    code = ("import os, sys, numpy as np, gpu_media\n"
+            "real = os.unlink\n"
+            "def unlink(path, *a, **k):\n"
+            "    real(path, *a, **k)\n"
+            "    if os.fspath(path).endswith('k_0.dump.js'):\n"
+            "        os._exit(9)\n"
+            "gpu_media.write_dump(sys.argv[1], np.ones((1, 4, 4, 3), np.uint8), key='j', step=0, device='cpu', "
+            "durable=False)\n"  # (its first dump into the folder, which changes the folder: a probe file)
+            "os.unlink = unlink\n"
+            "gpu_media.write_dump(sys.argv[1], np.zeros((1, 4, 4, 3), np.uint8), key='k', step=0, device='cpu', "
+            "durable=False, overwrite=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=120)
+    assert proc.returncode == 9
+    assert not (tmp_path / viewer.data_file(index_name("k", 0))).exists()
+    _dump(tmp_path, 1)
+    data = viewer.page_data(tmp_path)
+    assert data == viewer.viewer_data(tmp_path)
+    assert [(d["key"], d["step"]) for d in data["dumps"]] == [("j", 0), ("k", 0), ("k", 1)]
+
+
+def test_an_index_write_that_fails_once_its_old_data_file_is_gone_is_repaired_by_the_next_dump(tmp_path,
+                                                                                               monkeypatch):
+    """The disk fails on the index after the old data file went: this process's next dump lists the folder.
+
+    The folder itself is unchanged, so its time does not show it.
+    """
+    from gpu_media.dump import finish
+
+    _dump(tmp_path, 0)
+    _dump(tmp_path, 1)
+    real = finish.write_atomic
+
+    def failing(path, *a, **k):
+        if os.path.basename(path) == index_name("k", 0):
+            raise OSError(28, "No space left on device")
+        return real(path, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(finish, "write_atomic", failing)
+        with pytest.raises(OSError):
+            gpu_media.write_dump(tmp_path, np.zeros((1, 4, 4, 3), np.uint8), key="k", step=0, device="cpu",
+                                 durable=False, overwrite=True)
+    assert not (tmp_path / viewer.data_file(index_name("k", 0))).exists()
+    _dump(tmp_path, 2)
+    data = viewer.page_data(tmp_path)
+    assert data == viewer.viewer_data(tmp_path) and [d["step"] for d in data["dumps"]] == [0, 1, 2]
+
+
+_KILL_AT = {
+    # the index is in place and the viewer not updated: the dump's claim is left (a dead process's claim)
+    "update_viewer": "gpu_media.viewer.update_viewer = lambda *a, **k: os._exit(9)\n",
+    # the list written whole, its record in the lock file not: the folder's time does not match
+    "list linked": ("real = os.link\n"
+                    "def link(src, dst, *a, **k):\n"
+                    "    real(src, dst, *a, **k)\n"
+                    "    if os.path.basename(dst) == 'dumps-a.js':\n"
+                    "        os._exit(9)\n"
+                    "os.link = link\n"),
+}
+
+
+@pytest.mark.parametrize("point", list(_KILL_AT))
+def test_a_dump_killed_in_its_viewer_update_is_listed_by_the_next_one(tmp_path, point):
+    """``os._exit`` at an exact point of a dump's last step; the next dump (another process) repairs the list."""
+    _dump(tmp_path, 0)
+    code = ("import os, sys, numpy as np, gpu_media, gpu_media.viewer\n" + _KILL_AT[point] +
+            "gpu_media.write_dump(sys.argv[1], np.ones((1, 4, 4, 3), np.uint8), key='killed', step=0, "
+            "device='cpu', durable=False)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=120)
+    assert proc.returncode == 9
+    assert (tmp_path / index_name("killed", 0)).exists()
+    _dump(tmp_path, 1)
+    data = viewer.page_data(tmp_path)
+    assert data == viewer.viewer_data(tmp_path)
+    assert [(d["key"], d["step"]) for d in data["dumps"]] == [("k", 0), ("k", 1), ("killed", 0)]
 
 
 @pytest.mark.parametrize("how", ["file", "http"])

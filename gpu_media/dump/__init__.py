@@ -278,8 +278,12 @@ def _first_dump_here(root: str) -> bool:
     return True
 
 
-def _claim(root: str, stem: str, options: DumpOptions, held: contextlib.ExitStack) -> str:
-    """The dump's claim (released when ``held`` closes), then the stale temporary files removed if there may be any."""
+def _claim(root: str, stem: str, options: DumpOptions, held: contextlib.ExitStack) -> tuple[str, bool]:
+    """The dump's claim (released when ``held`` closes), then the stale temporary files removed if there may be any.
+
+    Returns the claim's path and whether the claim of a dead process was found (a dump was
+    killed in the folder: the viewer's list is then made from a listing of the folder).
+    """
     os.makedirs(root, exist_ok=True)
     if options.overwrite:  # no other dump may remove or replace files while this one runs
         held.enter_context(folder_lock(root))
@@ -290,7 +294,7 @@ def _claim(root: str, stem: str, options: DumpOptions, held: contextlib.ExitStac
     held.callback(release, claim_path)  # also when the dump fails
     if dead or _first_dump_here(root):
         remove_stale_temps(dump_folders(root))
-    return claim_path
+    return claim_path, dead
 
 
 def _preflight(out_dir) -> None:
@@ -386,14 +390,14 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
     dicts, captions, report = [], [], []
     mask_labels, box_labels = [], []  # each part's
     with contextlib.ExitStack() as held:
-        started, bar, n_chunks, claim_path = False, None, 0, None
+        started, bar, n_chunks, claim_path, dead = False, None, 0, None, False
         with _disk_errors(out_dir, key):  # a disk failure before the index: one error saying so
             try:
                 for part in batches:
                     plan = prepare(part["images"], options, masks=part.get("masks"), boxes=part.get("boxes"),
                                    captions=part.get("captions"))
                     if not started and not remote:  # the first file is about to be written (or found present)
-                        claim_path = _claim(root, stem, options, held)
+                        claim_path, dead = _claim(root, stem, options, held)
                         put = held.enter_context(FolderWriter(root, options.durable)).write
                     started = True
                     chunks = pipeline.chunks(plan)
@@ -439,7 +443,7 @@ def write_batches(out_dir: str | os.PathLike, batches: Iterable[Mapping[str, Any
         if not options.overwrite:
             held.enter_context(folder_lock(root))
         finish_dump(root, index_path(root, key, step), json_bytes(index), ours, options, key, step,
-                    claim_path=claim_path)
+                    claim_path=claim_path, scan_viewer=dead or None)
     return dicts
 
 

@@ -134,8 +134,11 @@ def _referenced(root: str) -> set[str] | None:
 
 # ---- claims: which running dumps may still name which files (docs/SPEC.md 6.4)
 
-#: A running dump's claim file in the dump folder: ``.gpu-media-claim.<pid>.<8 hex>.json``.
-CLAIM_NAME = re.compile(r"^\.gpu-media-claim\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.json$")
+#: The folder of the running dumps' claims, in the dump folder: a dump lists it, not the dump folder
+#: (which holds every index of a training run), to find the other dumps' claims.
+CLAIMS_DIR = ".gpu-media-claims"
+#: A running dump's claim file in :data:`CLAIMS_DIR`: ``<pid>.<8 hex>.json``.
+CLAIM_NAME = re.compile(r"^(?P<pid>[0-9]+)\.[0-9a-f]{8}\.json$")
 #: The removal journal of a dump folder: the files to remove once nothing names them.
 JOURNAL_NAME = ".gpu-media-remove.json"
 
@@ -185,8 +188,8 @@ def claim(root: str, stem: str) -> str:
         >>> live_claims(root)
         ['media/images/k_0_', 'media/images/mask/k_0_', 'media/metadata/boxes2D/k_0_']
         >>> release(path)
-        >>> live_claims(root), os.listdir(root)
-        ([], [])
+        >>> live_claims(root), os.listdir(root), os.listdir(os.path.join(root, CLAIMS_DIR))
+        ([], ['.gpu-media-claims'], [])
     """
     return claim_folder(root, stem)[0]
 
@@ -213,12 +216,18 @@ def claim_folder(root: str, stem: str) -> tuple[str, bool]:
         >>> release(path)
     """
     _, dead = _scan_claims(root, None)  # drops the claims of dead processes
-    path = os.path.join(root, f".gpu-media-claim.{os.getpid()}.{uuid.uuid4().hex[:8]}.json")
-    data = {"pid": os.getpid(), "host": socket.gethostname(), "prefixes": claim_prefixes(stem)}
+    folder = os.path.join(root, CLAIMS_DIR)
+    path = os.path.join(folder, f"{os.getpid()}.{uuid.uuid4().hex[:8]}.json")
+    data = json_bytes({"pid": os.getpid(), "host": socket.gethostname(), "prefixes": claim_prefixes(stem)})
     # created in place, not renamed, and never fsynced: only a live process's claim counts, and one
     # read half-written claims everything (live_claims), so a reader never removes too much
-    with open(path, "xb") as f:
-        f.write(json_bytes(data))
+    try:
+        f = open(path, "xb")
+    except FileNotFoundError:  # the folder's first claim: the folder stays (as the lock file) once made
+        os.makedirs(folder, exist_ok=True)
+        f = open(path, "xb")
+    with f:
+        f.write(data)
     return path, dead
 
 
@@ -256,9 +265,10 @@ def live_claims(root: str, ignore: str | None = None) -> list[str]:
         >>> import json, os, socket, tempfile
         >>> root = tempfile.mkdtemp()
         >>> stale = {"pid": 999999999, "host": socket.gethostname(), "prefixes": ["media/images/k_0_"]}
-        >>> with open(os.path.join(root, ".gpu-media-claim.999999999.0123abcd.json"), "w") as f:  # no such pid
+        >>> os.mkdir(os.path.join(root, CLAIMS_DIR))
+        >>> with open(os.path.join(root, CLAIMS_DIR, "999999999.0123abcd.json"), "w") as f:  # no such pid
         ...     _ = f.write(json.dumps(stale))
-        >>> live_claims(root), os.listdir(root)
+        >>> live_claims(root), os.listdir(os.path.join(root, CLAIMS_DIR))
         ([], [])
     """
     return sorted(_scan_claims(root, ignore)[0])
@@ -266,19 +276,18 @@ def live_claims(root: str, ignore: str | None = None) -> list[str]:
 
 def _scan_claims(root: str, ignore: str | None) -> tuple[set[str], bool]:
     """:func:`live_claims`' prefixes (unsorted), and whether a dead process's claim was removed."""
+    folder = os.path.join(root, CLAIMS_DIR)
     try:
-        names = os.listdir(root)
+        names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return set(), False
     host = socket.gethostname()
     out, dead = set(), False
     for name in names:
-        if not name.startswith(".gpu-media-claim."):  # the folder's indexes: no regex for each
-            continue
         m = CLAIM_NAME.match(name)
         if m is None:
             continue
-        path = os.path.join(root, name)
+        path = os.path.join(folder, name)
         if path == ignore:
             continue
         try:
@@ -451,7 +460,7 @@ def missing_files(root: str, rels: Iterable[str]) -> list[str]:
 
 
 def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options: DumpOptions, key: str,
-                step: int | str, claim_path: str | None = None) -> None:
+                step: int | str, claim_path: str | None = None, *, scan_viewer: bool | None = None) -> None:
     """The dump's last steps, under the folder's lock: the index, the removals, index.html (docs/SPEC.md 6.4).
 
     In order: with ``overwrite``, the files only the old index named go to the removal
@@ -471,6 +480,9 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
         key: the log key, for the error.
         step: the step, for the error.
         claim_path: the dump's claim (:func:`claim`), released here in any case.
+        scan_viewer: make the viewer's list from a listing of the folder (True: the
+            dump found the claim of a dead process, whose index may have no data file),
+            or as :func:`gpu_media.viewer.update_viewer` decides (None).
 
     Raises:
         gpu_media.DumpExistsError: the index exists and ``options.overwrite`` is False
@@ -489,13 +501,13 @@ def finish_dump(root: str, index_file: str, data: bytes, ours: set[str], options
         ['k_0.index.json']
     """
     try:
-        _finish(root, index_file, data, ours, options, key, step, claim_path)
+        _finish(root, index_file, data, ours, options, key, step, claim_path, scan_viewer)
     finally:  # last: the dump's temporary files are all written while its claim stands (claim_folder)
         release(claim_path)
 
 
 def _finish(root: str, index_file: str, data: bytes, ours: set[str], options: DumpOptions, key: str,
-            step: int | str, claim_path: str | None) -> None:
+            step: int | str, claim_path: str | None, scan_viewer: bool | None = None) -> None:
     if os.path.exists(index_file) and not options.overwrite:
         # another dump of this key and step finished while this one ran: this one's files may go
         journal_removals(root, ours, options.durable)
@@ -518,16 +530,24 @@ def _finish(root: str, index_file: str, data: bytes, ours: set[str], options: Du
 
     # the page's data of the index being replaced goes first: killed after the rename below, the
     # folder's next viewer update finds no data file for the index and writes it from the new one
-    viewer.forget_viewer_data(root, os.path.basename(index_file))
-    write_atomic(index_file, data, overwrite=True, durable=options.durable)
-    if options.durable:
-        fsync_dir(root)
-    finish_removals(root, options.durable, ignore=claim_path)  # as if released: the index is in place
+    # the folder as the viewer's list may have recorded it (update_viewer: the list is made from the list
+    # there when nothing else changed the folder since)
+    before = viewer.folder_mtime_ns(root)
+    try:
+        viewer.forget_viewer_data(root, os.path.basename(index_file))
+        write_atomic(index_file, data, overwrite=True, durable=options.durable)
+        if options.durable:
+            fsync_dir(root)
+        finish_removals(root, options.durable, ignore=claim_path)  # as if released: the index is in place
+    except BaseException:  # the data file may be gone and the folder unchanged: the next update lists it
+        viewer.relist_viewer(root)
+        raise
     if not options.viewer:
         return
     try:
         # this index's data file and the list of indexes; not the data of the folder's other dumps
-        viewer.update_viewer(root, [os.path.basename(index_file)], durable=options.durable)
+        viewer.update_viewer(root, [os.path.basename(index_file)], durable=options.durable,
+                             scan=True if scan_viewer else None, before=before)
     except OSError as exc:  # the dump is complete and indexed: a warning, not a failure (docs/SPEC.md 6.4)
         why = exc.strerror or str(exc)
         warnings.warn(ViewerWarning(
