@@ -725,9 +725,12 @@ def _record(root: str, vdir: str) -> None:
     except OSError:
         return
     try:
-        data = b"gpu-media viewer list %d %d\n" % (mtime, ino)
-        os.ftruncate(fd, 0)  # (a record cut short by a crash does not match: the next update lists the folder)
-        os.write(fd, data)
+        # one length for every record, written over the last in place: a truncate costs a journal
+        # transaction (0.2 ms); a record half-written by a crash does not match, and the folder is listed
+        data = b"gpu-media viewer list %020d %020d\n" % (mtime, ino)
+        os.pwrite(fd, data, 0)
+        if os.fstat(fd).st_size != len(data):
+            os.ftruncate(fd, len(data))
     except OSError:
         pass
     finally:
