@@ -41,7 +41,8 @@ Cases (``device="cpu"`` throughout):
   against the uint8 batch's bytes (Linux only; skipped elsewhere).
 * ``small_dump``: one 64x64 image per :func:`gpu_media.write_dump` call (a new step
   each call, the same folder: the training-loop case; the viewer's list of the folder's
-  dumps grows with the steps, each call writing its own data file and that list),
+  dumps grows with the steps, each call writing its own data file and that list, without
+  listing the folder; run before ``memory``, after an ``os.sync``),
   ``durable`` False and True, and ``viewer=False``, against the by-hand pipeline's
   code for one image (no pool, no index); ms per call.
 
@@ -356,6 +357,8 @@ def memory_case(gb, size, base, report, checks, file_types=("png", "jpg")):
 
 
 def small_dump_case(rounds, base, report, checks, calls=40):
+    if hasattr(os, "sync"):  # the earlier cases' files on the disk before the timed file creations
+        os.sync()
     xs = photo_batch(calls * 5 * (rounds + 1), 64)[:, None]  # a new picture every call
     name, enc = jpeg_encoder()
     it = iter(range(len(xs)))
@@ -449,10 +452,10 @@ def main(argv=None) -> int:
             wandb_cases(u8, args.rounds, base, report, checks)
         if "normalize" in only:
             normalize_case(args.norm_n, args.rounds, report, checks)
+        if "small" in only:  # before the memory case, whose 3.2 GB dumps' removal keeps the disk busy a while
+            small_dump_case(args.rounds, base, report, checks)
         if "memory" in only:
             memory_case(args.mem_gb, args.size, base, report, checks)
-        if "small" in only:
-            small_dump_case(args.rounds, base, report, checks)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     goals = {}

@@ -833,16 +833,52 @@ def test_an_index_write_that_fails_once_its_old_data_file_is_gone_is_repaired_by
     assert data == viewer.viewer_data(tmp_path) and [d["step"] for d in data["dumps"]] == [0, 1, 2]
 
 
+def test_the_list_is_rewritten_in_place_one_copy_after_the_other(tmp_path):
+    """No new file per update; copies that are one file (an older gpu-media's link) or a link are made files."""
+    vdir = tmp_path / viewer.VIEWER_DIR
+    _dump(tmp_path, 0)
+    inodes = {n: os.stat(vdir / n).st_ino for n in viewer.LIST_FILES}
+    _dump(tmp_path, 1)
+    assert {n: os.stat(vdir / n).st_ino for n in viewer.LIST_FILES} == inodes
+    assert (vdir / "dumps-a.js").read_bytes() == (vdir / "dumps-b.js").read_bytes()
+    _dump(tmp_path, 2)
+    longer = os.path.getsize(vdir / "dumps-a.js")
+    # a shorter list (two indexes removed by hand, one dump added): the copies are cut to it
+    os.unlink(tmp_path / index_name("k", 1))
+    os.unlink(tmp_path / index_name("k", 2))
+    _dump(tmp_path, 3)
+    assert os.path.getsize(vdir / "dumps-a.js") < longer
+    assert (vdir / "dumps-a.js").read_bytes() == (vdir / "dumps-b.js").read_bytes()
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    assert [d["step"] for d in viewer.page_data(tmp_path)["dumps"]] == [0, 3]
+    # the two names one file: dumps-b.js gets a file of its own before either is written
+    os.unlink(vdir / "dumps-b.js")
+    os.link(vdir / "dumps-a.js", vdir / "dumps-b.js")
+    _dump(tmp_path, 4)
+    assert os.stat(vdir / "dumps-a.js").st_ino != os.stat(vdir / "dumps-b.js").st_ino
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    # a symbolic link is replaced, its target left as it was
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.js"
+    outside.write_bytes(b"keep")
+    os.unlink(vdir / "dumps-a.js")
+    os.symlink(outside, vdir / "dumps-a.js")
+    _dump(tmp_path, 5)
+    assert outside.read_bytes() == b"keep" and not os.path.islink(vdir / "dumps-a.js")
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
+    assert [d["step"] for d in viewer.page_data(tmp_path)["dumps"]] == [0, 3, 4, 5]
+
+
 _KILL_AT = {
     # the index is in place and the viewer not updated: the dump's claim is left (a dead process's claim)
     "update_viewer": "gpu_media.viewer.update_viewer = lambda *a, **k: os._exit(9)\n",
-    # the list written whole, its record in the lock file not: the folder's time does not match
-    "list linked": ("real = os.link\n"
-                    "def link(src, dst, *a, **k):\n"
-                    "    real(src, dst, *a, **k)\n"
-                    "    if os.path.basename(dst) == 'dumps-a.js':\n"
-                    "        os._exit(9)\n"
-                    "os.link = link\n"),
+    # both copies of the list written, its record in the lock file not (opened write-only for it): the
+    # record names the folder's time before the killed dump's index
+    "list written": ("real = os.open\n"
+                     "def open_(path, flags, *a, **k):\n"
+                     "    if os.path.basename(path) == '.gpu-media.lock' and not flags & os.O_RDWR:\n"
+                     "        os._exit(9)\n"
+                     "    return real(path, flags, *a, **k)\n"
+                     "os.open = open_\n"),
 }
 
 
