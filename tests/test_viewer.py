@@ -199,6 +199,12 @@ def test_view_writes_the_page_prints_the_url_and_stops_on_ctrl_c(tmp_path, monke
     assert viewer.view(tmp_path, stream=out) == 0
     assert re.match(r"http://127\.0\.0\.1:\d+/index\.html\n", out.getvalue())
     assert (tmp_path / "index.html").is_file()
+    # a page there already: its list is made from the folder first, with the dumps written without the viewer
+    gpu_media.write_dump(tmp_path, np.zeros((1, 4, 4, 3), np.uint8), key="k", device="cpu", viewer=False)
+    assert viewer.page_data(tmp_path)["dumps"] == []
+    assert viewer.view(tmp_path, stream=io.StringIO()) == 0
+    assert [d["key"] for d in viewer.page_data(tmp_path)["dumps"]] == ["k"]
+    assert viewer.page_data(tmp_path) == viewer.viewer_data(tmp_path)
 
 
 # ---------------------------------------------------------------- the browser

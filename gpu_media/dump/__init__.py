@@ -173,7 +173,7 @@ def write_dump(out_dir: str | os.PathLike, images: Any, *, key: str, step: int |
         >>> d["masks"]["pred"]["path"].startswith("media/images/mask/val_3_")
         True
         >>> sorted(os.listdir(out))
-        ['.gpu-media.lock', 'index.html', 'media', 'val_3.index.json', 'viewer']
+        ['.gpu-media-claims', '.gpu-media.lock', 'index.html', 'media', 'val_3.index.json', 'viewer']
 
         The same key and step again needs ``overwrite=True``:
 
