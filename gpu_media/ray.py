@@ -67,7 +67,7 @@ from .dump.index import paths_of
 from .dump.layout import dump_folders
 from .dump.pipeline import chunks, ordered
 from .errors import DeviceError, DumpWriteError, MediaError
-from .fileio import durable_writes, folder_lock, fsync_dir, remove_stale_temps
+from .fileio import FolderWriter, durable_writes, folder_lock, fsync_dir, remove_stale_temps
 from .masks import parse_class_labels
 from .storage import Output, open_output
 
@@ -339,13 +339,15 @@ class BlockWriter:
                        captions=part["captions"])
         out = self.output
         root = out.local or ""
-        put = None if out.local is not None else out.put
+        with contextlib.ExitStack() as held:
+            # a local folder's files as write_dump writes them (each folder opened once, O_TMPFILE + link)
+            put = out.put if out.local is None else held.enter_context(FolderWriter(root, self.options.durable)).write
 
-        def write_chunk(bounds):
-            with durable_writes(self.options.durable):  # local files: fsynced in this thread
-                return [image_json(rec, root, self.stem, plan, put=put) for rec in encode_chunk(plan, *bounds)]
+            def write_chunk(bounds):
+                with durable_writes(self.options.durable):  # local files: fsynced in this thread
+                    return [image_json(rec, root, self.stem, plan, put=put) for rec in encode_chunk(plan, *bounds)]
 
-        dicts = [d for done in ordered(write_chunk, chunks(plan), self.threads) for d in done]
+            dicts = [d for done in ordered(write_chunk, chunks(plan), self.threads) for d in done]
         return {
             "_type": "gpu-media/dump-part", "version": 1, "key": self.key, "step": self.step, "block": bid,
             "writer": {"pid": os.getpid(), "host": socket.gethostname(), "seconds": time.perf_counter() - t0},
