@@ -726,12 +726,9 @@ def _record(root: str, vdir: str) -> None:
     except OSError:
         return
     try:
-        # one length for every record, written over the last in place: a truncate costs a journal
-        # transaction (0.2 ms); a record half-written by a crash does not match, and the folder is listed
-        data = b"gpu-media viewer list %020d %020d\n" % (mtime, ino)
-        os.pwrite(fd, data, 0)
-        if os.fstat(fd).st_size != len(data):
-            os.ftruncate(fd, len(data))
+        # one length for every record, written over the last in place (a truncate costs a journal
+        # transaction, 0.2 ms); a record half-written by a crash does not match, and the folder is listed
+        _overwrite(fd, b"gpu-media viewer list %020d %020d\n" % (mtime, ino), False)
     except OSError:
         pass
     finally:
