@@ -784,6 +784,20 @@ def test_another_process_s_dumps_join_the_list_without_a_listing(tmp_path, monke
         ("k", 0), ("k", 3), ("other", 1), ("other", 2)]
 
 
+def test_two_processes_dumping_into_one_folder_at_once_are_all_listed(tmp_path):
+    """Steps of two processes interleaved in one folder: each adds its index to the list the other just wrote."""
+    code = ("import sys, numpy as np, gpu_media\n"
+            "key = sys.argv[2]\n"
+            "for step in range(25):\n"
+            "    gpu_media.write_dump(sys.argv[1], np.full((1, 4, 4, 3), step, np.uint8), key=key, step=step,\n"
+            "                         device='cpu', durable=False)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), key]) for key in ("alpha", "beta")]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    data = viewer.page_data(tmp_path)
+    assert data == viewer.viewer_data(tmp_path)
+    assert len(data["dumps"]) == 50 and data["errors"] == []
+
+
 def test_an_overwrite_killed_once_its_old_data_file_is_gone_is_repaired_by_the_next_dump(tmp_path):
     """Killed between the old data file's removal and the new index: the dead process's claim says so.
 
